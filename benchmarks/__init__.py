@@ -1,0 +1,1 @@
+"""Side-by-side measurements of enstack's speed and memory claims (`python -m benchmarks`)."""

@@ -1,0 +1,56 @@
+"""`python -m benchmarks [--quick] [--json FILE] [--only NAME...]`: every figure, side by side.
+
+Each module measures its figures as ratios of two things timed in the same run on the same
+machine, so the ratio means something wherever it is run. Nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import prepare_hdf5
+
+MODULES = {"prepare": prepare_hdf5}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--only", nargs="*", choices=sorted(MODULES), help="run only these")
+    parser.add_argument("--workdir", type=Path, help="keep generated files here (default: tmp)")
+    args = parser.parse_args()
+
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="enstack-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for key in args.only or list(MODULES):
+            started = time.perf_counter()
+            for name, result in MODULES[key].run(workdir, args.quick).items():
+                results[name] = result.to_json()
+            print(f"[{key}: {time.perf_counter() - started:.0f} s]")
+    _print_table(results)
+    if args.json:
+        machine = {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        }
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    return 0
+
+
+def _print_table(results: dict[str, dict]) -> None:
+    print(f"{'figure':<28}{'value':>10}  {'goal':<10}detail")
+    for name, r in results.items():
+        print(f"{name:<28}{r['value']:>10.3f}  {r['goal']:<10}{json.dumps(r['detail'])}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

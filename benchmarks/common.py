@@ -1,0 +1,45 @@
+"""Helpers shared by the benchmarks: child processes with peak-RSS, and result records."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass
+class Result:
+    value: float
+    unit: str
+    goal: str
+    detail: dict
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def run_measured(code: str, cwd: Path | None = None) -> dict:
+    """Run Python `code` in a fresh interpreter; it must print one JSON object as its last line.
+
+    The child's own peak RSS (ru_maxrss, MiB) is added as `peak_rss_mib`, so every figure is
+    that of one process doing one job.
+    """
+    wrapper = (
+        "import json, resource, time\n"
+        "_t0 = time.perf_counter()\n"
+        f"{code}\n"
+        "_out = dict(result)\n"
+        "_out['seconds'] = time.perf_counter() - _t0\n"
+        "_out['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps(_out))\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,132 @@
+"""The `enstack` command: a thin layer that parses arguments and calls one stage.
+
+Every UserError becomes one `error:` line on stderr and exit code 2; `--debug` shows the
+traceback instead. Stage modules are imported lazily so `enstack --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from enstack import __version__
+from enstack.errors import NotImplementedYet, UserError
+
+EXIT_OK = 0
+EXIT_USER = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="enstack",
+        description="Stack fine-tuned code language models to classify C/C++ vulnerabilities.",
+    )
+    parser.add_argument("--version", action="version", version=f"enstack {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    demo = verbs.add_parser("demo", help="the whole pipeline on synthetic data, on CPU, in minutes")
+    demo.add_argument("--run-dir", type=Path, default=Path("enstack-demo"))
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    for verb, text in (
+        ("prepare", "read, filter, dedup, split and downsample the data into run_dir/data"),
+        ("stack", "extract base-model features, fit meta-classifiers, run the ablation"),
+        ("evaluate", "write the tables and plots under run_dir/reports"),
+        ("run", "prepare, train every model, stack, evaluate; skips or resumes finished work"),
+    ):
+        _with_config(verbs.add_parser(verb, help=text))
+
+    train = _with_config(verbs.add_parser("train", help="fine-tune one base model"))
+    train.add_argument("--model", required=True, help="the name of a model in the config")
+    train.add_argument(
+        "--resume",
+        default="auto",
+        metavar="auto|never|PATH",
+        help="auto: newest valid checkpoint (default); never: start over; PATH: that checkpoint",
+    )
+
+    ckpt = verbs.add_parser("ckpt", help="inspect, verify or clean training checkpoints")
+    ckpt_verbs = ckpt.add_subparsers(dest="ckpt_verb", required=True, metavar="ACTION")
+    ckpt_verbs.add_parser("inspect", help="what a checkpoint holds").add_argument("path", type=Path)
+    ckpt_verbs.add_parser("verify", help="exit 0 if intact, 2 if not").add_argument(
+        "path", type=Path
+    )
+    clean = ckpt_verbs.add_parser("clean", help="remove partial saves and old checkpoints")
+    clean.add_argument("path", type=Path)
+    clean.add_argument("--keep", type=int, default=None)
+    return parser
+
+
+def _with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub.add_argument("--config", type=Path, required=True, help="the YAML config")
+    sub.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set training.epochs=3 (repeatable)",
+    )
+    return sub
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[_command_name(args)](args)
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    return f"ckpt {args.ckpt_verb}" if args.verb == "ckpt" else args.verb
+
+
+def _load(args: argparse.Namespace):  # -> Config
+    from enstack.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from enstack.data.prepare import format_table, prepare
+
+    config = _load(args)
+    result = prepare(config)
+    state = "unchanged, nothing to do" if result.skipped else "prepared"
+    print(f"{result.data_dir}: {state}")
+    print(format_table(result.manifest))
+    return EXIT_OK
+
+
+def _not_yet(verb: str) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        if getattr(args, "config", None) is not None:
+            _load(args)  # a bad config is still reported as such
+        raise NotImplementedYet(verb)
+
+    return command
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "prepare": cmd_prepare,
+    "demo": _not_yet("demo"),
+    "train": _not_yet("train"),
+    "stack": _not_yet("stack"),
+    "evaluate": _not_yet("evaluate"),
+    "run": _not_yet("run"),
+    "ckpt inspect": _not_yet("ckpt inspect"),
+    "ckpt verify": _not_yet("ckpt verify"),
+    "ckpt clean": _not_yet("ckpt clean"),
+}

@@ -1,0 +1,342 @@
+"""Typed configuration: YAML validated by pydantic, with dotted `--set key=value` overrides.
+
+Every key has a default, so an empty file is a valid config (the paper's hyperparameters on
+synthetic data). Unknown keys and wrong types are rejected with the dotted key's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from enstack.errors import UserError
+from enstack.labels import PAPER_LABELS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class MaxPerClass(Strict):
+    max_per_class: Annotated[int, Field(gt=0)]
+
+
+class SyntheticConfig(Strict):
+    n_per_class: Annotated[int, Field(gt=0)] = 200
+
+
+class DataConfig(Strict):
+    format: Literal["draper-hdf5", "csv", "jsonl", "parquet", "synthetic"] = "synthetic"
+    train: Path | None = None
+    val: Path | None = None
+    test: Path | None = None
+    path: Path | None = None
+    code_column: str = "code"
+    label_column: str = "label"
+    id_column: str = "id"  # used when the tabular file has it; ids are generated otherwise
+    labels: list[str] = Field(default_factory=lambda: list(PAPER_LABELS))
+    multi_label: Literal["first", "drop"] = "first"  # Draper rows with several flags
+    downsample: Literal["none", "paper"] | MaxPerClass = "none"
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    chunk_rows: Annotated[int, Field(gt=0)] = 20_000  # rows read per chunk while streaming
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, labels: list[str]) -> list[str]:
+        if len(labels) < 2:
+            raise ValueError("needs at least two classes")
+        if len(set(labels)) != len(labels):
+            raise ValueError("has a class listed twice")
+        return labels
+
+    @model_validator(mode="after")
+    def _sources_consistent(self) -> DataConfig:
+        split_paths = [self.train, self.val, self.test]
+        if self.format == "synthetic":
+            return self
+        if self.path is not None and any(p is not None for p in split_paths):
+            raise ValueError("give either data.path (one source to split) or data.train/val/test")
+        if self.path is None and self.train is None:
+            raise ValueError(f"format {self.format!r} needs data.path or data.train")
+        if self.test is not None and self.val is None:
+            raise ValueError("data.test is given without data.val")
+        return self
+
+
+class ScratchConfig(Strict):
+    layers: Annotated[int, Field(gt=0)] = 2
+    hidden: Annotated[int, Field(gt=0)] = 128
+    heads: Annotated[int, Field(gt=0)] = 2
+    intermediate: Annotated[int, Field(gt=0)] = 256
+    vocab_size: Annotated[int, Field(ge=300)] = 4000
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ScratchConfig:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        return self
+
+
+class ModelConfig(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    family: Literal["codebert", "graphcodebert", "unixcoder", "auto"] = "auto"
+    pretrained: str | None = None
+    scratch: ScratchConfig | None = None
+    pooling: Literal["cls", "mean", "auto"] = "auto"  # auto: mean for unixcoder, CLS otherwise
+
+    @model_validator(mode="after")
+    def _one_source_of_weights(self) -> ModelConfig:
+        if (self.pretrained is None) == (self.scratch is None):
+            raise ValueError(f"model {self.name!r}: set exactly one of pretrained or scratch")
+        return self
+
+
+def _paper_models() -> list[ModelConfig]:
+    return [
+        ModelConfig(name="codebert", family="codebert", pretrained="microsoft/codebert-base"),
+        ModelConfig(
+            name="graphcodebert", family="graphcodebert", pretrained="microsoft/graphcodebert-base"
+        ),
+        ModelConfig(name="unixcoder", family="unixcoder", pretrained="microsoft/unixcoder-base"),
+    ]
+
+
+class TrainingConfig(Strict):
+    epochs: Annotated[int, Field(gt=0)] = 10
+    batch_size: Annotated[int, Field(gt=0)] = 16
+    learning_rate: Annotated[float, Field(gt=0)] = 2.0e-5
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    grad_accum_steps: Annotated[int, Field(gt=0)] = 1
+    max_grad_norm: Annotated[float, Field(ge=0)] = 1.0
+    max_length: Annotated[int, Field(gt=8)] = 512
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    class_weights: bool = False
+    early_stopping_patience: Annotated[int, Field(ge=0)] = 0  # 0 = off
+    save_steps: Annotated[int, Field(ge=0)] = 500
+    keep_checkpoints: Annotated[int, Field(gt=0)] = 2
+    staging_dir: Path | None = None  # fast local disk for saves; copied to run_dir afterwards
+    log_steps: Annotated[int, Field(gt=0)] = 10
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_threads: Annotated[int, Field(ge=0)] = 0  # torch CPU threads; 0 = torch's default
+
+
+MetaName = Literal["lr", "svm", "rf", "xgboost"]
+
+
+class StackingConfig(Strict):
+    features: Literal["probs", "logits", "embedding"] = "probs"
+    meta: list[MetaName] = Field(default_factory=lambda: ["lr", "svm", "rf", "xgboost"])
+    mode: Literal["paper", "cv"] = "paper"
+    cv_folds: Annotated[int, Field(ge=2)] = 5
+    scale: bool = False
+    meta_params: dict[MetaName, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Config(Strict):
+    run_dir: Path = Path("runs/default")
+    seed: int = 42
+    data: DataConfig = Field(default_factory=DataConfig)
+    models: list[ModelConfig] = Field(default_factory=_paper_models)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    stacking: StackingConfig = Field(default_factory=StackingConfig)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names_unique(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        names = [m.name for m in models]
+        if len(set(names)) != len(names):
+            raise ValueError("two models share a name")
+        if not models:
+            raise ValueError("needs at least one model")
+        return models
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        known = ", ".join(m.name for m in self.models)
+        raise UserError(f"no model named {name!r} in the config (models: {known})")
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_config(path: Path | None, overrides: list[str] | None = None) -> Config:
+    """Read YAML at `path` (or the defaults when None), apply `key=value` overrides, validate.
+
+    Relative paths (run_dir, data files, a local `pretrained` directory) are resolved against
+    the working directory, as the command line would.
+    """
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        raw = _read_yaml(path)
+    for item in overrides or []:
+        _apply_override(raw, item)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{source}: {_describe(exc)}") from None
+    return _resolve_paths(config, Path.cwd())
+
+
+def load_config_text(text: str, source: str, overrides: list[str] | None = None) -> Config:
+    """Validate a YAML string (the embedded demo config) with the same rules as a file."""
+    raw = yaml.safe_load(text) or {}
+    for item in overrides or []:
+        _apply_override(raw, item)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{source}: {_describe(exc)}") from None
+    return _resolve_paths(config, Path.cwd())
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(
+            f"{path}: the top level must be a mapping of keys, not {type(raw).__name__}"
+        )
+    return raw
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.epochs=3")
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        value = text
+    node: Any = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UserError(f"--set {key}: {'.'.join(parts[:depth])} has no item {part}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise UserError(f"--set {key}: {'.'.join(parts[:depth])} is not a mapping")
+        if last:
+            node[part] = value
+        else:
+            if node.get(part) is None:
+                node[part] = _default_container(parts[: depth + 1])
+            node = node[part]
+
+
+def _default_container(parts: list[str]) -> Any:
+    """When `--set models.0.x=...` targets a key the file left out, start from the default."""
+    value: Any = Config().model_dump(mode="json")
+    for part in parts:
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and isinstance(value.get(part), dict | list):
+            value = value[part]
+        else:
+            return {}
+    return value
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line for the first problem: the dotted key, and for unknown keys the valid ones.
+
+    For a value that matches no branch of a union (downsample: none | paper | {max_per_class}),
+    the deepest error is the one that names what the user got wrong.
+    """
+    errors = exc.errors()
+    err = max(errors, key=lambda e: (len(e["loc"]), -errors.index(e)))
+    loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
+    key = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        valid = _valid_keys(loc[:-1])
+        hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
+        return f"unknown key '{key}'{hint}"
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    shown = err.get("input")
+    got = f" (got {shown!r})" if isinstance(shown, str | int | float | bool) else ""
+    return f"{key}: {message}{got}"
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts union branch names such as "literal['none','paper']" into error locations
+    return isinstance(part, str) and ("[" in part or part in {"MaxPerClass", "function-after"})
+
+
+def _valid_keys(parent: list[str]) -> list[str]:
+    model: Any = Config
+    for part in parent:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    def fix(p: Path | None) -> Path | None:
+        if p is None or p.is_absolute():
+            return p
+        return (base / p).resolve()
+
+    data = config.data.model_copy(
+        update={k: fix(getattr(config.data, k)) for k in ("train", "val", "test", "path")}
+    )
+    training = config.training.model_copy(update={"staging_dir": fix(config.training.staging_dir)})
+    models = [
+        m.model_copy(update={"pretrained": _resolve_model_path(m.pretrained, base)})
+        for m in config.models
+    ]
+    return config.model_copy(
+        update={
+            "run_dir": fix(config.run_dir),
+            "data": data,
+            "training": training,
+            "models": models,
+        }
+    )
+
+
+def _resolve_model_path(pretrained: str | None, base: Path) -> str | None:
+    """A relative `pretrained` that exists on disk is a local directory, else a hub id."""
+    if pretrained is None or Path(pretrained).is_absolute():
+        return pretrained
+    candidate = base / pretrained
+    return str(candidate.resolve()) if candidate.exists() else pretrained

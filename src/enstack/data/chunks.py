@@ -1,0 +1,35 @@
+"""What every reader yields: a chunk of rows with their code and class id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NO_LABEL = -1  # no class flag / empty label: dropped from the classification task
+MULTI_DROPPED = -2  # several flags under `multi_label: drop`
+
+
+@dataclass
+class Chunk:
+    ids: list[str]
+    codes: list[str]
+    labels: np.ndarray  # int16 class ids, or NO_LABEL / MULTI_DROPPED
+    undecodable: int = 0  # rows whose code had bytes that are not UTF-8 (replaced with U+FFFD)
+    multi_label: int = 0  # rows with several flags (resolved or dropped per the rule)
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def decode_code(raw: bytes | str | None) -> tuple[str, bool]:
+    """Code as text; undecodable bytes are replaced, and the second value says so."""
+    if raw is None:
+        return "", False
+    if isinstance(raw, str):
+        return raw, False
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace"), True

@@ -1,0 +1,389 @@
+"""`enstack prepare`: sources in, `run_dir/data/{train,val,test}.parquet` and a manifest out.
+
+Two passes, so memory does not grow with the source: pass 1 streams each source in chunks,
+drops unlabelled and empty rows, and spills the kept rows to a staging Parquet file while
+keeping only a class id and a 64-bit hash per row; the split plan is computed from those arrays;
+pass 2 streams the staging files into the split files. Everything is written in a temporary
+directory that replaces `run_dir/data` only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from enstack.config import Config, DataConfig
+from enstack.data.chunks import MULTI_DROPPED, NO_LABEL, Chunk
+from enstack.data.readers import read_source
+from enstack.data.selection import SplitPlan, StagedSource, plan_splits
+from enstack.data.synthetic import generate
+from enstack.errors import UserError
+from enstack.fsutil import clean_debris, sha256_file, sha256_json, staged_dir
+from enstack.labels import PAPER_LABELS, SPLITS
+
+FORMAT_VERSION = 1  # bump when the output or the rules change, so old runs are re-prepared
+SYNTHETIC_VERSION = 1
+SPLIT_SCHEMA = pa.schema([("id", pa.string()), ("code", pa.string()), ("label", pa.int16())])
+
+
+@dataclass
+class PrepareResult:
+    data_dir: Path
+    manifest: dict
+    skipped: bool  # True when the inputs were unchanged and nothing was written
+
+
+def data_dir_of(config: Config) -> Path:
+    return config.run_dir / "data"
+
+
+def prepare(config: Config, progress: bool | None = None) -> PrepareResult:
+    data = config.data
+    _check_rules(data)
+    data_dir = data_dir_of(config)
+    sources = _source_paths(data)
+    fingerprints = {
+        key: _source_fingerprint(data, path, config.seed) for key, path in sources.items()
+    }
+    inputs = _inputs_fingerprint(config, fingerprints)
+    existing = read_manifest(data_dir, required=False)
+    if (
+        existing is not None
+        and existing.get("fingerprint") == inputs
+        and _outputs_intact(data_dir, existing)
+    ):
+        return PrepareResult(data_dir, existing, skipped=True)
+
+    clean_debris(data_dir.parent, data_dir.name)
+    with staged_dir(data_dir) as tmp:
+        staging = tmp / "staging"
+        staging.mkdir()
+        staged: dict[str, StagedSource] = {}
+        counts: dict[str, dict[str, int]] = {}
+        for key, path in sources.items():
+            chunks = _chunks(data, path, config.seed)
+            staged[key], counts[key] = _stage(chunks, staging / f"{key}.parquet", key, progress)
+        _check_labelled(sources, staged, counts)
+        plan = plan_splits(staged, data.labels, _downsample_rule(data), config.seed)
+        split_files = _write_splits(plan, staging, tmp)
+        for path in staging.iterdir():
+            path.unlink()
+        staging.rmdir()
+        manifest = _manifest(config, inputs, fingerprints, counts, plan, staged, split_files, tmp)
+        _check_splits(manifest, data.labels)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return PrepareResult(data_dir, manifest, skipped=False)
+
+
+def read_manifest(data_dir: Path, required: bool = True) -> dict | None:
+    path = data_dir / "manifest.json"
+    if not path.is_file():
+        if required:
+            raise UserError(f"no prepared data at {data_dir} (run `enstack prepare` first)")
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        if required:
+            raise UserError(f"{path}: not valid JSON; run `enstack prepare` again") from None
+        return None
+
+
+# --- sources and fingerprints ------------------------------------------------------------------
+
+
+def _check_rules(data: DataConfig) -> None:
+    if data.downsample == "paper" and list(data.labels) != list(PAPER_LABELS):
+        raise UserError(
+            "data.downsample: 'paper' uses Table I's counts, which exist only for the labels "
+            f"{', '.join(PAPER_LABELS)}; use none or {{max_per_class: N}} for other labels"
+        )
+    if data.format == "synthetic" and list(data.labels) != list(PAPER_LABELS):
+        raise UserError("data.labels: synthetic data has the five paper classes only")
+
+
+def _source_paths(data: DataConfig) -> dict[str, Path | None]:
+    if data.format == "synthetic":
+        return {"all": None}
+    if data.path is not None:
+        return {"all": data.path}
+    assert data.train is not None  # the config validator guarantees it
+    if data.val is None:
+        return {"all": data.train}
+    if data.test is None:
+        return {"train": data.train, "val": data.val}
+    return {"train": data.train, "val": data.val, "test": data.test}
+
+
+def _source_fingerprint(data: DataConfig, path: Path | None, seed: int) -> dict:
+    if path is None:
+        return {
+            "synthetic": SYNTHETIC_VERSION,
+            "n_per_class": data.synthetic.n_per_class,
+            "seed": seed,
+        }
+    if not path.is_file():
+        raise UserError(f"data file not found: {path}")
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _inputs_fingerprint(config: Config, fingerprints: dict) -> str:
+    rules = config.data.model_dump(
+        mode="json", exclude={"train", "val", "test", "path", "chunk_rows"}
+    )
+    return sha256_json(
+        {
+            "version": FORMAT_VERSION,
+            "seed": config.seed,
+            "rules": rules,
+            "sources": {k: v.get("sha256", v) for k, v in fingerprints.items()},
+        }
+    )
+
+
+def _chunks(data: DataConfig, path: Path | None, seed: int) -> Iterator[Chunk]:
+    if path is None:
+        return generate(data.synthetic.n_per_class, seed, data.chunk_rows)
+    return read_source(
+        data.format,
+        path,
+        labels=data.labels,
+        code_column=data.code_column,
+        label_column=data.label_column,
+        id_column=data.id_column,
+        multi_label=data.multi_label,
+        chunk_rows=data.chunk_rows,
+    )
+
+
+def _downsample_rule(data: DataConfig) -> str | int:
+    if isinstance(data.downsample, str):
+        return data.downsample
+    return data.downsample.max_per_class
+
+
+# --- pass 1: filter and spill -------------------------------------------------------------------
+
+
+def normalised_hash(code: str) -> int:
+    """64-bit hash of the code with all whitespace runs collapsed: the dedup key."""
+    text = " ".join(code.split()).encode("utf-8", errors="surrogatepass")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+
+
+def _stage(
+    chunks: Iterator[Chunk], out: Path, key: str, progress: bool | None
+) -> tuple[StagedSource, dict[str, int]]:
+    counts = dict.fromkeys(
+        ("rows", "no_label", "multi_label", "empty_code", "multi_label_resolved", "undecodable"), 0
+    )
+    labels: list[np.ndarray] = []
+    hashes: list[np.ndarray] = []
+    bar = tqdm(
+        desc=f"reading {key}",
+        unit=" rows",
+        disable=True if progress is False else None,
+        leave=False,
+    )
+    with pq.ParquetWriter(out, SPLIT_SCHEMA) as writer:
+        for chunk in chunks:
+            bar.update(len(chunk))
+            counts["rows"] += len(chunk)
+            counts["undecodable"] += chunk.undecodable
+            keep, chunk_hashes = _filter(chunk, counts)
+            if not keep:
+                continue
+            kept_labels = chunk.labels[keep]
+            writer.write_table(
+                pa.table(
+                    {
+                        "id": [chunk.ids[i] for i in keep],
+                        "code": [chunk.codes[i] for i in keep],
+                        "label": pa.array(kept_labels, pa.int16()),
+                    },
+                    schema=SPLIT_SCHEMA,
+                )
+            )
+            labels.append(kept_labels)
+            hashes.append(np.asarray(chunk_hashes, np.uint64))
+    bar.close()
+    staged = StagedSource(
+        labels=np.concatenate(labels) if labels else np.empty(0, np.int16),
+        hashes=np.concatenate(hashes) if hashes else np.empty(0, np.uint64),
+    )
+    return staged, counts
+
+
+def _filter(chunk: Chunk, counts: dict[str, int]) -> tuple[list[int], list[int]]:
+    """Rows to keep and their hashes. Each drop is counted once, under the first rule hit."""
+    counts["no_label"] += int((chunk.labels == NO_LABEL).sum())
+    counts["multi_label"] += int((chunk.labels == MULTI_DROPPED).sum())
+    resolved = chunk.multi_label - int((chunk.labels == MULTI_DROPPED).sum())
+    counts["multi_label_resolved"] += max(resolved, 0)
+    keep, hashes = [], []
+    for i in np.flatnonzero(chunk.labels >= 0):
+        code = chunk.codes[i]
+        if not code.strip():
+            counts["empty_code"] += 1
+            continue
+        keep.append(int(i))
+        hashes.append(normalised_hash(code))
+    return keep, hashes
+
+
+def _check_labelled(
+    sources: dict[str, Path | None], staged: dict[str, StagedSource], counts: dict
+) -> None:
+    for key, source in staged.items():
+        if len(source.labels) == 0:
+            c = counts[key]
+            raise UserError(
+                f"{sources[key]}: no usable rows ({c['rows']} read: {c['no_label']} without a "
+                f"label, {c['multi_label']} with several, {c['empty_code']} with empty code)"
+            )
+
+
+# --- pass 2: write the splits -------------------------------------------------------------------
+
+
+def _write_splits(plan: SplitPlan, staging: Path, out_dir: Path) -> dict[str, Path]:
+    files = {}
+    for split in SPLITS:
+        path = out_dir / f"{split}.parquet"
+        with pq.ParquetWriter(path, SPLIT_SCHEMA) as writer:
+            for key, positions in plan.parts[split]:
+                _copy_rows(staging / f"{key}.parquet", positions, writer)
+        files[split] = path
+    return files
+
+
+def _copy_rows(staged: Path, positions: np.ndarray, writer: pq.ParquetWriter) -> None:
+    # Row group by row group: iter_batches reads ahead across the many small row groups that
+    # pass 1 writes, and its memory then grows with the file (measured in benchmarks/).
+    source = pq.ParquetFile(staged)
+    wanted = np.zeros(source.metadata.num_rows, dtype=bool)
+    wanted[positions] = True
+    offset = 0
+    for group in range(source.num_row_groups):
+        table = source.read_row_group(group)
+        mask = wanted[offset : offset + table.num_rows]
+        offset += table.num_rows
+        if mask.any():
+            writer.write_table(table.filter(pa.array(mask)))
+
+
+# --- manifest -----------------------------------------------------------------------------------
+
+
+def _manifest(
+    config: Config,
+    inputs: str,
+    fingerprints: dict,
+    counts: dict,
+    plan: SplitPlan,
+    staged: dict[str, StagedSource],
+    files: dict[str, Path],
+    tmp: Path,
+) -> dict:
+    names = config.data.labels
+    splits = {}
+    for split in SPLITS:
+        labels = (
+            np.concatenate([staged[key].labels[pos] for key, pos in plan.parts[split]])
+            if plan.parts[split]
+            else np.empty(0, np.int16)
+        )
+        per_class = {name: int((labels == i).sum()) for i, name in enumerate(names)}
+        splits[split] = {
+            "total": len(labels),
+            "per_class": per_class,
+            "file": files[split].name,
+            "sha256": sha256_file(files[split]),
+        }
+    dropped = {
+        "no_label": sum(c["no_label"] for c in counts.values()),
+        "multi_label": sum(c["multi_label"] for c in counts.values()),
+        "empty_code": sum(c["empty_code"] for c in counts.values()),
+        "duplicates": sum(plan.duplicates.values()),
+        "cross_split_duplicates": sum(plan.cross_split_duplicates.values()),
+        "downsampled": sum(plan.downsampled.values()),
+    }
+    return {
+        "format_version": FORMAT_VERSION,
+        "fingerprint": inputs,
+        "data_fingerprint": sha256_json({s: splits[s]["sha256"] for s in SPLITS}),
+        "labels": list(names),
+        "format": config.data.format,
+        "sources": {
+            key: {**fingerprints[key], "rows_read": counts[key]["rows"]} for key in fingerprints
+        },
+        "splits": splits,
+        "table": {
+            **{name: {s: splits[s]["per_class"][name] for s in SPLITS} for name in names},
+            "total": {s: splits[s]["total"] for s in SPLITS},
+        },
+        "dropped": dropped,
+        "dropped_by": {
+            "duplicates": plan.duplicates,
+            "cross_split_duplicates": plan.cross_split_duplicates,
+            "downsampled": plan.downsampled,
+        },
+        "notes": {
+            "multi_label_rule": config.data.multi_label,
+            "multi_label_resolved": sum(c["multi_label_resolved"] for c in counts.values()),
+            "undecodable_replaced": sum(c["undecodable"] for c in counts.values()),
+            "downsample": _downsample_rule(config.data),
+        },
+    }
+
+
+def _check_splits(manifest: dict, names: list[str]) -> None:
+    for split in SPLITS:
+        if manifest["splits"][split]["total"] == 0:
+            raise UserError(
+                f"the {split} split is empty after filtering and dedup; "
+                f"dropped: {json.dumps(manifest['dropped'])}"
+            )
+    missing = [n for n in names if manifest["splits"]["train"]["per_class"][n] == 0]
+    if missing:
+        raise UserError(
+            f"class {missing[0]} has no train rows after filtering (data.labels lists it); "
+            "remove it from data.labels or add data for it"
+        )
+
+
+def _outputs_intact(data_dir: Path, manifest: dict) -> bool:
+    try:
+        return all(
+            sha256_file(data_dir / info["file"]) == info["sha256"]
+            for info in manifest["splits"].values()
+        )
+    except (OSError, KeyError, TypeError):
+        return False
+
+
+def format_table(manifest: dict) -> str:
+    """The Table I layout: per-class counts per split, then what was dropped."""
+    names = manifest["labels"]
+    width = max(len(n) for n in [*names, "total"]) + 2
+    lines = [f"{'class':<{width}}{'train':>9}{'val':>9}{'test':>9}"]
+    for name in [*names, "total"]:
+        row = manifest["table"][name]
+        lines.append(f"{name:<{width}}{row['train']:>9}{row['val']:>9}{row['test']:>9}")
+    dropped = ", ".join(f"{k} {v}" for k, v in manifest["dropped"].items())
+    notes = manifest["notes"]
+    lines.append(f"dropped: {dropped}")
+    lines.append(
+        f"multi-label rows resolved ({notes['multi_label_rule']}): "
+        f"{notes['multi_label_resolved']}; undecodable code replaced: "
+        f"{notes['undecodable_replaced']}"
+    )
+    return "\n".join(lines)

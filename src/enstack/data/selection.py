@@ -1,0 +1,150 @@
+"""Which staged rows go to which split: pure functions over label and hash arrays.
+
+Kept apart from file handling so that the rules (dedup, leakage, stratified split, downsample)
+can be read and tested on small arrays. Positions always index the rows a source kept after
+filtering, in file order, and every result is returned in file order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from enstack.labels import TABLE_I
+
+SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+@dataclass
+class StagedSource:
+    """The rows one source kept after filtering: class ids and whitespace-normalised hashes."""
+
+    labels: np.ndarray  # int16
+    hashes: np.ndarray  # uint64
+
+
+@dataclass
+class SplitPlan:
+    """For each split, (source key, positions into that source's staged rows)."""
+
+    parts: dict[str, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)  # per source
+    cross_split_duplicates: dict[str, int] = field(default_factory=dict)  # per split
+    downsampled: dict[str, int] = field(default_factory=dict)  # per split
+
+
+def first_occurrences(hashes: np.ndarray) -> np.ndarray:
+    """Positions of the first row of each distinct hash, in file order."""
+    _, first = np.unique(hashes, return_index=True)
+    return np.sort(first)
+
+
+def stratified_split(
+    labels: np.ndarray, fractions: dict[str, float], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Split positions per class by `fractions` (the first split takes the rounding remainder).
+
+    Counts per class are rounded half up, so small classes go to the first split first.
+    """
+    names = list(fractions)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        n = len(members)
+        counts = [math.floor(n * fractions[name] + 0.5) for name in names[1:]]
+        counts = [n - sum(counts), *counts]
+        if counts[0] < 0:  # only possible with fractions that do not sum to 1
+            raise ValueError(f"fractions {fractions} do not leave rows for {names[0]}")
+        start = 0
+        for name, count in zip(names, counts, strict=True):
+            out[name].append(members[start : start + count])
+            start += count
+    return {
+        name: np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+        for name, parts in out.items()
+    }
+
+
+def downsample(
+    labels: np.ndarray, positions: np.ndarray, caps: dict[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """Keep at most caps[class] rows of each class among `positions`, chosen at random."""
+    kept = []
+    for cls in np.unique(labels[positions]):
+        members = positions[labels[positions] == cls]
+        cap = caps.get(int(cls), len(members))
+        kept.append(rng.choice(members, size=cap, replace=False) if len(members) > cap else members)
+    return np.sort(np.concatenate(kept)) if kept else positions[:0]
+
+
+def plan_splits(
+    sources: dict[str, StagedSource],
+    class_names: list[str],
+    downsample_rule: str | int,
+    seed: int,
+) -> SplitPlan:
+    """Dedup within each source, remove leakage, split what is not pre-split, downsample.
+
+    `sources` has one of the key sets {"all"}, {"train", "val"} or {"train", "val", "test"}.
+    With {"train", "val"}, val is split 50/50 by class into val and test.
+    """
+    plan = SplitPlan()
+    unique: dict[str, np.ndarray] = {}
+    for key, source in sources.items():
+        unique[key] = first_occurrences(source.hashes)
+        plan.duplicates[key] = len(source.hashes) - len(unique[key])
+
+    # Leakage: a val/test row whose code is in train (or a test row in val) is removed.
+    for key, earlier in (("val", ["train"]), ("test", ["train", "val"])):
+        if key not in sources:
+            continue
+        seen = np.concatenate([sources[k].hashes[unique[k]] for k in earlier])
+        leaked = np.isin(sources[key].hashes[unique[key]], seen)
+        plan.cross_split_duplicates[key] = int(leaked.sum())
+        unique[key] = unique[key][~leaked]
+
+    rng = np.random.default_rng([seed, 1])
+    if set(sources) == {"all"}:
+        labels = sources["all"].labels
+        pieces = stratified_split(labels[unique["all"]], SPLIT_FRACTIONS, rng)
+        plan.parts = {name: [("all", unique["all"][idx])] for name, idx in pieces.items()}
+    elif set(sources) == {"train", "val"}:
+        labels = sources["val"].labels
+        halves = stratified_split(labels[unique["val"]], {"val": 0.5, "test": 0.5}, rng)
+        plan.parts = {
+            "train": [("train", unique["train"])],
+            "val": [("val", unique["val"][halves["val"]])],
+            "test": [("val", unique["val"][halves["test"]])],
+        }
+    else:
+        plan.parts = {name: [(name, unique[name])] for name in ("train", "val", "test")}
+
+    _apply_downsample(plan, sources, class_names, downsample_rule, seed)
+    return plan
+
+
+def _apply_downsample(
+    plan: SplitPlan,
+    sources: dict[str, StagedSource],
+    class_names: list[str],
+    rule: str | int,
+    seed: int,
+) -> None:
+    for split_index, (split, parts) in enumerate(plan.parts.items()):
+        if rule == "none" or (isinstance(rule, int) and split != "train"):
+            plan.downsampled[split] = 0
+            continue
+        if isinstance(rule, int):
+            caps = dict.fromkeys(range(len(class_names)), rule)
+        else:
+            caps = {i: TABLE_I[split][name] for i, name in enumerate(class_names)}
+        rng = np.random.default_rng([seed, 2, split_index])
+        before = sum(len(pos) for _, pos in parts)
+        # One source per split in every layout above, so the cap applies to the split as a whole.
+        new_parts = []
+        for key, positions in parts:
+            new_parts.append((key, downsample(sources[key].labels, positions, caps, rng)))
+        plan.parts[split] = new_parts
+        plan.downsampled[split] = before - sum(len(pos) for _, pos in new_parts)

@@ -1,0 +1,129 @@
+"""Crash-safe filesystem primitives shared by every stage.
+
+Every stage writes its outputs into a temporary sibling, fsyncs them, and renames into place, so
+a crash leaves either the old output or the new one. These helpers are the only place that does
+it, so the rules (fsync the file, then the directory after a rename) live in one spot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TMP_MARK = ".tmp-"
+OLD_MARK = ".old-"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or creation inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def sibling_tmp(path: Path) -> Path:
+    """A unique temporary name beside `path`, recognisable as debris by `clean_debris`."""
+    return path.with_name(f".{path.name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = sibling_tmp(path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary directory that replaces `final` only if the block finishes.
+
+    On success every file inside is fsynced, an existing `final` is moved aside, the new
+    directory renamed into place and the old one removed. On any exception the temporary
+    directory is removed and `final` is untouched.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = sibling_tmp(final)
+    tmp.mkdir()
+    try:
+        yield tmp
+        publish_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    """Fsync everything under `tmp`, then swap it in for `final`."""
+    for root, _dirs, files in os.walk(tmp):
+        for name in files:
+            fsync_file(Path(root) / name)
+        fsync_dir(Path(root))
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}{OLD_MARK}{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
+    os.rename(tmp, final)
+    fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_debris(parent: Path, name: str) -> list[Path]:
+    """Remove temporary or set-aside copies of `parent/name` left by an interrupted write."""
+    removed = []
+    if not parent.is_dir():
+        return removed
+    for entry in parent.iterdir():
+        if entry.name.startswith(f".{name}{TMP_MARK}") or entry.name.startswith(
+            f".{name}{OLD_MARK}"
+        ):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    """A stable fingerprint of a JSON-able value (keys sorted)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

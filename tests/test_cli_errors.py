@@ -1,0 +1,121 @@
+"""Every bad input of the data stage ends in one `error:` line, exit 2, and nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import pytest
+
+from conftest import assert_user_error, run_cli, write_config, write_source
+
+GOOD = [(f"int f{i}(void) {{ return {i}; }}", i % 5) for i in range(40)]
+
+
+def _config(tmp_path: Path, data: dict, **top: object) -> Path:
+    return write_config(
+        tmp_path / "c.yaml", {"run_dir": str(tmp_path / "run"), "data": data, **top}
+    )
+
+
+def _nothing_written(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    leftovers = list(run.rglob("*")) if run.exists() else []
+    assert leftovers == [], leftovers
+
+
+def test_missing_data_file(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"format": "csv", "path": str(tmp_path / "nope.csv")})
+    assert_user_error(run_cli("prepare", "--config", str(cfg)), "nope.csv", "not found")
+    _nothing_written(tmp_path)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    assert_user_error(run_cli("prepare", "--config", str(tmp_path / "x.yaml")), "x.yaml")
+
+
+def test_hdf5_without_function_source(tmp_path: Path) -> None:
+    path = tmp_path / "bad.hdf5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("source", data=[b"x"])
+    cfg = _config(tmp_path, {"format": "draper-hdf5", "path": str(path)})
+    assert_user_error(run_cli("prepare", "--config", str(cfg)), "bad.hdf5", "functionSource")
+    _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("fmt,ext", [("csv", "csv"), ("jsonl", "jsonl"), ("parquet", "parquet")])
+def test_tabular_without_the_named_column(tmp_path: Path, fmt: str, ext: str) -> None:
+    path = write_source(fmt, tmp_path / f"d.{ext}", GOOD)
+    cfg = _config(tmp_path, {"format": fmt, "path": str(path), "code_column": "func"})
+    assert_user_error(run_cli("prepare", "--config", str(cfg)), f"d.{ext}", "'func'")
+    _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("fmt,ext", [("csv", "csv"), ("jsonl", "jsonl"), ("parquet", "parquet")])
+def test_unknown_label_names_value_and_row(tmp_path: Path, fmt: str, ext: str) -> None:
+    rows = [*GOOD[:6], ("int x(void) { return 0; }", 7), *GOOD[6:]]
+    path = write_source(fmt, tmp_path / f"d.{ext}", rows)
+    cfg = _config(tmp_path, {"format": fmt, "path": str(path)})
+    result = run_cli("prepare", "--config", str(cfg))
+    assert_user_error(result, f"d.{ext}", "row 7", "7")
+    _nothing_written(tmp_path)
+
+
+def test_unknown_label_name(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"code": "int f(void) { return 0; }", "label": "CWE-999"}\n')
+    cfg = _config(tmp_path, {"format": "jsonl", "path": str(path)})
+    assert_user_error(run_cli("prepare", "--config", str(cfg)), "'CWE-999'", "row 1")
+
+
+def test_empty_split_after_filtering(tmp_path: Path) -> None:
+    train = write_source("jsonl", tmp_path / "train.jsonl", GOOD)
+    val = write_source("jsonl", tmp_path / "val.jsonl", GOOD[:5])  # all leak from train
+    cfg = _config(tmp_path, {"format": "jsonl", "train": str(train), "val": str(val)})
+    assert_user_error(run_cli("prepare", "--config", str(cfg)), "val split is empty")
+    _nothing_written(tmp_path)
+
+
+def test_class_without_train_rows(tmp_path: Path) -> None:
+    rows = [row for row in GOOD if row[1] != 2]
+    path = write_source("csv", tmp_path / "d.csv", rows)
+    cfg = _config(tmp_path, {"format": "csv", "path": str(path)})
+    assert_user_error(run_cli("prepare", "--config", str(cfg)), "CWE-469", "no train rows")
+    _nothing_written(tmp_path)
+
+
+def test_unknown_config_key_lists_valid_ones(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"format": "synthetic", "n_per_class": 5})
+    assert_user_error(
+        run_cli("prepare", "--config", str(cfg)),
+        "'data.n_per_class'",
+        "valid keys here:",
+        "synthetic",
+    )
+
+
+def test_wrong_type_names_the_key(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"format": "synthetic"}, training={"batch_size": "big"})
+    assert_user_error(run_cli("prepare", "--config", str(cfg)), "training.batch_size")
+
+
+def test_bad_set_override(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"format": "synthetic"})
+    assert_user_error(
+        run_cli("prepare", "--config", str(cfg), "--set", "training.epochs"), "KEY=VALUE"
+    )
+    assert_user_error(
+        run_cli("prepare", "--config", str(cfg), "--set", "data.format=xml"), "data.format"
+    )
+
+
+def test_unbuilt_verbs_say_so(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"format": "synthetic"})
+    for verb in ("stack", "evaluate"):
+        assert_user_error(run_cli(verb, "--config", str(cfg)), "not implemented yet")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"format": "csv", "path": str(tmp_path / "nope.csv")})
+    result = run_cli("--debug", "prepare", "--config", str(cfg))
+    assert result.code == 2 and "Traceback" in result.stderr

@@ -1,0 +1,91 @@
+"""Config: defaults, validation messages, dotted overrides, and the shipped configs."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+
+from enstack.config import Config, load_config
+from enstack.errors import UserError
+
+from conftest import REPO, write_config
+
+
+def test_every_key_has_a_default_matching_table_two() -> None:
+    config = Config()
+    assert config.training.batch_size == 16 and config.training.epochs == 10
+    assert config.training.learning_rate == 2e-5 and config.training.max_length == 512
+    assert [m.pretrained for m in config.models] == [
+        "microsoft/codebert-base",
+        "microsoft/graphcodebert-base",
+        "microsoft/unixcoder-base",
+    ]
+    assert config.stacking.meta == ["lr", "svm", "rf", "xgboost"]
+
+
+def test_dotted_overrides_reach_nested_keys_and_lists(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", {"data": {"format": "synthetic"}})
+    config = load_config(
+        cfg,
+        [
+            "training.epochs=3",
+            "data.downsample={max_per_class: 500}",
+            "models.1.pretrained=/models/gcb",
+            "stacking.meta=[lr, svm]",
+            "seed=7",
+        ],
+    )
+    assert config.training.epochs == 3
+    assert config.data.downsample.max_per_class == 500
+    assert config.models[1].pretrained == "/models/gcb"
+    assert config.stacking.meta == ["lr", "svm"] and config.seed == 7
+
+
+def test_relative_paths_resolve_against_working_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(
+        tmp_path / "c.yaml", {"run_dir": "runs/x", "data": {"format": "csv", "path": "d.csv"}}
+    )
+    config = load_config(cfg)
+    assert config.run_dir == tmp_path / "runs" / "x"
+    assert config.data.path == tmp_path / "d.csv"
+
+
+@pytest.mark.parametrize(
+    "data,fragment",
+    [
+        ({"format": "csv"}, "needs data.path or data.train"),
+        ({"format": "csv", "path": "a", "train": "b"}, "either data.path"),
+        ({"format": "csv", "train": "a", "test": "b"}, "without data.val"),
+        ({"labels": ["only-one"]}, "data.labels"),
+        ({"downsample": {"max_per_class": 0}}, "max_per_class"),
+    ],
+)
+def test_inconsistent_data_sections_are_named(tmp_path: Path, data: dict, fragment: str) -> None:
+    cfg = write_config(tmp_path / "c.yaml", {"data": data})
+    with pytest.raises(UserError, match=fragment):
+        load_config(cfg)
+
+
+def test_model_needs_exactly_one_weight_source(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", {"models": [{"name": "m"}]})
+    with pytest.raises(UserError, match="exactly one of pretrained or scratch"):
+        load_config(cfg)
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "paper.yaml", "custom-csv.yaml", "juliet5.yaml"])
+def test_shipped_configs_validate(name: str) -> None:
+    load_config(REPO / "configs" / name)
+
+
+def test_embedded_demo_config_matches_the_shipped_one() -> None:
+    embedded = yaml.safe_load(
+        resources.files("enstack").joinpath("resources/demo.yaml").read_text()
+    )
+    shipped = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    embedded.pop("run_dir")
+    shipped.pop("run_dir")
+    assert embedded == shipped
