@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="auto|never|PATH",
         help="auto: newest valid checkpoint (default); never: start over; PATH: that checkpoint",
     )
+    train.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="resume even if the config or prepared data changed since the checkpoint",
+    )
 
     ckpt = verbs.add_parser("ckpt", help="inspect, verify or clean training checkpoints")
     ckpt_verbs = ckpt.add_subparsers(dest="ckpt_verb", required=True, metavar="ACTION")
@@ -110,6 +115,53 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from enstack.train.trainer import Interrupted, train_model
+
+    config = _load(args)
+    try:
+        result = train_model(config, args.model, args.resume, force_resume=args.force_resume)
+    except Interrupted as stop:
+        print(f"stopped at {stop}; checkpoint saved, resume with the same command", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    state = result.state
+    best = "none" if state.best_f1 is None else f"{state.best_f1:.4f}"
+    print(
+        f"{args.model}: done at epoch {state.epoch}, global step {state.global_step}; "
+        f"best val weighted F1 {best}; exports in {result.paths.best} and {result.paths.final}"
+    )
+    return EXIT_OK
+
+
+def cmd_ckpt_inspect(args: argparse.Namespace) -> int:
+    from enstack.ckpt.tools import inspect_text
+
+    print(inspect_text(args.path))
+    return EXIT_OK
+
+
+def cmd_ckpt_verify(args: argparse.Namespace) -> int:
+    from enstack.ckpt.layout import verify
+
+    ckpt = verify(args.path)
+    print(f"{ckpt.path}: intact (global step {ckpt.global_step})")
+    return EXIT_OK
+
+
+def cmd_ckpt_clean(args: argparse.Namespace) -> int:
+    from enstack.ckpt.tools import clean
+
+    if args.keep is not None and args.keep < 1:
+        raise UserError("--keep must be at least 1")
+    if not args.path.is_dir():
+        raise UserError(f"{args.path}: no such directory")
+    removed = clean(args.path, args.keep)
+    for path in removed:
+        print(f"removed {path}")
+    print(f"{args.path}: {len(removed)} removed")
+    return EXIT_OK
+
+
 def _not_yet(verb: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         if getattr(args, "config", None) is not None:
@@ -122,11 +174,11 @@ def _not_yet(verb: str) -> Callable[[argparse.Namespace], int]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prepare": cmd_prepare,
     "demo": _not_yet("demo"),
-    "train": _not_yet("train"),
+    "train": cmd_train,
     "stack": _not_yet("stack"),
     "evaluate": _not_yet("evaluate"),
     "run": _not_yet("run"),
-    "ckpt inspect": _not_yet("ckpt inspect"),
-    "ckpt verify": _not_yet("ckpt verify"),
-    "ckpt clean": _not_yet("ckpt clean"),
+    "ckpt inspect": cmd_ckpt_inspect,
+    "ckpt verify": cmd_ckpt_verify,
+    "ckpt clean": cmd_ckpt_clean,
 }

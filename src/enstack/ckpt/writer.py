@@ -1,0 +1,181 @@
+"""Saving checkpoints: snapshot in memory on the training thread, write in the background.
+
+The training loop blocks only while tensors are copied (`Snapshot`); a background thread then
+writes the files into a temporary directory, fsyncs them, writes the manifest and renames the
+directory into place. One save is in flight at a time. With a staging directory (fast local
+disk), the save lands there first and is then copied to the final place and verified.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from enstack.ckpt.layout import (
+    MANIFEST,
+    PREFIX,
+    STATE,
+    CheckpointError,
+    checkpoint_name,
+    verify,
+    write_manifest,
+)
+from enstack.errors import UserError
+from enstack.fsutil import fsync_dir, publish_dir, sibling_tmp
+
+# Test instrumentation: seconds to pause after each file of a save, so that a test's SIGKILL
+# lands inside a save with high probability. Unset in normal use.
+PAUSE_ENV = "ENSTACK_TEST_SAVE_PAUSE"
+
+
+class SaveError(UserError):
+    """A checkpoint could not be written; the previous one is intact."""
+
+
+@dataclass
+class Snapshot:
+    global_step: int
+    tensors: dict[str, dict[str, torch.Tensor]]  # file name -> tensors (private CPU copies)
+    state: dict  # JSON-able
+
+
+def cpu_copy(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Private CPU copies, so training can go on mutating the originals."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+
+
+class CheckpointWriter:
+    def __init__(self, final_dir: Path, keep: int, staging_dir: Path | None = None) -> None:
+        self.final_dir = final_dir
+        self.staging_dir = staging_dir
+        self.keep = keep
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.last_saved: Path | None = None
+
+    def submit(self, snapshot: Snapshot, wait: bool = False) -> None:
+        """Start writing `snapshot` (after the previous save finishes); `wait` to block."""
+        self.wait()
+        self._thread = threading.Thread(
+            target=self._run, args=(snapshot,), name="enstack-checkpoint", daemon=False
+        )
+        self._thread.start()
+        if wait:
+            self.wait()
+
+    def wait(self) -> Path | None:
+        """Block until the save in flight is on disk; raise SaveError if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self.last_saved
+
+    def _run(self, snapshot: Snapshot) -> None:
+        try:
+            first = self.staging_dir or self.final_dir
+            path = write_checkpoint(first, snapshot)
+            if self.staging_dir is not None:
+                path = copy_verified(path, self.final_dir)
+                rotate(self.staging_dir, keep=1)
+            rotate(self.final_dir, self.keep)
+            self.last_saved = path
+        except BaseException as exc:  # surfaced on the training thread by wait()
+            self._error = exc
+
+
+def write_checkpoint(parent: Path, snapshot: Snapshot) -> Path:
+    final = parent / checkpoint_name(snapshot.global_step)
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = sibling_tmp(final)
+    pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
+    try:
+        tmp.mkdir()
+        for name, tensors in snapshot.tensors.items():
+            save_file(tensors, str(tmp / name), metadata={"format": "pt"})
+            if pause:
+                time.sleep(pause)
+        (tmp / STATE).write_text(json.dumps(snapshot.state, indent=1) + "\n")
+        write_manifest(tmp)
+        publish_dir(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SaveError(_save_failure(final, exc)) from None
+    return final
+
+
+def _save_failure(target: Path, exc: OSError) -> str:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    hint = " (disk full: free space, then run again to resume)" if exc.errno == errno.ENOSPC else ""
+    previous = _newest_name(target.parent)
+    kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint"
+    return f"could not save checkpoint {target}: {reason}{hint}; {kept}"
+
+
+def _newest_name(directory: Path) -> str | None:
+    names = sorted(p.name for p in directory.glob(f"{PREFIX}*") if (p / MANIFEST).is_file())
+    return names[-1] if names else None
+
+
+def copy_verified(source: Path, final_dir: Path) -> Path:
+    """Copy a finished checkpoint from staging to `final_dir`, verify the copy, rename it in."""
+    final = final_dir / source.name
+    final_dir.mkdir(parents=True, exist_ok=True)
+    tmp = sibling_tmp(final)
+    try:
+        shutil.copytree(source, tmp)
+        staged = verify(source).state
+        copied = tmp.with_name(source.name + ".verify")  # verify() refuses temporary names
+        os.rename(tmp, copied)
+        try:
+            if verify(copied).state != staged:
+                raise CheckpointError(f"{copied}: copy differs from {source}")
+        except CheckpointError:
+            os.rename(copied, tmp)
+            raise
+        publish_dir(copied, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SaveError(_save_failure(final, exc)) from None
+    return final
+
+
+def rotate(directory: Path, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` checkpoints and the newest one marked best.
+
+    Reads only each state.json (these are checkpoints this process wrote or verified at start),
+    orders them by the global step recorded inside.
+    """
+    entries = []
+    for path in directory.glob(f"{PREFIX}*"):
+        if not (path / MANIFEST).is_file():
+            continue
+        try:
+            state = json.loads((path / STATE).read_text())
+            entries.append((int(state["global_step"]), bool(state.get("is_best")), path))
+        except (OSError, ValueError, KeyError):
+            continue
+    entries.sort(key=lambda e: e[0])
+    keep_paths = {path for _, _, path in entries[-keep:]}
+    best = [path for _, is_best, path in entries if is_best]
+    if best:
+        keep_paths.add(best[-1])
+    removed = []
+    for _, _, path in entries:
+        if path not in keep_paths:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        fsync_dir(directory)
+    return removed

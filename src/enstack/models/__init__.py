@@ -1,0 +1,1 @@
+"""Base models: the families, loading from the hub or a local directory, and scratch builds."""

@@ -1,0 +1,62 @@
+"""The sequence classifier: a Hugging Face encoder, a pooling step, and a RoBERTa-style head.
+
+Weights are named as in `RobertaForSequenceClassification` (`<base prefix>.*` for the encoder,
+`classifier.dense` / `classifier.out_proj` for the head), so an export of a RoBERTa-family model
+with CLS pooling loads unchanged with `AutoModelForSequenceClassification`, and any export
+loads its encoder with `AutoModel`. Mean pooling (UniXcoder) needs `load_classifier`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoModel, PretrainedConfig
+
+
+class ClassificationHead(nn.Module):
+    def __init__(self, hidden: int, n_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden, n_classes)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(pooled)
+        x = torch.tanh(self.dense(x))
+        return self.out_proj(self.dropout(x))
+
+
+class Classifier(nn.Module):
+    def __init__(self, encoder: nn.Module, config: PretrainedConfig, pooling: str) -> None:
+        super().__init__()
+        self.base_prefix = encoder.base_model_prefix or "encoder"
+        setattr(self, self.base_prefix, encoder)
+        self.config = config
+        self.pooling = pooling
+        dropout = getattr(config, "classifier_dropout", None)
+        if dropout is None:
+            dropout = getattr(config, "hidden_dropout_prob", 0.1)
+        self.classifier = ClassificationHead(config.hidden_size, config.num_labels, dropout)
+
+    @property
+    def encoder_module(self) -> nn.Module:
+        return getattr(self, self.base_prefix)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled sequence embedding: the first token, or the mask-weighted mean."""
+        hidden = self.encoder_module(input_ids=input_ids, attention_mask=attention_mask)[0]
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(input_ids, attention_mask))
+
+
+def build_encoder(config: PretrainedConfig, weights_dir: str | None) -> nn.Module:
+    """The encoder without its pooler (unused by the head, and it would get no gradient)."""
+    kwargs = {"add_pooling_layer": False} if config.model_type in {"roberta", "bert"} else {}
+    if weights_dir is None:
+        return AutoModel.from_config(config, **kwargs)
+    return AutoModel.from_pretrained(weights_dir, config=config, **kwargs)

@@ -1,0 +1,191 @@
+"""Getting a model's config and tokenizer into `models/NAME/base/`, and loading exports.
+
+`base/` is written once per training run (atomically) and holds what every later step needs
+without the hub: the encoder's config (with the class labels) and the tokenizer. Scratch
+models get a byte-level BPE tokenizer trained on the train split here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+
+from enstack.config import ModelConfig
+from enstack.errors import UserError
+from enstack.fsutil import staged_dir
+from enstack.models.classifier import Classifier, build_encoder
+from enstack.models.families import FAMILIES, SUPPORTED_MODEL_TYPES, pooling_of
+
+SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0-4
+
+
+def describe_source(model: ModelConfig) -> str:
+    return f"models[{model.name}].pretrained"
+
+
+def is_local(pretrained: str) -> bool:
+    return Path(pretrained).exists() or pretrained.startswith(("/", "./", "../", "~"))
+
+
+def load_pretrained_config(model: ModelConfig, labels: list[str]) -> PretrainedConfig:
+    assert model.pretrained is not None
+    source = model.pretrained
+    if is_local(source):
+        path = Path(source).expanduser()
+        if not (path / "config.json").is_file():
+            raise UserError(
+                f"{describe_source(model)}: {path} is not a Hugging Face model directory "
+                "(no config.json); save one with save_pretrained or give a hub id"
+            )
+    else:
+        print(
+            f"note: loading {source!r} from the Hugging Face hub (downloaded on first use, then "
+            "cached); set pretrained: to a local directory to avoid the network",
+            file=sys.stderr,
+        )
+    try:
+        config = AutoConfig.from_pretrained(source, num_labels=len(labels))
+    except (OSError, ValueError) as exc:
+        raise UserError(_unreachable(model, exc)) from None
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise UserError(
+            f"{describe_source(model)}: model type {config.model_type!r} is not a BERT/RoBERTa-"
+            f"family encoder (supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})"
+        )
+    return config
+
+
+def _unreachable(model: ModelConfig, exc: Exception) -> str:
+    source = model.pretrained
+    if is_local(str(source)):
+        return f"{describe_source(model)}: cannot load {source}: {exc}".splitlines()[0]
+    return (
+        f"{describe_source(model)}: cannot fetch {source!r} from the Hugging Face hub (offline, "
+        "or no such model). On a machine with network, save it with `huggingface-cli download "
+        f"{source} --local-dir DIR` (or save_pretrained), copy DIR here and set "
+        f"--set models.N.pretrained=DIR"
+    )
+
+
+def scratch_config(model: ModelConfig, labels: list[str], max_length: int, vocab: int):
+    from transformers import RobertaConfig
+
+    assert model.scratch is not None
+    s = model.scratch
+    return RobertaConfig(
+        vocab_size=vocab,
+        hidden_size=s.hidden,
+        num_hidden_layers=s.layers,
+        num_attention_heads=s.heads,
+        intermediate_size=s.intermediate,
+        max_position_embeddings=max_length + 2,  # RoBERTa positions start after the pad id
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        num_labels=len(labels),
+    )
+
+
+def train_scratch_tokenizer(model: ModelConfig, codes: Iterable[str]) -> PreTrainedTokenizerBase:
+    """A byte-level BPE tokenizer, trained on the train split's code, RoBERTa's special ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    assert model.scratch is not None
+    specials = SPECIAL_TOKENS + list(t for t in FAMILIES[model.family].prefix if t != "</s>")
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=model.scratch.vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(codes, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+
+
+def write_base(
+    base_dir: Path,
+    model: ModelConfig,
+    labels: list[str],
+    max_length: int,
+    train_codes: Iterable[str],
+) -> None:
+    """Write `base/` (config + tokenizer) once; later runs and resumes reuse it."""
+    if (base_dir / "config.json").is_file():
+        return
+    if model.scratch is not None:
+        tokenizer = train_scratch_tokenizer(model, train_codes)
+        config = scratch_config(model, labels, max_length, len(tokenizer))
+    else:
+        config = load_pretrained_config(model, labels)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model.pretrained)
+        except (OSError, ValueError) as exc:
+            raise UserError(_unreachable(model, exc)) from None
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {name: i for i, name in enumerate(labels)}
+    config.enstack = {
+        "family": model.family,
+        "pooling": pooling_of(model.family, model.pooling),
+        "source": model.pretrained or "scratch",
+    }
+    with staged_dir(base_dir) as tmp:
+        config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+def load_base(base_dir: Path) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:
+    config = AutoConfig.from_pretrained(base_dir)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    return config, tokenizer
+
+
+def new_classifier(config: PretrainedConfig, weights_from: str | None) -> Classifier:
+    """A classifier from `config`; encoder weights from `weights_from` (pretrained) or random."""
+    encoder = build_encoder(config, weights_from)
+    return Classifier(encoder, config, config.enstack["pooling"])
+
+
+def load_classifier(export_dir: Path, device: str = "cpu") -> tuple[Classifier, object]:
+    """Load a `best/` or `final/` export: the classifier (eval mode) and its tokenizer."""
+    config_path = export_dir / "config.json"
+    weights = export_dir / "model.safetensors"
+    if not config_path.is_file() or not weights.is_file():
+        raise UserError(
+            f"{export_dir}: not an enstack export (needs config.json, model.safetensors)"
+        )
+    config, tokenizer = load_base(export_dir)
+    if not isinstance(getattr(config, "enstack", None), dict):
+        raise UserError(f"{config_path}: no 'enstack' section; not exported by enstack")
+    model = new_classifier(config, None)
+    state = load_file(str(weights), device=device)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(
+            f"{weights}: weights do not match config.json ({(missing + unexpected)[0]})"
+        )
+    return model.to(device).eval(), tokenizer
+
+
+def read_labels(base_dir: Path) -> list[str]:
+    config = json.loads((base_dir / "config.json").read_text())
+    return [config["id2label"][str(i)] for i in range(len(config["id2label"]))]

@@ -1,0 +1,1 @@
+"""Stage 2, train: fine-tune one base model with crash-proof, exactly resumable checkpoints."""

@@ -1,0 +1,539 @@
+"""`enstack train`: fine-tune one base model, resumable exactly from any checkpoint.
+
+The loop in `Trainer.run` reads top to bottom like nanoGPT's: for each epoch, a seeded,
+length-grouped batch order; for each optimizer step, forward/backward over `grad_accum_steps`
+micro-batches, clip, step; a checkpoint every `save_steps` steps and at every epoch end, after
+evaluation. All state that decides the future is in `TrainState` plus the tensors.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import load_file
+from tqdm import tqdm
+
+from enstack import __version__
+from enstack.ckpt.layout import FORMAT_VERSION, Checkpoint, CheckpointError, newest_valid, verify
+from enstack.ckpt.state import capture_rng, optimizer_from_flat, optimizer_to_flat, restore_rng
+from enstack.ckpt.writer import CheckpointWriter, Snapshot, cpu_copy
+from enstack.config import Config, ModelConfig
+from enstack.data.prepare import prepare
+from enstack.errors import UserError
+from enstack.fsutil import TMP_MARK, sha256_json
+from enstack.models.classifier import Classifier
+from enstack.models.loading import load_base, new_classifier, write_base
+from enstack.train.batching import epoch_batches, eval_batches
+from enstack.train.encode import EncodedSplit, encode_splits
+from enstack.train.export import export_model
+from enstack.train.logbook import Logbook
+from enstack.train.metrics import classification_metrics
+from enstack.train.optim import amp_mode, autocast, make_optimizer, make_scheduler, pick_device
+from enstack.train.signals import StopSignals
+
+# Training-config keys that do not change the trajectory; changing them keeps resume allowed.
+NON_TRAJECTORY_KEYS = {
+    "save_steps",
+    "keep_checkpoints",
+    "staging_dir",
+    "log_steps",
+    "device",
+    "num_threads",
+}
+
+
+class Interrupted(Exception):
+    """Stopped by SIGTERM/SIGINT after saving a resumable checkpoint (exit 130)."""
+
+
+@dataclass
+class TrainState:
+    """The scalar state of a run. (epoch e, step s): s optimizer steps of epoch e are done."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    total_batches: int = 0  # micro-batches in an epoch
+    steps_per_epoch: int = 0
+    best_f1: float | None = None
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    finished: bool = False
+    stopped_early: bool = False
+    loss_sum: float = 0.0  # this epoch's summed step losses, for the running mean
+    loss_count: int = 0
+    last_eval: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelPaths:
+    root: Path
+
+    @property
+    def base(self) -> Path:
+        return self.root / "base"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final"
+
+
+@dataclass
+class TrainResult:
+    paths: ModelPaths
+    state: TrainState
+    resumed_from: Path | None
+    already_done: bool
+
+
+def model_paths(config: Config, name: str) -> ModelPaths:
+    return ModelPaths(config.run_dir / "models" / name)
+
+
+def run_fingerprint(config: Config, model: ModelConfig) -> str:
+    training = config.training.model_dump(mode="json", exclude=NON_TRAJECTORY_KEYS)
+    return sha256_json(
+        {
+            "seed": config.seed,
+            "model": model.model_dump(mode="json"),
+            "training": training,
+            "labels": config.data.labels,
+        }
+    )
+
+
+def train_model(
+    config: Config,
+    name: str,
+    resume: str = "auto",
+    progress: bool | None = None,
+    force_resume: bool = False,
+) -> TrainResult:
+    model_cfg = config.model(name)  # a bad name is reported before any work
+    manifest = prepare(config, progress).manifest
+    trainer = Trainer(config, model_cfg, manifest, progress)
+    checkpoint = trainer.select_checkpoint(resume)
+    return trainer.run(checkpoint, force_resume)
+
+
+class Trainer:
+    def __init__(
+        self, config: Config, model_cfg: ModelConfig, manifest: dict, progress: bool | None
+    ) -> None:
+        self.config = config
+        self.tc = config.training
+        self.model_cfg = model_cfg
+        self.manifest = manifest
+        self.progress = progress
+        self.paths = model_paths(config, model_cfg.name)
+        self.labels = manifest["labels"]
+        self.device = pick_device(self.tc.device)
+        self.amp = amp_mode(self.tc.amp, self.device)
+        if self.tc.num_threads:
+            torch.set_num_threads(self.tc.num_threads)
+        self.staging = (
+            self.tc.staging_dir / config.run_dir.name / model_cfg.name
+            if self.tc.staging_dir
+            else None
+        )
+
+    # --- which checkpoint -----------------------------------------------------------------
+
+    def select_checkpoint(self, resume: str) -> Checkpoint | None:
+        ckpt_dir = self.paths.checkpoints
+        _remove_unfinished_saves([ckpt_dir, *([self.staging] if self.staging else [])])
+        if resume == "never":
+            _set_aside(ckpt_dir)
+            if self.staging:
+                _set_aside(self.staging)
+            return None
+        if resume != "auto":
+            return verify(Path(resume))
+        found, problems = newest_valid([ckpt_dir, *([self.staging] if self.staging else [])])
+        for problem in problems:
+            print(f"warning: skipping checkpoint: {problem}", file=sys.stderr)
+        return found
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self, checkpoint: Checkpoint | None, force_resume: bool) -> TrainResult:
+        cfg, tc = self.config, self.tc
+        data_dir = cfg.run_dir / "data"
+        train_codes = pq.read_table(data_dir / "train.parquet", columns=["code"]).column("code")
+        write_base(
+            self.paths.base,
+            self.model_cfg,
+            self.labels,
+            tc.max_length,
+            (c.as_py() for c in train_codes),
+        )
+        hf_config, tokenizer = load_base(self.paths.base)
+        splits = encode_splits(
+            data_dir,
+            self.manifest,
+            self.paths.base,
+            tokenizer,
+            self.model_cfg.family,
+            tc.max_length,
+            cfg.run_dir / "cache" / "tokens",
+            self.progress,
+        )
+        self.train_split, self.val_split = splits["train"], splits["val"]
+        n_batches = math.ceil(len(self.train_split) / tc.batch_size)
+        steps_per_epoch = math.ceil(n_batches / tc.grad_accum_steps)
+
+        _seed_everything(cfg.seed)
+        weights = self.model_cfg.pretrained if checkpoint is None else None
+        self.model = new_classifier(hf_config, weights).to(self.device)
+        self.optimizer = make_optimizer(self.model, tc)
+        self.scheduler = make_scheduler(self.optimizer, tc, steps_per_epoch * tc.epochs)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
+        self.loss_fn = torch.nn.CrossEntropyLoss(weight=self._class_weights())
+        state = TrainState(total_batches=n_batches, steps_per_epoch=steps_per_epoch)
+        if checkpoint is not None:
+            state = self._restore(checkpoint, state, force_resume)
+        self.state = state
+
+        if state.finished:
+            if not (self.paths.final / "model.safetensors").is_file():
+                self._export(self.paths.final)
+            print(
+                f"{self.model_cfg.name}: already trained ({checkpoint.path if checkpoint else ''})"
+            )
+            return TrainResult(self.paths, state, checkpoint.path if checkpoint else None, True)
+
+        self.writer = CheckpointWriter(self.paths.checkpoints, tc.keep_checkpoints, self.staging)
+        self.log = Logbook(self.paths.root, state.global_step)
+        print(
+            f"{self.model_cfg.name}: {len(self.train_split)} train rows, {n_batches} batches "
+            f"of {tc.batch_size} x {tc.grad_accum_steps} accumulation = effective batch "
+            f"{tc.batch_size * tc.grad_accum_steps}, {tc.epochs} epochs, device "
+            f"{self.device}, amp {self.amp}",
+            file=sys.stderr,
+        )
+        try:
+            with StopSignals() as signals:
+                self._loop(signals)
+            self.writer.wait()
+        finally:
+            self.log.close()
+        self._export(self.paths.final)
+        return TrainResult(self.paths, state, checkpoint.path if checkpoint else None, False)
+
+    def _loop(self, signals: StopSignals) -> None:
+        tc, state = self.tc, self.state
+        lengths = self.train_split.lengths
+        while state.epoch < tc.epochs and not state.finished:
+            batches = epoch_batches(lengths, tc.batch_size, self.config.seed, state.epoch)
+            steps = [
+                batches[i : i + tc.grad_accum_steps]
+                for i in range(0, len(batches), tc.grad_accum_steps)
+            ]
+            bar = tqdm(
+                total=len(batches),
+                initial=min(state.step * tc.grad_accum_steps, len(batches)),
+                desc=f"{self.model_cfg.name} epoch {state.epoch + 1}/{tc.epochs}",
+                unit="batch",
+                disable=True if self.progress is False else None,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
+            self.model.train()
+            while state.step < len(steps):
+                group = steps[state.step]
+                loss = self._train_step(group)
+                state.step += 1
+                state.global_step += 1
+                state.loss_sum += loss
+                state.loss_count += 1
+                running = state.loss_sum / state.loss_count
+                lr = self.scheduler.get_last_lr()[0]
+                bar.update(len(group))
+                bar.set_postfix_str(f"loss={running:.4f}, lr={lr:.1e}", refresh=False)
+                if state.global_step % tc.log_steps == 0:
+                    self.log.write(
+                        {
+                            "event": "train",
+                            "epoch": state.epoch,
+                            "step": state.step,
+                            "global_step": state.global_step,
+                            "loss": round(running, 6),
+                            "lr": lr,
+                        },
+                        {"loss": running, "lr": lr},
+                        "train",
+                    )
+                if signals.stop:
+                    bar.close()
+                    self._save(wait=True)
+                    raise Interrupted(self._where())
+                if (
+                    tc.save_steps
+                    and state.global_step % tc.save_steps == 0
+                    and state.step < len(steps)
+                ):
+                    self._save()
+            bar.close()
+            self._end_epoch()
+            self._save(wait=state.finished or signals.stop)
+            if signals.stop and not state.finished:
+                raise Interrupted(self._where())
+
+    def _train_step(self, group: list[np.ndarray]) -> float:
+        rows = sum(len(b) for b in group)
+        total = 0.0
+        for batch in group:
+            ids, mask, labels = (t.to(self.device) for t in self.train_split.collate(batch))
+            with autocast(self.amp, self.device):
+                logits = self.model(ids, mask)
+                loss = self.loss_fn(logits.float(), labels)
+            # weight each micro-batch by its rows, so a short last group is not over-weighted
+            scaled = loss * (len(batch) / rows)
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            total += float(loss.detach()) * len(batch) / rows
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.tc.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.max_grad_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+    def _end_epoch(self) -> None:
+        state, tc = self.state, self.tc
+        metrics = evaluate(
+            self.model, self.val_split, len(self.labels), tc.batch_size * 2, self.device, self.amp
+        )
+        state.last_eval = metrics
+        improved = state.best_f1 is None or metrics["f1"] > state.best_f1
+        print(
+            f"{self.model_cfg.name} epoch {state.epoch + 1}: val accuracy "
+            f"{metrics['accuracy']:.4f}, weighted F1 {metrics['f1']:.4f}, macro F1 "
+            f"{metrics['macro_f1']:.4f}{' (best)' if improved else ''}",
+            file=sys.stderr,
+        )
+        self.log.write(
+            {
+                "event": "eval",
+                "split": "val",
+                "epoch": state.epoch,
+                "global_step": state.global_step,
+                **metrics,
+            },
+            {k: v for k, v in metrics.items() if not math.isnan(v)},
+            "val",
+        )
+        if improved:
+            state.best_f1, state.best_epoch = metrics["f1"], state.epoch
+            state.epochs_without_improvement = 0
+            self._export(self.paths.best)
+        else:
+            state.epochs_without_improvement += 1
+        state.epoch += 1
+        state.step = 0
+        state.loss_sum, state.loss_count = 0.0, 0
+        patience = tc.early_stopping_patience
+        if patience and state.epochs_without_improvement >= patience:
+            state.finished = state.stopped_early = True
+            print(
+                f"{self.model_cfg.name}: early stop, no val F1 gain in {patience} epochs",
+                file=sys.stderr,
+            )
+        if state.epoch >= tc.epochs:
+            state.finished = True
+        self._improved = improved
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def _save(self, wait: bool = False) -> None:
+        state = self.state
+        opt_tensors, opt_meta = optimizer_to_flat(self.optimizer)
+        rng_tensors, rng_meta = capture_rng()
+        snapshot = Snapshot(
+            global_step=state.global_step,
+            tensors={
+                "model.safetensors": cpu_copy(self.model.state_dict()),
+                "optimizer.safetensors": cpu_copy(opt_tensors),
+                "rng.safetensors": cpu_copy(rng_tensors),
+            },
+            state={
+                "format_version": FORMAT_VERSION,
+                "enstack_version": __version__,
+                "model": self.model_cfg.name,
+                **asdict(state),
+                "is_best": state.step == 0 and getattr(self, "_improved", False),
+                "grad_accum_steps": self.tc.grad_accum_steps,
+                "seed": self.config.seed,
+                "optimizer": opt_meta,
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "rng": rng_meta,
+                "config_hash": run_fingerprint(self.config, self.model_cfg),
+                "data_hash": self.manifest["data_fingerprint"],
+                "saved_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            },
+        )
+        self.writer.submit(snapshot, wait=wait)
+
+    def _restore(self, ckpt: Checkpoint, fresh: TrainState, force: bool) -> TrainState:
+        saved = ckpt.state
+        self._check_compatible(ckpt, force)
+        try:
+            weights = load_file(str(ckpt.path / "model.safetensors"))
+            opt_tensors = load_file(str(ckpt.path / "optimizer.safetensors"))
+            rng_tensors = load_file(str(ckpt.path / "rng.safetensors"))
+        except Exception as exc:  # safetensors rejects anything that is not its format
+            raise CheckpointError(f"{ckpt.path}: unreadable tensors ({exc})") from None
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{ckpt.path / 'model.safetensors'}: does not match the model "
+                f"({(missing + unexpected)[0]})"
+            )
+        self.optimizer.load_state_dict(optimizer_from_flat(opt_tensors, saved["optimizer"]))
+        self.scheduler.load_state_dict(saved["scheduler"])
+        if self.scaler and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        for warning in restore_rng(rng_tensors, saved["rng"]):
+            print(f"warning: {warning}", file=sys.stderr)
+        state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
+        state.total_batches = _derived(saved, "total_batches", fresh.total_batches, ckpt.path)
+        state.steps_per_epoch = _derived(saved, "steps_per_epoch", fresh.steps_per_epoch, ckpt.path)
+        left = max(state.total_batches - state.step * self.tc.grad_accum_steps, 0)
+        print(
+            f"resuming {self.model_cfg.name} from {ckpt.path}: epoch {state.epoch}, step "
+            f"{state.step}, global step {state.global_step}; {left} of {state.total_batches} "
+            f"batches left in epoch {state.epoch}",
+            file=sys.stderr,
+        )
+        return state
+
+    def _check_compatible(self, ckpt: Checkpoint, force: bool) -> None:
+        saved = ckpt.state
+        checks = (
+            ("config_hash", run_fingerprint(self.config, self.model_cfg), "config"),
+            ("data_hash", self.manifest["data_fingerprint"], "prepared data"),
+        )
+        for key, current, what in checks:
+            if key in saved and saved[key] != current:
+                message = (
+                    f"{ckpt.path} was written for a different {what}; resuming would not "
+                    "be exact. Use --resume never to start over (old checkpoints are "
+                    "kept aside), or --force-resume to continue anyway"
+                )
+                if not force:
+                    raise UserError(message)
+                print(f"warning: {message} (forced)", file=sys.stderr)
+
+    def _where(self) -> str:
+        s = self.state
+        return f"epoch {s.epoch}, step {s.step}, global step {s.global_step}"
+
+    def _export(self, out_dir: Path) -> None:
+        s = self.state
+        export_model(
+            self.model,
+            self.paths.base,
+            out_dir,
+            {
+                "epoch": s.epoch,
+                "global_step": s.global_step,
+                "val": s.last_eval,
+                "labels": self.labels,
+                "family": self.model_cfg.family,
+            },
+        )
+
+    def _class_weights(self) -> torch.Tensor | None:
+        if not self.tc.class_weights:
+            return None
+        counts = torch.bincount(self.train_split.labels, minlength=len(self.labels)).float()
+        weights = counts.sum() / (len(self.labels) * counts.clamp(min=1))
+        return weights.to(self.device)
+
+
+def evaluate(
+    model: Classifier,
+    split: EncodedSplit,
+    n_classes: int,
+    batch_size: int,
+    device: torch.device,
+    amp: str,
+) -> dict[str, float]:
+    logits = predict_logits(model, split, batch_size, device, amp)
+    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    y = split.labels.numpy()
+    return classification_metrics(y, logits.argmax(1), n_classes, probs)
+
+
+def predict_logits(
+    model: Classifier, split: EncodedSplit, batch_size: int, device: torch.device, amp: str
+) -> np.ndarray:
+    """Logits for every row, in row order; batches sorted by length, no autograd."""
+    was_training = model.training
+    model.eval()
+    out = np.zeros((len(split), model.config.num_labels), dtype=np.float32)
+    with torch.inference_mode():
+        for rows in eval_batches(split.lengths, batch_size):
+            ids, mask, _ = split.collate(rows)
+            with autocast(amp, device):
+                logits = model(ids.to(device), mask.to(device))
+            out[rows] = logits.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def _derived(saved: dict, key: str, value: int, path: Path) -> int:
+    """A field older checkpoints lack is derived from the data, with a warning."""
+    if key in saved:
+        return int(saved[key])
+    print(
+        f"warning: {path} has no {key!r} (written by an older enstack); derived {value} "
+        "from the prepared data",
+        file=sys.stderr,
+    )
+    return value
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _remove_unfinished_saves(directories: list[Path]) -> None:
+    for directory in directories:
+        if directory.is_dir():
+            for entry in directory.iterdir():
+                if entry.name.startswith(".") and TMP_MARK in entry.name:
+                    shutil.rmtree(entry, ignore_errors=True)
+
+
+def _set_aside(directory: Path) -> None:
+    if directory.is_dir() and any(directory.iterdir()):
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        aside = directory.with_name(f"{directory.name}.old-{stamp}")
+        directory.rename(aside)
+        print(f"--resume never: moved {directory} aside to {aside}", file=sys.stderr)
