@@ -116,14 +116,17 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> CliRes
 
 
 def assert_user_error(result: CliResult, *fragments: str) -> None:
-    """Exit 2, exactly one stderr line starting `error:`, holding each fragment, no traceback."""
+    """Exit 2, one `error:` line on stderr (the last line), holding each fragment, no traceback.
+
+    Progress lines printed before the failure (what was being done) are allowed.
+    """
     assert result.code == 2, (result.code, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
     assert "Traceback" not in result.stderr
     for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
+        assert fragment in errors[0], (fragment, errors[0])
 
 
 def write_config(path: Path, config: dict) -> Path:
@@ -138,3 +141,86 @@ def juliet() -> Path:
     if not (JULIET / "train.jsonl").is_file():
         pytest.skip("../shared/data/juliet5 is not beside this checkout")
     return JULIET
+
+
+# --- training helpers ------------------------------------------------------------------------
+
+TINY_MODEL = {"layers": 2, "hidden": 32, "heads": 2, "intermediate": 64, "vocab_size": 500}
+
+
+def tiny_config(
+    path: Path, run_dir: Path, family: str = "codebert", n_per_class: int = 40, **training: object
+) -> Path:
+    """A config that trains a ~40k-parameter model on synthetic data in a few seconds."""
+    settings = {
+        "epochs": 2,
+        "batch_size": 8,
+        "learning_rate": 1e-3,
+        "max_length": 128,
+        "save_steps": 3,
+        "keep_checkpoints": 2,
+        "device": "cpu",
+        "log_steps": 1,
+        **training,
+    }
+    return write_config(
+        path,
+        {
+            "run_dir": str(run_dir),
+            "data": {"format": "synthetic", "synthetic": {"n_per_class": n_per_class}},
+            "models": [{"name": "m", "family": family, "scratch": TINY_MODEL}],
+            "training": settings,
+        },
+    )
+
+
+def train_args(config: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "enstack",
+        "train",
+        "--config",
+        str(config),
+        "--model",
+        "m",
+        *extra,
+    ]
+
+
+def popen_train(
+    config: Path, env_extra: dict[str, str] | None = None, *extra: str
+) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    return subprocess.Popen(
+        train_args(config, *extra),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.005) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One finished tiny training run (in-process), shared read-only by several tests."""
+    from enstack.config import load_config
+    from enstack.train.trainer import train_model
+
+    root = tmp_path_factory.mktemp("trained")
+    config = load_config(
+        tiny_config(root / "c.yaml", root / "run", save_steps=4, keep_checkpoints=3)
+    )
+    train_model(config, "m", progress=False)
+    return root

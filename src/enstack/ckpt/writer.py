@@ -9,6 +9,7 @@ disk), the save lands there first and is then copied to the final place and veri
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -18,16 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from enstack.ckpt.layout import (
+    FORMAT_VERSION,
     MANIFEST,
     PREFIX,
     STATE,
     CheckpointError,
     checkpoint_name,
     verify,
-    write_manifest,
 )
 from enstack.errors import UserError
 from enstack.fsutil import fsync_dir, publish_dir, sibling_tmp
@@ -100,19 +101,32 @@ def write_checkpoint(parent: Path, snapshot: Snapshot) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = sibling_tmp(final)
     pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
+    files: dict[str, dict] = {}
     try:
         tmp.mkdir()
         for name, tensors in snapshot.tensors.items():
-            save_file(tensors, str(tmp / name), metadata={"format": "pt"})
+            # Serialise to bytes and write with Python's I/O, so that a full disk surfaces as
+            # an OSError with its errno (safetensors' own writer reports it as a generic error).
+            files[name] = _write_file(tmp / name, save(tensors, metadata={"format": "pt"}))
             if pause:
                 time.sleep(pause)
-        (tmp / STATE).write_text(json.dumps(snapshot.state, indent=1) + "\n")
-        write_manifest(tmp)
+        state = (json.dumps(snapshot.state, indent=1) + "\n").encode()
+        files[STATE] = _write_file(tmp / STATE, state)
+        manifest = {"format_version": FORMAT_VERSION, "files": files}
+        _write_file(tmp / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
         publish_dir(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise SaveError(_save_failure(final, exc)) from None
     return final
+
+
+def _write_file(path: Path, data: bytes) -> dict:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _save_failure(target: Path, exc: OSError) -> str:

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 

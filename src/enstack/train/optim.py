@@ -52,7 +52,7 @@ def make_optimizer(model: torch.nn.Module, tc: TrainingConfig) -> torch.optim.Ad
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, tc: TrainingConfig, total_steps: int):
-    warmup = int(round(tc.warmup_ratio * total_steps))
+    warmup = round(tc.warmup_ratio * total_steps)
 
     def factor(step: int) -> float:
         if step < warmup:

@@ -1,0 +1,114 @@
+"""Exact resume, proven with real processes and real kills (SIGKILL and SIGTERM).
+
+The reference is an uninterrupted run; the twin is killed again and again (at random moments,
+and deliberately inside saves) and resumed each time. Their final weights and their metric logs
+must be identical byte for byte: no batch trained twice, none skipped, dropout and the data
+order restored. The config crosses epoch boundaries, accumulates gradients over 2 batches and
+keeps dropout on (RoBERTa's default 0.1).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from conftest import popen_train, tiny_config, train_args, wait_for
+
+SETTINGS = {"epochs": 3, "grad_accum_steps": 2, "save_steps": 2, "n_per_class": 60}
+PAUSE = {"ENSTACK_TEST_SAVE_PAUSE": "0.08"}  # keeps each save open long enough to be hit
+
+
+def _reference(tmp_path: Path) -> Path:
+    cfg = tiny_config(tmp_path / "ref.yaml", tmp_path / "ref", **SETTINGS)
+    subprocess.run(train_args(cfg), check=True, capture_output=True)
+    return tmp_path / "ref" / "models" / "m"
+
+
+def _saving(ckpt_dir: Path) -> bool:
+    return ckpt_dir.is_dir() and any(".tmp-" in p.name for p in ckpt_dir.iterdir())
+
+
+def _assert_twins(reference: Path, twin: Path) -> None:
+    for name in ("final/model.safetensors", "best/model.safetensors", "metrics.jsonl"):
+        assert (twin / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_sigkill_anywhere_then_resume_is_bit_exact(tmp_path: Path) -> None:
+    rng = random.Random()
+    seed = rng.randrange(10**6)
+    rng.seed(seed)
+    reference = _reference(tmp_path)
+    cfg = tiny_config(tmp_path / "twin.yaml", tmp_path / "twin", **SETTINGS)
+    model_dir = tmp_path / "twin" / "models" / "m"
+    ckpt_dir = model_dir / "checkpoints"
+
+    kills = {"inside_save": 0, "elsewhere": 0}
+    resumed_from: list[str] = []
+    for attempt in range(6):
+        proc = popen_train(cfg, PAUSE)
+        if attempt % 2 == 0:  # the moment a save is half-written
+            hit = wait_for(lambda p=proc: _saving(ckpt_dir) or p.poll() is not None)
+        else:  # a random moment once training runs
+            hit = wait_for(lambda p=proc: ckpt_dir.is_dir() or p.poll() is not None)
+            wait_for(lambda: False, timeout=rng.uniform(0.0, 1.5))
+        assert hit
+        inside = _saving(ckpt_dir)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, err
+        kills["inside_save" if inside else "elsewhere"] += 1
+        resumed_from += [line for line in err.splitlines() if line.startswith("resuming")]
+
+    final = subprocess.run(train_args(cfg), capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert kills["inside_save"] >= 1, (kills, seed)
+    assert sum(kills.values()) >= 3, (kills, seed)
+    _assert_twins(reference, model_dir)
+
+
+def test_sigterm_saves_exits_130_and_resumes_exactly(tmp_path: Path) -> None:
+    reference = _reference(tmp_path)
+    cfg = tiny_config(tmp_path / "twin.yaml", tmp_path / "twin", **SETTINGS)
+    model_dir = tmp_path / "twin" / "models" / "m"
+    # save_steps is large here so that the only mid-epoch checkpoint is the one SIGTERM writes
+    proc = popen_train(cfg, PAUSE, "--set", "training.save_steps=1000")
+    assert wait_for(
+        lambda: (
+            (model_dir / "metrics.jsonl").is_file()
+            and len((model_dir / "metrics.jsonl").read_text().splitlines()) >= 4
+        )
+    )
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "SIGTERM" in err and "checkpoint saved" in err
+    saved = list((model_dir / "checkpoints").iterdir())
+    assert len(saved) == 1, saved
+    state = json.loads((saved[0] / "state.json").read_text())
+    assert state["epoch"] == 0 and 0 < state["step"] < state["steps_per_epoch"]  # mid-epoch
+
+    resumed = subprocess.run(
+        train_args(cfg, "--set", "training.save_steps=1000"), capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    line = next(x for x in resumed.stderr.splitlines() if x.startswith("resuming"))
+    assert "epoch 0, step" in line and "batches left in epoch 0" in line
+    _assert_twins(reference, model_dir)
+
+
+def test_resume_never_sets_old_checkpoints_aside(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "c.yaml", tmp_path / "run", epochs=1)
+    subprocess.run(train_args(cfg), check=True, capture_output=True)
+    again = subprocess.run(train_args(cfg, "--resume", "never"), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    models = tmp_path / "run" / "models" / "m"
+    aside = [p for p in models.iterdir() if p.name.startswith("checkpoints.old-")]
+    assert len(aside) == 1 and any(aside[0].iterdir())
+    assert "moved" in again.stderr and "resuming" not in again.stderr
+    shutil.rmtree(aside[0])
