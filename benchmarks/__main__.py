@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import prepare_hdf5
+from benchmarks import checkpoint, prepare_hdf5, resume
 
-MODULES = {"prepare": prepare_hdf5}
+MODULES = {"prepare": prepare_hdf5, "checkpoint": checkpoint, "resume": resume}
 
 
 def main() -> int:

@@ -49,9 +49,57 @@ class Snapshot:
     state: dict  # JSON-able
 
 
-def cpu_copy(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Private CPU copies, so training can go on mutating the originals."""
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+class SnapshotBuffers:
+    """CPU tensors reused from one save to the next.
+
+    Allocating fresh tensors for every snapshot costs page faults (measured: 0.12-0.68 s for
+    466 MB against 0.02 s to copy into existing ones). Only one save is in flight at a time and
+    the writer waits for it before the next snapshot, so the buffers are free when refilled.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def copy(self, group: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, value in tensors.items():
+            key = f"{group}/{name}"
+            source = value.detach()
+            held = self._tensors.get(key)
+            if held is None or held.shape != source.shape or held.dtype != source.dtype:
+                held = torch.empty(source.shape, dtype=source.dtype, device="cpu")
+                self._tensors[key] = held
+            held.copy_(source)
+            out[name] = held
+        return out
+
+
+def take_snapshot(
+    global_step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict,
+    buffers: SnapshotBuffers | None = None,
+) -> Snapshot:
+    """Everything a checkpoint holds, copied now; the only part of a save that blocks training.
+
+    `state` is the caller's JSON-able scalar state; optimizer param groups and RNG positions
+    are added to it here.
+    """
+    from enstack.ckpt.state import capture_rng, optimizer_to_flat
+
+    buffers = buffers or SnapshotBuffers()
+    opt_tensors, opt_meta = optimizer_to_flat(optimizer)
+    rng_tensors, rng_meta = capture_rng()
+    return Snapshot(
+        global_step=global_step,
+        tensors={
+            "model.safetensors": buffers.copy("model", model.state_dict()),
+            "optimizer.safetensors": buffers.copy("optimizer", opt_tensors),
+            "rng.safetensors": buffers.copy("rng", rng_tensors),
+        },
+        state={**state, "optimizer": opt_meta, "rng": rng_meta},
+    )
 
 
 class CheckpointWriter:
@@ -61,17 +109,29 @@ class CheckpointWriter:
         self.keep = keep
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._buffers = SnapshotBuffers()
         self.last_saved: Path | None = None
 
-    def submit(self, snapshot: Snapshot, wait: bool = False) -> None:
-        """Start writing `snapshot` (after the previous save finishes); `wait` to block."""
-        self.wait()
+    def save(
+        self,
+        global_step: int,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        state: dict,
+        wait: bool = False,
+    ) -> None:
+        """Snapshot now (blocking), write in the background; `wait` to block until on disk."""
+        self.wait()  # the previous save must be done with the snapshot buffers
+        snapshot = take_snapshot(global_step, model, optimizer, state, self._buffers)
+        self._start(snapshot)
+        if wait:
+            self.wait()
+
+    def _start(self, snapshot: Snapshot) -> None:
         self._thread = threading.Thread(
             target=self._run, args=(snapshot,), name="enstack-checkpoint", daemon=False
         )
         self._thread.start()
-        if wait:
-            self.wait()
 
     def wait(self) -> Path | None:
         """Block until the save in flight is on disk; raise SaveError if it failed."""

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from enstack import __version__
 from enstack.ckpt.layout import FORMAT_VERSION, Checkpoint, CheckpointError, newest_valid, verify
-from enstack.ckpt.state import capture_rng, optimizer_from_flat, optimizer_to_flat, restore_rng
-from enstack.ckpt.writer import CheckpointWriter, Snapshot, cpu_copy
+from enstack.ckpt.state import optimizer_from_flat, restore_rng
+from enstack.ckpt.writer import CheckpointWriter
 from enstack.config import Config, ModelConfig
 from enstack.data.prepare import prepare
 from enstack.errors import UserError
@@ -210,6 +210,7 @@ class Trainer:
         if checkpoint is not None:
             state = self._restore(checkpoint, state, force_resume)
         self.state = state
+        self._improved = False  # whether the last evaluation set a new best
 
         if state.finished:
             if not (self.paths.final / "model.safetensors").is_file():
@@ -369,33 +370,21 @@ class Trainer:
 
     def _save(self, wait: bool = False) -> None:
         state = self.state
-        opt_tensors, opt_meta = optimizer_to_flat(self.optimizer)
-        rng_tensors, rng_meta = capture_rng()
-        snapshot = Snapshot(
-            global_step=state.global_step,
-            tensors={
-                "model.safetensors": cpu_copy(self.model.state_dict()),
-                "optimizer.safetensors": cpu_copy(opt_tensors),
-                "rng.safetensors": cpu_copy(rng_tensors),
-            },
-            state={
-                "format_version": FORMAT_VERSION,
-                "enstack_version": __version__,
-                "model": self.model_cfg.name,
-                **asdict(state),
-                "is_best": state.step == 0 and getattr(self, "_improved", False),
-                "grad_accum_steps": self.tc.grad_accum_steps,
-                "seed": self.config.seed,
-                "optimizer": opt_meta,
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler else None,
-                "rng": rng_meta,
-                "config_hash": run_fingerprint(self.config, self.model_cfg),
-                "data_hash": self.manifest["data_fingerprint"],
-                "saved_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            },
-        )
-        self.writer.submit(snapshot, wait=wait)
+        scalars = {
+            "format_version": FORMAT_VERSION,
+            "enstack_version": __version__,
+            "model": self.model_cfg.name,
+            **asdict(state),
+            "is_best": state.step == 0 and self._improved,
+            "grad_accum_steps": self.tc.grad_accum_steps,
+            "seed": self.config.seed,
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "config_hash": run_fingerprint(self.config, self.model_cfg),
+            "data_hash": self.manifest["data_fingerprint"],
+            "saved_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        self.writer.save(state.global_step, self.model, self.optimizer, scalars, wait=wait)
 
     def _restore(self, ckpt: Checkpoint, fresh: TrainState, force: bool) -> TrainState:
         saved = ckpt.state
