@@ -162,6 +162,60 @@ def cmd_ckpt_clean(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    from enstack.stack.stage import run_stack
+
+    config = _load(args)
+    result = run_stack(config)
+    selected = result.summary["selected"]
+    state = "unchanged, nothing to do" if result.skipped else "done"
+    print(
+        f"{result.stack_dir}: {state}; selected on validation: "
+        f"{' + '.join(selected['models'])} with {selected['meta']}"
+    )
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from enstack.evaluate.stage import run_evaluate
+    from enstack.evaluate.tables import plain_table
+
+    reports, summary, skipped = run_evaluate(_load(args))
+    print(plain_table(summary))
+    print(f"{reports}: {'unchanged' if skipped else 'written'}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from enstack.pipeline import run_pipeline
+    from enstack.train.trainer import Interrupted
+
+    try:
+        run_pipeline(_load(args))
+    except Interrupted as stop:
+        print(f"stopped at {stop}; run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from enstack.pipeline import demo_config, run_pipeline
+    from enstack.train.trainer import Interrupted
+
+    config = demo_config(args.run_dir.resolve(), args.overrides)
+    print(
+        f"enstack demo: synthetic C functions (demo data, not a benchmark), three tiny "
+        f"models trained from scratch on CPU, into {config.run_dir}",
+        file=sys.stderr,
+    )
+    try:
+        run_pipeline(config)
+    except Interrupted as stop:
+        print(f"stopped at {stop}; run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
 def _not_yet(verb: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         if getattr(args, "config", None) is not None:
@@ -173,11 +227,11 @@ def _not_yet(verb: str) -> Callable[[argparse.Namespace], int]:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prepare": cmd_prepare,
-    "demo": _not_yet("demo"),
+    "demo": cmd_demo,
     "train": cmd_train,
-    "stack": _not_yet("stack"),
-    "evaluate": _not_yet("evaluate"),
-    "run": _not_yet("run"),
+    "stack": cmd_stack,
+    "evaluate": cmd_evaluate,
+    "run": cmd_run,
     "ckpt inspect": cmd_ckpt_inspect,
     "ckpt verify": cmd_ckpt_verify,
     "ckpt clean": cmd_ckpt_clean,

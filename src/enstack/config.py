@@ -133,7 +133,8 @@ class StackingConfig(Strict):
     meta: list[MetaName] = Field(default_factory=lambda: ["lr", "svm", "rf", "xgboost"])
     mode: Literal["paper", "cv"] = "paper"
     cv_folds: Annotated[int, Field(ge=2)] = 5
-    scale: bool = False
+    scale: bool = False  # standardise meta-features before the meta-classifier
+    extract_batch_size: Annotated[int, Field(gt=0)] = 64
     meta_params: dict[MetaName, dict[str, Any]] = Field(default_factory=dict)
 
 

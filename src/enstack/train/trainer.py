@@ -119,6 +119,15 @@ def run_fingerprint(config: Config, model: ModelConfig) -> str:
     )
 
 
+def model_seed(seed: int, name: str) -> int:
+    """Each base model's own seed (init, dropout, data order), stable across runs.
+
+    Two models of one architecture trained from scratch with one seed would be identical
+    twins, and an ensemble of twins learns nothing from the second.
+    """
+    return int(sha256_json({"seed": seed, "model": name})[:8], 16)
+
+
 def train_model(
     config: Config,
     name: str,
@@ -146,6 +155,7 @@ class Trainer:
         self.labels = manifest["labels"]
         self.device = pick_device(self.tc.device)
         self.amp = amp_mode(self.tc.amp, self.device)
+        self.seed = model_seed(config.seed, model_cfg.name)
         if self.tc.num_threads:
             torch.set_num_threads(self.tc.num_threads)
         self.staging = (
@@ -199,7 +209,7 @@ class Trainer:
         n_batches = math.ceil(len(self.train_split) / tc.batch_size)
         steps_per_epoch = math.ceil(n_batches / tc.grad_accum_steps)
 
-        _seed_everything(cfg.seed)
+        _seed_everything(self.seed)
         weights = self.model_cfg.pretrained if checkpoint is None else None
         self.model = new_classifier(hf_config, weights).to(self.device)
         self.optimizer = make_optimizer(self.model, tc)
@@ -242,7 +252,7 @@ class Trainer:
         tc, state = self.tc, self.state
         lengths = self.train_split.lengths
         while state.epoch < tc.epochs and not state.finished:
-            batches = epoch_batches(lengths, tc.batch_size, self.config.seed, state.epoch)
+            batches = epoch_batches(lengths, tc.batch_size, self.seed, state.epoch)
             steps = [
                 batches[i : i + tc.grad_accum_steps]
                 for i in range(0, len(batches), tc.grad_accum_steps)
@@ -377,7 +387,7 @@ class Trainer:
             **asdict(state),
             "is_best": state.step == 0 and self._improved,
             "grad_accum_steps": self.tc.grad_accum_steps,
-            "seed": self.config.seed,
+            "seed": self.seed,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "config_hash": run_fingerprint(self.config, self.model_cfg),

@@ -1,0 +1,113 @@
+"""`enstack evaluate`: `run_dir/reports/` from what `enstack stack` wrote.
+
+results.json (the contract's rows and selection, plus per-class reports and confusion
+matrices), results.md (the Table III layout), results.csv and plots/*.png. Deterministic, so a
+pipeline killed anywhere and run again ends with the same results.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file
+from sklearn.metrics import classification_report, confusion_matrix
+
+from enstack.config import Config
+from enstack.errors import UserError
+from enstack.evaluate import plots
+from enstack.evaluate.tables import csv_text, markdown, results_json
+from enstack.fsutil import staged_dir
+from enstack.stack.meta import LABELS as META_LABELS
+from enstack.stack.stage import stack_dir_of
+
+
+def reports_dir_of(config: Config) -> Path:
+    return config.run_dir / "reports"
+
+
+def run_evaluate(config: Config) -> tuple[Path, dict, bool]:
+    """Write the reports; returns (reports dir, stack summary, skipped)."""
+    stack_dir = stack_dir_of(config)
+    try:
+        summary = json.loads((stack_dir / "ablation.json").read_text())
+        arrays = {k: v.numpy() for k, v in load_file(str(stack_dir / "arrays.safetensors")).items()}
+    except (OSError, ValueError):
+        raise UserError(f"no stacking results in {stack_dir} (run `enstack stack` first)") from None
+    out = reports_dir_of(config)
+    done = out / "results.json"
+    if (
+        done.is_file()
+        and json.loads(done.read_text()).get("stack_fingerprint") == summary["fingerprint"]
+    ):
+        return out, summary, True
+
+    labels = summary["labels"]
+    y = arrays["y_test"]
+    extra = {
+        "best_single": summary["best_single"],
+        "test_reports": {
+            "selected": _report(y, arrays["selected_test_probs"], labels),
+            "best_single": _report(y, arrays["best_single_test_probs"], labels),
+        },
+        "stack_fingerprint": summary["fingerprint"],
+    }
+    sel = summary["selected"]
+    sel_name = f"{' + '.join(sel['models'])} ({META_LABELS[sel['meta']]})"
+    with staged_dir(out) as tmp:
+        (tmp / "results.json").write_text(json.dumps(results_json(summary, extra), indent=2) + "\n")
+        (tmp / "results.md").write_text(markdown(summary))
+        (tmp / "results.csv").write_text(csv_text(summary["rows"]))
+        pics = tmp / "plots"
+        pics.mkdir()
+        plots.confusion(
+            pics / "confusion_selected.png",
+            y,
+            arrays["selected_test_probs"],
+            labels,
+            f"selected: {sel_name} (test)",
+        )
+        plots.confusion(
+            pics / "confusion_best_single.png",
+            y,
+            arrays["best_single_test_probs"],
+            labels,
+            f"best single model: {summary['best_single']} (test)",
+        )
+        plots.roc(
+            pics / "roc_selected.png",
+            y,
+            arrays["selected_test_probs"],
+            labels,
+            f"ROC, one-vs-rest: {sel_name} (test)",
+        )
+        plots.roc(
+            pics / "roc_best_single.png",
+            y,
+            arrays["best_single_test_probs"],
+            labels,
+            f"ROC, one-vs-rest: {summary['best_single']} (test)",
+        )
+        plots.tsne_pair(
+            pics / "tsne.png",
+            y,
+            arrays["best_single_test_embedding"],
+            arrays["selected_test_meta_features"],
+            (f"{summary['best_single']} embeddings", f"{sel_name} meta-features"),
+            labels,
+            config.seed,
+        )
+        plots.ablation(pics / "ablation.png", summary["rows"])
+    return out, summary, False
+
+
+def _report(y, probs, labels: list[str]) -> dict:
+    pred = probs.argmax(1)
+    ids = list(range(len(labels)))
+    report = classification_report(
+        y, pred, labels=ids, target_names=labels, output_dict=True, zero_division=0
+    )
+    return {
+        "per_class": {name: report[name] for name in labels},
+        "confusion_matrix": confusion_matrix(y, pred, labels=ids).tolist(),
+    }

@@ -1,0 +1,98 @@
+"""`enstack run` and `enstack demo`: every stage in order, finished work skipped.
+
+A run directory remembers the config that made it (`run.json`); a different data, model or
+training setup pointed at the same directory is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from enstack.config import Config, load_config_text
+from enstack.data.prepare import prepare
+from enstack.errors import UserError
+from enstack.evaluate.stage import run_evaluate
+from enstack.evaluate.tables import plain_table
+from enstack.fsutil import atomic_write_json, sha256_json
+from enstack.stack.stage import run_stack
+from enstack.train.trainer import NON_TRAJECTORY_KEYS, train_model
+
+IDENTITY_KEYS = ("seed", "data", "models")
+
+
+def demo_config(run_dir: Path, overrides: list[str]) -> Config:
+    text = resources.files("enstack").joinpath("resources/demo.yaml").read_text()
+    return load_config_text(text, "the demo config", [f"run_dir={run_dir}", *overrides])
+
+
+def run_pipeline(config: Config, progress: bool | None = None) -> dict:
+    started = time.perf_counter()
+    check_run_dir(config)
+    data = prepare(config, progress)
+    print(
+        f"prepare: {'unchanged' if data.skipped else 'done'} "
+        f"({data.manifest['table']['total']['train']} train rows)",
+        file=sys.stderr,
+    )
+    for model in config.models:
+        result = train_model(config, model.name, "auto", progress)
+        print(
+            f"train {model.name}: {'already trained' if result.already_done else 'done'}, "
+            f"best val F1 {result.state.best_f1:.4f}",
+            file=sys.stderr,
+        )
+    stacked = run_stack(config, progress)
+    print(f"stack: {'unchanged' if stacked.skipped else 'done'}", file=sys.stderr)
+    reports, summary, skipped = run_evaluate(config)
+    print(f"evaluate: {'unchanged' if skipped else 'done'} -> {reports}", file=sys.stderr)
+    print(plain_table(summary))
+    print(f"\nreports: {reports}/results.md, results.json, results.csv, plots/")
+    print(f"total time: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return summary
+
+
+def check_run_dir(config: Config) -> None:
+    """Record which config made run_dir; refuse a different one."""
+    identity = _identity(config)
+    path = config.run_dir / "run.json"
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text())
+        except ValueError:
+            recorded = {}
+        if recorded.get("identity_hash") not in (None, sha256_json(identity)):
+            differs = _differences(recorded.get("identity", {}), identity)
+            raise UserError(
+                f"run_dir {config.run_dir} was made by a different config (differs in "
+                f"{', '.join(differs[:4]) or 'its settings'}); use another run_dir, or "
+                "delete this one to start over"
+            )
+        return
+    atomic_write_json(path, {"identity_hash": sha256_json(identity), "identity": identity})
+
+
+def _identity(config: Config) -> dict:
+    dumped = config.model_dump(mode="json")
+    identity = {key: dumped[key] for key in IDENTITY_KEYS}
+    identity["data"].pop("chunk_rows", None)
+    identity["training"] = {
+        k: v for k, v in dumped["training"].items() if k not in NON_TRAJECTORY_KEYS
+    }
+    return identity
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, name + ".")
+        elif a != b:
+            out.append(name)
+    return out

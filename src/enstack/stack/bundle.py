@@ -1,0 +1,94 @@
+"""The selected ensemble as a self-contained, verifiable bundle.
+
+  bundle/manifest.json         what it is, and the size and sha256 of every file
+  bundle/models/NAME/          each base model's `best` export (Hugging Face format)
+  bundle/meta/                 the meta-classifier: meta.json + meta.skops or meta.xgb.json
+Loading checks every file against the manifest first, and the skops file is loaded only with
+the types enstack writes: a tampered or crafted file is refused, never unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from enstack.errors import UserError
+from enstack.fsutil import sha256_file, staged_dir
+from enstack.stack.meta import MetaClassifier
+
+BUNDLE_VERSION = 1
+
+
+def write_bundle(
+    out_dir: Path,
+    model_exports: dict[str, Path],
+    classifier: MetaClassifier,
+    features: str,
+    labels: list[str],
+) -> None:
+    with staged_dir(out_dir) as tmp:
+        for name, export in model_exports.items():
+            target = tmp / "models" / name
+            target.mkdir(parents=True)
+            for f in export.iterdir():
+                _link_or_copy(f, target / f.name)
+        (tmp / "meta").mkdir()
+        classifier.save(tmp / "meta")
+        files = {
+            str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
+        manifest = {
+            "format_version": BUNDLE_VERSION,
+            "models": list(model_exports),
+            "meta": classifier.name,
+            "features": features,
+            "labels": labels,
+            "files": files,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # exports are never modified in place, so a hard link is safe
+    except OSError:
+        shutil.copy2(source, target)
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict
+    meta: MetaClassifier
+
+    @property
+    def models(self) -> list[str]:
+        return self.manifest["models"]
+
+    def predict_proba(self, per_model_features: dict[str, np.ndarray]) -> np.ndarray:
+        x = np.concatenate([per_model_features[m] for m in self.models], axis=1)
+        return self.meta.predict_proba(x)
+
+
+def load_bundle(path: Path) -> Bundle:
+    manifest_path = path / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{manifest_path}: missing or not JSON; not an enstack bundle") from None
+    for name, info in manifest.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise UserError(f"{file}: missing from the bundle")
+        if file.stat().st_size != info["bytes"] or sha256_file(file) != info["sha256"]:
+            raise UserError(
+                f"{file}: does not match the bundle manifest (modified); refusing to load it"
+            )
+    return Bundle(path, manifest, MetaClassifier.load(path / "meta"))

@@ -1,0 +1,193 @@
+"""Per model and split: class probabilities, logits and a pooled embedding, computed once.
+
+Stored under `run_dir/features/NAME/` as `{split}.safetensors` (probs, logits, embedding,
+labels) and `{split}_ids.parquet`, in the row order of `run_dir/data/{split}.parquet`, with a
+fingerprint of the model export and the data; reused while both are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from enstack.config import Config
+from enstack.errors import UserError
+from enstack.fsutil import sha256_file, sha256_json, staged_dir
+from enstack.labels import SPLITS
+from enstack.models.classifier import Classifier
+from enstack.models.loading import load_classifier
+from enstack.train.batching import eval_batches
+from enstack.train.encode import EncodedSplit, encode_splits
+from enstack.train.optim import amp_mode, autocast, pick_device
+
+FEATURE_VERSION = 1
+KINDS = ("probs", "logits", "embedding")
+
+
+@dataclass
+class ModelFeatures:
+    name: str
+    splits: dict[str, dict[str, np.ndarray]]  # split -> kind -> array (rows in data order)
+    fingerprint: str
+
+
+def export_dir(config: Config, name: str) -> Path:
+    return config.run_dir / "models" / name / "best"
+
+
+def extract_all(config: Config, manifest: dict, progress: bool | None = None) -> dict:
+    return {m.name: extract_model(config, m.name, manifest, progress) for m in config.models}
+
+
+def extract_model(
+    config: Config, name: str, manifest: dict, progress: bool | None = None
+) -> ModelFeatures:
+    export = export_dir(config, name)
+    weights = export / "model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"no trained model at {export} (run `enstack train --model {name}`)")
+    fingerprint = sha256_json(
+        {
+            "version": FEATURE_VERSION,
+            "weights": sha256_file(weights),
+            "data": manifest["data_fingerprint"],
+            "max_length": config.training.max_length,
+        }
+    )
+    out_dir = config.run_dir / "features" / name
+    if _cached(out_dir) != fingerprint:
+        _extract_to(out_dir, config, export, manifest, fingerprint, progress)
+    return ModelFeatures(name, {s: _load(out_dir, s) for s in SPLITS}, fingerprint)
+
+
+def _cached(out_dir: Path) -> str | None:
+    try:
+        return json.loads((out_dir / "meta.json").read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _load(out_dir: Path, split: str) -> dict[str, np.ndarray]:
+    path = out_dir / f"{split}.safetensors"
+    try:
+        return {k: v.numpy() for k, v in load_file(str(path)).items()}
+    except Exception:
+        raise UserError(
+            f"{path}: missing or unreadable features; run `enstack stack` again"
+        ) from None
+
+
+def _extract_to(
+    out_dir: Path,
+    config: Config,
+    export: Path,
+    manifest: dict,
+    fingerprint: str,
+    progress: bool | None,
+) -> None:
+    device = pick_device(config.training.device)
+    amp = amp_mode(config.training.amp, device)
+    model, tokenizer = load_classifier(export, str(device))
+    family = model.config.enstack["family"]
+    data_dir = config.run_dir / "data"
+    splits = encode_splits(
+        data_dir,
+        manifest,
+        export,
+        tokenizer,
+        family,
+        config.training.max_length,
+        config.run_dir / "cache" / "tokens",
+        progress,
+    )
+    with staged_dir(out_dir) as tmp:
+        for split in SPLITS:
+            arrays = extract_split(
+                model,
+                splits[split],
+                config.stacking.extract_batch_size,
+                device,
+                amp,
+                f"{export.parent.name} {split}",
+                progress,
+            )
+            save_file(
+                {k: torch.from_numpy(v) for k, v in arrays.items()},
+                str(tmp / f"{split}.safetensors"),
+            )
+            ids = pq.read_table(data_dir / f"{split}.parquet", columns=["id"])
+            pq.write_table(ids, tmp / f"{split}_ids.parquet")
+        (tmp / "meta.json").write_text(
+            json.dumps(
+                {
+                    "fingerprint": fingerprint,
+                    "pooling": model.pooling,
+                    "family": family,
+                }
+            )
+            + "\n"
+        )
+
+
+def extract_split(
+    model: Classifier,
+    split: EncodedSplit,
+    batch_size: int,
+    device: torch.device,
+    amp: str,
+    desc: str = "",
+    progress: bool | None = None,
+) -> dict[str, np.ndarray]:
+    """Logits, probabilities and pooled embeddings for every row, in row order."""
+    n, hidden = len(split), model.config.hidden_size
+    logits = np.zeros((n, model.config.num_labels), dtype=np.float32)
+    embedding = np.zeros((n, hidden), dtype=np.float32)
+    batches = eval_batches(split.lengths, batch_size)
+    model.eval()
+    with torch.inference_mode():
+        for rows in tqdm(
+            batches,
+            desc=f"features {desc}",
+            leave=False,
+            disable=True if progress is False else None,
+        ):
+            ids, mask, _ = split.collate(rows)
+            with autocast(amp, device):
+                pooled = model.embed(ids.to(device), mask.to(device))
+                out = model.classifier(pooled)
+            logits[rows] = out.float().cpu().numpy()
+            embedding[rows] = pooled.float().cpu().numpy()
+    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    return {
+        "probs": probs,
+        "logits": logits,
+        "embedding": embedding,
+        "labels": split.labels.numpy(),
+    }
+
+
+def padded_baseline(
+    model: Classifier, split: EncodedSplit, batch_size: int, width: int, device: torch.device
+) -> None:
+    """The naive extractor the benchmark compares against: every row padded to `width`."""
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(split), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(split)))
+            ids, mask, _ = split.collate(rows)
+            full = torch.full((len(rows), width), split.pad_id, dtype=torch.long)
+            full_mask = torch.zeros((len(rows), width), dtype=torch.long)
+            full[:, : ids.shape[1]] = ids[:, :width]
+            full_mask[:, : ids.shape[1]] = mask[:, :width]
+            model.classifier(model.embed(full.to(device), full_mask.to(device)))
+
+
+__all__ = ["KINDS", "ModelFeatures", "extract_all", "extract_model", "extract_split", "pa"]

@@ -1,0 +1,115 @@
+"""`enstack stack`: features from each trained model, the ablation, the selected bundle.
+
+Writes `run_dir/stack/` atomically: `ablation.json` (every row, the selection), `arrays.
+safetensors` (what the reports plot) and `bundle/`. Skipped when its inputs (the features'
+fingerprints, the stacking settings, the labels) are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from enstack.config import Config
+from enstack.data.prepare import read_manifest
+from enstack.fsutil import sha256_json, staged_dir
+from enstack.stack.ablation import meta_features, run_ablation
+from enstack.stack.bundle import write_bundle
+from enstack.stack.features import export_dir, extract_all
+from enstack.train.metrics import classification_metrics
+
+STACK_VERSION = 1
+
+
+@dataclass
+class StackResult:
+    stack_dir: Path
+    summary: dict
+    skipped: bool
+
+
+def stack_dir_of(config: Config) -> Path:
+    return config.run_dir / "stack"
+
+
+def run_stack(config: Config, progress: bool | None = None) -> StackResult:
+    manifest = read_manifest(config.run_dir / "data")
+    features = extract_all(config, manifest, progress)
+    fingerprint = sha256_json(
+        {
+            "version": STACK_VERSION,
+            "seed": config.seed,
+            "labels": manifest["labels"],
+            "stacking": config.stacking.model_dump(mode="json", exclude={"extract_batch_size"}),
+            "features": {name: f.fingerprint for name, f in features.items()},
+        }
+    )
+    out = stack_dir_of(config)
+    previous = _read_summary(out)
+    if previous and previous.get("fingerprint") == fingerprint:
+        return StackResult(out, previous, skipped=True)
+
+    result = run_ablation(config, features, progress)
+    chosen = result["selected"]
+    labels = manifest["labels"]
+    best_single = max(config.models, key=lambda m: _val_f1(result["rows"], m.name))
+    summary = {
+        "fingerprint": fingerprint,
+        "mode": config.stacking.mode,
+        "features": config.stacking.features,
+        "labels": labels,
+        "selection": (
+            "in-sample on val (the paper's Algorithm 1)"
+            if config.stacking.mode == "paper"
+            else f"{config.stacking.cv_folds}-fold cross-validation on val, refit on all of val"
+        ),
+        "rows": result["rows"],
+        "selected": {"models": list(chosen.models), "meta": chosen.meta},
+        "best_single": best_single.name,
+    }
+    y_test = result["y"]["test"]
+    arrays = {
+        "y_val": result["y"]["val"],
+        "y_test": y_test,
+        "selected_test_probs": chosen.test_probs,
+        "selected_test_meta_features": meta_features(
+            features, chosen.models, "test", config.stacking.features
+        ),
+        "best_single_test_probs": features[best_single.name].splits["test"]["probs"],
+        "best_single_test_embedding": features[best_single.name].splits["test"]["embedding"],
+    }
+    summary["selected_test"] = classification_metrics(
+        y_test, chosen.test_probs.argmax(1), len(labels)
+    )
+    with staged_dir(out) as tmp:
+        save_file(
+            {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+            str(tmp / "arrays.safetensors"),
+        )
+        write_bundle(
+            tmp / "bundle",
+            {m: export_dir(config, m) for m in chosen.models},
+            chosen.classifier,
+            config.stacking.features,
+            labels,
+        )
+        (tmp / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return StackResult(out, summary, skipped=False)
+
+
+def _val_f1(rows: list[dict], name: str) -> float:
+    return next(
+        r["f1"] for r in rows if r["models"] == [name] and r["meta"] is None and r["split"] == "val"
+    )
+
+
+def _read_summary(out: Path) -> dict | None:
+    try:
+        return json.loads((out / "ablation.json").read_text())
+    except (OSError, ValueError):
+        return None
