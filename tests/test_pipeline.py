@@ -1,0 +1,117 @@
+"""`enstack run` and `enstack demo`: stages skipped or resumed, identical results after kills,
+and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import TINY_MODEL, assert_user_error, run_cli, wait_for, write_config
+
+REPORTS = ("results.json", "results.csv", "results.md")
+
+
+def _pipeline_config(path: Path, run_dir: Path, **stacking: object) -> Path:
+    return write_config(
+        path,
+        {
+            "run_dir": str(run_dir),
+            "data": {"format": "synthetic", "synthetic": {"n_per_class": 40}},
+            "models": [
+                {"name": "c", "family": "codebert", "scratch": TINY_MODEL},
+                {"name": "u", "family": "unixcoder", "scratch": TINY_MODEL},
+            ],
+            "training": {
+                "epochs": 2,
+                "batch_size": 8,
+                "learning_rate": 1e-3,
+                "max_length": 128,
+                "save_steps": 3,
+                "device": "cpu",
+            },
+            "stacking": {"meta": ["lr", "rf"], "mode": "cv", **stacking},
+        },
+    )
+
+
+def _run(cfg: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "enstack", "run", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_run_killed_anywhere_ends_with_the_same_results(tmp_path: Path) -> None:
+    ref_cfg = _pipeline_config(tmp_path / "ref.yaml", tmp_path / "ref")
+    ref = run_cli("run", "--config", str(ref_cfg))
+    assert ref.code == 0, ref.stderr
+    assert "Ensembles" in ref.stdout and "selected on validation" in ref.stdout
+
+    twin = tmp_path / "twin"
+    cfg = _pipeline_config(tmp_path / "twin.yaml", twin)
+    moments = [  # inside the second model's training, then inside stacking
+        lambda: (twin / "models" / "u" / "checkpoints").is_dir(),
+        lambda: (twin / "features").is_dir(),
+    ]
+    for moment in moments:
+        proc = _run(cfg)
+        assert wait_for(lambda p=proc, m=moment: m() or p.poll() is not None, timeout=120)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    final = run_cli("run", "--config", str(cfg))
+    assert final.code == 0, final.stderr
+    for name in REPORTS:
+        assert (twin / "reports" / name).read_bytes() == (
+            tmp_path / "ref" / "reports" / name
+        ).read_bytes(), name
+
+    again = run_cli("run", "--config", str(cfg))  # everything finished: all stages skipped
+    assert again.code == 0
+    assert "already trained" in again.stderr and "stack: unchanged" in again.stderr
+    results = json.loads((twin / "reports" / "results.json").read_text())
+    assert len(results["rows"]) == 2 * (2 + 3 * 2)  # (2 singles + 3 subsets x 2 metas) x 2
+    assert results["selected"]["meta"] in ("lr", "rf")
+    plots = {p.name for p in (twin / "reports" / "plots").iterdir()}
+    assert {"confusion_selected.png", "roc_selected.png", "tsne.png", "ablation.png"} <= plots
+    assert (twin / "stack" / "bundle" / "manifest.json").is_file()
+
+
+def test_stack_before_training_names_the_missing_model(tmp_path: Path) -> None:
+    cfg = _pipeline_config(tmp_path / "c.yaml", tmp_path / "run")
+    assert run_cli("prepare", "--config", str(cfg)).code == 0
+    assert_user_error(run_cli("stack", "--config", str(cfg)), "models/c/best", "enstack train")
+
+
+def test_evaluate_before_stack(tmp_path: Path) -> None:
+    cfg = _pipeline_config(tmp_path / "c.yaml", tmp_path / "run")
+    assert_user_error(run_cli("evaluate", "--config", str(cfg)), "enstack stack")
+
+
+def test_unknown_meta_classifier_in_the_config(tmp_path: Path) -> None:
+    cfg = _pipeline_config(tmp_path / "c.yaml", tmp_path / "run", meta=["lr", "knn"])
+    assert_user_error(run_cli("run", "--config", str(cfg)), "stacking.meta")
+
+
+def test_run_dir_made_by_a_different_config(tmp_path: Path) -> None:
+    cfg = _pipeline_config(tmp_path / "c.yaml", tmp_path / "run")
+    from enstack.config import load_config
+    from enstack.pipeline import check_run_dir
+
+    check_run_dir(load_config(cfg))
+    result = run_cli("run", "--config", str(cfg), "--set", "data.synthetic.n_per_class=50")
+    assert_user_error(result, "different config", "data.synthetic.n_per_class")
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
+    result = run_cli("demo", "--run-dir", str(tmp_path / "demo"), timeout=600)
+    assert result.code == 0, result.stderr
+    assert "Individual models" in result.stdout and "Ensembles" in result.stdout
+    assert "demo data, not a benchmark" in result.stderr
+    results = json.loads((tmp_path / "demo" / "reports" / "results.json").read_text())
+    assert len(results["rows"]) == 2 * (3 + 7 * 4)  # 3 singles; 7 subsets x 4 metas
+    assert results["mode"] == "cv"
