@@ -109,12 +109,6 @@ def test_bad_set_override(tmp_path: Path) -> None:
     )
 
 
-def test_unbuilt_verbs_say_so(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, {"format": "synthetic"})
-    for verb in ("stack", "evaluate"):
-        assert_user_error(run_cli(verb, "--config", str(cfg)), "not implemented yet")
-
-
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     cfg = _config(tmp_path, {"format": "csv", "path": str(tmp_path / "nope.csv")})
     result = run_cli("--debug", "prepare", "--config", str(cfg))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from enstack import __version__
-from enstack.errors import NotImplementedYet, UserError
+from enstack.errors import UserError
 
 EXIT_OK = 0
 EXIT_USER = 2
@@ -214,15 +214,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"stopped at {stop}; run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK
-
-
-def _not_yet(verb: str) -> Callable[[argparse.Namespace], int]:
-    def command(args: argparse.Namespace) -> int:
-        if getattr(args, "config", None) is not None:
-            _load(args)  # a bad config is still reported as such
-        raise NotImplementedYet(verb)
-
-    return command
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

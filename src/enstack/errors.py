@@ -7,10 +7,3 @@ class UserError(Exception):
     The message must name the culprit (file, key, column, row) and say what to do where it can.
     The CLI prints it as `error: <message>` with no traceback and exits 2.
     """
-
-
-class NotImplementedYet(UserError):
-    """A contract verb whose pipeline stage has not been built yet."""
-
-    def __init__(self, verb: str) -> None:
-        super().__init__(f"`enstack {verb}` is not implemented yet")
