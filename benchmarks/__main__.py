@@ -13,9 +13,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import checkpoint, prepare_hdf5, resume
+from benchmarks import checkpoint, demo, prepare_hdf5, resume, training
 
-MODULES = {"prepare": prepare_hdf5, "checkpoint": checkpoint, "resume": resume}
+MODULES = {
+    "training": training,
+    "resume": resume,
+    "checkpoint": checkpoint,
+    "prepare": prepare_hdf5,
+    "demo": demo,
+}
 
 
 def main() -> int:

@@ -12,6 +12,7 @@ import math
 import random
 import shutil
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +102,7 @@ class TrainResult:
     state: TrainState
     resumed_from: Path | None
     already_done: bool
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # where the loop's time went
 
 
 def model_paths(config: Config, name: str) -> ModelPaths:
@@ -231,6 +233,7 @@ class Trainer:
             return TrainResult(self.paths, state, checkpoint.path if checkpoint else None, True)
 
         self.writer = CheckpointWriter(self.paths.checkpoints, tc.keep_checkpoints, self.staging)
+        self.clock = PhaseClock(self.device)
         self.log = Logbook(self.paths.root, state.global_step)
         print(
             f"{self.model_cfg.name}: {len(self.train_split)} train rows, {n_batches} batches "
@@ -245,8 +248,18 @@ class Trainer:
             self.writer.wait()
         finally:
             self.log.close()
+        print(
+            f"{self.model_cfg.name}: training time by phase: {self.clock.summary()}",
+            file=sys.stderr,
+        )
         self._export(self.paths.final)
-        return TrainResult(self.paths, state, checkpoint.path if checkpoint else None, False)
+        return TrainResult(
+            self.paths,
+            state,
+            checkpoint.path if checkpoint else None,
+            False,
+            dict(self.clock.totals),
+        )
 
     def _loop(self, signals: StopSignals) -> None:
         tc, state = self.tc, self.state
@@ -310,15 +323,20 @@ class Trainer:
     def _train_step(self, group: list[np.ndarray]) -> float:
         rows = sum(len(b) for b in group)
         total = 0.0
+        clock = self.clock
         for batch in group:
+            clock.start()
             ids, mask, labels = (t.to(self.device) for t in self.train_split.collate(batch))
+            clock.lap("data")
             with autocast(self.amp, self.device):
                 logits = self.model(ids, mask)
                 loss = self.loss_fn(logits.float(), labels)
+            clock.lap("forward")
             # weight each micro-batch by its rows, so a short last group is not over-weighted
             scaled = loss * (len(batch) / rows)
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             total += float(loss.detach()) * len(batch) / rows
+            clock.lap("backward")
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if self.tc.max_grad_norm > 0:
@@ -330,6 +348,7 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        clock.lap("optimizer")
         return total
 
     def _end_epoch(self) -> None:
@@ -394,7 +413,9 @@ class Trainer:
             "data_hash": self.manifest["data_fingerprint"],
             "saved_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
+        self.clock.start()
         self.writer.save(state.global_step, self.model, self.optimizer, scalars, wait=wait)
+        self.clock.lap("checkpoint")
 
     def _restore(self, ckpt: Checkpoint, fresh: TrainState, force: bool) -> TrainState:
         saved = ckpt.state
@@ -471,6 +492,36 @@ class Trainer:
         counts = torch.bincount(self.train_split.labels, minlength=len(self.labels)).float()
         weights = counts.sum() / (len(self.labels) * counts.clamp(min=1))
         return weights.to(self.device)
+
+
+class PhaseClock:
+    """Wall time per phase of the loop (data, forward, backward, optimizer, checkpoint).
+
+    On CUDA each lap synchronises, so kernels are charged to the phase that launched them;
+    on CPU the cost is two clock reads per phase.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.sync = device.type == "cuda"
+        self.totals: dict[str, float] = {}
+        self._mark = 0.0
+
+    def start(self) -> None:
+        self._mark = self._now()
+
+    def lap(self, phase: str) -> None:
+        now = self._now()
+        self.totals[phase] = self.totals.get(phase, 0.0) + now - self._mark
+        self._mark = now
+
+    def _now(self) -> float:
+        if self.sync:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def summary(self) -> str:
+        total = sum(self.totals.values()) or 1.0
+        return ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f}%)" for k, v in self.totals.items())
 
 
 def evaluate(

@@ -1,0 +1,185 @@
+"""`train_throughput_vs_hf`: samples/s of enstack's trainer over a Hugging Face `Trainer`, and
+`extract_speedup_vs_padded`: the feature extractor over fixed 512-token padding.
+
+Same tiny RoBERTa (2 layers, 128 wide), same rows (a slice of juliet5's train split, or the
+synthetic demo data where juliet5 is absent), same tokenizer and token ids, batch size 16,
+max_length 512. The Trainer runs at its best comparable settings: `group_by_length=True` and
+dynamic padding (`DataCollatorWithPadding`), no saving, no evaluation, no logging. Only the
+window from the first step's start to the last step's end is timed, in a fresh process each.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import yaml
+
+from benchmarks.common import Result, run_measured
+
+JULIET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "juliet5" / "train.jsonl"
+MODEL = {"layers": 2, "hidden": 128, "heads": 4, "intermediate": 256, "vocab_size": 8000}
+
+ENSTACK_CHILD = """
+import time
+from pathlib import Path
+from enstack.config import load_config
+from enstack.train import trainer as T
+
+marks = []
+original = T.Trainer._train_step
+def timed(self, group):
+    if not marks:
+        marks.append(time.perf_counter())
+    loss = original(self, group)
+    marks.append(time.perf_counter())
+    self.steps_done = len(marks) - 1
+    return loss
+T.Trainer._train_step = timed
+config = load_config(Path({cfg!r}))
+result_obj = T.train_model(config, 'm', resume='never', progress=False)
+import pyarrow.parquet as pq
+n = pq.read_metadata(Path({run!r}) / 'data' / 'train.parquet').num_rows
+result = {{'samples_per_s': n / (marks[-1] - marks[0]), 'seconds': marks[-1] - marks[0],
+          'samples': n, 'phases': result_obj.phase_seconds}}
+"""
+
+HF_CHILD = """
+import time
+import pyarrow.parquet as pq
+import torch
+from pathlib import Path
+from transformers import (AutoConfig, AutoTokenizer, DataCollatorWithPadding,
+                          RobertaForSequenceClassification, Trainer, TrainerCallback,
+                          TrainingArguments)
+from safetensors.torch import load_file
+
+torch.set_num_threads(torch.get_num_threads())
+base = Path({run!r}) / 'models' / 'm' / 'base'
+tokenizer = AutoTokenizer.from_pretrained(base)
+config = AutoConfig.from_pretrained(base)
+torch.manual_seed(0)
+model = RobertaForSequenceClassification(config)
+cache = next((Path({run!r}) / 'cache' / 'tokens').iterdir())
+t = load_file(str(cache / 'train.safetensors'))
+tokens, offsets, labels = t['tokens'], t['offsets'], t['labels']
+rows = [{{'input_ids': tokens[offsets[i]:offsets[i + 1]].tolist(),
+          'attention_mask': [1] * int(offsets[i + 1] - offsets[i]),
+          'labels': int(labels[i])}} for i in range(len(labels))]
+
+marks = []
+class Clock(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kw):
+        if not marks:
+            marks.append(time.perf_counter())
+    def on_step_end(self, args, state, control, **kw):
+        marks.append(time.perf_counter())
+
+args = TrainingArguments(output_dir=str(Path({run!r}) / 'hf-out'), per_device_train_batch_size=16,
+                         num_train_epochs=1, learning_rate=1e-3, group_by_length=True,
+                         save_strategy='no', eval_strategy='no', logging_strategy='no',
+                         report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0,
+                         max_grad_norm=1.0, weight_decay=0.01, disable_tqdm=True)
+trainer = Trainer(model=model, args=args, train_dataset=rows,
+                  data_collator=DataCollatorWithPadding(tokenizer), callbacks=[Clock()])
+trainer.train()
+result = {{'samples_per_s': len(rows) / (marks[-1] - marks[0]), 'seconds': marks[-1] - marks[0],
+          'samples': len(rows)}}
+"""
+
+EXTRACT_CHILD = """
+import time
+import torch
+from pathlib import Path
+from enstack.models.loading import load_classifier
+from enstack.stack.features import extract_split, padded_baseline
+from enstack.train.encode import EncodedSplit
+from safetensors.torch import load_file
+
+model, tok = load_classifier(Path({run!r}) / 'models' / 'm' / 'final')
+cache = next((Path({run!r}) / 'cache' / 'tokens').iterdir())
+t = load_file(str(cache / 'train.safetensors'))
+split = EncodedSplit(t['tokens'], t['offsets'], t['labels'], tok.pad_token_id)
+device = torch.device('cpu')
+start = time.perf_counter()
+extract_split(model, split, 64, device, 'off', progress=False)
+ours = time.perf_counter() - start
+start = time.perf_counter()
+padded_baseline(model, split, 64, 512, device)
+padded = time.perf_counter() - start
+result = {{'ours_rows_per_s': len(split) / ours, 'padded_rows_per_s': len(split) / padded,
+          'rows': len(split)}}
+"""
+
+
+def _data(workdir: Path, rows: int) -> dict:
+    if JULIET.is_file():
+        out = workdir / "juliet_slice.jsonl"
+        with open(JULIET) as source, open(out, "w") as target:
+            for i, line in enumerate(source):
+                if i >= rows:
+                    break
+                target.write(line)
+        return {"format": "jsonl", "path": str(out)}, "juliet5 train slice"
+    return {"format": "synthetic", "synthetic": {"n_per_class": rows // 5}}, "synthetic"
+
+
+def run(workdir: Path, quick: bool) -> dict[str, Result]:
+    rows = 800 if quick else 4000
+    data, source = _data(workdir, rows)
+    run_dir = workdir / "train-bench"
+    cfg = workdir / "train-bench.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "run_dir": str(run_dir),
+                "data": data,
+                "models": [{"name": "m", "family": "codebert", "scratch": MODEL}],
+                "training": {
+                    "epochs": 1,
+                    "batch_size": 16,
+                    "learning_rate": 1e-3,
+                    "max_length": 512,
+                    "save_steps": 0,
+                    "device": "cpu",
+                },
+            }
+        )
+    )
+    ours, theirs = [], []
+    for _ in range(2):
+        ours.append(run_measured(ENSTACK_CHILD.format(cfg=str(cfg), run=str(run_dir))))
+        theirs.append(run_measured(HF_CHILD.format(run=str(run_dir))))
+    a = statistics.median(r["samples_per_s"] for r in ours)
+    b = statistics.median(r["samples_per_s"] for r in theirs)
+    extract = run_measured(EXTRACT_CHILD.format(run=str(run_dir)))
+    phases = ours[-1]["phases"]
+    total = sum(phases.values())
+    share = {k: f"{100 * v / total:.0f}%" for k, v in phases.items()}
+    return {
+        "train_throughput_vs_hf": Result(
+            a / b,
+            "x",
+            ">= 1.0",
+            {
+                "data": source,
+                "train_rows": ours[0]["samples"],
+                "batch_size": 16,
+                "max_length": 512,
+                "enstack_samples_per_s": round(a, 1),
+                "hf_trainer_samples_per_s": round(b, 1),
+                "enstack_time_by_phase": share,
+            },
+        ),
+        "extract_speedup_vs_padded": Result(
+            extract["ours_rows_per_s"] / extract["padded_rows_per_s"],
+            "x",
+            ">= 3",
+            {
+                "rows": extract["rows"],
+                "batch_size": 64,
+                "length_sorted_rows_per_s": round(extract["ours_rows_per_s"], 1),
+                "padded_512_rows_per_s": round(extract["padded_rows_per_s"], 1),
+            },
+        ),
+    }
