@@ -1,0 +1,88 @@
+"""Data-parallel training under `torchrun`: torch.distributed with DDP (gloo on CPU, NCCL on
+CUDA). One process per rank; rank 0 prepares data, writes checkpoints, exports and logs.
+
+`Dist` is the few collective operations the trainer needs, and a no-op when there is one
+process, so the single-process path runs the same code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def mean(self, value: float) -> float:
+        """The mean of `value` over ranks."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return float(tensor.item()) / self.world
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is True on any (a stop request seen by one rank)."""
+        if not self.active:
+            return flag
+        tensor = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor.item())
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank."""
+        if not self.active:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order, on every rank."""
+        if not self.active:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+
+def from_environment(want_cuda: bool) -> Dist:
+    """Join the process group torchrun describes in the environment, if there is one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if want_cuda else "gloo"
+        if want_cuda:
+            torch.cuda.set_device(local_rank)
+        # a dead peer ends the job through torchrun; this bounds a collective left waiting
+        dist.init_process_group(backend, timeout=timedelta(minutes=10))
+    return Dist(rank=rank, world=world, local_rank=local_rank)
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
