@@ -16,10 +16,10 @@ from pathlib import Path
 from benchmarks import checkpoint, demo, prepare_hdf5, resume, training
 
 MODULES = {
+    "prepare": prepare_hdf5,
     "training": training,
     "resume": resume,
     "checkpoint": checkpoint,
-    "prepare": prepare_hdf5,
     "demo": demo,
 }
 

@@ -24,16 +24,19 @@ class Result:
 def run_measured(code: str, cwd: Path | None = None) -> dict:
     """Run Python `code` in a fresh interpreter; it must print one JSON object as its last line.
 
-    The child's own peak RSS (ru_maxrss, MiB) is added as `peak_rss_mib`, so every figure is
-    that of one process doing one job.
+    The child's own peak RSS is added as `peak_rss_mib`: VmHWM from /proc/self/status, the
+    high-water mark of the child's own address space. (ru_maxrss is not used: Linux carries it
+    across exec from the forking parent, so a child of a big benchmark process would report
+    the parent's peak.)
     """
     wrapper = (
-        "import json, resource, time\n"
+        "import json, time\n"
         "_t0 = time.perf_counter()\n"
         f"{code}\n"
         "_out = dict(result)\n"
         "_out['seconds'] = time.perf_counter() - _t0\n"
-        "_out['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "_hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+        "_out['peak_rss_mib'] = int(_hwm.split()[1]) / 1024\n"
         "print(json.dumps(_out))\n"
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

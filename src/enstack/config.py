@@ -72,6 +72,7 @@ class ScratchConfig(Strict):
     heads: Annotated[int, Field(gt=0)] = 2
     intermediate: Annotated[int, Field(gt=0)] = 256
     vocab_size: Annotated[int, Field(ge=300)] = 4000
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1  # hidden and attention dropout
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ScratchConfig:

@@ -80,6 +80,7 @@ def take_snapshot(
     optimizer: torch.optim.Optimizer,
     state: dict,
     buffers: SnapshotBuffers | None = None,
+    extra_rng: dict[str, torch.Tensor] | None = None,
 ) -> Snapshot:
     """Everything a checkpoint holds, copied now; the only part of a save that blocks training.
 
@@ -91,6 +92,7 @@ def take_snapshot(
     buffers = buffers or SnapshotBuffers()
     opt_tensors, opt_meta = optimizer_to_flat(optimizer)
     rng_tensors, rng_meta = capture_rng()
+    rng_tensors.update(extra_rng or {})
     return Snapshot(
         global_step=global_step,
         tensors={
@@ -119,10 +121,11 @@ class CheckpointWriter:
         optimizer: torch.optim.Optimizer,
         state: dict,
         wait: bool = False,
+        extra_rng: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """Snapshot now (blocking), write in the background; `wait` to block until on disk."""
         self.wait()  # the previous save must be done with the snapshot buffers
-        snapshot = take_snapshot(global_step, model, optimizer, state, self._buffers)
+        snapshot = take_snapshot(global_step, model, optimizer, state, self._buffers, extra_rng)
         self._start(snapshot)
         if wait:
             self.wait()

@@ -85,6 +85,8 @@ def scratch_config(model: ModelConfig, labels: list[str], max_length: int, vocab
         intermediate_size=s.intermediate,
         max_position_embeddings=max_length + 2,  # RoBERTa positions start after the pad id
         type_vocab_size=1,
+        hidden_dropout_prob=s.dropout,
+        attention_probs_dropout_prob=s.dropout,
         pad_token_id=1,
         bos_token_id=0,
         eos_token_id=2,

@@ -2,7 +2,9 @@
 
 Rows are shuffled, cut into pools of `pool` batches, sorted by length inside each pool and cut
 into batches, and the batches are shuffled. Batches of similar length waste little on padding,
-and the order is random enough for SGD. Because the order is recomputed from the seed, resuming
+and the order is random enough for SGD. On juliet5's lengths, pools of 200 batches pad to
+1.008x the real tokens, pools of 50 (Hugging Face's LengthGroupedSampler's size) to 1.030x.
+Because the order is recomputed from the seed, resuming
 at batch k costs O(1) in k: nothing before k is loaded, tokenised or collated.
 """
 
@@ -12,7 +14,7 @@ import numpy as np
 
 
 def epoch_batches(
-    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, pool: int = 50
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, pool: int = 200
 ) -> list[np.ndarray]:
     rng = np.random.default_rng([seed, 7919, epoch])
     order = rng.permutation(len(lengths))

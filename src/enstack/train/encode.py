@@ -46,6 +46,15 @@ class EncodedSplit:
     def lengths(self) -> np.ndarray:
         return (self.offsets[1:] - self.offsets[:-1]).numpy()
 
+    def subset(self, rows: np.ndarray) -> EncodedSplit:
+        """The given rows as a split of their own (for sharding evaluation across ranks)."""
+        pieces = [self.tokens[self.offsets[r] : self.offsets[r + 1]] for r in rows.tolist()]
+        lengths = torch.tensor([len(p) for p in pieces], dtype=torch.long)
+        offsets = torch.zeros(len(rows) + 1, dtype=torch.long)
+        offsets[1:] = torch.cumsum(lengths, 0)
+        tokens = torch.cat(pieces) if pieces else self.tokens[:0]
+        return EncodedSplit(tokens, offsets, self.labels[torch.as_tensor(rows)], self.pad_id)
+
     def collate(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Input ids padded to the longest row of the batch, the attention mask, the labels."""
         starts = self.offsets[rows].tolist()

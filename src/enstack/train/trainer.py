@@ -8,6 +8,7 @@ evaluation. All state that decides the future is in `TrainState` plus the tensor
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import shutil
@@ -25,15 +26,16 @@ from tqdm import tqdm
 
 from enstack import __version__
 from enstack.ckpt.layout import FORMAT_VERSION, Checkpoint, CheckpointError, newest_valid, verify
-from enstack.ckpt.state import optimizer_from_flat, restore_rng
+from enstack.ckpt.state import capture_rng, optimizer_from_flat, restore_rng
 from enstack.ckpt.writer import CheckpointWriter
 from enstack.config import Config, ModelConfig
-from enstack.data.prepare import prepare
+from enstack.data.prepare import prepare, read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import TMP_MARK, sha256_json
 from enstack.models.classifier import Classifier
 from enstack.models.loading import load_base, new_classifier, write_base
 from enstack.train.batching import epoch_batches, eval_batches
+from enstack.train.distributed import Dist, from_environment
 from enstack.train.encode import EncodedSplit, encode_splits
 from enstack.train.export import export_model
 from enstack.train.logbook import Logbook
@@ -109,10 +111,14 @@ def model_paths(config: Config, name: str) -> ModelPaths:
     return ModelPaths(config.run_dir / "models" / name)
 
 
-def run_fingerprint(config: Config, model: ModelConfig) -> str:
+def run_fingerprint(config: Config, model: ModelConfig, world: int = 1) -> str:
+    """What decides the trajectory. The number of ranks is part of it (it sets the global
+    batch); it is left out for one process so single-process checkpoints keep their hash."""
     training = config.training.model_dump(mode="json", exclude=NON_TRAJECTORY_KEYS)
+    extra = {"world": world} if world > 1 else {}
     return sha256_json(
         {
+            **extra,
             "seed": config.seed,
             "model": model.model_dump(mode="json"),
             "training": training,
@@ -138,16 +144,27 @@ def train_model(
     force_resume: bool = False,
 ) -> TrainResult:
     model_cfg = config.model(name)  # a bad name is reported before any work
-    manifest = prepare(config, progress).manifest
-    trainer = Trainer(config, model_cfg, manifest, progress)
+    ranks = from_environment(pick_device(config.training.device).type == "cuda")
+    if ranks.main:  # one writer; the other ranks read what it prepared
+        manifest = prepare(config, progress).manifest
+    ranks.barrier()
+    if not ranks.main:
+        manifest = read_manifest(config.run_dir / "data")
+    trainer = Trainer(config, model_cfg, manifest, progress if ranks.main else False, ranks)
     checkpoint = trainer.select_checkpoint(resume)
     return trainer.run(checkpoint, force_resume)
 
 
 class Trainer:
     def __init__(
-        self, config: Config, model_cfg: ModelConfig, manifest: dict, progress: bool | None
+        self,
+        config: Config,
+        model_cfg: ModelConfig,
+        manifest: dict,
+        progress: bool | None,
+        ranks: Dist | None = None,
     ) -> None:
+        self.ranks = ranks or Dist()
         self.config = config
         self.tc = config.training
         self.model_cfg = model_cfg
@@ -156,6 +173,8 @@ class Trainer:
         self.paths = model_paths(config, model_cfg.name)
         self.labels = manifest["labels"]
         self.device = pick_device(self.tc.device)
+        if self.device.type == "cuda" and self.ranks.active:
+            self.device = torch.device("cuda", self.ranks.local_rank)
         self.amp = amp_mode(self.tc.amp, self.device)
         self.seed = model_seed(config.seed, model_cfg.name)
         if self.tc.num_threads:
@@ -169,6 +188,14 @@ class Trainer:
     # --- which checkpoint -----------------------------------------------------------------
 
     def select_checkpoint(self, resume: str) -> Checkpoint | None:
+        """Rank 0 chooses (and tidies); every rank then loads the same checkpoint."""
+        chosen = self._choose_checkpoint(resume) if self.ranks.main else None
+        path = self.ranks.broadcast(str(chosen.path) if chosen else None)
+        if self.ranks.main or path is None:
+            return chosen
+        return verify(Path(path))
+
+    def _choose_checkpoint(self, resume: str) -> Checkpoint | None:
         ckpt_dir = self.paths.checkpoints
         _remove_unfinished_saves([ckpt_dir, *([self.staging] if self.staging else [])])
         if resume == "never":
@@ -188,32 +215,21 @@ class Trainer:
     def run(self, checkpoint: Checkpoint | None, force_resume: bool) -> TrainResult:
         cfg, tc = self.config, self.tc
         data_dir = cfg.run_dir / "data"
-        train_codes = pq.read_table(data_dir / "train.parquet", columns=["code"]).column("code")
-        write_base(
-            self.paths.base,
-            self.model_cfg,
-            self.labels,
-            tc.max_length,
-            (c.as_py() for c in train_codes),
-        )
-        hf_config, tokenizer = load_base(self.paths.base)
-        splits = encode_splits(
-            data_dir,
-            self.manifest,
-            self.paths.base,
-            tokenizer,
-            self.model_cfg.family,
-            tc.max_length,
-            cfg.run_dir / "cache" / "tokens",
-            self.progress,
-        )
+        splits = None
+        for turn in ("main", "others"):  # rank 0 writes base/ and the token cache first
+            if (turn == "main") == self.ranks.main:
+                hf_config, _, splits = self._base_and_tokens(data_dir)
+            self.ranks.barrier()
+        assert splits is not None
         self.train_split, self.val_split = splits["train"], splits["val"]
-        n_batches = math.ceil(len(self.train_split) / tc.batch_size)
+        n_batches = len(self._epoch_plan(0))
         steps_per_epoch = math.ceil(n_batches / tc.grad_accum_steps)
 
         _seed_everything(self.seed)
         weights = self.model_cfg.pretrained if checkpoint is None else None
         self.model = new_classifier(hf_config, weights).to(self.device)
+        if self.ranks.active:  # same initial weights everywhere, a dropout stream per rank
+            torch.manual_seed(self.seed + 7919 * self.ranks.rank)
         self.optimizer = make_optimizer(self.model, tc)
         self.scheduler = make_scheduler(self.optimizer, tc, steps_per_epoch * tc.epochs)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
@@ -223,9 +239,15 @@ class Trainer:
             state = self._restore(checkpoint, state, force_resume)
         self.state = state
         self._improved = False  # whether the last evaluation set a new best
+        self.forward = self.model
+        if self.ranks.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=ids)
 
         if state.finished:
-            if not (self.paths.final / "model.safetensors").is_file():
+            if self.ranks.main and not (self.paths.final / "model.safetensors").is_file():
                 self._export(self.paths.final)
             print(
                 f"{self.model_cfg.name}: already trained ({checkpoint.path if checkpoint else ''})"
@@ -234,25 +256,25 @@ class Trainer:
 
         self.writer = CheckpointWriter(self.paths.checkpoints, tc.keep_checkpoints, self.staging)
         self.clock = PhaseClock(self.device)
-        self.log = Logbook(self.paths.root, state.global_step)
-        print(
+        self.log = Logbook(self.paths.root, state.global_step) if self.ranks.main else None
+        self._say(
             f"{self.model_cfg.name}: {len(self.train_split)} train rows, {n_batches} batches "
-            f"of {tc.batch_size} x {tc.grad_accum_steps} accumulation = effective batch "
-            f"{tc.batch_size * tc.grad_accum_steps}, {tc.epochs} epochs, device "
-            f"{self.device}, amp {self.amp}",
-            file=sys.stderr,
+            f"per epoch; effective batch {tc.batch_size} per rank x {self.ranks.world} "
+            f"rank{'s' if self.ranks.world > 1 else ''} x {tc.grad_accum_steps} accumulation "
+            f"= {tc.batch_size * self.ranks.world * tc.grad_accum_steps}; {tc.epochs} epochs, "
+            f"device {self.device}, amp {self.amp}"
         )
         try:
             with StopSignals() as signals:
                 self._loop(signals)
             self.writer.wait()
         finally:
-            self.log.close()
-        print(
-            f"{self.model_cfg.name}: training time by phase: {self.clock.summary()}",
-            file=sys.stderr,
-        )
-        self._export(self.paths.final)
+            if self.log:
+                self.log.close()
+        self._say(f"{self.model_cfg.name}: training time by phase: {self.clock.summary()}")
+        if self.ranks.main:
+            self._export(self.paths.final)
+        self.ranks.barrier()
         return TrainResult(
             self.paths,
             state,
@@ -263,9 +285,8 @@ class Trainer:
 
     def _loop(self, signals: StopSignals) -> None:
         tc, state = self.tc, self.state
-        lengths = self.train_split.lengths
         while state.epoch < tc.epochs and not state.finished:
-            batches = epoch_batches(lengths, tc.batch_size, self.seed, state.epoch)
+            batches = self._epoch_plan(state.epoch)
             steps = [
                 batches[i : i + tc.grad_accum_steps]
                 for i in range(0, len(batches), tc.grad_accum_steps)
@@ -282,7 +303,7 @@ class Trainer:
             self.model.train()
             while state.step < len(steps):
                 group = steps[state.step]
-                loss = self._train_step(group)
+                loss = self.ranks.mean(self._train_step(group))
                 state.step += 1
                 state.global_step += 1
                 state.loss_sum += loss
@@ -291,7 +312,7 @@ class Trainer:
                 lr = self.scheduler.get_last_lr()[0]
                 bar.update(len(group))
                 bar.set_postfix_str(f"loss={running:.4f}, lr={lr:.1e}", refresh=False)
-                if state.global_step % tc.log_steps == 0:
+                if self.log and state.global_step % tc.log_steps == 0:
                     self.log.write(
                         {
                             "event": "train",
@@ -304,7 +325,7 @@ class Trainer:
                         {"loss": running, "lr": lr},
                         "train",
                     )
-                if signals.stop:
+                if self.ranks.any(signals.stop):
                     bar.close()
                     self._save(wait=True)
                     raise Interrupted(self._where())
@@ -316,25 +337,35 @@ class Trainer:
                     self._save()
             bar.close()
             self._end_epoch()
-            self._save(wait=state.finished or signals.stop)
-            if signals.stop and not state.finished:
+            stop = self.ranks.any(signals.stop)
+            self._save(wait=state.finished or stop)
+            if stop and not state.finished:
                 raise Interrupted(self._where())
 
     def _train_step(self, group: list[np.ndarray]) -> float:
         rows = sum(len(b) for b in group)
         total = 0.0
         clock = self.clock
-        for batch in group:
+        for i, batch in enumerate(group):
             clock.start()
             ids, mask, labels = (t.to(self.device) for t in self.train_split.collate(batch))
             clock.lap("data")
-            with autocast(self.amp, self.device):
-                logits = self.model(ids, mask)
-                loss = self.loss_fn(logits.float(), labels)
-            clock.lap("forward")
-            # weight each micro-batch by its rows, so a short last group is not over-weighted
-            scaled = loss * (len(batch) / rows)
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            # under DDP, gradients are averaged across ranks only on the step's last batch
+            last = i == len(group) - 1
+            sync = (
+                contextlib.nullcontext()
+                if last or not self.ranks.active
+                else self.forward.no_sync()
+            )
+            with sync:
+                with autocast(self.amp, self.device):
+                    logits = self.forward(ids, mask)
+                    loss = self.loss_fn(logits.float(), labels)
+                clock.lap("forward")
+                # weight each micro-batch by its rows, so a short last group is not
+                # over-weighted
+                scaled = loss * (len(batch) / rows)
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             total += float(loss.detach()) * len(batch) / rows
             clock.lap("backward")
         if self.scaler:
@@ -354,43 +385,48 @@ class Trainer:
     def _end_epoch(self) -> None:
         state, tc = self.state, self.tc
         metrics = evaluate(
-            self.model, self.val_split, len(self.labels), tc.batch_size * 2, self.device, self.amp
+            self.model,
+            self.val_split,
+            len(self.labels),
+            tc.batch_size * 2,
+            self.device,
+            self.amp,
+            self.ranks,
         )
         state.last_eval = metrics
         improved = state.best_f1 is None or metrics["f1"] > state.best_f1
-        print(
+        self._say(
             f"{self.model_cfg.name} epoch {state.epoch + 1}: val accuracy "
             f"{metrics['accuracy']:.4f}, weighted F1 {metrics['f1']:.4f}, macro F1 "
-            f"{metrics['macro_f1']:.4f}{' (best)' if improved else ''}",
-            file=sys.stderr,
+            f"{metrics['macro_f1']:.4f}{' (best)' if improved else ''}"
         )
-        self.log.write(
-            {
-                "event": "eval",
-                "split": "val",
-                "epoch": state.epoch,
-                "global_step": state.global_step,
-                **metrics,
-            },
-            {k: v for k, v in metrics.items() if not math.isnan(v)},
-            "val",
-        )
+        if self.log:
+            self.log.write(
+                {
+                    "event": "eval",
+                    "split": "val",
+                    "epoch": state.epoch,
+                    "global_step": state.global_step,
+                    **metrics,
+                },
+                {k: v for k, v in metrics.items() if not math.isnan(v)},
+                "val",
+            )
         if improved:
             state.best_f1, state.best_epoch = metrics["f1"], state.epoch
             state.epochs_without_improvement = 0
-            self._export(self.paths.best)
+            if self.ranks.main:
+                self._export(self.paths.best)
         else:
             state.epochs_without_improvement += 1
         state.epoch += 1
         state.step = 0
         state.loss_sum, state.loss_count = 0.0, 0
         patience = tc.early_stopping_patience
-        if patience and state.epochs_without_improvement >= patience:
+        stop_early = bool(patience) and state.epochs_without_improvement >= patience
+        if self.ranks.broadcast(stop_early):  # rank 0 decides, every rank follows
             state.finished = state.stopped_early = True
-            print(
-                f"{self.model_cfg.name}: early stop, no val F1 gain in {patience} epochs",
-                file=sys.stderr,
-            )
+            self._say(f"{self.model_cfg.name}: early stop, no val F1 gain in {patience} epochs")
         if state.epoch >= tc.epochs:
             state.finished = True
         self._improved = improved
@@ -409,12 +445,30 @@ class Trainer:
             "seed": self.seed,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "config_hash": run_fingerprint(self.config, self.model_cfg),
+            "config_hash": run_fingerprint(self.config, self.model_cfg, self.ranks.world),
             "data_hash": self.manifest["data_fingerprint"],
             "saved_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "world_size": self.ranks.world,
         }
         self.clock.start()
-        self.writer.save(state.global_step, self.model, self.optimizer, scalars, wait=wait)
+        extra_rng: dict[str, torch.Tensor] = {}
+        if self.ranks.active:  # every rank's dropout stream, so each resumes its own
+            per_rank = self.ranks.gather(capture_rng())
+            scalars["rng_ranks"] = [meta for _, meta in per_rank]
+            extra_rng = {
+                f"rank{r}.{k}": t for r, (ts, _) in enumerate(per_rank) for k, t in ts.items()
+            }
+        if self.ranks.main:
+            self.writer.save(
+                state.global_step,
+                self.model,
+                self.optimizer,
+                scalars,
+                wait=wait,
+                extra_rng=extra_rng,
+            )
+        if wait:
+            self.ranks.barrier()  # nobody leaves before the checkpoint is on disk
         self.clock.lap("checkpoint")
 
     def _restore(self, ckpt: Checkpoint, fresh: TrainState, force: bool) -> TrainState:
@@ -436,8 +490,9 @@ class Trainer:
         self.scheduler.load_state_dict(saved["scheduler"])
         if self.scaler and saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
-        for warning in restore_rng(rng_tensors, saved["rng"]):
-            print(f"warning: {warning}", file=sys.stderr)
+        rng_tensors, rng_meta = self._own_rng(rng_tensors, saved)
+        for warning in restore_rng(rng_tensors, rng_meta):
+            self._say(f"warning: {warning}")
         state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
         state.total_batches = _derived(saved, "total_batches", fresh.total_batches, ckpt.path)
         state.steps_per_epoch = _derived(saved, "steps_per_epoch", fresh.steps_per_epoch, ckpt.path)
@@ -450,10 +505,22 @@ class Trainer:
         )
         return state
 
+    def _own_rng(self, tensors: dict, saved: dict) -> tuple[dict, dict]:
+        """This rank's RNG states from a checkpoint (rank 0's are the plain keys)."""
+        rank = self.ranks.rank
+        prefix = f"rank{rank}."
+        own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if own and len(saved.get("rng_ranks", [])) > rank:
+            return own, saved["rng_ranks"][rank]
+        if rank:
+            self._say(f"warning: the checkpoint has no RNG state for rank {rank}")
+        return {k: v for k, v in tensors.items() if not k.startswith("rank")}, saved["rng"]
+
     def _check_compatible(self, ckpt: Checkpoint, force: bool) -> None:
         saved = ckpt.state
+        current_config = run_fingerprint(self.config, self.model_cfg, self.ranks.world)
         checks = (
-            ("config_hash", run_fingerprint(self.config, self.model_cfg), "config"),
+            ("config_hash", current_config, "config"),
             ("data_hash", self.manifest["data_fingerprint"], "prepared data"),
         )
         for key, current, what in checks:
@@ -466,6 +533,47 @@ class Trainer:
                 if not force:
                     raise UserError(message)
                 print(f"warning: {message} (forced)", file=sys.stderr)
+
+    def _epoch_plan(self, epoch: int) -> list[np.ndarray]:
+        """This rank's batches for `epoch`: its share (rows r::world) of each global batch.
+
+        The global order is the same length-grouped, seeded order for any number of ranks;
+        under several ranks a last global batch with fewer rows than ranks is dropped.
+        """
+        world, rank = self.ranks.world, self.ranks.rank
+        batches = epoch_batches(
+            self.train_split.lengths, self.tc.batch_size * world, self.seed, epoch
+        )
+        if world == 1:
+            return batches
+        return [b[rank::world] for b in batches if len(b) >= world]
+
+    def _base_and_tokens(self, data_dir: Path):
+        tc = self.tc
+        train_codes = pq.read_table(data_dir / "train.parquet", columns=["code"]).column("code")
+        write_base(
+            self.paths.base,
+            self.model_cfg,
+            self.labels,
+            tc.max_length,
+            (c.as_py() for c in train_codes),
+        )
+        hf_config, tokenizer = load_base(self.paths.base)
+        splits = encode_splits(
+            data_dir,
+            self.manifest,
+            self.paths.base,
+            tokenizer,
+            self.model_cfg.family,
+            tc.max_length,
+            self.config.run_dir / "cache" / "tokens",
+            self.progress,
+        )
+        return hf_config, tokenizer, splits
+
+    def _say(self, message: str) -> None:
+        if self.ranks.main:
+            print(message, file=sys.stderr, flush=True)
 
     def _where(self) -> str:
         s = self.state
@@ -531,8 +639,19 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     amp: str,
+    ranks: Dist | None = None,
 ) -> dict[str, float]:
-    logits = predict_logits(model, split, batch_size, device, amp)
+    """Validation metrics; under several ranks each scores a share of the rows, then all
+    ranks gather every logit and compute the same metrics."""
+    ranks = ranks or Dist()
+    if ranks.active:
+        rows = np.arange(ranks.rank, len(split), ranks.world)
+        part = predict_logits(model, split.subset(rows), batch_size, device, amp)
+        logits = np.zeros((len(split), model.config.num_labels), dtype=np.float32)
+        for r, piece in enumerate(ranks.gather(part)):
+            logits[np.arange(r, len(split), ranks.world)] = piece
+    else:
+        logits = predict_logits(model, split, batch_size, device, amp)
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
     y = split.labels.numpy()
     return classification_metrics(y, logits.argmax(1), n_classes, probs)
