@@ -19,21 +19,15 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
 def torchrun(config: Path, *extra: str, ranks: int = 2) -> list[str]:
-    return [
+    """The train command of `train_args`, launched by torchrun instead of plain python."""
+    launcher = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
         f"--nproc_per_node={ranks}",
-        "-m",
-        "enstack",
-        "train",
-        "--config",
-        str(config),
-        "--model",
-        "m",
-        *extra,
     ]
+    return launcher + train_args(config, *extra)[1:]
 
 
 def _workers(parent: int) -> list[int]:

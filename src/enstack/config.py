@@ -174,23 +174,17 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> Config
     Relative paths (run_dir, data files, a local `pretrained` directory) are resolved against
     the working directory, as the command line would.
     """
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        raw = _read_yaml(path)
-    for item in overrides or []:
-        _apply_override(raw, item)
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise UserError(f"{source}: {_describe(exc)}") from None
-    return _resolve_paths(config, Path.cwd())
+    if path is None:
+        return _validate({}, "defaults", overrides)
+    return _validate(_read_yaml(path), str(path), overrides)
 
 
 def load_config_text(text: str, source: str, overrides: list[str] | None = None) -> Config:
     """Validate a YAML string (the embedded demo config) with the same rules as a file."""
-    raw = yaml.safe_load(text) or {}
+    return _validate(yaml.safe_load(text) or {}, source, overrides)
+
+
+def _validate(raw: dict[str, Any], source: str, overrides: list[str] | None) -> Config:
     for item in overrides or []:
         _apply_override(raw, item)
     try:
