@@ -1,7 +1,7 @@
 """`resume_95_vs_0`: time to the first trained step when resuming at 95% of an epoch over
 resuming at its start (goal <= 1.2: resume costs O(1) in the position).
 
-A tiny model on synthetic data big enough for a long epoch (1,000 batches; --quick 250) is
+A tiny model on synthetic data big enough for a long epoch (1,000 batches; --quick 150) is
 trained for one step to get a real checkpoint; two copies are then placed at (epoch 1, step 0)
 and (epoch 1, step 950): the same state, only the position differs. Each resume runs in a
 fresh process, timed from the call to `train_model` to the end of the first optimizer step.
@@ -93,7 +93,7 @@ def _place(source: Path, target: Path, epoch: int, step: int, per_epoch: int) ->
 
 
 def run(workdir: Path, quick: bool) -> dict[str, Result]:
-    rows_per_class = 1000 if quick else 4000  # 80% train: 4,000 or 16,000 rows
+    rows_per_class = 600 if quick else 4000  # 80% train: 2,400 or 16,000 rows
     cfg = _config(workdir, rows_per_class)
     shutil.rmtree(workdir / "resume-run", ignore_errors=True)
     # one real step, then stop: a real checkpoint written by the trainer

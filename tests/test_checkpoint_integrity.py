@@ -212,3 +212,34 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path: Path, small_disk: Pat
     assert len(left) == 1 and left[0].name == "ckpt-g000000002", left
     assert verify(left[0]).global_step == 2
     assert config.training.save_steps == 2
+
+
+def test_staging_directory_takes_saves_and_resume_finds_them_there(tmp_path: Path) -> None:
+    """Slow storage: saves land on the staging disk first, then are copied to run_dir and
+    verified. A crash after the staged save but before the copy leaves the newest state only
+    in staging; resume must still find it (newest by global step, wherever it is)."""
+    staging = tmp_path / "fast-local-disk"
+    cfg = tiny_config(
+        tmp_path / "c.yaml",
+        tmp_path / "run",
+        save_steps=4,
+        keep_checkpoints=2,
+        staging_dir=str(staging),
+    )
+    first = subprocess.run(train_args(cfg), capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    final_dir = tmp_path / "run" / "models" / "m" / "checkpoints"
+    staged_dir = staging / "run" / "m"
+    finals = _checkpoints(tmp_path / "run")
+    staged = list(staged_dir.iterdir())
+    assert len(staged) == 1 and staged[0].name == finals[-1].name  # staging keeps the newest
+    for path in (*finals, *staged):
+        verify(path)
+
+    # simulate the crash: the newest (finished) state never reached run_dir, older ones did
+    newest = finals[-1]
+    shutil.rmtree(newest)
+    assert newest.name not in {p.name for p in final_dir.iterdir()}
+    resumed = run_cli("train", "--config", str(cfg), "--model", "m")
+    assert resumed.code == 0, resumed.stderr
+    assert f"already trained ({staged_dir / newest.name})" in resumed.stdout

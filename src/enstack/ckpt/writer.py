@@ -152,7 +152,7 @@ class CheckpointWriter:
             path = write_checkpoint(first, snapshot)
             if self.staging_dir is not None:
                 path = copy_verified(path, self.final_dir)
-                rotate(self.staging_dir, keep=1)
+                rotate(self.staging_dir, keep=1, keep_best=False)  # run_dir keeps the best
             rotate(self.final_dir, self.keep)
             self.last_saved = path
         except BaseException as exc:  # surfaced on the training thread by wait()
@@ -228,8 +228,9 @@ def copy_verified(source: Path, final_dir: Path) -> Path:
     return final
 
 
-def rotate(directory: Path, keep: int) -> list[Path]:
-    """Remove all but the newest `keep` checkpoints and the newest one marked best.
+def rotate(directory: Path, keep: int, keep_best: bool = True) -> list[Path]:
+    """Remove all but the newest `keep` checkpoints and (with `keep_best`) the newest one
+    marked best.
 
     Reads only each state.json (these are checkpoints this process wrote or verified at start),
     orders them by the global step recorded inside.
@@ -245,7 +246,7 @@ def rotate(directory: Path, keep: int) -> list[Path]:
             continue
     entries.sort(key=lambda e: e[0])
     keep_paths = {path for _, _, path in entries[-keep:]}
-    best = [path for _, is_best, path in entries if is_best]
+    best = [path for _, is_best, path in entries if is_best and keep_best]
     if best:
         keep_paths.add(best[-1])
     removed = []
