@@ -496,13 +496,14 @@ class Trainer:
         state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
         state.total_batches = _derived(saved, "total_batches", fresh.total_batches, ckpt.path)
         state.steps_per_epoch = _derived(saved, "steps_per_epoch", fresh.steps_per_epoch, ckpt.path)
-        left = max(state.total_batches - state.step * self.tc.grad_accum_steps, 0)
-        print(
-            f"resuming {self.model_cfg.name} from {ckpt.path}: epoch {state.epoch}, step "
-            f"{state.step}, global step {state.global_step}; {left} of {state.total_batches} "
-            f"batches left in epoch {state.epoch}",
-            file=sys.stderr,
-        )
+        if not state.finished:
+            left = max(state.total_batches - state.step * self.tc.grad_accum_steps, 0)
+            self._say(
+                f"resuming {self.model_cfg.name} from {ckpt.path}: epoch {state.epoch}, step "
+                f"{state.step}, global step {state.global_step} (counting from 0; the progress "
+                f"bar's epoch {state.epoch + 1}/{self.tc.epochs}); {left} of "
+                f"{state.total_batches} batches left in epoch {state.epoch}"
+            )
         return state
 
     def _own_rng(self, tensors: dict, saved: dict) -> tuple[dict, dict]:
