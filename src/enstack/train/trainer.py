@@ -13,8 +13,7 @@ import math
 import random
 import shutil
 import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,16 +31,17 @@ from enstack.config import Config, ModelConfig
 from enstack.data.prepare import prepare, read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import TMP_MARK, sha256_json
-from enstack.models.classifier import Classifier
 from enstack.models.loading import load_base, new_classifier, write_base
-from enstack.train.batching import epoch_batches, eval_batches
+from enstack.train.batching import epoch_batches
+from enstack.train.clock import PhaseClock
 from enstack.train.distributed import Dist, from_environment
-from enstack.train.encode import EncodedSplit, encode_splits
+from enstack.train.encode import encode_splits
 from enstack.train.export import export_model
 from enstack.train.logbook import Logbook
-from enstack.train.metrics import classification_metrics
 from enstack.train.optim import amp_mode, autocast, make_optimizer, make_scheduler, pick_device
+from enstack.train.records import ModelPaths, TrainResult, TrainState
 from enstack.train.signals import StopSignals
+from enstack.train.validation import evaluate
 
 # Training-config keys that do not change the trajectory; changing them keeps resume allowed.
 NON_TRAJECTORY_KEYS = {
@@ -56,55 +56,6 @@ NON_TRAJECTORY_KEYS = {
 
 class Interrupted(Exception):
     """Stopped by SIGTERM/SIGINT after saving a resumable checkpoint (exit 130)."""
-
-
-@dataclass
-class TrainState:
-    """The scalar state of a run. (epoch e, step s): s optimizer steps of epoch e are done."""
-
-    epoch: int = 0
-    step: int = 0
-    global_step: int = 0
-    total_batches: int = 0  # micro-batches in an epoch
-    steps_per_epoch: int = 0
-    best_f1: float | None = None
-    best_epoch: int | None = None
-    epochs_without_improvement: int = 0
-    finished: bool = False
-    stopped_early: bool = False
-    loss_sum: float = 0.0  # this epoch's summed step losses, for the running mean
-    loss_count: int = 0
-    last_eval: dict = field(default_factory=dict)
-
-
-@dataclass
-class ModelPaths:
-    root: Path
-
-    @property
-    def base(self) -> Path:
-        return self.root / "base"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def best(self) -> Path:
-        return self.root / "best"
-
-    @property
-    def final(self) -> Path:
-        return self.root / "final"
-
-
-@dataclass
-class TrainResult:
-    paths: ModelPaths
-    state: TrainState
-    resumed_from: Path | None
-    already_done: bool
-    phase_seconds: dict[str, float] = field(default_factory=dict)  # where the loop's time went
 
 
 def model_paths(config: Config, name: str) -> ModelPaths:
@@ -601,78 +552,6 @@ class Trainer:
         counts = torch.bincount(self.train_split.labels, minlength=len(self.labels)).float()
         weights = counts.sum() / (len(self.labels) * counts.clamp(min=1))
         return weights.to(self.device)
-
-
-class PhaseClock:
-    """Wall time per phase of the loop (data, forward, backward, optimizer, checkpoint).
-
-    On CUDA each lap synchronises, so kernels are charged to the phase that launched them;
-    on CPU the cost is two clock reads per phase.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.sync = device.type == "cuda"
-        self.totals: dict[str, float] = {}
-        self._mark = 0.0
-
-    def start(self) -> None:
-        self._mark = self._now()
-
-    def lap(self, phase: str) -> None:
-        now = self._now()
-        self.totals[phase] = self.totals.get(phase, 0.0) + now - self._mark
-        self._mark = now
-
-    def _now(self) -> float:
-        if self.sync:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def summary(self) -> str:
-        total = sum(self.totals.values()) or 1.0
-        return ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f}%)" for k, v in self.totals.items())
-
-
-def evaluate(
-    model: Classifier,
-    split: EncodedSplit,
-    n_classes: int,
-    batch_size: int,
-    device: torch.device,
-    amp: str,
-    ranks: Dist | None = None,
-) -> dict[str, float]:
-    """Validation metrics; under several ranks each scores a share of the rows, then all
-    ranks gather every logit and compute the same metrics."""
-    ranks = ranks or Dist()
-    if ranks.active:
-        rows = np.arange(ranks.rank, len(split), ranks.world)
-        part = predict_logits(model, split.subset(rows), batch_size, device, amp)
-        logits = np.zeros((len(split), model.config.num_labels), dtype=np.float32)
-        for r, piece in enumerate(ranks.gather(part)):
-            logits[np.arange(r, len(split), ranks.world)] = piece
-    else:
-        logits = predict_logits(model, split, batch_size, device, amp)
-    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-    y = split.labels.numpy()
-    return classification_metrics(y, logits.argmax(1), n_classes, probs)
-
-
-def predict_logits(
-    model: Classifier, split: EncodedSplit, batch_size: int, device: torch.device, amp: str
-) -> np.ndarray:
-    """Logits for every row, in row order; batches sorted by length, no autograd."""
-    was_training = model.training
-    model.eval()
-    out = np.zeros((len(split), model.config.num_labels), dtype=np.float32)
-    with torch.inference_mode():
-        for rows in eval_batches(split.lengths, batch_size):
-            ids, mask, _ = split.collate(rows)
-            with autocast(amp, device):
-                logits = model(ids.to(device), mask.to(device))
-            out[rows] = logits.float().cpu().numpy()
-    model.train(was_training)
-    return out
 
 
 def _derived(saved: dict, key: str, value: int, path: Path) -> int:

@@ -1,0 +1,55 @@
+"""What a training run carries and returns: its scalar state, its paths, its result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainState:
+    """The scalar state of a run. (epoch e, step s): s optimizer steps of epoch e are done."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    total_batches: int = 0  # micro-batches in an epoch
+    steps_per_epoch: int = 0
+    best_f1: float | None = None
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    finished: bool = False
+    stopped_early: bool = False
+    loss_sum: float = 0.0  # this epoch's summed step losses, for the running mean
+    loss_count: int = 0
+    last_eval: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelPaths:
+    root: Path
+
+    @property
+    def base(self) -> Path:
+        return self.root / "base"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final"
+
+
+@dataclass
+class TrainResult:
+    paths: ModelPaths
+    state: TrainState
+    resumed_from: Path | None
+    already_done: bool
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # where the loop's time went
