@@ -113,3 +113,10 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     cfg = _config(tmp_path, {"format": "csv", "path": str(tmp_path / "nope.csv")})
     result = run_cli("--debug", "prepare", "--config", str(cfg))
     assert result.code == 2 and "Traceback" in result.stderr
+
+
+def test_usage_errors_are_one_error_line(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"format": "synthetic"})
+    assert_user_error(run_cli("train", "--config", str(cfg)), "--model", "enstack train --help")
+    assert_user_error(run_cli("nonsense"), "invalid choice")
+    assert_user_error(run_cli("ckpt", "clean", str(tmp_path), "--keep", "0"), "--keep")

@@ -11,6 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from enstack import __version__
 from enstack.errors import UserError
@@ -20,14 +21,24 @@ EXIT_USER = 2
 EXIT_INTERRUPTED = 130
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as the contract's one `error:` line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USER)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="enstack",
         description="Stack fine-tuned code language models to classify C/C++ vulnerabilities.",
     )
     parser.add_argument("--version", action="version", version=f"enstack {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    verbs = parser.add_subparsers(
+        dest="verb", required=True, metavar="COMMAND", parser_class=Parser
+    )
 
     demo = verbs.add_parser("demo", help="the whole pipeline on synthetic data, on CPU, in minutes")
     demo.add_argument("--run-dir", type=Path, default=Path("enstack-demo"))
@@ -56,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ckpt = verbs.add_parser("ckpt", help="inspect, verify or clean training checkpoints")
-    ckpt_verbs = ckpt.add_subparsers(dest="ckpt_verb", required=True, metavar="ACTION")
+    ckpt_verbs = ckpt.add_subparsers(
+        dest="ckpt_verb", required=True, metavar="ACTION", parser_class=Parser
+    )
     ckpt_verbs.add_parser("inspect", help="what a checkpoint holds").add_argument("path", type=Path)
     ckpt_verbs.add_parser("verify", help="exit 0 if intact, 2 if not").add_argument(
         "path", type=Path
