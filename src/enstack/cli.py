@@ -7,6 +7,7 @@ traceback instead. Stage modules are imported lazily so `enstack --help` stays f
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -137,6 +138,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except Interrupted as stop:
         print(f"stopped at {stop}; checkpoint saved, resume with the same command", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if os.environ.get("RANK", "0") != "0":
+        return EXIT_OK  # under torchrun, rank 0 reports for all
     state = result.state
     best = "none" if state.best_f1 is None else f"{state.best_f1:.4f}"
     print(
