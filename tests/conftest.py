@@ -201,6 +201,11 @@ def popen_train(
     )
 
 
+def save_in_progress(ckpt_dir: Path) -> bool:
+    """A checkpoint is being written right now (its temporary directory exists)."""
+    return ckpt_dir.is_dir() and any(".tmp-" in p.name for p in ckpt_dir.iterdir())
+
+
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.005) -> bool:
     import time
 

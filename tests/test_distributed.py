@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_config, train_args, wait_for
+from conftest import save_in_progress, tiny_config, train_args, wait_for
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
@@ -61,7 +61,7 @@ def test_a_killed_rank_ends_the_job_and_resume_is_bit_exact(tmp_path: Path) -> N
     cfg = _ddp_config(tmp_path / "twin.yaml", tmp_path / "twin", grad_accum_steps=2)
     ckpts = tmp_path / "twin" / "models" / "m" / "checkpoints"
     kills = 0
-    for _ in range(4):
+    for attempt in range(4):
         job = subprocess.Popen(
             torchrun(cfg),
             env={**ENV, "ENSTACK_TEST_SAVE_PAUSE": "0.05"},
@@ -69,10 +69,16 @@ def test_a_killed_rank_ends_the_job_and_resume_is_bit_exact(tmp_path: Path) -> N
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert wait_for(lambda j=job: ckpts.is_dir() or j.poll() is not None, timeout=120)
-        wait_for(lambda: False, timeout=rng.uniform(0.0, 2.0))
+        if attempt == 0:  # while rank 0 is writing a checkpoint: surely mid-run
+            assert wait_for(
+                lambda j=job: save_in_progress(ckpts) or j.poll() is not None, timeout=120
+            )
+        else:  # a random moment once training runs
+            assert wait_for(lambda j=job: ckpts.is_dir() or j.poll() is not None, timeout=120)
+            wait_for(lambda: False, timeout=rng.uniform(0.0, 2.0))
         workers = _workers(job.pid)
         if job.poll() is not None or not workers:
+            job.communicate()
             break
         os.kill(rng.choice(workers), signal.SIGKILL)
         _, err = job.communicate(timeout=120)  # the job comes down; no hang

@@ -16,7 +16,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import popen_train, tiny_config, train_args, wait_for
+from conftest import popen_train, save_in_progress, tiny_config, train_args, wait_for
 
 SETTINGS = {"epochs": 3, "grad_accum_steps": 2, "save_steps": 2, "n_per_class": 60}
 PAUSE = {"ENSTACK_TEST_SAVE_PAUSE": "0.08"}  # keeps each save open long enough to be hit
@@ -26,10 +26,6 @@ def _reference(tmp_path: Path) -> Path:
     cfg = tiny_config(tmp_path / "ref.yaml", tmp_path / "ref", **SETTINGS)
     subprocess.run(train_args(cfg), check=True, capture_output=True)
     return tmp_path / "ref" / "models" / "m"
-
-
-def _saving(ckpt_dir: Path) -> bool:
-    return ckpt_dir.is_dir() and any(".tmp-" in p.name for p in ckpt_dir.iterdir())
 
 
 def _assert_twins(reference: Path, twin: Path) -> None:
@@ -51,12 +47,12 @@ def test_sigkill_anywhere_then_resume_is_bit_exact(tmp_path: Path) -> None:
     for attempt in range(6):
         proc = popen_train(cfg, PAUSE)
         if attempt % 2 == 0:  # the moment a save is half-written
-            hit = wait_for(lambda p=proc: _saving(ckpt_dir) or p.poll() is not None)
+            hit = wait_for(lambda p=proc: save_in_progress(ckpt_dir) or p.poll() is not None)
         else:  # a random moment once training runs
             hit = wait_for(lambda p=proc: ckpt_dir.is_dir() or p.poll() is not None)
             wait_for(lambda: False, timeout=rng.uniform(0.0, 1.5))
         assert hit
-        inside = _saving(ckpt_dir)
+        inside = save_in_progress(ckpt_dir)
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate()
         if proc.returncode == 0:
