@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from enstack.ckpt.layout import PREFIX, candidates, verify
+from enstack.ckpt.layout import candidates, verify
 from enstack.ckpt.writer import rotate
 from enstack.fsutil import TMP_MARK
 
@@ -62,6 +62,3 @@ def clean(directory: Path, keep: int | None) -> list[Path]:
     if keep is not None:
         removed += rotate(directory, keep)
     return removed
-
-
-__all__ = ["PREFIX", "clean", "inspect_text"]

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file, save_file
@@ -188,6 +187,3 @@ def padded_baseline(
             full[:, : ids.shape[1]] = ids[:, :width]
             full_mask[:, : ids.shape[1]] = mask[:, :width]
             model.classifier(model.embed(full.to(device), full_mask.to(device)))
-
-
-__all__ = ["KINDS", "ModelFeatures", "extract_all", "extract_model", "extract_split", "pa"]
