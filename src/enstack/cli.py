@@ -12,10 +12,13 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from enstack import __version__
 from enstack.errors import UserError
+
+if TYPE_CHECKING:
+    from enstack.config import Config
 
 EXIT_OK = 0
 EXIT_USER = 2
@@ -203,11 +206,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    return _run_pipeline(_load(args))
+
+
+def _run_pipeline(config: Config) -> int:
     from enstack.pipeline import run_pipeline
     from enstack.train.trainer import Interrupted
 
     try:
-        run_pipeline(_load(args))
+        run_pipeline(config)
     except Interrupted as stop:
         print(f"stopped at {stop}; run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -215,8 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from enstack.pipeline import demo_config, run_pipeline
-    from enstack.train.trainer import Interrupted
+    from enstack.pipeline import demo_config
 
     config = demo_config(args.run_dir.resolve(), args.overrides)
     print(
@@ -224,12 +230,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"models trained from scratch on CPU, into {config.run_dir}",
         file=sys.stderr,
     )
-    try:
-        run_pipeline(config)
-    except Interrupted as stop:
-        print(f"stopped at {stop}; run the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_OK
+    return _run_pipeline(config)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -39,7 +39,7 @@ def run_pipeline(config: Config, progress: bool | None = None) -> dict:
         file=sys.stderr,
     )
     for model in config.models:
-        result = train_model(config, model.name, "auto", progress)
+        result = train_model(config, model.name, "auto", progress, manifest=data.manifest)
         print(
             f"train {model.name}: {'already trained' if result.already_done else 'done'}, "
             f"best val F1 {result.state.best_f1:.4f}",

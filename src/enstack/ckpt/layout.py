@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,11 @@ def verify(directory: Path) -> Checkpoint:
         raise CheckpointError(f"{directory}: no such checkpoint directory")
     if TMP_MARK in directory.name:
         raise CheckpointError(f"{directory}: an unfinished save (temporary directory)")
+    return verify_contents(directory)
+
+
+def verify_contents(directory: Path) -> Checkpoint:
+    """`verify` without the name check: for a copy still in its temporary directory."""
     manifest_path = directory / MANIFEST
     manifest = _read_json(manifest_path, "manifest")
     files = manifest.get("files")
@@ -91,6 +97,20 @@ def _read_json(path: Path, what: str) -> dict:
     if not isinstance(value, dict):
         raise CheckpointError(f"{path}: not a JSON object")
     return value
+
+
+def remove_unfinished(directory: Path) -> list[Path]:
+    """Delete the temporary directories of saves that never finished (a crash mid-save)."""
+    removed: list[Path] = []
+    if directory.is_dir():
+        for entry in directory.iterdir():
+            if entry.name.startswith(".") and TMP_MARK in entry.name:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
 
 
 def candidates(directories: list[Path]) -> list[Path]:

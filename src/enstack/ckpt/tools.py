@@ -5,9 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from enstack.ckpt.layout import candidates, verify
+from enstack.ckpt.layout import candidates, remove_unfinished, verify
 from enstack.ckpt.writer import rotate
-from enstack.fsutil import TMP_MARK
 
 
 def inspect_text(path: Path) -> str:
@@ -49,10 +48,7 @@ def clean(directory: Path, keep: int | None) -> list[Path]:
     removed: list[Path] = []
     if not directory.is_dir():
         return removed
-    for entry in directory.iterdir():
-        if entry.name.startswith(".") and TMP_MARK in entry.name:
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
-            removed.append(entry)
+    removed += remove_unfinished(directory)
     for path in candidates([directory]):
         try:
             verify(path)

@@ -29,6 +29,7 @@ from enstack.ckpt.layout import (
     CheckpointError,
     checkpoint_name,
     verify,
+    verify_contents,
 )
 from enstack.errors import UserError
 from enstack.fsutil import fsync_dir, publish_dir, sibling_tmp
@@ -212,19 +213,15 @@ def copy_verified(source: Path, final_dir: Path) -> Path:
     tmp = sibling_tmp(final)
     try:
         shutil.copytree(source, tmp)
-        staged = verify(source).state
-        copied = tmp.with_name(source.name + ".verify")  # verify() refuses temporary names
-        os.rename(tmp, copied)
-        try:
-            if verify(copied).state != staged:
-                raise CheckpointError(f"{copied}: copy differs from {source}")
-        except CheckpointError:
-            os.rename(copied, tmp)
-            raise
-        publish_dir(copied, final)
+        if verify_contents(tmp).state != verify(source).state:
+            raise CheckpointError(f"{tmp}: copy differs from {source}")
+        publish_dir(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise SaveError(_save_failure(final, exc)) from None
+    except CheckpointError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return final
 
 

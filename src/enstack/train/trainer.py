@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import shutil
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -24,13 +23,20 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from enstack import __version__
-from enstack.ckpt.layout import FORMAT_VERSION, Checkpoint, CheckpointError, newest_valid, verify
+from enstack.ckpt.layout import (
+    FORMAT_VERSION,
+    Checkpoint,
+    CheckpointError,
+    newest_valid,
+    remove_unfinished,
+    verify,
+)
 from enstack.ckpt.state import capture_rng, optimizer_from_flat, restore_rng
 from enstack.ckpt.writer import CheckpointWriter
 from enstack.config import Config, ModelConfig
 from enstack.data.prepare import prepare, read_manifest
 from enstack.errors import UserError
-from enstack.fsutil import TMP_MARK, sha256_json
+from enstack.fsutil import sha256_json
 from enstack.models.loading import load_base, new_classifier, write_base
 from enstack.train.batching import epoch_batches
 from enstack.train.clock import PhaseClock
@@ -93,13 +99,15 @@ def train_model(
     resume: str = "auto",
     progress: bool | None = None,
     force_resume: bool = False,
+    manifest: dict | None = None,
 ) -> TrainResult:
+    """Train one model; `manifest`: prepared data the caller already checked (pipeline)."""
     model_cfg = config.model(name)  # a bad name is reported before any work
     ranks = from_environment(pick_device(config.training.device).type == "cuda")
-    if ranks.main:  # one writer; the other ranks read what it prepared
+    if ranks.main and manifest is None:  # one writer; the other ranks read what it prepared
         manifest = prepare(config, progress).manifest
     ranks.barrier()
-    if not ranks.main:
+    if manifest is None:
         manifest = read_manifest(config.run_dir / "data")
     trainer = Trainer(config, model_cfg, manifest, progress if ranks.main else False, ranks)
     checkpoint = trainer.select_checkpoint(resume)
@@ -148,7 +156,8 @@ class Trainer:
 
     def _choose_checkpoint(self, resume: str) -> Checkpoint | None:
         ckpt_dir = self.paths.checkpoints
-        _remove_unfinished_saves([ckpt_dir, *([self.staging] if self.staging else [])])
+        for directory in (ckpt_dir, *([self.staging] if self.staging else [])):
+            remove_unfinished(directory)
         if resume == "never":
             _set_aside(ckpt_dir)
             if self.staging:
@@ -570,14 +579,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _remove_unfinished_saves(directories: list[Path]) -> None:
-    for directory in directories:
-        if directory.is_dir():
-            for entry in directory.iterdir():
-                if entry.name.startswith(".") and TMP_MARK in entry.name:
-                    shutil.rmtree(entry, ignore_errors=True)
 
 
 def _set_aside(directory: Path) -> None:
