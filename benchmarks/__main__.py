@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import checkpoint, demo, prepare_hdf5, resume, training
+from benchmarks import checkpoint, cuda_resume, demo, gpu_memory, prepare_hdf5, resume, training
 
 MODULES = {
     "prepare": prepare_hdf5,
@@ -21,7 +21,15 @@ MODULES = {
     "resume": resume,
     "checkpoint": checkpoint,
     "demo": demo,
+    "gpu_memory": gpu_memory,
+    "cuda_resume": cuda_resume,
 }
+# what each device measures by default; modules that take a device get it
+DEFAULT = {
+    "cpu": ["prepare", "training", "resume", "checkpoint", "demo"],
+    "cuda": ["training", "checkpoint", "gpu_memory", "cuda_resume"],
+}
+TAKES_DEVICE = {"training", "checkpoint", "gpu_memory", "cuda_resume"}
 
 
 def main() -> int:
@@ -30,15 +38,22 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--only", nargs="*", choices=sorted(MODULES), help="run only these")
     parser.add_argument("--workdir", type=Path, help="keep generated files here (default: tmp)")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="cuda: the GPU figures (roberta-base in bf16, memory, MFU, resume on CUDA)",
+    )
     args = parser.parse_args()
 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="enstack-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        for key in args.only or list(MODULES):
+        for key in args.only or DEFAULT[args.device]:
             started = time.perf_counter()
-            for name, result in MODULES[key].run(workdir, args.quick).items():
+            extra = {"device": args.device} if key in TAKES_DEVICE else {}
+            for name, result in MODULES[key].run(workdir, args.quick, **extra).items():
                 results[name] = result.to_json()
             print(f"[{key}: {time.perf_counter() - started:.0f} s]")
     _print_table(results)
@@ -47,9 +62,24 @@ def main() -> int:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
+            **_software(args.device),
         }
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     return 0
+
+
+def _software(device: str) -> dict:
+    import torch
+    import transformers
+
+    info = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if device == "cuda":
+        info.update(
+            gpu=torch.cuda.get_device_name(),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+        )
+    return info
 
 
 def _print_table(results: dict[str, dict]) -> None:

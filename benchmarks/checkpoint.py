@@ -21,7 +21,7 @@ from transformers import RobertaConfig
 from benchmarks.common import Result
 
 
-def _model(quick: bool):
+def _model(quick: bool, device: str):
     from enstack.config import TrainingConfig
     from enstack.models.classifier import Classifier, build_encoder
     from enstack.train.optim import make_optimizer
@@ -40,19 +40,19 @@ def _model(quick: bool):
         **size,
     )
     torch.manual_seed(0)
-    model = Classifier(build_encoder(config, None), config, "cls")
+    model = Classifier(build_encoder(config, None), config, "cls").to(device)
     optimizer = make_optimizer(model, TrainingConfig())
-    ids = torch.randint(5, 1000, (2, 32))
+    ids = torch.randint(5, 1000, (2, 32), device=device)
     loss = model(ids, torch.ones_like(ids)).sum()
     loss.backward()
     optimizer.step()
     return model, optimizer
 
 
-def run(workdir: Path, quick: bool) -> dict[str, Result]:
+def run(workdir: Path, quick: bool, device: str = "cpu") -> dict[str, Result]:
     from enstack.ckpt.writer import CheckpointWriter
 
-    model, optimizer = _model(quick)
+    model, optimizer = _model(quick, device)
     n_params = sum(p.numel() for p in model.parameters())
     ckpt_dir = workdir / "ckpt-bench"
     writer = CheckpointWriter(ckpt_dir, keep=1)
@@ -89,6 +89,7 @@ def run(workdir: Path, quick: bool) -> dict[str, Result]:
     tensors += torch.get_rng_state().numel()
     stall, sync = statistics.median(stalls[1:]), statistics.median(syncs)
     arch = "4-layer 512-wide RoBERTa" if quick else "roberta-base"
+    arch += ", on the GPU (copied to pinned host buffers)" if device == "cuda" else ""
     return {
         "checkpoint_stall_vs_sync": Result(
             stall / sync,

@@ -9,6 +9,11 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# the shared real-data fixtures beside the checkout; ENSTACK_SHARED_DATA points elsewhere
+SHARED_DATA = Path(
+    os.environ.get("ENSTACK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
 
 @dataclass
 class Result:

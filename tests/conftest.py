@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-JULIET = REPO.parent / "shared" / "data" / "juliet5"
+# the shared real-data fixtures; ENSTACK_SHARED_DATA points elsewhere (a GPU machine's copy)
+SHARED_DATA = Path(os.environ.get("ENSTACK_SHARED_DATA", REPO.parent / "shared" / "data"))
+JULIET = SHARED_DATA / "juliet5"
 LABELS = ["CWE-119", "CWE-120", "CWE-469", "CWE-476", "CWE-other"]
 
 
@@ -215,6 +217,38 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.005) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def kill_repeatedly(
+    config: Path, ckpt_dir: Path, env_extra: dict[str, str], attempts: int = 6
+) -> dict[str, int]:
+    """SIGKILL `enstack train` again and again, every other time inside a save, else at a
+    random moment; each attempt resumes from what the last left. Returns the kills by kind."""
+    import random
+    import signal
+
+    rng = random.Random()
+    seed = rng.randrange(10**6)
+    rng.seed(seed)
+    kills = {"inside_save": 0, "elsewhere": 0}
+    for attempt in range(attempts):
+        proc = popen_train(config, env_extra)
+        if attempt % 2 == 0:  # the moment a save is half-written
+            hit = wait_for(lambda p=proc: save_in_progress(ckpt_dir) or p.poll() is not None)
+        else:  # a random moment once training runs
+            hit = wait_for(lambda p=proc: ckpt_dir.is_dir() or p.poll() is not None)
+            wait_for(lambda: False, timeout=rng.uniform(0.0, 1.5))
+        assert hit
+        inside = save_in_progress(ckpt_dir)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, err
+        kills["inside_save" if inside else "elsewhere"] += 1
+    assert kills["inside_save"] >= 1, (kills, seed)
+    assert sum(kills.values()) >= 3, (kills, seed)
+    return kills
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,12 @@ keeps dropout on (RoBERTa's default 0.1).
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import signal
 import subprocess
 from pathlib import Path
 
-from conftest import popen_train, save_in_progress, tiny_config, train_args, wait_for
+from conftest import kill_repeatedly, popen_train, tiny_config, train_args, wait_for
 
 SETTINGS = {"epochs": 3, "grad_accum_steps": 2, "save_steps": 2, "n_per_class": 60}
 PAUSE = {"ENSTACK_TEST_SAVE_PAUSE": "0.08"}  # keeps each save open long enough to be hit
@@ -34,37 +33,12 @@ def _assert_twins(reference: Path, twin: Path) -> None:
 
 
 def test_sigkill_anywhere_then_resume_is_bit_exact(tmp_path: Path) -> None:
-    rng = random.Random()
-    seed = rng.randrange(10**6)
-    rng.seed(seed)
     reference = _reference(tmp_path)
     cfg = tiny_config(tmp_path / "twin.yaml", tmp_path / "twin", **SETTINGS)
     model_dir = tmp_path / "twin" / "models" / "m"
-    ckpt_dir = model_dir / "checkpoints"
-
-    kills = {"inside_save": 0, "elsewhere": 0}
-    resumed_from: list[str] = []
-    for attempt in range(6):
-        proc = popen_train(cfg, PAUSE)
-        if attempt % 2 == 0:  # the moment a save is half-written
-            hit = wait_for(lambda p=proc: save_in_progress(ckpt_dir) or p.poll() is not None)
-        else:  # a random moment once training runs
-            hit = wait_for(lambda p=proc: ckpt_dir.is_dir() or p.poll() is not None)
-            wait_for(lambda: False, timeout=rng.uniform(0.0, 1.5))
-        assert hit
-        inside = save_in_progress(ckpt_dir)
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate()
-        if proc.returncode == 0:
-            break
-        assert proc.returncode == -signal.SIGKILL, err
-        kills["inside_save" if inside else "elsewhere"] += 1
-        resumed_from += [line for line in err.splitlines() if line.startswith("resuming")]
-
+    kill_repeatedly(cfg, model_dir / "checkpoints", PAUSE)
     final = subprocess.run(train_args(cfg), capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
-    assert kills["inside_save"] >= 1, (kills, seed)
-    assert sum(kills.values()) >= 3, (kills, seed)
     _assert_twins(reference, model_dir)
 
 

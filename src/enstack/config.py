@@ -124,6 +124,9 @@ class TrainingConfig(Strict):
     log_steps: Annotated[int, Field(gt=0)] = 10
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: Annotated[int, Field(ge=0)] = 0  # torch CPU threads; 0 = torch's default
+    # deterministic CUDA kernels (torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG):
+    # bit-identical resume on GPU, at some speed; CPU training is deterministic either way
+    deterministic: bool = False
 
 
 MetaName = Literal["lr", "svm", "rf", "xgboost"]

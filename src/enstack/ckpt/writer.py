@@ -62,16 +62,24 @@ class SnapshotBuffers:
         self._tensors: dict[str, torch.Tensor] = {}
 
     def copy(self, group: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """CPU copies of `tensors`. GPU tensors go to pinned buffers without blocking the host
+        per tensor (twice the bandwidth of pageable memory); one wait at the end."""
         out = {}
+        from_gpu = False
         for name, value in tensors.items():
             key = f"{group}/{name}"
             source = value.detach()
             held = self._tensors.get(key)
             if held is None or held.shape != source.shape or held.dtype != source.dtype:
-                held = torch.empty(source.shape, dtype=source.dtype, device="cpu")
+                held = torch.empty(
+                    source.shape, dtype=source.dtype, device="cpu", pin_memory=source.is_cuda
+                )
                 self._tensors[key] = held
-            held.copy_(source)
+            held.copy_(source, non_blocking=source.is_cuda and held.is_pinned())
+            from_gpu = from_gpu or source.is_cuda
             out[name] = held
+        if from_gpu:
+            torch.cuda.synchronize()  # the copies must be complete before the writer reads them
         return out
 
 

@@ -174,7 +174,12 @@ def extract_split(
 
 
 def padded_baseline(
-    model: Classifier, split: EncodedSplit, batch_size: int, width: int, device: torch.device
+    model: Classifier,
+    split: EncodedSplit,
+    batch_size: int,
+    width: int,
+    device: torch.device,
+    amp: str = "off",
 ) -> None:
     """The naive extractor the benchmark compares against: every row padded to `width`."""
     model.eval()
@@ -186,4 +191,5 @@ def padded_baseline(
             full_mask = torch.zeros((len(rows), width), dtype=torch.long)
             full[:, : ids.shape[1]] = ids[:, :width]
             full_mask[:, : ids.shape[1]] = mask[:, :width]
-            model.classifier(model.embed(full.to(device), full_mask.to(device)))
+            with autocast(amp, device):
+                model.classifier(model.embed(full.to(device), full_mask.to(device)))

@@ -8,7 +8,7 @@ process, so the single-process path runs the same code.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +21,8 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    # where collective tensors live: NCCL reduces only CUDA tensors, gloo CPU ones
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def main(self) -> bool:
@@ -34,19 +36,19 @@ class Dist:
         if self.active:
             dist.barrier()
 
-    def mean(self, value: float) -> float:
-        """The mean of `value` over ranks."""
+    def mean(self, values: list[float]) -> list[float]:
+        """The mean of each value over ranks."""
         if not self.active:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64)
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
-        return float(tensor.item()) / self.world
+        return [v / self.world for v in tensor.tolist()]
 
     def any(self, flag: bool) -> bool:
         """True on every rank if it is True on any (a stop request seen by one rank)."""
         if not self.active:
             return flag
-        tensor = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return bool(tensor.item())
 
@@ -80,7 +82,8 @@ def from_environment(want_cuda: bool) -> Dist:
             torch.cuda.set_device(local_rank)
         # a dead peer ends the job through torchrun; this bounds a collective left waiting
         dist.init_process_group(backend, timeout=timedelta(minutes=10))
-    return Dist(rank=rank, world=world, local_rank=local_rank)
+    device = torch.device("cuda", local_rank) if want_cuda else torch.device("cpu")
+    return Dist(rank=rank, world=world, local_rank=local_rank, device=device)
 
 
 def shutdown() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 
 import torch
 
@@ -30,6 +31,20 @@ def amp_mode(requested: str, device: torch.device) -> str:
     return requested
 
 
+def use_deterministic_kernels(device: torch.device) -> None:
+    """Make CUDA training repeatable bit for bit (`training.deterministic`).
+
+    cuBLAS reads CUBLAS_WORKSPACE_CONFIG when its handle is created, so this runs before the
+    first CUDA operation; an operation with no deterministic kernel then raises instead of
+    silently differing. On CPU enstack's training is deterministic without it.
+    """
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
 def autocast(mode: str, device: torch.device):
     if mode == "off":
         return contextlib.nullcontext()
@@ -48,7 +63,12 @@ def make_optimizer(model: torch.nn.Module, tc: TrainingConfig) -> torch.optim.Ad
         {"params": decay, "weight_decay": tc.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=tc.learning_rate, foreach=False)
+    # fused: one kernel for all parameters on CUDA (elementwise, so deterministic); on CPU the
+    # per-parameter loop, whose arithmetic every CPU checkpoint so far was written with
+    on_cuda = next(model.parameters()).is_cuda
+    return torch.optim.AdamW(
+        groups, lr=tc.learning_rate, foreach=False, fused=True if on_cuda else None
+    )
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, tc: TrainingConfig, total_steps: int):

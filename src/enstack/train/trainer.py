@@ -44,7 +44,14 @@ from enstack.train.distributed import Dist, from_environment
 from enstack.train.encode import encode_splits
 from enstack.train.export import export_model
 from enstack.train.logbook import Logbook
-from enstack.train.optim import amp_mode, autocast, make_optimizer, make_scheduler, pick_device
+from enstack.train.optim import (
+    amp_mode,
+    autocast,
+    make_optimizer,
+    make_scheduler,
+    pick_device,
+    use_deterministic_kernels,
+)
 from enstack.train.records import ModelPaths, TrainResult, TrainState
 from enstack.train.signals import StopSignals
 from enstack.train.validation import evaluate
@@ -72,6 +79,8 @@ def run_fingerprint(config: Config, model: ModelConfig, world: int = 1) -> str:
     """What decides the trajectory. The number of ranks is part of it (it sets the global
     batch); it is left out for one process so single-process checkpoints keep their hash."""
     training = config.training.model_dump(mode="json", exclude=NON_TRAJECTORY_KEYS)
+    if not training["deterministic"]:  # added later: checkpoints from before keep their hash
+        del training["deterministic"]
     extra = {"world": world} if world > 1 else {}
     return sha256_json(
         {
@@ -135,6 +144,8 @@ class Trainer:
         if self.device.type == "cuda" and self.ranks.active:
             self.device = torch.device("cuda", self.ranks.local_rank)
         self.amp = amp_mode(self.tc.amp, self.device)
+        if self.tc.deterministic:
+            use_deterministic_kernels(self.device)
         self.seed = model_seed(config.seed, model_cfg.name)
         if self.tc.num_threads:
             torch.set_num_threads(self.tc.num_threads)
@@ -199,6 +210,7 @@ class Trainer:
             state = self._restore(checkpoint, state, force_resume)
         self.state = state
         self._improved = False  # whether the last evaluation set a new best
+        self._pending_losses: list[tuple[list[torch.Tensor], list[int]]] = []
         self.forward = self.model
         if self.ranks.active:
             from torch.nn.parallel import DistributedDataParallel
@@ -263,28 +275,30 @@ class Trainer:
             self.model.train()
             while state.step < len(steps):
                 group = steps[state.step]
-                loss = self.ranks.mean(self._train_step(group))
+                # the step's losses stay on the device: reading them back every step would
+                # make the CPU wait for the GPU; they are read in one go at log, save and
+                # epoch end (`_fold_losses`), with the same arithmetic as one at a time
+                self._pending_losses.append((self._train_step(group), [len(b) for b in group]))
                 state.step += 1
                 state.global_step += 1
-                state.loss_sum += loss
-                state.loss_count += 1
-                running = state.loss_sum / state.loss_count
-                lr = self.scheduler.get_last_lr()[0]
                 bar.update(len(group))
-                bar.set_postfix_str(f"loss={running:.4f}, lr={lr:.1e}", refresh=False)
-                if self.log and state.global_step % tc.log_steps == 0:
-                    self.log.write(
-                        {
-                            "event": "train",
-                            "epoch": state.epoch,
-                            "step": state.step,
-                            "global_step": state.global_step,
-                            "loss": round(running, 6),
-                            "lr": lr,
-                        },
-                        {"loss": running, "lr": lr},
-                        "train",
-                    )
+                if state.global_step % tc.log_steps == 0:
+                    running = self._fold_losses()
+                    lr = self.scheduler.get_last_lr()[0]
+                    bar.set_postfix_str(f"loss={running:.4f}, lr={lr:.1e}", refresh=False)
+                    if self.log:
+                        self.log.write(
+                            {
+                                "event": "train",
+                                "epoch": state.epoch,
+                                "step": state.step,
+                                "global_step": state.global_step,
+                                "loss": round(running, 6),
+                                "lr": lr,
+                            },
+                            {"loss": running, "lr": lr},
+                            "train",
+                        )
                 if self.ranks.any(signals.stop):
                     bar.close()
                     self._save(wait=True)
@@ -302,13 +316,14 @@ class Trainer:
             if stop and not state.finished:
                 raise Interrupted(self._where())
 
-    def _train_step(self, group: list[np.ndarray]) -> float:
+    def _train_step(self, group: list[np.ndarray]) -> list[torch.Tensor]:
+        """One optimizer step over the group's micro-batches; their losses, on the device."""
         rows = sum(len(b) for b in group)
-        total = 0.0
+        losses = []
         clock = self.clock
         for i, batch in enumerate(group):
             clock.start()
-            ids, mask, labels = (t.to(self.device) for t in self.train_split.collate(batch))
+            ids, mask, labels = _to_device(self.train_split.collate(batch), self.device)
             clock.lap("data")
             # under DDP, gradients are averaged across ranks only on the step's last batch
             last = i == len(group) - 1
@@ -326,7 +341,7 @@ class Trainer:
                 # over-weighted
                 scaled = loss * (len(batch) / rows)
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            total += float(loss.detach()) * len(batch) / rows
+            losses.append(loss.detach())
             clock.lap("backward")
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -340,9 +355,32 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         clock.lap("optimizer")
-        return total
+        return losses
+
+    def _fold_losses(self) -> float:
+        """Add the steps trained since the last fold to the epoch's loss; the running mean.
+
+        One device read for all of them. Each step's loss is its micro-batches' losses
+        weighted by rows, averaged over ranks, exactly as if read after every step.
+        """
+        state, pending = self.state, self._pending_losses
+        if pending:
+            values = torch.stack([t for losses, _ in pending for t in losses]).tolist()
+            totals, at = [], 0
+            for _, sizes in pending:
+                rows, total = sum(sizes), 0.0
+                for size in sizes:
+                    total += values[at] * size / rows
+                    at += 1
+                totals.append(total)
+            for loss in self.ranks.mean(totals):
+                state.loss_sum += loss
+                state.loss_count += 1
+            pending.clear()
+        return state.loss_sum / max(state.loss_count, 1)
 
     def _end_epoch(self) -> None:
+        self._fold_losses()
         state, tc = self.state, self.tc
         metrics = evaluate(
             self.model,
@@ -394,6 +432,7 @@ class Trainer:
     # --- checkpoints ----------------------------------------------------------------------
 
     def _save(self, wait: bool = False) -> None:
+        self._fold_losses()  # the loss so far is part of the state
         state = self.state
         scalars = {
             "format_version": FORMAT_VERSION,
@@ -561,6 +600,13 @@ class Trainer:
         counts = torch.bincount(self.train_split.labels, minlength=len(self.labels)).float()
         weights = counts.sum() / (len(self.labels) * counts.clamp(min=1))
         return weights.to(self.device)
+
+
+def _to_device(tensors: tuple[torch.Tensor, ...], device: torch.device) -> list[torch.Tensor]:
+    """Host to device; on CUDA through pinned memory, so the copy does not block the host."""
+    if device.type != "cuda":
+        return [t.to(device) for t in tensors]
+    return [t.pin_memory().to(device, non_blocking=True) for t in tensors]
 
 
 def _derived(saved: dict, key: str, value: int, path: Path) -> int:
