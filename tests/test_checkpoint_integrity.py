@@ -13,6 +13,7 @@ import pytest
 
 from enstack.ckpt.layout import verify
 from enstack.config import load_config
+from enstack.train.trainer import staging_path
 
 from conftest import assert_user_error, run_cli, tiny_config, train_args
 
@@ -229,7 +230,7 @@ def test_staging_directory_takes_saves_and_resume_finds_them_there(tmp_path: Pat
     first = subprocess.run(train_args(cfg), capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     final_dir = tmp_path / "run" / "models" / "m" / "checkpoints"
-    staged_dir = staging / "run" / "m"
+    staged_dir = staging_path(staging, tmp_path / "run", "m")
     finals = _checkpoints(tmp_path / "run")
     staged = list(staged_dir.iterdir())
     assert len(staged) == 1 and staged[0].name == finals[-1].name  # staging keeps the newest

@@ -174,9 +174,11 @@ def cmd_ckpt_clean(args: argparse.Namespace) -> int:
         raise UserError("--keep must be at least 1")
     if not args.path.is_dir():
         raise UserError(f"{args.path}: no such directory")
-    removed = clean(args.path, args.keep)
+    removed, left = clean(args.path, args.keep)
     for path in removed:
         print(f"removed {path}")
+    for reason in left:
+        print(f"left alone {reason}", file=sys.stderr)
     print(f"{args.path}: {len(removed)} removed")
     return EXIT_OK
 

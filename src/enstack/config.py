@@ -82,7 +82,9 @@ class ScratchConfig(Strict):
 
 
 class ModelConfig(Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    # a plain directory name under models/: no path separators, no leading dot (`.`, `..`
+    # and hidden names would escape models/NAME or collide with enstack's temporary files)
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")]
     family: Literal["codebert", "graphcodebert", "unixcoder", "auto"] = "auto"
     pretrained: str | None = None
     scratch: ScratchConfig | None = None

@@ -127,3 +127,77 @@ def sha256_json(obj: Any) -> str:
     """A stable fingerprint of a JSON-able value (keys sorted)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def contained(root: Path, relative: str) -> Path | None:
+    """`root / relative` if that stays inside `root` (no absolute path, no `..`, no link out);
+    None otherwise. For names read from a manifest someone may have written."""
+    if not relative or relative.startswith(("/", "\\")) or "\\" in relative:
+        return None
+    parts = Path(relative).parts
+    if any(part in ("..", ".", "") for part in parts):
+        return None
+    path = root / relative
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return None
+    return path
+
+
+class ProcessLock:
+    """One writer at a time: an exclusive `flock` on `path`, holding the owner's PID.
+
+    The kernel drops the lock when its process dies (SIGKILL included), so a lock left by a
+    dead process is simply taken over; a live owner makes entering fail with its PID. The
+    file is removed on release (while still locked), so a finished run leaves nothing behind;
+    a process that locked a file just removed sees it is no longer at `path` and tries again.
+    """
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._fd: int | None = None
+
+    def __enter__(self) -> ProcessLock:
+        import fcntl
+
+        from enstack.errors import UserError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise UserError(
+                    f"{self.what} is in use by process {owner} (lock {self.path}); wait for it "
+                    "to finish or stop it"
+                ) from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the previous owner removed this file as we locked it
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def stage_lock(run_dir: Path, stage: str) -> ProcessLock:
+    """The lock a stage holds on a run directory while it writes there."""
+    return ProcessLock(run_dir / f".lock-{stage}", f"{run_dir} ({stage})")

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from enstack.ckpt.schema import schema_problem
 from enstack.errors import UserError
-from enstack.fsutil import TMP_MARK, sha256_file
+from enstack.fsutil import TMP_MARK
+from enstack.manifest import MANIFEST, describe_files, verify_files
 
 FORMAT_VERSION = 2
-MANIFEST = "manifest.json"
 STATE = "state.json"
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
 REQUIRED = (*TENSOR_FILES, STATE)
+OWN_FILES = frozenset((*REQUIRED, MANIFEST))
 PREFIX = "ckpt-g"
+CHECKPOINT_NAME = re.compile(r"ckpt-g\d{9}")
+# `fsutil.sibling_tmp` and `publish_dir` names: .ckpt-g000000012.tmp-1a2b3c4d / .old-...
+UNFINISHED_NAME = re.compile(r"\.ckpt-g\d{9}\.(tmp|old)-[0-9a-f]{8}")
 
 
 class CheckpointError(UserError):
@@ -38,11 +44,7 @@ class Checkpoint:
 
 def write_manifest(directory: Path) -> None:
     """Record each file's size and sha256; written last, it is what makes a checkpoint valid."""
-    files = {}
-    for path in sorted(directory.iterdir()):
-        if path.name != MANIFEST and path.is_file():
-            files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    manifest = {"format_version": FORMAT_VERSION, "files": files}
+    manifest = {"format_version": FORMAT_VERSION, "files": describe_files(directory)}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -69,21 +71,11 @@ def verify_contents(directory: Path) -> Checkpoint:
     for name in REQUIRED:
         if name not in files:
             raise CheckpointError(f"{manifest_path}: does not list {name}")
-    for name, expected in files.items():
-        path = directory / name
-        if not path.is_file():
-            raise CheckpointError(f"{path}: missing")
-        size = path.stat().st_size
-        if size != expected.get("bytes"):
-            raise CheckpointError(
-                f"{path}: {size} bytes, the manifest says {expected.get('bytes')} (truncated?)"
-            )
-        if sha256_file(path) != expected.get("sha256"):
-            raise CheckpointError(f"{path}: sha256 does not match the manifest (corrupted)")
+    verify_files(directory, files, CheckpointError)
     state = _read_json(directory / STATE, "state")
-    for key in ("epoch", "step", "global_step"):
-        if not isinstance(state.get(key), int):
-            raise CheckpointError(f"{directory / STATE}: no integer {key!r}")
+    problem = schema_problem(state)
+    if problem:
+        raise CheckpointError(f"{directory / STATE}: {problem}")
     return Checkpoint(directory, state)
 
 
@@ -99,26 +91,55 @@ def _read_json(path: Path, what: str) -> dict:
     return value
 
 
+def is_checkpoint_name(name: str) -> bool:
+    return CHECKPOINT_NAME.fullmatch(name) is not None
+
+
+def is_unfinished_name(name: str) -> bool:
+    """The temporary (or set-aside) directory of a checkpoint save, as `fsutil` names them."""
+    return UNFINISHED_NAME.fullmatch(name) is not None
+
+
+def holds_only_checkpoint_files(directory: Path) -> bool:
+    """Whether everything in `directory` is a file enstack writes into a checkpoint: what
+    may be deleted without losing anything of the user's."""
+    return (
+        directory.is_dir()
+        and not directory.is_symlink()
+        and all(
+            entry.name in OWN_FILES and entry.is_file() and not entry.is_symlink()
+            for entry in directory.iterdir()
+        )
+    )
+
+
 def remove_unfinished(directory: Path) -> list[Path]:
-    """Delete the temporary directories of saves that never finished (a crash mid-save)."""
+    """Delete the temporary directories of saves that never finished (a crash mid-save).
+
+    Only entries with the exact name and contents of an unfinished enstack save are removed;
+    a user's `.notes.tmp-1` beside them is left alone. Returns what was really removed.
+    """
     removed: list[Path] = []
     if directory.is_dir():
         for entry in directory.iterdir():
-            if entry.name.startswith(".") and TMP_MARK in entry.name:
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+            own = is_unfinished_name(entry.name) and holds_only_checkpoint_files(entry)
+            if own and remove_tree(entry):
                 removed.append(entry)
     return removed
 
 
+def remove_tree(path: Path) -> bool:
+    """Remove a directory enstack wrote; whether it is really gone."""
+    shutil.rmtree(path, ignore_errors=True)
+    return not path.exists()
+
+
 def candidates(directories: list[Path]) -> list[Path]:
-    """Every finished-looking checkpoint directory (temporary ones excluded)."""
+    """Every directory named exactly as a finished checkpoint (temporary ones excluded)."""
     found = []
     for directory in directories:
         if directory.is_dir():
-            found += [p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX)]
+            found += [p for p in directory.iterdir() if p.is_dir() and is_checkpoint_name(p.name)]
     return found
 
 

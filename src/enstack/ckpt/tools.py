@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from enstack.ckpt.layout import candidates, remove_unfinished, verify
+from enstack.ckpt.layout import (
+    CheckpointError,
+    candidates,
+    holds_only_checkpoint_files,
+    is_checkpoint_name,
+    is_unfinished_name,
+    remove_tree,
+    remove_unfinished,
+    verify,
+)
 from enstack.ckpt.writer import rotate
+from enstack.errors import UserError
 
 
 def inspect_text(path: Path) -> str:
@@ -43,18 +52,29 @@ def _metrics(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) or "none"
 
 
-def clean(directory: Path, keep: int | None) -> list[Path]:
-    """Remove unfinished saves, invalid checkpoints and, with `keep`, all but the newest N."""
-    removed: list[Path] = []
-    if not directory.is_dir():
-        return removed
-    removed += remove_unfinished(directory)
+def clean(directory: Path, keep: int | None) -> tuple[list[Path], list[str]]:
+    """Remove unfinished saves, invalid checkpoints and, with `keep`, all but the newest N.
+
+    Only what enstack wrote is touched: entries named exactly as its checkpoints or unfinished
+    saves, holding only its files. Returns what was removed and what was left alone, and why.
+    A directory with nothing of enstack's in it is refused.
+    """
+    entries = list(directory.iterdir())
+    if not any(is_checkpoint_name(e.name) or is_unfinished_name(e.name) for e in entries):
+        raise UserError(
+            f"{directory}: not a checkpoints directory (no ckpt-g<step> checkpoint or "
+            "unfinished save in it); nothing removed"
+        )
+    removed = remove_unfinished(directory)
+    left: list[str] = []
     for path in candidates([directory]):
         try:
             verify(path)
-        except Exception:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+        except CheckpointError as problem:
+            if holds_only_checkpoint_files(path) and remove_tree(path):
+                removed.append(path)
+            else:
+                left.append(f"{path}: invalid ({problem}), but holds files enstack did not write")
     if keep is not None:
         removed += rotate(directory, keep)
-    return removed
+    return removed, left

@@ -24,10 +24,12 @@ from safetensors.torch import save
 from enstack.ckpt.layout import (
     FORMAT_VERSION,
     MANIFEST,
-    PREFIX,
     STATE,
     CheckpointError,
+    candidates,
     checkpoint_name,
+    holds_only_checkpoint_files,
+    remove_tree,
     verify,
     verify_contents,
 )
@@ -210,7 +212,7 @@ def _save_failure(target: Path, exc: OSError) -> str:
 
 
 def _newest_name(directory: Path) -> str | None:
-    names = sorted(p.name for p in directory.glob(f"{PREFIX}*") if (p / MANIFEST).is_file())
+    names = sorted(p.name for p in candidates([directory]) if (p / MANIFEST).is_file())
     return names[-1] if names else None
 
 
@@ -241,13 +243,13 @@ def rotate(directory: Path, keep: int, keep_best: bool = True) -> list[Path]:
     orders them by the global step recorded inside.
     """
     entries = []
-    for path in directory.glob(f"{PREFIX}*"):
+    for path in candidates([directory]):
         if not (path / MANIFEST).is_file():
             continue
         try:
             state = json.loads((path / STATE).read_text())
             entries.append((int(state["global_step"]), bool(state.get("is_best")), path))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             continue
     entries.sort(key=lambda e: e[0])
     keep_paths = {path for _, _, path in entries[-keep:]}
@@ -256,8 +258,8 @@ def rotate(directory: Path, keep: int, keep_best: bool = True) -> list[Path]:
         keep_paths.add(best[-1])
     removed = []
     for _, _, path in entries:
-        if path not in keep_paths:
-            shutil.rmtree(path, ignore_errors=True)
+        # a checkpoint holding anything enstack did not write is the user's to remove
+        if path not in keep_paths and holds_only_checkpoint_files(path) and remove_tree(path):
             removed.append(path)
     if removed:
         fsync_dir(directory)

@@ -26,7 +26,7 @@ from enstack.data.readers import read_source
 from enstack.data.selection import SplitPlan, StagedSource, plan_splits
 from enstack.data.synthetic import generate
 from enstack.errors import UserError
-from enstack.fsutil import clean_debris, sha256_file, sha256_json, staged_dir
+from enstack.fsutil import clean_debris, sha256_file, sha256_json, stage_lock, staged_dir
 from enstack.labels import PAPER_LABELS, SPLITS
 
 FORMAT_VERSION = 1  # bump when the output or the rules change, so old runs are re-prepared
@@ -46,6 +46,11 @@ def data_dir_of(config: Config) -> Path:
 
 
 def prepare(config: Config, progress: bool | None = None) -> PrepareResult:
+    with stage_lock(config.run_dir, "prepare"):
+        return _prepare(config, progress)
+
+
+def _prepare(config: Config, progress: bool | None) -> PrepareResult:
     data = config.data
     _check_rules(data)
     data_dir = data_dir_of(config)

@@ -17,7 +17,7 @@ from enstack.config import Config
 from enstack.errors import UserError
 from enstack.evaluate import plots
 from enstack.evaluate.tables import csv_text, markdown, results_json
-from enstack.fsutil import staged_dir
+from enstack.fsutil import stage_lock, staged_dir
 from enstack.stack.meta import LABELS as META_LABELS
 from enstack.stack.stage import stack_dir_of
 
@@ -28,6 +28,11 @@ def reports_dir_of(config: Config) -> Path:
 
 def run_evaluate(config: Config) -> tuple[Path, dict, bool]:
     """Write the reports; returns (reports dir, stack summary, skipped)."""
+    with stage_lock(config.run_dir, "evaluate"):
+        return _run_evaluate(config)
+
+
+def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
     stack_dir = stack_dir_of(config)
     try:
         summary = json.loads((stack_dir / "ablation.json").read_text())

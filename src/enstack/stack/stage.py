@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from enstack.config import Config
 from enstack.data.prepare import read_manifest
-from enstack.fsutil import sha256_json, staged_dir
+from enstack.fsutil import sha256_json, stage_lock, staged_dir
 from enstack.stack.ablation import meta_features, run_ablation
 from enstack.stack.bundle import write_bundle
 from enstack.stack.features import export_dir, extract_all
@@ -38,6 +38,11 @@ def stack_dir_of(config: Config) -> Path:
 
 
 def run_stack(config: Config, progress: bool | None = None) -> StackResult:
+    with stage_lock(config.run_dir, "stack"):
+        return _run_stack(config, progress)
+
+
+def _run_stack(config: Config, progress: bool | None) -> StackResult:
     manifest = read_manifest(config.run_dir / "data")
     features = extract_all(config, manifest, progress)
     fingerprint = sha256_json(

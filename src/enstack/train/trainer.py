@@ -36,7 +36,7 @@ from enstack.ckpt.writer import CheckpointWriter
 from enstack.config import Config, ModelConfig
 from enstack.data.prepare import prepare, read_manifest
 from enstack.errors import UserError
-from enstack.fsutil import sha256_json
+from enstack.fsutil import ProcessLock, sha256_json
 from enstack.models.loading import load_base, new_classifier, write_base
 from enstack.train.batching import epoch_batches
 from enstack.train.clock import PhaseClock
@@ -93,6 +93,13 @@ def run_fingerprint(config: Config, model: ModelConfig, world: int = 1) -> str:
     )
 
 
+def staging_path(staging_dir: Path, run_dir: Path, name: str) -> Path:
+    """Where a model's saves are staged: unique to the run directory (by its absolute path,
+    not only its last component, which two runs may share) and to the model."""
+    key = sha256_json(str(run_dir.resolve()))[:12]
+    return staging_dir / f"{run_dir.name}-{key}" / name
+
+
 def model_seed(seed: int, name: str) -> int:
     """Each base model's own seed (init, dropout, data order), stable across runs.
 
@@ -119,8 +126,12 @@ def train_model(
     if manifest is None:
         manifest = read_manifest(config.run_dir / "data")
     trainer = Trainer(config, model_cfg, manifest, progress if ranks.main else False, ranks)
-    checkpoint = trainer.select_checkpoint(resume)
-    return trainer.run(checkpoint, force_resume)
+    paths = model_paths(config, name)
+    # one writer per model: a second `enstack train` would sweep the first's save in flight
+    lock = ProcessLock(paths.root / ".lock", f"model {name!r} ({paths.root})")
+    with lock if ranks.main else contextlib.nullcontext():
+        checkpoint = trainer.select_checkpoint(resume)
+        return trainer.run(checkpoint, force_resume)
 
 
 class Trainer:
@@ -150,7 +161,7 @@ class Trainer:
         if self.tc.num_threads:
             torch.set_num_threads(self.tc.num_threads)
         self.staging = (
-            self.tc.staging_dir / config.run_dir.name / model_cfg.name
+            staging_path(self.tc.staging_dir, config.run_dir, model_cfg.name)
             if self.tc.staging_dir
             else None
         )
