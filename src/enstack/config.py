@@ -17,7 +17,8 @@ from enstack.labels import PAPER_LABELS
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # no NaN or infinity anywhere: a learning rate of .inf is a mistake, never a setting
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class MaxPerClass(Strict):
@@ -110,7 +111,7 @@ def _paper_models() -> list[ModelConfig]:
 class TrainingConfig(Strict):
     epochs: Annotated[int, Field(gt=0)] = 10
     batch_size: Annotated[int, Field(gt=0)] = 16
-    learning_rate: Annotated[float, Field(gt=0)] = 2.0e-5
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 2.0e-5
     weight_decay: Annotated[float, Field(ge=0)] = 0.01
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
@@ -136,17 +137,33 @@ MetaName = Literal["lr", "svm", "rf", "xgboost"]
 
 class StackingConfig(Strict):
     features: Literal["probs", "logits", "embedding"] = "probs"
-    meta: list[MetaName] = Field(default_factory=lambda: ["lr", "svm", "rf", "xgboost"])
+    meta: Annotated[list[MetaName], Field(min_length=1)] = Field(
+        default_factory=lambda: ["lr", "svm", "rf", "xgboost"]
+    )
     mode: Literal["paper", "cv"] = "paper"
     cv_folds: Annotated[int, Field(ge=2)] = 5
     scale: bool = False  # standardise meta-features before the meta-classifier
     extract_batch_size: Annotated[int, Field(gt=0)] = 64
     meta_params: dict[MetaName, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("meta_params")
+    @classmethod
+    def _params_exist(cls, meta_params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each override must be a real parameter of its estimator, with a value it accepts."""
+        if not meta_params:
+            return meta_params
+        from enstack.stack.meta import check_params
+
+        for name, params in meta_params.items():
+            problem = check_params(name, params)
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        return meta_params
+
 
 class Config(Strict):
     run_dir: Path = Path("runs/default")
-    seed: int = 42
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 42  # NumPy's seeds are 32-bit
     data: DataConfig = Field(default_factory=DataConfig)
     models: list[ModelConfig] = Field(default_factory=_paper_models)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -186,7 +203,7 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> Config
 
 def load_config_text(text: str, source: str, overrides: list[str] | None = None) -> Config:
     """Validate a YAML string (the embedded demo config) with the same rules as a file."""
-    return _validate(yaml.safe_load(text) or {}, source, overrides)
+    return _validate(parse_yaml(text) or {}, source, overrides)
 
 
 def _validate(raw: dict[str, Any], source: str, overrides: list[str] | None) -> Config:
@@ -199,15 +216,52 @@ def _validate(raw: dict[str, Any], source: str, overrides: list[str] | None) -> 
     return _resolve_paths(config, Path.cwd())
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
+MAX_CONFIG_VALUES = 100_000
+
+
+def parse_yaml(text: str) -> Any:
+    """Safe YAML, refused when it expands to more values than any config has: anchors and
+    aliases are allowed, but a few hundred bytes of nested aliases (the "billion laughs")
+    expand to billions of values when validated."""
+    value = yaml.safe_load(text)
+    if _expanded_size(value, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise yaml.YAMLError(f"expands to over {MAX_CONFIG_VALUES} values (nested aliases?)")
+    return value
+
+
+def _expanded_size(value: Any, limit: int) -> int:
+    """Values in `value` with every alias expanded, counting stops past `limit`."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"{path}: over {MAX_CONFIG_BYTES} bytes; not an enstack config")
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UserError(f"{path}: not valid YAML{where}") from None
+        detail = f": {exc}" if "expands" in str(exc) else ""
+        raise UserError(f"{path}: not valid YAML{where}{detail}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -222,7 +276,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.epochs=3")
     try:
-        value = yaml.safe_load(text) if text else None
+        value = parse_yaml(text) if text else None
     except yaml.YAMLError:
         value = text
     node: Any = raw

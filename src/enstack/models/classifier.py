@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, PretrainedConfig
 
+from enstack.errors import UserError
+
 
 class ClassificationHead(nn.Module):
     def __init__(self, hidden: int, n_classes: int, dropout: float) -> None:
@@ -59,4 +61,16 @@ def build_encoder(config: PretrainedConfig, weights_dir: str | None) -> nn.Modul
     kwargs = {"add_pooling_layer": False} if config.model_type in {"roberta", "bert"} else {}
     if weights_dir is None:
         return AutoModel.from_config(config, **kwargs)
-    return AutoModel.from_pretrained(weights_dir, config=config, **kwargs)
+    encoder, info = AutoModel.from_pretrained(
+        weights_dir, config=config, output_loading_info=True, **kwargs
+    )
+    # strict: a tensor the architecture expects but the file lacks (a damaged or renamed
+    # entry) would silently start from random weights. Extra tensors are fine: an MLM or
+    # classification head, or a pooler, that the encoder does not use.
+    missing = list(info.get("missing_keys") or []) + list(info.get("mismatched_keys") or [])
+    if missing:
+        raise UserError(
+            f"{weights_dir}: the weights lack {len(missing)} tensor(s) the {config.model_type} "
+            f"encoder needs (first: {missing[0]}); the file is damaged or for another model"
+        )
+    return encoder

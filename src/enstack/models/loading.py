@@ -140,8 +140,10 @@ def write_base(
         config = load_pretrained_config(model, labels)
         try:
             tokenizer = AutoTokenizer.from_pretrained(model.pretrained)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             raise UserError(_unreachable(model, exc)) from None
+        check_tokenizer(tokenizer, describe_source(model))
+        check_max_length(config, max_length, describe_source(model))
     config.id2label = dict(enumerate(labels))
     config.label2id = {name: i for i, name in enumerate(labels)}
     config.enstack = {
@@ -152,6 +154,37 @@ def write_base(
     with staged_dir(base_dir) as tmp:
         config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+
+
+# a line of C that any code tokenizer splits into several known pieces
+PROBE = "int main(void) { char buf[16]; strcpy(buf, argv[1]); return 0; }"
+
+
+def check_tokenizer(tokenizer: PreTrainedTokenizerBase, source: str) -> None:
+    """Refuse a tokenizer that cannot encode code (a directory without tokenizer files loads
+    as an empty one that turns every function into its special tokens alone)."""
+    ids = tokenizer(PROBE, add_special_tokens=False)["input_ids"]
+    unknown = sum(1 for i in ids if i == tokenizer.unk_token_id)
+    if len(ids) < 8 or unknown > len(ids) // 2:
+        raise UserError(
+            f"{source}: its tokenizer cannot encode code ({len(ids)} tokens, {unknown} unknown, "
+            "for a line of C); the directory lacks its tokenizer files (tokenizer.json, or "
+            "vocab.json and merges.txt): save them with the tokenizer's save_pretrained"
+        )
+
+
+def check_max_length(config: PretrainedConfig, max_length: int, source: str) -> None:
+    """training.max_length must fit the model's position embeddings (RoBERTa-family models
+    reserve two positions: their position ids start after the pad id)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return
+    usable = positions - 2 if config.model_type in {"roberta", "xlm-roberta"} else positions
+    if max_length > usable:
+        raise UserError(
+            f"training.max_length: {max_length} is longer than {source} can read ({usable} "
+            f"tokens, from max_position_embeddings {positions}); set it to {usable} or less"
+        )
 
 
 def load_base(base_dir: Path) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from enstack.errors import UserError
-from enstack.fsutil import sha256_file, staged_dir
+from enstack.fsutil import staged_dir
+from enstack.manifest import describe_files, verify_files
 from enstack.stack.meta import MetaClassifier
 
 BUNDLE_VERSION = 1
@@ -39,11 +40,7 @@ def write_bundle(
                 _link_or_copy(f, target / f.name)
         (tmp / "meta").mkdir()
         classifier.save(tmp / "meta")
-        files = {
-            str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(tmp.rglob("*"))
-            if p.is_file()
-        }
+        files = describe_files(tmp)
         manifest = {
             "format_version": BUNDLE_VERSION,
             "models": list(model_exports),
@@ -83,12 +80,7 @@ def load_bundle(path: Path) -> Bundle:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError):
         raise UserError(f"{manifest_path}: missing or not JSON; not an enstack bundle") from None
-    for name, info in manifest.get("files", {}).items():
-        file = path / name
-        if not file.is_file():
-            raise UserError(f"{file}: missing from the bundle")
-        if file.stat().st_size != info["bytes"] or sha256_file(file) != info["sha256"]:
-            raise UserError(
-                f"{file}: does not match the bundle manifest (modified); refusing to load it"
-            )
+    if not isinstance(manifest, dict):
+        raise UserError(f"{manifest_path}: not a JSON object; not an enstack bundle")
+    verify_files(path, manifest.get("files"))
     return Bundle(path, manifest, MetaClassifier.load(path / "meta"))

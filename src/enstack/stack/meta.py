@@ -81,6 +81,25 @@ def paper_estimator(name: str, seed: int, params: dict[str, Any]):
     )
 
 
+def check_params(name: str, params: dict[str, Any]) -> str | None:
+    """What is wrong with `stacking.meta_params[name]`, or None: every key must be one of the
+    estimator's parameters and every value one it accepts (checked by its own validation)."""
+    estimator = paper_estimator(name, 0, {})
+    inner = estimator.estimator if isinstance(estimator, OneVsRestClassifier) else estimator
+    known = inner.get_params(deep=False)
+    for key in params:
+        if key not in known:
+            return f"{key!r} is not a parameter of {type(inner).__name__}"
+    if name == "xgboost":
+        return None  # XGBoost checks its values only when fitting
+    try:
+        inner.set_params(**params)
+        inner._validate_params()
+    except (ValueError, TypeError) as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
 class MetaClassifier:
     """fit / predict_proba / predict over all `n_classes`, whatever classes the fit rows had."""
 

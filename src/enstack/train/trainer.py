@@ -71,6 +71,10 @@ class Interrupted(Exception):
     """Stopped by SIGTERM/SIGINT after saving a resumable checkpoint (exit 130)."""
 
 
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; nothing after the last good checkpoint is saved."""
+
+
 def model_paths(config: Config, name: str) -> ModelPaths:
     return ModelPaths(config.run_dir / "models" / name)
 
@@ -252,6 +256,8 @@ class Trainer:
                 self._loop(signals)
             self.writer.wait()
         finally:
+            with contextlib.suppress(UserError):
+                self.writer.wait()  # a save in flight finishes even when the loop failed
             if self.log:
                 self.log.close()
         self._say(f"{self.model_cfg.name}: training time by phase: {self.clock.summary()}")
@@ -384,10 +390,13 @@ class Trainer:
                     total += values[at] * size / rows
                     at += 1
                 totals.append(total)
-            for loss in self.ranks.mean(totals):
+            first_step = state.global_step - len(pending) + 1
+            pending.clear()
+            for offset, loss in enumerate(self.ranks.mean(totals)):
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(self._diverged(loss, first_step + offset))
                 state.loss_sum += loss
                 state.loss_count += 1
-            pending.clear()
         return state.loss_sum / max(state.loss_count, 1)
 
     def _end_epoch(self) -> None:
@@ -581,6 +590,18 @@ class Trainer:
             self.progress,
         )
         return hf_config, tokenizer, splits
+
+    def _diverged(self, loss: float, global_step: int) -> str:
+        self.writer.wait()
+        last, _ = newest_valid([self.paths.checkpoints])
+        kept = f"the last checkpoint {last.path} is intact" if last else "no checkpoint was saved"
+        return (
+            f"{self.model_cfg.name}: the training loss became {loss} at global step "
+            f"{global_step}; stopped without saving. Lower training.learning_rate, keep "
+            f"training.max_grad_norm on, or use training.amp=bf16 rather than fp16; {kept} "
+            "(resume from it with the same command after changing the config and "
+            "--force-resume)"
+        )
 
     def _say(self, message: str) -> None:
         if self.ranks.main:
