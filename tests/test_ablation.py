@@ -112,7 +112,7 @@ def test_bundle_round_trip_and_tamper_refusal(tmp_path: Path) -> None:
     tampered = bytearray(meta_file.read_bytes())
     tampered[len(tampered) // 2] ^= 0xFF
     meta_file.write_bytes(bytes(tampered))
-    with pytest.raises(UserError, match=f"{meta_file.name}: does not match the bundle"):
+    with pytest.raises(UserError, match=f"{meta_file.name}: sha256 does not match the manifest"):
         load_bundle(tmp_path / "bundle")
 
 

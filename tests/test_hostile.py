@@ -536,3 +536,31 @@ def test_staging_is_unique_per_run_directory(tmp_path: Path) -> None:
     a = staging_path(tmp_path / "stage", tmp_path / "one" / "run", "m")
     b = staging_path(tmp_path / "stage", tmp_path / "two" / "run", "m")
     assert a != b and a.parent.parent == b.parent.parent == tmp_path / "stage"
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import torch
+
+    from enstack.train import trainer as T
+
+    real_step = T.Trainer._train_step
+    calls = {"n": 0}
+
+    def diverging(self, group):  # the real step, then a loss gone NaN from step 7 on
+        losses = real_step(self, group)
+        calls["n"] += 1
+        return [torch.full_like(x, float("nan")) for x in losses] if calls["n"] >= 7 else losses
+
+    monkeypatch.setattr(T.Trainer, "_train_step", diverging)
+    body = {"models": [TINY], "training": {"device": "cpu", "save_steps": 3, "log_steps": 1}}
+    argv = _config(tmp_path, body, "--model", "m")
+    argv[0] = "train"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    error = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "nan at global step 7" in error[0] and "Traceback" not in err
+    ckpts = sorted((tmp_path / "run" / "models" / "m" / "checkpoints").iterdir())
+    assert [c.name for c in ckpts] == ["ckpt-g000000003", "ckpt-g000000006"]  # none after
+    assert str(ckpts[-1]) in error[0]
