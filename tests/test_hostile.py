@@ -41,10 +41,12 @@ def _after(_done: object, value):
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file (size, mtime) and directory (present) under `root`."""
     return {
         str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in root.rglob("*")
         if p.is_file()
+        else (-1, 0)
+        for p in root.rglob("*")
     }
 
 

@@ -217,9 +217,11 @@ def _validate(raw: dict[str, Any], source: str, overrides: list[str] | None) -> 
 
 
 MAX_CONFIG_BYTES = 1 << 20
-
-
 MAX_CONFIG_VALUES = 100_000
+
+
+class ConfigTooLarge(yaml.YAMLError):
+    """YAML that expands to more values than any config holds."""
 
 
 def parse_yaml(text: str) -> Any:
@@ -228,7 +230,7 @@ def parse_yaml(text: str) -> Any:
     expand to billions of values when validated."""
     value = yaml.safe_load(text)
     if _expanded_size(value, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
-        raise yaml.YAMLError(f"expands to over {MAX_CONFIG_VALUES} values (nested aliases?)")
+        raise ConfigTooLarge(f"expands to over {MAX_CONFIG_VALUES} values (nested aliases?)")
     return value
 
 
@@ -260,7 +262,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        detail = f": {exc}" if "expands" in str(exc) else ""
+        detail = f": {exc}" if isinstance(exc, ConfigTooLarge) else ""
         raise UserError(f"{path}: not valid YAML{where}{detail}") from None
     if raw is None:
         return {}

@@ -132,7 +132,7 @@ def sha256_json(obj: Any) -> str:
 def contained(root: Path, relative: str) -> Path | None:
     """`root / relative` if that stays inside `root` (no absolute path, no `..`, no link out);
     None otherwise. For names read from a manifest someone may have written."""
-    if not relative or relative.startswith(("/", "\\")) or "\\" in relative:
+    if not relative or relative.startswith("/") or "\\" in relative:
         return None
     parts = Path(relative).parts
     if any(part in ("..", ".", "") for part in parts):
@@ -150,20 +150,23 @@ class ProcessLock:
 
     The kernel drops the lock when its process dies (SIGKILL included), so a lock left by a
     dead process is simply taken over; a live owner makes entering fail with its PID. The
-    file is removed on release (while still locked), so a finished run leaves nothing behind;
-    a process that locked a file just removed sees it is no longer at `path` and tries again.
+    file is removed on release (while still locked), and so are the directories made for it
+    that are still empty, so a command that failed on bad input leaves nothing behind; a
+    process that locked a file just removed sees it is no longer at `path` and tries again.
     """
 
     def __init__(self, path: Path, what: str) -> None:
         self.path = path
         self.what = what
         self._fd: int | None = None
+        self._made: list[Path] = []  # directories created for the lock, deepest first
 
     def __enter__(self) -> ProcessLock:
         import fcntl
 
         from enstack.errors import UserError
 
+        self._made = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -189,6 +192,11 @@ class ProcessLock:
             self.path.unlink(missing_ok=True)
             os.close(self._fd)  # closing releases the lock
             self._fd = None
+        for directory in self._made:
+            try:
+                directory.rmdir()  # only if still empty: whatever was written there stays
+            except OSError:
+                break
 
 
 def _same_file(fd: int, path: Path) -> bool:

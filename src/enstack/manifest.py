@@ -44,9 +44,9 @@ def verify_files(directory: Path, listing: object, error: type[UserError] = User
             and isinstance(entry.get("sha256"), str)
         ):
             raise error(f"{where}: the entry for {name!r} has no integer bytes and sha256")
-    present = _files(directory)
-    for name in sorted(present - set(listing)):
-        raise error(f"{directory / name}: not listed in {where} (added after the save?)")
+    unlisted = sorted(_files(directory) - set(listing))
+    if unlisted:
+        raise error(f"{directory / unlisted[0]}: not listed in {where} (added after the save?)")
     for name, entry in listing.items():
         path = directory / name
         if path.is_symlink() or not path.is_file():

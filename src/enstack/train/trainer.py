@@ -130,9 +130,9 @@ def train_model(
     if manifest is None:
         manifest = read_manifest(config.run_dir / "data")
     trainer = Trainer(config, model_cfg, manifest, progress if ranks.main else False, ranks)
-    paths = model_paths(config, name)
     # one writer per model: a second `enstack train` would sweep the first's save in flight
-    lock = ProcessLock(paths.root / ".lock", f"model {name!r} ({paths.root})")
+    root = trainer.paths.root
+    lock = ProcessLock(root / ".lock", f"model {name!r} ({root})")
     with lock if ranks.main else contextlib.nullcontext():
         checkpoint = trainer.select_checkpoint(resume)
         return trainer.run(checkpoint, force_resume)
