@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from enstack.data.selection import (
+    SplitRules,
     StagedSource,
     downsample,
     first_occurrences,
@@ -62,7 +63,7 @@ def test_paper_downsampling_uses_table_one_per_split() -> None:
         "val": _source([2000, 1000, 60, 600, 2000], 10**6),
         "test": _source([2000, 2000, 10, 600, 2000], 2 * 10**6),
     }
-    plan = plan_splits(sources, list(PAPER_LABELS), "paper", seed=1)
+    plan = plan_splits(sources, SplitRules(list(PAPER_LABELS), "paper", seed=1))
     for split, parts in plan.parts.items():
         ((key, positions),) = parts
         counts = np.bincount(sources[key].labels[positions], minlength=5)
@@ -73,7 +74,7 @@ def test_paper_downsampling_uses_table_one_per_split() -> None:
 
 def test_max_per_class_applies_to_train_only() -> None:
     sources = {"all": _source([300, 300, 300, 300, 300], 0)}
-    plan = plan_splits(sources, list(PAPER_LABELS), 100, seed=1)
+    plan = plan_splits(sources, SplitRules(list(PAPER_LABELS), 100, seed=1))
     train = sources["all"].labels[plan.parts["train"][0][1]]
     val = sources["all"].labels[plan.parts["val"][0][1]]
     assert np.bincount(train).tolist() == [100] * 5
@@ -83,7 +84,7 @@ def test_max_per_class_applies_to_train_only() -> None:
 
 def test_val_is_halved_into_val_and_test_when_no_test_source() -> None:
     sources = {"train": _source([10] * 5, 0), "val": _source([20] * 5, 1000)}
-    plan = plan_splits(sources, list(PAPER_LABELS), "none", seed=3)
+    plan = plan_splits(sources, SplitRules(list(PAPER_LABELS), "none", seed=3))
     val = plan.parts["val"][0][1]
     test = plan.parts["test"][0][1]
     assert plan.parts["test"][0][0] == "val"

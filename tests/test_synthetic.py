@@ -6,11 +6,20 @@ import re
 
 import numpy as np
 
+import difflib
+
+from enstack.config import DataConfig
 from enstack.data.synthetic import generate
+from enstack.labels import PAPER_LABELS
+
+
+def _data(n: int, benign: bool = False) -> DataConfig:
+    labels = [*PAPER_LABELS, "none"] if benign else list(PAPER_LABELS)
+    return DataConfig(synthetic={"n_per_class": n}, chunk_rows=97, labels=labels)
 
 
 def _rows(n: int, seed: int) -> tuple[list[str], np.ndarray]:
-    chunks = list(generate(n, seed, chunk_rows=97))
+    chunks = list(generate(_data(n), seed))
     return [c for ch in chunks for c in ch.codes], np.concatenate([ch.labels for ch in chunks])
 
 
@@ -44,3 +53,31 @@ def test_no_single_token_gives_the_class_away() -> None:
             precision, recall = tp / has.sum(), tp / in_class.sum()
             best = max(best, 2 * precision * recall / (precision + recall))
         assert best < 0.75, (cls, best)
+
+
+def test_benign_twins_differ_from_their_flaw_only_at_the_flaw() -> None:
+    """Each flawed function has one fixed twin (class none, same pair id) of the same shape."""
+    chunks = list(generate(_data(40, benign=True), 5))
+    codes = [c for ch in chunks for c in ch.codes]
+    labels = np.concatenate([ch.labels for ch in chunks])
+    pairs = [p for ch in chunks for p in ch.pairs]
+    assert np.bincount(labels).tolist() == [40] * 5 + [200]
+    by_pair: dict[str, list[int]] = {}
+    for row, pair in enumerate(pairs):
+        by_pair.setdefault(pair, []).append(row)
+    assert len(by_pair) == 200
+    for rows in by_pair.values():
+        assert sorted(labels[rows] == 5) == [False, True]  # one flawed, one benign
+        flawed, fixed = (codes[r] for r in sorted(rows, key=lambda r: labels[r] == 5))
+        changed = [
+            line
+            for line in difflib.unified_diff(flawed.splitlines(), fixed.splitlines(), n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        assert 1 <= len(changed) <= 4, changed  # a bound, a check, a size: not a new function
+
+
+def test_paper_classes_unchanged_without_a_benign_label() -> None:
+    chunks = list(generate(_data(30), 7))
+    assert all(ch.pairs is None for ch in chunks)
+    assert np.concatenate([ch.labels for ch in chunks]).max() == 4

@@ -41,6 +41,14 @@ class DataConfig(Strict):
     labels: list[str] = Field(default_factory=lambda: list(PAPER_LABELS))
     multi_label: Literal["first", "drop"] = "first"  # Draper rows with several flags
     downsample: Literal["none", "paper"] | MaxPerClass = "none"
+    # The detection task: when `labels` holds `benign_label`, Draper rows with no flag become
+    # that class instead of being dropped; tabular rows give it as their label.
+    benign_label: Annotated[str, Field(min_length=1)] = "none"
+    # At most R benign train rows per vulnerable train row (None: no cap beyond downsample).
+    benign_ratio: Annotated[float, Field(gt=0)] | None = None
+    # A column whose value ties a flawed function to its fixed versions: carried to every
+    # split, and a pair is never split apart where enstack makes the splits.
+    pair_column: Annotated[str, Field(min_length=1)] | None = None
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     chunk_rows: Annotated[int, Field(gt=0)] = 20_000  # rows read per chunk while streaming
 
@@ -56,6 +64,12 @@ class DataConfig(Strict):
     @model_validator(mode="after")
     def _sources_consistent(self) -> DataConfig:
         split_paths = [self.train, self.val, self.test]
+        if self.benign_ratio is not None and self.benign_label not in self.labels:
+            raise ValueError(
+                f"benign_ratio needs the benign class {self.benign_label!r} in data.labels"
+            )
+        if self.pair_column is not None and self.format in ("synthetic", "draper-hdf5"):
+            raise ValueError(f"pair_column: format {self.format!r} has no columns to read it from")
         if self.format == "synthetic":
             return self
         if self.path is not None and any(p is not None for p in split_paths):
@@ -65,6 +79,19 @@ class DataConfig(Strict):
         if self.test is not None and self.val is None:
             raise ValueError("data.test is given without data.val")
         return self
+
+
+    @property
+    def benign_id(self) -> int | None:
+        """The benign class's id when this is a detection task, else None."""
+        return self.labels.index(self.benign_label) if self.benign_label in self.labels else None
+
+    @property
+    def has_pairs(self) -> bool:
+        # synthetic data makes its own pairs when it has a benign class
+        return self.pair_column is not None or (
+            self.format == "synthetic" and self.benign_label in self.labels
+        )
 
 
 class ScratchConfig(Strict):
@@ -133,6 +160,8 @@ class TrainingConfig(Strict):
 
 
 MetaName = Literal["lr", "svm", "rf", "xgboost"]
+# What selection maximises on val: a class metric, or (with a benign class) a detection one.
+SelectOn = Literal["f1", "macro_f1", "accuracy", "detection_f1", "pr_auc", "pair_correct"]
 
 
 class StackingConfig(Strict):
@@ -141,6 +170,7 @@ class StackingConfig(Strict):
         default_factory=lambda: ["lr", "svm", "rf", "xgboost"]
     )
     mode: Literal["paper", "cv"] = "paper"
+    select_on: SelectOn = "f1"  # weighted F1 over the classes, as the paper selects
     cv_folds: Annotated[int, Field(ge=2)] = 5
     scale: bool = False  # standardise meta-features before the meta-classifier
     extract_batch_size: Annotated[int, Field(gt=0)] = 64
@@ -178,6 +208,19 @@ class Config(Strict):
         if not models:
             raise ValueError("needs at least one model")
         return models
+
+    @model_validator(mode="after")
+    def _selection_measurable(self) -> Config:
+        select_on = self.stacking.select_on
+        if select_on in ("detection_f1", "pr_auc", "pair_correct"):
+            if self.data.benign_label not in self.data.labels:
+                raise ValueError(
+                    f"stacking.select_on: {select_on} needs the benign class "
+                    f"{self.data.benign_label!r} in data.labels"
+                )
+        if select_on == "pair_correct" and not self.data.has_pairs:
+            raise ValueError("stacking.select_on: pair_correct needs data.pair_column")
+        return self
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,7 +17,8 @@ class Chunk:
     labels: np.ndarray  # int16 class ids, or NO_LABEL / MULTI_DROPPED
     undecodable: int = 0  # rows whose code had bytes that are not UTF-8 (replaced with U+FFFD)
     multi_label: int = 0  # rows with several flags (resolved or dropped per the rule)
-    extra: dict[str, int] = field(default_factory=dict)
+    pairs: list[str | None] | None = None  # pair ids when data.pair_column is read
+    unflagged_benign: int = 0  # Draper rows with no flag kept as the benign class
 
     def __len__(self) -> int:
         return len(self.codes)

@@ -23,15 +23,21 @@ from tqdm import tqdm
 from enstack.config import Config, DataConfig
 from enstack.data.chunks import MULTI_DROPPED, NO_LABEL, Chunk
 from enstack.data.readers import read_source
-from enstack.data.selection import SplitPlan, StagedSource, plan_splits
-from enstack.data.synthetic import generate
+from enstack.data.selection import SplitPlan, SplitRules, StagedSource, plan_splits
+from enstack.data.synthetic import generate, synthetic_labels
 from enstack.errors import UserError
 from enstack.fsutil import clean_debris, sha256_file, sha256_json, stage_lock, staged_dir
 from enstack.labels import PAPER_LABELS, SPLITS
 
 FORMAT_VERSION = 1  # bump when the output or the rules change, so old runs are re-prepared
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2
 SPLIT_SCHEMA = pa.schema([("id", pa.string()), ("code", pa.string()), ("label", pa.int16())])
+# with pairs (data.pair_column, or synthetic data with a benign class): a pair id per row
+PAIRED_SCHEMA = SPLIT_SCHEMA.append(pa.field("pair", pa.string()))
+
+
+def split_schema(data: DataConfig) -> pa.Schema:
+    return PAIRED_SCHEMA if data.has_pairs else SPLIT_SCHEMA
 
 
 @dataclass
@@ -73,12 +79,21 @@ def _prepare(config: Config, progress: bool | None) -> PrepareResult:
         staging.mkdir()
         staged: dict[str, StagedSource] = {}
         counts: dict[str, dict[str, int]] = {}
+        schema = split_schema(data)
         for key, path in sources.items():
             chunks = _chunks(data, path, config.seed)
-            staged[key], counts[key] = _stage(chunks, staging / f"{key}.parquet", key, progress)
+            out = staging / f"{key}.parquet"
+            staged[key], counts[key] = _stage(chunks, out, schema, key, progress)
         _check_labelled(sources, staged, counts)
-        plan = plan_splits(staged, data.labels, _downsample_rule(data), config.seed)
-        split_files = _write_splits(plan, staging, tmp)
+        rules = SplitRules(
+            class_names=data.labels,
+            downsample=_downsample_rule(data),
+            seed=config.seed,
+            benign_id=data.benign_id,
+            benign_ratio=data.benign_ratio,
+        )
+        plan = plan_splits(staged, rules)
+        split_files = _write_splits(plan, staging, tmp, schema)
         for path in staging.iterdir():
             path.unlink()
         staging.rmdir()
@@ -111,8 +126,11 @@ def _check_rules(data: DataConfig) -> None:
             "data.downsample: 'paper' uses Table I's counts, which exist only for the labels "
             f"{', '.join(PAPER_LABELS)}; use none or {{max_per_class: N}} for other labels"
         )
-    if data.format == "synthetic" and list(data.labels) != list(PAPER_LABELS):
-        raise UserError("data.labels: synthetic data has the five paper classes only")
+    if data.format == "synthetic" and sorted(data.labels) != sorted(synthetic_labels(data)):
+        raise UserError(
+            "data.labels: synthetic data has the five paper classes, and optionally the benign "
+            f"class ({data.benign_label}): {', '.join(synthetic_labels(data))}"
+        )
 
 
 def _source_paths(data: DataConfig) -> dict[str, Path | None]:
@@ -156,17 +174,8 @@ def _inputs_fingerprint(config: Config, fingerprints: dict) -> str:
 
 def _chunks(data: DataConfig, path: Path | None, seed: int) -> Iterator[Chunk]:
     if path is None:
-        return generate(data.synthetic.n_per_class, seed, data.chunk_rows)
-    return read_source(
-        data.format,
-        path,
-        labels=data.labels,
-        code_column=data.code_column,
-        label_column=data.label_column,
-        id_column=data.id_column,
-        multi_label=data.multi_label,
-        chunk_rows=data.chunk_rows,
-    )
+        return generate(data, seed)
+    return read_source(data, path)
 
 
 def _downsample_rule(data: DataConfig) -> str | int:
@@ -184,47 +193,84 @@ def normalised_hash(code: str) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 
+COUNTS = (
+    "rows",
+    "no_label",
+    "multi_label",
+    "empty_code",
+    "multi_label_resolved",
+    "undecodable",
+    "unflagged_benign",
+)
+
+
 def _stage(
-    chunks: Iterator[Chunk], out: Path, key: str, progress: bool | None
+    chunks: Iterator[Chunk], out: Path, schema: pa.Schema, key: str, progress: bool | None
 ) -> tuple[StagedSource, dict[str, int]]:
-    counts = dict.fromkeys(
-        ("rows", "no_label", "multi_label", "empty_code", "multi_label_resolved", "undecodable"), 0
-    )
+    counts = dict.fromkeys(COUNTS, 0)
     labels: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
+    groups = PairIds() if "pair" in schema.names else None
     bar = tqdm(
         desc=f"reading {key}",
         unit=" rows",
         disable=True if progress is False else None,
         leave=False,
     )
-    with pq.ParquetWriter(out, SPLIT_SCHEMA) as writer:
+    with pq.ParquetWriter(out, schema) as writer:
         for chunk in chunks:
             bar.update(len(chunk))
             counts["rows"] += len(chunk)
             counts["undecodable"] += chunk.undecodable
+            counts["unflagged_benign"] += chunk.unflagged_benign
             keep, chunk_hashes = _filter(chunk, counts)
             if not keep:
                 continue
             kept_labels = chunk.labels[keep]
-            writer.write_table(
-                pa.table(
-                    {
-                        "id": [chunk.ids[i] for i in keep],
-                        "code": [chunk.codes[i] for i in keep],
-                        "label": pa.array(kept_labels, pa.int16()),
-                    },
-                    schema=SPLIT_SCHEMA,
-                )
-            )
+            columns = {
+                "id": [chunk.ids[i] for i in keep],
+                "code": [chunk.codes[i] for i in keep],
+                "label": pa.array(kept_labels, pa.int16()),
+            }
+            if groups is not None:
+                columns["pair"] = [_pair(chunk, i) for i in keep]
+                groups.add(columns["pair"])
+            writer.write_table(pa.table(columns, schema=schema))
             labels.append(kept_labels)
             hashes.append(np.asarray(chunk_hashes, np.uint64))
     bar.close()
     staged = StagedSource(
         labels=np.concatenate(labels) if labels else np.empty(0, np.int16),
         hashes=np.concatenate(hashes) if hashes else np.empty(0, np.uint64),
+        groups=groups.array() if groups is not None else None,
     )
     return staged, counts
+
+
+def _pair(chunk: Chunk, row: int) -> str | None:
+    return chunk.pairs[row] if chunk.pairs is not None else None
+
+
+class PairIds:
+    """Pair ids as dense integers, in file order; a row without one is a group of its own."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.ids: list[np.ndarray] = []
+        self.next_single = -1  # rows without a pair get negative ids, one each
+
+    def add(self, pairs: list[str | None]) -> None:
+        out = np.empty(len(pairs), np.int64)
+        for i, pair in enumerate(pairs):
+            if pair is None:
+                out[i] = self.next_single
+                self.next_single -= 1
+            else:
+                out[i] = self.index.setdefault(pair, len(self.index))
+        self.ids.append(out)
+
+    def array(self) -> np.ndarray:
+        return np.concatenate(self.ids) if self.ids else np.empty(0, np.int64)
 
 
 def _filter(chunk: Chunk, counts: dict[str, int]) -> tuple[list[int], list[int]]:
@@ -259,11 +305,13 @@ def _check_labelled(
 # --- pass 2: write the splits -------------------------------------------------------------------
 
 
-def _write_splits(plan: SplitPlan, staging: Path, out_dir: Path) -> dict[str, Path]:
+def _write_splits(
+    plan: SplitPlan, staging: Path, out_dir: Path, schema: pa.Schema
+) -> dict[str, Path]:
     files = {}
     for split in SPLITS:
         path = out_dir / f"{split}.parquet"
-        with pq.ParquetWriter(path, SPLIT_SCHEMA) as writer:
+        with pq.ParquetWriter(path, schema) as writer:
             for key, positions in plan.parts[split]:
                 _copy_rows(staging / f"{key}.parquet", positions, writer)
         files[split] = path
@@ -313,6 +361,8 @@ def _manifest(
             "file": files[split].name,
             "sha256": sha256_file(files[split]),
         }
+        if config.data.has_pairs:
+            splits[split]["pairs"] = _pairs_in(plan.parts[split], staged, config.data.benign_id)
     dropped = {
         "no_label": sum(c["no_label"] for c in counts.values()),
         "multi_label": sum(c["multi_label"] for c in counts.values()),
@@ -326,6 +376,7 @@ def _manifest(
         "fingerprint": inputs,
         "data_fingerprint": sha256_json({s: splits[s]["sha256"] for s in SPLITS}),
         "labels": list(names),
+        "benign_label": config.data.benign_label if config.data.benign_id is not None else None,
         "format": config.data.format,
         "sources": {
             key: {**fingerprints[key], "rows_read": counts[key]["rows"]} for key in fingerprints
@@ -345,9 +396,25 @@ def _manifest(
             "multi_label_rule": config.data.multi_label,
             "multi_label_resolved": sum(c["multi_label_resolved"] for c in counts.values()),
             "undecodable_replaced": sum(c["undecodable"] for c in counts.values()),
+            "unflagged_kept_as_benign": sum(c["unflagged_benign"] for c in counts.values()),
             "downsample": _downsample_rule(config.data),
         },
     }
+
+
+def _pairs_in(
+    parts: list[tuple[str, np.ndarray]], staged: dict[str, StagedSource], benign_id: int | None
+) -> int:
+    """Pairs in a split that hold a flawed row and a benign one (the ones pair metrics score)."""
+    total = 0
+    for key, positions in parts:
+        source = staged[key]
+        if source.groups is None or benign_id is None:
+            continue
+        groups = source.groups[positions]
+        benign = source.labels[positions] == benign_id
+        total += len(np.intersect1d(groups[benign], groups[~benign]))
+    return total
 
 
 def _check_splits(manifest: dict, names: list[str]) -> None:
@@ -391,4 +458,12 @@ def format_table(manifest: dict) -> str:
         f"{notes['multi_label_resolved']}; undecodable code replaced: "
         f"{notes['undecodable_replaced']}"
     )
+    if notes.get("unflagged_kept_as_benign"):
+        lines.append(
+            f"unflagged rows kept as {manifest['benign_label']}: "
+            f"{notes['unflagged_kept_as_benign']}"
+        )
+    if "pairs" in manifest["splits"]["train"]:
+        pairs = ", ".join(f"{s} {manifest['splits'][s]['pairs']}" for s in SPLITS)
+        lines.append(f"pairs (a flawed row and a fixed one): {pairs}")
     return "\n".join(lines)

@@ -11,9 +11,11 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from enstack.config import DataConfig
 from enstack.data.chunks import MULTI_DROPPED, NO_LABEL, Chunk, decode_code
 from enstack.data.labelmap import LabelMap
 from enstack.errors import UserError
@@ -21,39 +23,35 @@ from enstack.errors import UserError
 DRAPER_CODE = "functionSource"
 
 
-def read_source(
-    fmt: str,
-    path: Path,
-    *,
-    labels: list[str],
-    code_column: str,
-    label_column: str,
-    id_column: str,
-    multi_label: str,
-    chunk_rows: int,
-) -> Iterator[Chunk]:
+def read_source(data: DataConfig, path: Path) -> Iterator[Chunk]:
+    """Chunks of `path` read as `data.format`, with the labels, columns and rules of `data`."""
     if not path.is_file():
         raise UserError(f"data file not found: {path}")
-    if fmt == "draper-hdf5":
-        return read_draper(path, labels, multi_label, chunk_rows)
-    label_map = LabelMap(labels, path, label_column)
-    columns = (code_column, label_column, id_column)
-    if fmt == "csv":
-        return _chunked(_csv_records(path, *columns), label_map, path, chunk_rows)
-    if fmt == "jsonl":
-        return _chunked(_jsonl_records(path, *columns), label_map, path, chunk_rows)
-    if fmt == "parquet":
-        return _chunked(_parquet_records(path, *columns, chunk_rows), label_map, path, chunk_rows)
-    raise UserError(f"data.format {fmt!r} has no file reader")
+    if data.format == "draper-hdf5":
+        return read_draper(path, data.labels, data.benign_id, data.multi_label, data.chunk_rows)
+    label_map = LabelMap(data.labels, path, data.label_column)
+    columns = Columns(data.code_column, data.label_column, data.id_column, data.pair_column)
+    if data.format == "csv":
+        records = _csv_records(path, columns)
+    elif data.format == "jsonl":
+        records = _jsonl_records(path, columns)
+    elif data.format == "parquet":
+        records = _parquet_records(path, columns, data.chunk_rows)
+    else:
+        raise UserError(f"data.format {data.format!r} has no file reader")
+    return _chunked(records, label_map, path, data.chunk_rows, columns.pair is not None)
 
 
 # --- Draper VDISC HDF5 ----------------------------------------------------------------------
 
 
 def read_draper(
-    path: Path, labels: list[str], multi_label: str, chunk_rows: int
+    path: Path, labels: list[str], benign_id: int | None, multi_label: str, chunk_rows: int
 ) -> Iterator[Chunk]:
+    """Draper's flag columns by class name; with a benign class, unflagged rows become it."""
     import h5py
+
+    flagged = [i for i in range(len(labels)) if i != benign_id]
 
     try:
         handle = h5py.File(path, "r")
@@ -66,16 +64,16 @@ def read_draper(
                 f"{path}: no '{DRAPER_CODE}' dataset, so not a Draper VDISC file "
                 f"(found: {', '.join(found) or 'nothing'})"
             )
-        missing = [name for name in labels if name not in handle]
+        missing = [labels[i] for i in flagged if labels[i] not in handle]
         if missing:
             raise UserError(
                 f"{path}: no dataset for class {missing[0]!r} (data.labels must name the file's "
                 f"flag columns; found: {', '.join(found)})"
             )
         code_ds = handle[DRAPER_CODE]
-        flag_ds = [handle[name] for name in labels]
+        flag_ds = [handle[labels[i]] for i in flagged]
         n_rows = code_ds.shape[0]
-        for ds, name in zip(flag_ds, labels, strict=True):
+        for ds, name in zip(flag_ds, [labels[i] for i in flagged], strict=True):
             if ds.shape[0] != n_rows:
                 raise UserError(
                     f"{path}: column {name!r} has {ds.shape[0]} rows but {DRAPER_CODE} has {n_rows}"
@@ -84,14 +82,27 @@ def read_draper(
         for start in range(0, n_rows, chunk_rows):
             stop = min(start + chunk_rows, n_rows)
             flags = np.stack([np.asarray(ds[start:stop]).reshape(-1) != 0 for ds in flag_ds], 1)
-            yield _draper_chunk(code_ds[start:stop], flags, start, stem, multi_label)
+            chunk = _draper_chunk(code_ds[start:stop], flags, flagged, start, stem, multi_label)
+            if benign_id is not None:
+                unflagged = chunk.labels == NO_LABEL
+                chunk.labels[unflagged] = benign_id
+                chunk.unflagged_benign = int(unflagged.sum())
+                _decode_rows(chunk, np.flatnonzero(unflagged), code_ds, start)
+            yield chunk
 
 
 def _draper_chunk(
-    raw_codes: Iterable[bytes | str], flags: np.ndarray, start: int, stem: str, multi_label: str
+    raw_codes: Iterable[bytes | str],
+    flags: np.ndarray,
+    class_ids: list[int],
+    start: int,
+    stem: str,
+    multi_label: str,
 ) -> Chunk:
+    """Rows labelled by their first flag (`class_ids[column]`); unflagged rows NO_LABEL."""
     n_flags = flags.sum(axis=1)
-    labels = np.where(n_flags > 0, flags.argmax(axis=1), NO_LABEL).astype(np.int16)
+    ids_of_flags = np.asarray(class_ids, np.int16)
+    labels = np.where(n_flags > 0, ids_of_flags[flags.argmax(axis=1)], NO_LABEL).astype(np.int16)
     multi = n_flags > 1
     if multi_label == "drop":
         labels[multi] = MULTI_DROPPED
@@ -108,31 +119,63 @@ def _draper_chunk(
     return Chunk(ids, codes, labels, undecodable=bad, multi_label=int(multi.sum()))
 
 
+def _decode_rows(chunk: Chunk, rows: np.ndarray, code_ds, start: int) -> None:
+    """Decode rows that `_draper_chunk` skipped as unlabelled (now kept as benign)."""
+    if not len(rows):
+        return
+    raw = code_ds[start : start + len(chunk)]
+    for row in rows.tolist():
+        chunk.codes[row], replaced = decode_code(raw[row])
+        chunk.undecodable += replaced
+
+
 # --- tabular: CSV, JSONL, Parquet -------------------------------------------------------------
 
-Record = tuple[object, object, object, bool]  # code, label, id-or-None, had undecodable bytes
+
+class Columns(NamedTuple):
+    code: str
+    label: str
+    id: str  # optional in the file: ids are generated when it is absent
+    pair: str | None  # read only when data.pair_column is set
+
+
+class Record(NamedTuple):
+    code: object
+    label: object
+    id: object  # None when the file has no id column
+    pair: object  # None when not read, or empty in the file
+    replaced: bool  # the line had bytes that are not UTF-8
 
 
 def _chunked(
-    records: Iterator[Record], label_map: LabelMap, path: Path, chunk_rows: int
+    records: Iterator[Record], label_map: LabelMap, path: Path, chunk_rows: int, with_pairs: bool
 ) -> Iterator[Chunk]:
     stem = path.stem
     ids: list[str] = []
     codes: list[str] = []
     labels: list[int] = []
+    pairs: list[str | None] = []
     bad = 0
     row = 0
-    for row, (code, label, row_id, replaced) in enumerate(records):
+
+    def chunk() -> Chunk:
+        return Chunk(
+            ids, codes, np.asarray(labels, np.int16), bad, pairs=pairs if with_pairs else None
+        )
+
+    for row, record in enumerate(records):
+        code = record.code
         text, replaced_here = decode_code(code if isinstance(code, bytes | str) else _str(code))
         codes.append(text)
-        bad += replaced or replaced_here
-        labels.append(label_map(label, row + 1))
-        ids.append(str(row_id) if row_id not in (None, "") else f"{stem}:{row}")
+        bad += record.replaced or replaced_here
+        labels.append(label_map(record.label, row + 1))
+        ids.append(str(record.id) if record.id not in (None, "") else f"{stem}:{row}")
+        pairs.append(None if record.pair in (None, "") else str(record.pair))
         if len(codes) == chunk_rows:
-            yield Chunk(ids, codes, np.asarray(labels, np.int16), undecodable=bad)
-            ids, codes, labels, bad = [], [], [], 0
+            yield chunk()
+            ids, codes, labels, pairs, bad = [], [], [], [], 0
     if codes or row == 0:
-        yield Chunk(ids, codes, np.asarray(labels, np.int16), undecodable=bad)
+        yield chunk()
 
 
 def _str(value: object) -> str | None:
@@ -157,7 +200,7 @@ def _utf8_lines(path: Path, bad_lines: set[int]) -> Iterator[str]:
                 yield raw.decode("utf-8", errors="replace")
 
 
-def _csv_records(path: Path, code_col: str, label_col: str, id_col: str) -> Iterator[Record]:
+def _csv_records(path: Path, columns: Columns) -> Iterator[Record]:
     csv.field_size_limit(sys.maxsize)  # functions can be far longer than csv's 128 KiB default
     bad_lines: set[int] = set()
     lines = _utf8_lines(path, bad_lines)
@@ -166,10 +209,13 @@ def _csv_records(path: Path, code_col: str, label_col: str, id_col: str) -> Iter
     if header is None:
         raise UserError(f"{path}: empty CSV file (no header row)")
     header = [h.lstrip("\ufeff") for h in header]
-    _require(path, header, code_col, "code_column")
-    _require(path, header, label_col, "label_column")
-    code_i, label_i = header.index(code_col), header.index(label_col)
-    id_i = header.index(id_col) if id_col in header else None
+    _require(path, header, columns.code, "code_column")
+    _require(path, header, columns.label, "label_column")
+    if columns.pair is not None:
+        _require(path, header, columns.pair, "pair_column")
+    code_i, label_i = header.index(columns.code), header.index(columns.label)
+    id_i = header.index(columns.id) if columns.id in header else None
+    pair_i = header.index(columns.pair) if columns.pair is not None else None
     last_line = reader.line_num
     for row, fields in enumerate(reader, start=1):
         if len(fields) != len(header):
@@ -180,10 +226,11 @@ def _csv_records(path: Path, code_col: str, label_col: str, id_col: str) -> Iter
         replaced = any(n in bad_lines for n in range(last_line + 1, reader.line_num + 1))
         last_line = reader.line_num
         row_id = fields[id_i] if id_i is not None else None
-        yield fields[code_i], fields[label_i], row_id, replaced
+        pair = fields[pair_i] if pair_i is not None else None
+        yield Record(fields[code_i], fields[label_i], row_id, pair, replaced)
 
 
-def _jsonl_records(path: Path, code_col: str, label_col: str, id_col: str) -> Iterator[Record]:
+def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
     bad_lines: set[int] = set()
     row = 0
     for number, line in enumerate(_utf8_lines(path, bad_lines), start=1):
@@ -196,18 +243,22 @@ def _jsonl_records(path: Path, code_col: str, label_col: str, id_col: str) -> It
             raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
         if not isinstance(obj, dict):
             raise UserError(f"{path}: line {number} is not a JSON object")
-        for column, role in ((code_col, "code_column"), (label_col, "label_column")):
+        required = [(columns.code, "code_column"), (columns.label, "label_column")]
+        if columns.pair is not None:
+            required.append((columns.pair, "pair_column"))
+        for column, role in required:
             if column not in obj:
                 raise UserError(
                     f"{path}: row {row} (line {number}) has no key '{column}' (data.{role}); "
                     f"keys: {', '.join(obj)}"
                 )
-        yield obj[code_col], obj[label_col], obj.get(id_col), number in bad_lines
+        pair = obj[columns.pair] if columns.pair is not None else None
+        yield Record(
+            obj[columns.code], obj[columns.label], obj.get(columns.id), pair, number in bad_lines
+        )
 
 
-def _parquet_records(
-    path: Path, code_col: str, label_col: str, id_col: str, chunk_rows: int
-) -> Iterator[Record]:
+def _parquet_records(path: Path, columns: Columns, chunk_rows: int) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     try:
@@ -215,12 +266,18 @@ def _parquet_records(
     except Exception:
         raise UserError(f"{path}: not a readable Parquet file") from None
     names = parquet.schema_arrow.names
-    _require(path, names, code_col, "code_column")
-    _require(path, names, label_col, "label_column")
-    columns = [code_col, label_col] + ([id_col] if id_col in names else [])
-    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
-        codes = batch.column(code_col).to_pylist()
-        labels = batch.column(label_col).to_pylist()
-        ids = batch.column(id_col).to_pylist() if id_col in names else [None] * len(codes)
-        for code, label, row_id in zip(codes, labels, ids, strict=True):
-            yield code, label, row_id, False
+    _require(path, names, columns.code, "code_column")
+    _require(path, names, columns.label, "label_column")
+    if columns.pair is not None:
+        _require(path, names, columns.pair, "pair_column")
+    wanted = [columns.code, columns.label]
+    wanted += [c for c in (columns.id, columns.pair) if c is not None and c in names]
+    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=list(dict.fromkeys(wanted))):
+        values = [_column(batch, name, names) for name in columns]
+        for code, label, row_id, pair in zip(*values, strict=True):
+            yield Record(code, label, row_id, pair, False)
+
+
+def _column(batch, name: str | None, names: list[str]) -> list:
+    """A batch's column as Python values; Nones when the file (or the config) has none."""
+    return batch.column(name).to_pylist() if name in names else [None] * batch.num_rows

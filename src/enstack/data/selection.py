@@ -23,6 +23,7 @@ class StagedSource:
 
     labels: np.ndarray  # int16
     hashes: np.ndarray  # uint64
+    groups: np.ndarray | None = None  # int64 pair ids (a row without one has its own)
 
 
 @dataclass
@@ -67,6 +68,43 @@ def stratified_split(
     }
 
 
+def grouped_split(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    fractions: dict[str, float],
+    rng: np.random.Generator,
+    benign_id: int | None,
+) -> dict[str, np.ndarray]:
+    """`stratified_split` over whole groups: a group's rows all land in one split.
+
+    A group is stratified by its first vulnerable row's class (its first row's when it has
+    none), so a flawed function and its fixes count where the flaw's class does.
+    """
+    benign = labels == benign_id if benign_id is not None else np.zeros(len(labels), bool)
+    order = np.lexsort((np.arange(len(labels)), benign, groups))
+    group_ids, first = np.unique(groups[order], return_index=True)
+    pieces = stratified_split(labels[order[first]], fractions, rng)
+    out = {}
+    for name, chosen in pieces.items():
+        out[name] = np.flatnonzero(np.isin(groups, group_ids[chosen]))
+    return out
+
+
+def split_rows(
+    source: StagedSource,
+    rows: np.ndarray,
+    fractions: dict[str, float],
+    rng: np.random.Generator,
+    benign_id: int | None,
+) -> dict[str, np.ndarray]:
+    """Split `rows` of `source` by class, keeping groups whole when the source has them."""
+    if source.groups is None:
+        pieces = stratified_split(source.labels[rows], fractions, rng)
+    else:
+        pieces = grouped_split(source.labels[rows], source.groups[rows], fractions, rng, benign_id)
+    return {name: rows[idx] for name, idx in pieces.items()}
+
+
 def downsample(
     labels: np.ndarray, positions: np.ndarray, caps: dict[int, int], rng: np.random.Generator
 ) -> np.ndarray:
@@ -79,12 +117,18 @@ def downsample(
     return np.sort(np.concatenate(kept)) if kept else positions[:0]
 
 
-def plan_splits(
-    sources: dict[str, StagedSource],
-    class_names: list[str],
-    downsample_rule: str | int,
-    seed: int,
-) -> SplitPlan:
+@dataclass
+class SplitRules:
+    """What `plan_splits` needs from the config beyond the arrays."""
+
+    class_names: list[str]
+    downsample: str | int  # "none", "paper" or a cap per class
+    seed: int
+    benign_id: int | None = None
+    benign_ratio: float | None = None  # benign train rows per vulnerable train row, at most
+
+
+def plan_splits(sources: dict[str, StagedSource], rules: SplitRules) -> SplitPlan:
     """Dedup within each source, remove leakage, split what is not pre-split, downsample.
 
     `sources` has one of the key sets {"all"}, {"train", "val"} or {"train", "val", "test"}.
@@ -105,42 +149,53 @@ def plan_splits(
         plan.cross_split_duplicates[key] = int(leaked.sum())
         unique[key] = unique[key][~leaked]
 
-    rng = np.random.default_rng([seed, 1])
+    rng = np.random.default_rng([rules.seed, 1])
     if set(sources) == {"all"}:
-        labels = sources["all"].labels
-        pieces = stratified_split(labels[unique["all"]], SPLIT_FRACTIONS, rng)
-        plan.parts = {name: [("all", unique["all"][idx])] for name, idx in pieces.items()}
+        pieces = split_rows(sources["all"], unique["all"], SPLIT_FRACTIONS, rng, rules.benign_id)
+        plan.parts = {name: [("all", rows)] for name, rows in pieces.items()}
     elif set(sources) == {"train", "val"}:
-        labels = sources["val"].labels
-        halves = stratified_split(labels[unique["val"]], {"val": 0.5, "test": 0.5}, rng)
+        halves = split_rows(
+            sources["val"], unique["val"], {"val": 0.5, "test": 0.5}, rng, rules.benign_id
+        )
         plan.parts = {
             "train": [("train", unique["train"])],
-            "val": [("val", unique["val"][halves["val"]])],
-            "test": [("val", unique["val"][halves["test"]])],
+            "val": [("val", halves["val"])],
+            "test": [("val", halves["test"])],
         }
     else:
         plan.parts = {name: [(name, unique[name])] for name in ("train", "val", "test")}
 
-    _apply_downsample(plan, sources, class_names, downsample_rule, seed)
+    _apply_downsample(plan, sources, rules)
     return plan
 
 
-def _apply_downsample(
-    plan: SplitPlan,
-    sources: dict[str, StagedSource],
-    class_names: list[str],
-    rule: str | int,
-    seed: int,
-) -> None:
+def _caps(split: str, parts: list, sources: dict, rules: SplitRules) -> dict[int, int]:
+    """Rows allowed per class in `split` (absent: no cap)."""
+    rule = rules.downsample
+    if rule == "paper":
+        return {i: TABLE_I[split][name] for i, name in enumerate(rules.class_names)}
+    if split != "train":
+        return {}
+    caps = dict.fromkeys(range(len(rules.class_names)), rule) if isinstance(rule, int) else {}
+    if rules.benign_ratio is not None and rules.benign_id is not None:
+        counts = np.bincount(
+            np.concatenate([sources[key].labels[pos] for key, pos in parts]),
+            minlength=len(rules.class_names),
+        )
+        capped = np.minimum(counts, [caps.get(i, c) for i, c in enumerate(counts)])
+        vulnerable = int(capped.sum() - capped[rules.benign_id])
+        ratio_cap = max(1, int(rules.benign_ratio * vulnerable))
+        caps[rules.benign_id] = min(caps.get(rules.benign_id, ratio_cap), ratio_cap)
+    return caps
+
+
+def _apply_downsample(plan: SplitPlan, sources: dict[str, StagedSource], rules: SplitRules) -> None:
     for split_index, (split, parts) in enumerate(plan.parts.items()):
-        if rule == "none" or (isinstance(rule, int) and split != "train"):
+        caps = _caps(split, parts, sources, rules)
+        if not caps:
             plan.downsampled[split] = 0
             continue
-        if isinstance(rule, int):
-            caps = dict.fromkeys(range(len(class_names)), rule)
-        else:
-            caps = {i: TABLE_I[split][name] for i, name in enumerate(class_names)}
-        rng = np.random.default_rng([seed, 2, split_index])
+        rng = np.random.default_rng([rules.seed, 2, split_index])
         before = sum(len(pos) for _, pos in parts)
         # One source per split in every layout above, so the cap applies to the split as a whole.
         new_parts = []

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from enstack.config import DataConfig
 from enstack.data.chunks import Chunk
 from enstack.labels import PAPER_LABELS
 
@@ -69,10 +70,13 @@ class Scope:
         return self.rng.choice(INT_TYPES)
 
 
-# --- vulnerable cores: each returns the statements of the flaw -------------------------------
+# --- cores: each returns the statements of the flaw, or of its fix ---------------------------
+# A core draws the same random values whether it writes the flaw or the fix, so a fixed twin
+# generated from the same seed has the flawed function's shape, names and noise: the pair
+# differs only where the flaw does (the bound checked, the pointer tested, the size computed).
 
 
-def _cwe119(s: Scope) -> list[str]:
+def _cwe119(s: Scope, fixed: bool) -> list[str]:
     buf, i, n = s.name(), s.name(), s.size()
     t = s.rng.choice(["int", "char", "long"])
     variant = s.rng.randrange(4)
@@ -80,15 +84,16 @@ def _cwe119(s: Scope) -> list[str]:
         return [
             f"{t} {buf}[{n}];",
             f"int {i};",
-            f"for ({i} = 0; {i} <= {n}; {i}++) {{",
+            f"for ({i} = 0; {i} {'<' if fixed else '<='} {n}; {i}++) {{",
             f"    {buf}[{i}] = 0;",
             "}",
         ]
     if variant == 1:  # index checked only from below
+        check = f"{i} >= 0 && {i} < {n}" if fixed else f"{i} >= 0"
         return [
             f"{t} {buf}[{n}] = {{0}};",
             f'int {i} = atoi(getenv("{i.upper()}"));',
-            f"if ({i} >= 0) {{",
+            f"if ({check}) {{",
             f"    {buf}[{i}] = 1;",
             "}",
         ]
@@ -99,17 +104,17 @@ def _cwe119(s: Scope) -> list[str]:
             f"{t} {buf}[{n}];",
             f"{t} {src}[{m}];",
             f"memset({src}, 0, sizeof({src}));",
-            f"memcpy({buf}, {src}, {m} * sizeof({t}));",
+            f"memcpy({buf}, {src}, {n if fixed else m} * sizeof({t}));",
         ]
     return [
         f"{t} {buf}[{n}];",
         f"int {i};",
         f"for ({i} = 0; {i} < {n}; {i}++) {buf}[{i}] = {i};",
-        f'printf("%d\\n", (int){buf}[{n}]);',
+        f'printf("%d\\n", (int){buf}[{n - 1 if fixed else n}]);',
     ]  # read one past the end
 
 
-def _cwe120(s: Scope) -> list[str]:
+def _cwe120(s: Scope, fixed: bool) -> list[str]:
     dst, src, n = s.name(), s.name(), s.size()
     c = s.ctype()
     m = n * s.rng.choice([2, 4])
@@ -121,42 +126,56 @@ def _cwe120(s: Scope) -> list[str]:
         ]
     )
     variant = s.rng.randrange(4)
-    if variant == 0:
-        return [f"{c} {dst}[{n}];", *fill, f"strcpy((char *){dst}, {src});"]
-    if variant == 1:
-        return [f'{c} {dst}[{n}] = "";', *fill, f"strcat((char *){dst}, {src});"]
-    if variant == 2:
-        return [f"{c} {dst}[{n}];", *fill, f'sprintf((char *){dst}, "%s", {src});']
     k = s.name()
+    if variant == 0:
+        copy = (
+            [f"strncpy((char *){dst}, {src}, sizeof({dst}) - 1);", f"{dst}[{n} - 1] = '\\0';"]
+            if fixed
+            else [f"strcpy((char *){dst}, {src});"]
+        )
+        return [f"{c} {dst}[{n}];", *fill, *copy]
+    if variant == 1:
+        append = (
+            f"strncat((char *){dst}, {src}, sizeof({dst}) - strlen((char *){dst}) - 1);"
+            if fixed
+            else f"strcat((char *){dst}, {src});"
+        )
+        return [f'{c} {dst}[{n}] = "";', *fill, append]
+    if variant == 2:
+        call = f"snprintf((char *){dst}, sizeof({dst}), " if fixed else f"sprintf((char *){dst}, "
+        return [f"{c} {dst}[{n}];", *fill, call + f'"%s", {src});']
+    bound = f"{k} < {n} - 1 && " if fixed else ""
     return [
         f"{c} {dst}[{n}];",
         *fill,
         f"size_t {k};",
-        f"for ({k} = 0; {src}[{k}] != '\\0'; {k}++) {{",
+        f"for ({k} = 0; {bound}{src}[{k}] != '\\0'; {k}++) {{",
         f"    {dst}[{k}] = {src}[{k}];",
         "}",
+        *([f"{dst}[{k}] = '\\0';"] if fixed else []),
     ]
 
 
-def _cwe469(s: Scope) -> list[str]:
+def _cwe469(s: Scope, fixed: bool) -> list[str]:
     a, b, p, n = s.name(), s.name(), s.name(), s.size()
     size = s.name()
     variant = s.rng.randrange(3)
+    q = s.name()
     if variant == 0:  # pointers into two different buffers
         return [
             f"char {a}[{n}];",
             f"char {b}[{n}];",
             f"char *{p} = strchr({a}, '/');",
-            f"size_t {size} = {p} - {b};",
+            f"if ({p} == NULL) return;" if fixed else "",
+            f"size_t {size} = {p} - {a if fixed else b};",
             f"memset({b}, 0, {size});",
         ]
     if variant == 1:
-        q = s.name()
         return [
             f"int {a}[{n}];",
             f"int {b}[{n}];",
             f"int *{p} = {a} + {n // 2};",
-            f"int *{q} = {b};",
+            f"int *{q} = {a if fixed else b};",
             f"long {size} = {p} - {q};",
             f'printf("%ld\\n", {size});',
         ]
@@ -164,21 +183,27 @@ def _cwe469(s: Scope) -> list[str]:
         f"char *{a} = malloc({n});",
         f"char *{b} = malloc({n});",
         f"char *{p} = {a} + strlen({a});",
-        f"int {size} = (int)({p} - {b});",
+        f"int {size} = (int)({p} - {a if fixed else b});",
         f"memcpy({b}, {a}, {size});",
         f"free({a});",
         f"free({b});",
     ]
 
 
-def _cwe476(s: Scope) -> list[str]:
+def _cwe476(s: Scope, fixed: bool) -> list[str]:
     p, n = s.name(), s.size()
     t = s.rng.choice(["int", "char", "long"])
     variant = s.rng.randrange(3)
+    x, flag = s.name(), s.name()
+    guard = [f"if ({p} == NULL) return;"] if fixed else []
     if variant == 0:  # unchecked allocation
-        return [f"{t} *{p} = ({t} *)malloc({n} * sizeof({t}));", f"{p}[0] = 5;", f"free({p});"]
+        return [
+            f"{t} *{p} = ({t} *)malloc({n} * sizeof({t}));",
+            *guard,
+            f"{p}[0] = 5;",
+            f"free({p});",
+        ]
     if variant == 1:  # conditionally assigned pointer
-        x, flag = s.name(), s.name()
         return [
             f"{t} {x} = 3;",
             f"{t} *{p} = NULL;",
@@ -186,52 +211,59 @@ def _cwe476(s: Scope) -> list[str]:
             f"if ({flag}) {{",
             f"    {p} = &{x};",
             "}",
+            *guard,
             f"*{p} = 7;",
         ]
-    q = s.name()
     return [
         f'char *{p} = getenv("{p.upper()}");',
-        f"size_t {q} = strlen({p});",
-        f'printf("%zu\\n", {q});',
+        *guard,
+        f"size_t {x} = strlen({p});",
+        f'printf("%zu\\n", {x});',
     ]
 
 
-def _cwe_other(s: Scope) -> list[str]:
+def _cwe_other(s: Scope, fixed: bool) -> list[str]:
     p, a, b = s.name(), s.name(), s.name()
     variant = s.rng.randrange(5)
+    n = s.size()
     if variant == 0:  # integer overflow in an allocation size
+        limit = [f"if ({a} <= 0 || {a} > INT_MAX / {n}) return;"] if fixed else []
         return [
             f'int {a} = atoi(getenv("{a.upper()}"));',
-            f"int {b} = {a} * {s.size()};",
+            *limit,
+            f"int {b} = {a} * {n};",
             f"char *{p} = malloc({b});",
             f"if ({p} != NULL) {{",
             f"    free({p});",
             "}",
         ]
     if variant == 1:  # format string
-        return [f"char {a}[{s.size()}];", f"fgets({a}, sizeof({a}), stdin);", f"printf({a});"]
+        call = f'printf("%s", {a});' if fixed else f"printf({a});"
+        return [f"char {a}[{n}];", f"fgets({a}, sizeof({a}), stdin);", call]
     if variant == 2:  # double free
         return [
-            f"char *{p} = malloc({s.size()});",
+            f"char *{p} = malloc({n});",
             f"if ({p} == NULL) return;",
             f"free({p});",
-            f"free({p});",
+            f"{p} = NULL;" if fixed else f"free({p});",
         ]
     if variant == 3:  # use after free
+        use = [f"{p}[0] = 1;", f"free({p});"]
         return [
-            f"int *{p} = malloc({s.size()} * sizeof(int));",
+            f"int *{p} = malloc({n} * sizeof(int));",
             f"if ({p} == NULL) return;",
-            f"free({p});",
-            f"{p}[0] = 1;",
+            *(use if fixed else use[::-1]),
         ]
+    guard = [f"if ({a} == 0) return;"] if fixed else []
     return [
         f'int {a} = atoi(getenv("{a.upper()}"));',
+        *guard,
         f"int {b} = 100 / {a};",
         f'printf("%d\\n", {b});',
     ]  # divide by an unchecked input
 
 
-CORES: dict[str, Callable[[Scope], list[str]]] = dict(
+CORES: dict[str, Callable[[Scope, bool], list[str]]] = dict(
     zip(PAPER_LABELS, [_cwe119, _cwe120, _cwe469, _cwe476, _cwe_other], strict=True)
 )
 
@@ -333,12 +365,14 @@ def _wrap(s: Scope, body: list[str]) -> list[str]:
     return ["do {", *inner, "} while (0);"]
 
 
-def synthetic_function(label: str, rng: random.Random) -> str:
+def synthetic_function(label: str, rng: random.Random, fixed: bool = False) -> str:
+    """A function whose core is `label`'s flaw, or with `fixed`, the same flaw repaired."""
     s = Scope(rng)
     body: list[str] = []
     for _ in range(rng.randint(0, 2)):
         body += _noise(s)
-    body += ["{", *("    " + line for line in _wrap(s, CORES[label](s))), "}"]
+    core = [line for line in CORES[label](s, fixed) if line]
+    body += ["{", *("    " + line for line in _wrap(s, core)), "}"]
     for _ in range(rng.randint(0, 2)):
         body += _noise(s)
     ret, tail = rng.choice([("void", []), ("int", ["return 0;"])])
@@ -348,24 +382,45 @@ def synthetic_function(label: str, rng: random.Random) -> str:
     return "\n".join(lines)
 
 
-def generate(n_per_class: int, seed: int, chunk_rows: int) -> Iterator[Chunk]:
-    """`n_per_class` distinct functions per class, interleaved, identical for a given seed."""
+def synthetic_labels(data: DataConfig) -> list[str]:
+    """The classes synthetic data has under `data`: the paper's five, and the benign one when
+    `data.labels` asks for it."""
+    benign = [data.benign_label] if data.benign_label in data.labels else []
+    return [*PAPER_LABELS, *benign]
+
+
+def generate(data: DataConfig, seed: int) -> Iterator[Chunk]:
+    """`n_per_class` distinct flawed functions per class, interleaved, identical for a seed.
+
+    With a benign class, each flawed function comes with its fixed twin, and both carry the
+    pair id `synthetic-pair:N`.
+    """
     rng = random.Random(seed)
+    class_id = {name: i for i, name in enumerate(data.labels)}
+    benign = data.benign_id
     seen: set[str] = set()
-    rows: list[tuple[str, int]] = []
-    for class_id, label in enumerate(PAPER_LABELS):
+    rows: list[tuple[str, int, str | None]] = []
+    for label in PAPER_LABELS:
         made = 0
-        while made < n_per_class:
-            code = synthetic_function(label, rng)
+        while made < data.synthetic.n_per_class:
+            twin_seed = rng.getrandbits(64)
+            code = synthetic_function(label, random.Random(twin_seed))
             key = " ".join(code.split())
             if key in seen:
                 continue
             seen.add(key)
-            rows.append((code, class_id))
             made += 1
+            if benign is None:
+                rows.append((code, class_id[label], None))
+                continue
+            pair = f"synthetic-pair:{len(rows) // 2}"
+            fix = synthetic_function(label, random.Random(twin_seed), fixed=True)
+            seen.add(" ".join(fix.split()))
+            rows += [(code, class_id[label], pair), (fix, benign, pair)]
     rng.shuffle(rows)
-    for start in range(0, len(rows), chunk_rows):
-        part = rows[start : start + chunk_rows]
+    for start in range(0, len(rows), data.chunk_rows):
+        part = rows[start : start + data.chunk_rows]
         ids = [f"synthetic:{start + i}" for i in range(len(part))]
-        labels = np.asarray([label for _, label in part], np.int16)
-        yield Chunk(ids, [code for code, _ in part], labels)
+        labels = np.asarray([label for _, label, _ in part], np.int16)
+        pairs = [pair for _, _, pair in part] if benign is not None else None
+        yield Chunk(ids, [code for code, _, _ in part], labels, pairs=pairs)

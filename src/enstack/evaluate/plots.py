@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.manifold import TSNE
-from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
 from enstack.stack.meta import LABELS as META_LABELS
 
@@ -39,6 +39,23 @@ def roc(path: Path, y: np.ndarray, probs: np.ndarray, labels: list[str], title: 
             RocCurveDisplay.from_predictions(y == i, probs[:, i], name=name, ax=ax)
     ax.plot([0, 1], [0, 1], "k:", linewidth=1)
     ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def precision_recall(
+    path: Path, y: np.ndarray, curves: dict[str, np.ndarray], benign_id: int, title: str
+) -> None:
+    """Detection (vulnerable vs benign) precision-recall curves, scored by 1 - P(benign)."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    truth = y != benign_id
+    for name, probs in curves.items():
+        PrecisionRecallDisplay.from_predictions(truth, 1.0 - probs[:, benign_id], name=name, ax=ax)
+    ax.axhline(truth.mean(), color="k", linestyle=":", linewidth=1, label="chance")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

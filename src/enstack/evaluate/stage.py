@@ -103,6 +103,17 @@ def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
             config.seed,
         )
         plots.ablation(pics / "ablation.png", summary["rows"])
+        if summary.get("benign_label"):
+            plots.precision_recall(
+                pics / "pr_detection.png",
+                y,
+                {
+                    f"selected: {sel_name}": arrays["selected_test_probs"],
+                    f"best single: {summary['best_single']}": arrays["best_single_test_probs"],
+                },
+                labels.index(summary["benign_label"]),
+                "Detection, vulnerable vs benign (test)",
+            )
     return out, summary, False
 
 

@@ -9,6 +9,12 @@ from enstack.stack.meta import LABELS as META_LABELS
 
 COLUMNS = ("accuracy", "precision", "recall", "f1", "macro_f1", "auc")
 HEADERS = ("acc", "prec", "rec", "F1", "macro F1", "AUC")
+# With a benign class: vulnerable vs benign at P(vulnerable) >= 0.5, then PrimeVul's pairs.
+DETECTION = ("precision", "recall", "f1", "fpr", "roc_auc", "pr_auc", "vd_s")
+DETECTION_HEADERS = ("prec", "rec", "F1", "FPR", "ROC-AUC", "PR-AUC", "VD-S")
+PAIRS = ("pair_correct", "pair_vulnerable", "pair_benign", "pair_reversed")
+PAIR_HEADERS = ("P-C", "P-V", "P-B", "P-R")
+LOWER_IS_BETTER = {"fpr", "vd_s", "pair_vulnerable", "pair_benign", "pair_reversed"}
 
 
 def results_json(summary: dict, extra: dict) -> dict:
@@ -19,6 +25,8 @@ def results_json(summary: dict, extra: dict) -> dict:
         "selection": summary["selection"],
         "features": summary["features"],
         "labels": summary["labels"],
+        "benign_label": summary.get("benign_label"),
+        "select_on": summary.get("select_on", "f1"),
         **extra,
     }
 
@@ -62,7 +70,48 @@ def markdown(summary: dict, split: str = "test") -> str:
             )
             cells = [_cell(row[c], best[c]) for c in COLUMNS]
             lines.append(f"| {_name(row)}{marker} | " + " | ".join(cells) + " |")
+    if "detection" in rows[0]:
+        lines += ["", *_detection_markdown(rows, sel)]
     return "\n".join(lines) + "\n"
+
+
+def _detection_values(row: dict) -> list[float | None]:
+    pairs = row.get("pairs")
+    values = [row["detection"][c] for c in DETECTION]
+    return values + ([pairs[c] for c in PAIRS] if pairs else [])
+
+
+def _detection_markdown(rows: list[dict], sel: dict) -> list[str]:
+    with_pairs = "pairs" in rows[0]
+    keys = DETECTION + (PAIRS if with_pairs else ())
+    headers = DETECTION_HEADERS + (PAIR_HEADERS if with_pairs else ())
+    table = [_detection_values(r) for r in rows]
+    best = []
+    for j, key in enumerate(keys):
+        column = [v[j] for v in table if v[j] is not None]
+        pick = min if key in LOWER_IS_BETTER else max
+        best.append(pick(column) if column else None)
+    lines = [
+        "## Detection: vulnerable vs benign (%)",
+        "",
+        "A function is flagged when P(vulnerable) = 1 - P(benign) >= 0.5. FPR: false-positive "
+        "rate; VD-S: false-negative rate at a false-positive rate <= 0.5% (lower is better)."
+        + (
+            " Pairs (a flawed function and its fixes): P-C all right, P-V all flagged, P-B none "
+            f"flagged, P-R reversed; over {rows[0]['pairs']['n']} pairs."
+            if with_pairs
+            else ""
+        ),
+        "",
+        "| model | " + " | ".join(headers) + " |",
+        "|---|" + "---|" * len(headers),
+    ]
+    for row, values in zip(rows, table, strict=True):
+        selected = row["models"] == sel["models"] and row["meta"] == sel["meta"]
+        cells = [_cell(v, b) for v, b in zip(values, best, strict=True)]
+        marker = " (selected)" if selected else ""
+        lines.append(f"| {_name(row)}{marker} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _cell(value: float | None, best: float | None) -> str:
@@ -87,21 +136,51 @@ def plain_table(summary: dict, split: str = "test") -> str:
                 f"{'n/a' if row[c] is None else f'{100 * row[c]:.2f}':>10}" for c in COLUMNS
             )
             out.append(f"  {_name(row) + marker:<{width - 2}}{cells}")
-    out.append("* selected on validation")
+    out.append(f"* selected on validation ({summary.get('select_on', 'f1')})")
+    if "detection" in rows[0]:
+        out += ["", *_detection_plain(rows, sel, width)]
     return "\n".join(out)
 
 
+def _detection_plain(rows: list[dict], sel: dict, width: int) -> list[str]:
+    """The detection columns for the base models and the selected ensemble only."""
+    headers = DETECTION_HEADERS + (PAIR_HEADERS if "pairs" in rows[0] else ())
+    out = [
+        f"{'detection (vulnerable vs benign, %)':<{width}}" + "".join(f"{h:>9}" for h in headers)
+    ]
+    for row in rows:
+        selected = row["models"] == sel["models"] and row["meta"] == sel["meta"]
+        if row["meta"] is not None and not selected:
+            continue
+        cells = "".join(
+            f"{'n/a' if v is None else f'{100 * v:.2f}':>9}" for v in _detection_values(row)
+        )
+        out.append(f"  {_name(row) + (' *' if selected else ''):<{width - 2}}{cells}")
+    return out
+
+
 def csv_text(rows: list[dict]) -> str:
+    """One line per row; with a benign class, `detection_*` and `pairs_*` columns follow."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["models", "meta", "split", *COLUMNS])
+    detection = [f"detection_{c}" for c in DETECTION] if "detection" in rows[0] else []
+    pairs = ["pairs_n", *(f"pairs_{c}" for c in PAIRS)] if "pairs" in rows[0] else []
+    writer.writerow(["models", "meta", "split", *COLUMNS, *detection, *pairs])
     for row in rows:
+        values = [row[c] for c in COLUMNS]
+        if detection:
+            values += [row["detection"][c] for c in DETECTION]
+        if pairs:
+            values += [row["pairs"]["n"], *(row["pairs"][c] for c in PAIRS)]
         writer.writerow(
             [
                 "+".join(row["models"]),
                 row["meta"] or "",
                 row["split"],
-                *("" if row[c] is None else f"{row[c]:.6f}" for c in COLUMNS),
+                *(
+                    "" if v is None else (str(v) if isinstance(v, int) else f"{v:.6f}")
+                    for v in values
+                ),
             ]
         )
     return buffer.getvalue()

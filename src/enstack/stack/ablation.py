@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from enstack.config import Config
 from enstack.stack.meta import MetaClassifier
-from enstack.train.metrics import classification_metrics
+from enstack.train.metrics import classification_metrics, detection_metrics, pair_outcomes
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Combo:
     classifier: MetaClassifier
     val_probs: np.ndarray
     test_probs: np.ndarray
+    val_row: dict  # the val metrics selection reads (out-of-fold in cv mode)
 
 
 def subsets(names: list[str]) -> list[tuple[str, ...]]:
@@ -39,16 +40,55 @@ def meta_features(features: dict, models: tuple[str, ...], split: str, kind: str
     return np.concatenate([features[m].splits[split][kind] for m in models], axis=1)
 
 
-def run_ablation(config: Config, features: dict, progress: bool | None = None) -> dict:
+@dataclass
+class Scorer:
+    """Turns a split's probabilities into a results row: the class metrics, and with a benign
+    class the detection metrics (and the pair outcomes where the split has pair ids)."""
+
+    n_classes: int
+    benign_id: int | None
+    pairs: dict[str, np.ndarray | None]  # split -> pair id per row
+
+    def row(
+        self, models: tuple[str, ...], meta: str | None, split: str, y: np.ndarray, probs
+    ) -> dict:
+        metrics = classification_metrics(y, probs.argmax(1), self.n_classes, probs)
+        row = {"models": list(models), "meta": meta, "split": split, **_clean(metrics)}
+        if self.benign_id is not None:
+            row["detection"] = _clean(detection_metrics(y, probs, self.benign_id))
+            pairs = self.pairs.get(split)
+            if pairs is not None:
+                row["pairs"] = _clean(pair_outcomes(y, probs, pairs, self.benign_id))
+        return row
+
+
+def selection_score(row: dict, select_on: str) -> float:
+    """The val metric selection maximises (`stacking.select_on`); a missing value scores -1."""
+    if select_on in ("detection_f1", "pr_auc"):
+        value = row.get("detection", {}).get("f1" if select_on == "detection_f1" else "pr_auc")
+    elif select_on == "pair_correct":
+        value = row.get("pairs", {}).get("pair_correct")
+    else:
+        value = row[select_on]
+    return -1.0 if value is None else float(value)
+
+
+def run_ablation(
+    config: Config,
+    features: dict,
+    progress: bool | None = None,
+    pairs: dict[str, np.ndarray | None] | None = None,
+) -> dict:
     names = [m.name for m in config.models]
-    n_classes = len(config.data.labels)
+    scorer = Scorer(len(config.data.labels), config.data.benign_id, pairs or {})
+    n_classes = scorer.n_classes
     some = features[names[0]].splits
     y = {split: some[split]["labels"] for split in ("val", "test")}
     rows: list[dict] = []
     for name in names:
         for split in ("val", "test"):
             probs = features[name].splits[split]["probs"]
-            rows.append(_row((name,), None, split, y[split], probs, n_classes))
+            rows.append(scorer.row((name,), None, split, y[split], probs))
 
     combos: list[Combo] = []
     st = config.stacking
@@ -71,11 +111,11 @@ def run_ablation(config: Config, features: dict, progress: bool | None = None) -
             classifier = make().fit(x_val, y["val"])
             val_probs = classifier.predict_proba(x_val)
         test_probs = classifier.predict_proba(x_test)
-        combos.append(Combo(models, meta, classifier, val_probs, test_probs))
-        rows.append(_row(models, meta, "val", y["val"], val_probs, n_classes))
-        rows.append(_row(models, meta, "test", y["test"], test_probs, n_classes))
+        val_row = scorer.row(models, meta, "val", y["val"], val_probs)
+        combos.append(Combo(models, meta, classifier, val_probs, test_probs, val_row))
+        rows += [val_row, scorer.row(models, meta, "test", y["test"], test_probs)]
 
-    selected = select(combos, y["val"], n_classes)
+    selected = select(combos, st.select_on)
     return {"rows": rows, "combos": combos, "selected": selected, "y": y}
 
 
@@ -90,27 +130,22 @@ def out_of_fold(make, x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np
     return probs
 
 
-def select(combos: list[Combo], y_val: np.ndarray, n_classes: int) -> Combo:
-    """Best validation weighted F1; ties go to fewer models, then config and meta order."""
+def select(combos: list[Combo], select_on: str = "f1") -> Combo:
+    """Best val score on `select_on`; ties go to fewer models, then config and meta order."""
 
-    def score(combo: Combo) -> float:
-        return classification_metrics(y_val, combo.val_probs.argmax(1), n_classes)["f1"]
+    def key(i: int) -> tuple:
+        return (selection_score(combos[i].val_row, select_on), -len(combos[i].models), -i)
 
-    best = max(range(len(combos)), key=lambda i: (score(combos[i]), -len(combos[i].models), -i))
-    return combos[best]
+    return combos[max(range(len(combos)), key=key)]
 
 
-def _row(
-    models: tuple[str, ...],
-    meta: str | None,
-    split: str,
-    y: np.ndarray,
-    probs: np.ndarray,
-    n_classes: int,
-) -> dict:
-    metrics = classification_metrics(y, probs.argmax(1), n_classes, probs)
-    clean = {
-        k: (None if isinstance(v, float) and math.isnan(v) else round(v, 6))
+def _clean(metrics: dict[str, float]) -> dict:
+    """Rounded for the JSON rows; NaN (undefined on this split) becomes null."""
+    return {
+        k: (
+            None
+            if isinstance(v, float) and math.isnan(v)
+            else (v if isinstance(v, int) else round(v, 6))
+        )
         for k, v in metrics.items()
     }
-    return {"models": list(models), "meta": meta, "split": split, **clean}

@@ -1,8 +1,10 @@
-"""Per model and split: class probabilities, logits and a pooled embedding, computed once.
+"""Per model, for val and test: class probabilities, logits and a pooled embedding, computed once.
 
 Stored under `run_dir/features/NAME/` as `{split}.safetensors` (probs, logits, embedding,
 labels) and `{split}_ids.parquet`, in the row order of `run_dir/data/{split}.parquet`, with a
-fingerprint of the model export and the data; reused while both are unchanged.
+fingerprint of the model export and the data; reused while both are unchanged. Train is not
+extracted: the meta-classifiers are fitted on val (the paper's Algorithm 1), and train is
+the largest split by far.
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ from tqdm import tqdm
 from enstack.config import Config
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
-from enstack.labels import SPLITS
 from enstack.models.classifier import Classifier
 from enstack.models.loading import load_classifier
 from enstack.train.batching import eval_batches
 from enstack.train.encode import EncodedSplit, encode_splits
 from enstack.train.optim import amp_mode, autocast, pick_device
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: val and test only
 KINDS = ("probs", "logits", "embedding")
+FEATURE_SPLITS = ("val", "test")  # what stacking fits on and what the reports score
 
 
 @dataclass
@@ -64,7 +66,7 @@ def extract_model(
     out_dir = config.run_dir / "features" / name
     if _cached(out_dir) != fingerprint:
         _extract_to(out_dir, config, export, manifest, fingerprint, progress)
-    return ModelFeatures(name, {s: _load(out_dir, s) for s in SPLITS}, fingerprint)
+    return ModelFeatures(name, {s: _load(out_dir, s) for s in FEATURE_SPLITS}, fingerprint)
 
 
 def _cached(out_dir: Path) -> str | None:
@@ -108,7 +110,7 @@ def _extract_to(
         progress,
     )
     with staged_dir(out_dir) as tmp:
-        for split in SPLITS:
+        for split in FEATURE_SPLITS:
             arrays = extract_split(
                 model,
                 splits[split],

@@ -12,18 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from safetensors.torch import save_file
 
 from enstack.config import Config
 from enstack.data.prepare import read_manifest
 from enstack.fsutil import sha256_json, stage_lock, staged_dir
-from enstack.stack.ablation import meta_features, run_ablation
+from enstack.stack.ablation import meta_features, run_ablation, selection_score
 from enstack.stack.bundle import write_bundle
 from enstack.stack.features import export_dir, extract_all
 from enstack.train.metrics import classification_metrics
 
-STACK_VERSION = 1
+STACK_VERSION = 2  # 2: detection and pair metrics, select_on
 
 
 @dataclass
@@ -59,15 +60,18 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
     if previous and previous.get("fingerprint") == fingerprint:
         return StackResult(out, previous, skipped=True)
 
-    result = run_ablation(config, features, progress)
+    result = run_ablation(config, features, progress, _pair_ids(config))
     chosen = result["selected"]
     labels = manifest["labels"]
-    best_single = max(config.models, key=lambda m: _val_f1(result["rows"], m.name))
+    select_on = config.stacking.select_on
+    best_single = max(config.models, key=lambda m: _val_score(result["rows"], m.name, select_on))
     summary = {
         "fingerprint": fingerprint,
         "mode": config.stacking.mode,
         "features": config.stacking.features,
         "labels": labels,
+        "benign_label": config.data.benign_label if config.data.benign_id is not None else None,
+        "select_on": select_on,
         "selection": (
             "in-sample on val (the paper's Algorithm 1)"
             if config.stacking.mode == "paper"
@@ -107,10 +111,25 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
     return StackResult(out, summary, skipped=False)
 
 
-def _val_f1(rows: list[dict], name: str) -> float:
-    return next(
-        r["f1"] for r in rows if r["models"] == [name] and r["meta"] is None and r["split"] == "val"
+def _val_score(rows: list[dict], name: str, select_on: str) -> float:
+    row = next(
+        r for r in rows if r["models"] == [name] and r["meta"] is None and r["split"] == "val"
     )
+    return selection_score(row, select_on)
+
+
+def _pair_ids(config: Config) -> dict[str, np.ndarray | None]:
+    """Each scored split's pair ids in row order (the features' order), when it has them."""
+    out: dict[str, np.ndarray | None] = {}
+    for split in ("val", "test"):
+        path = config.run_dir / "data" / f"{split}.parquet"
+        has_pairs = "pair" in pq.read_schema(path).names
+        out[split] = (
+            np.asarray(pq.read_table(path, columns=["pair"]).column("pair").to_pylist(), object)
+            if has_pairs
+            else None
+        )
+    return out
 
 
 def _read_summary(out: Path) -> dict | None:

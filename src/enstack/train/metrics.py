@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
 
 
 def classification_metrics(
@@ -34,3 +41,82 @@ def one_vs_rest_auc(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> fl
         return float("nan")
     scores = [roc_auc_score(y_true == c, probs[:, c]) for c in present]
     return float(np.mean(scores))
+
+
+# --- detection: vulnerable (any flaw class) vs benign ------------------------------------------
+
+VD_S_MAX_FPR = 0.005  # PrimeVul's VD-S: the false-negative rate at a false-positive rate <= 0.5%
+
+
+def vulnerable_scores(probs: np.ndarray, benign_id: int) -> np.ndarray:
+    """P(vulnerable) = 1 - P(benign): the score detection, selection and scan threshold."""
+    return 1.0 - probs[:, benign_id]
+
+
+def detection_metrics(
+    y_true: np.ndarray, probs: np.ndarray, benign_id: int, threshold: float = 0.5
+) -> dict[str, float]:
+    """Vulnerable vs benign, a function flagged when P(vulnerable) >= `threshold`.
+
+    ROC-AUC, PR-AUC (average precision) and VD-S need both outcomes in `y_true`; NaN otherwise.
+    """
+    truth = y_true != benign_id
+    scores = vulnerable_scores(probs, benign_id)
+    flagged = scores >= threshold
+    tp = int((flagged & truth).sum())
+    fp = int((flagged & ~truth).sum())
+    fn = int((~flagged & truth).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    out = {
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "fpr": fp / int((~truth).sum()) if (~truth).any() else float("nan"),
+        "roc_auc": float("nan"),
+        "pr_auc": float("nan"),
+        "vd_s": float("nan"),
+    }
+    if truth.any() and (~truth).any():
+        out["roc_auc"] = float(roc_auc_score(truth, scores))
+        out["pr_auc"] = float(average_precision_score(truth, scores))
+        out["vd_s"] = vd_s(truth, scores)
+    return out
+
+
+def vd_s(truth: np.ndarray, scores: np.ndarray, max_fpr: float = VD_S_MAX_FPR) -> float:
+    """The lowest false-negative rate of any threshold whose false-positive rate <= max_fpr."""
+    fpr, tpr, _ = roc_curve(truth, scores, drop_intermediate=False)
+    return float(1.0 - tpr[fpr <= max_fpr].max())
+
+
+def pair_outcomes(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    pairs: np.ndarray,
+    benign_id: int,
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """PrimeVul's pair-wise outcomes over the pairs holding a flawed row and a benign one.
+
+    A pair (a flawed function and its fixes) is correct when every flawed row is flagged and
+    no fix is; vulnerable when every row is flagged; benign when none is; reversed when no
+    flawed row is flagged and every fix is. With one flaw and one fix these are PrimeVul's
+    P-C, P-V, P-B and P-R, and they sum to 1; with several fixes some pairs are none of them.
+    Rows with an empty pair id (None or "") belong to no pair.
+    """
+    flagged = vulnerable_scores(probs, benign_id) >= threshold
+    flawed = y_true != benign_id
+    tally = dict.fromkeys(("pair_correct", "pair_vulnerable", "pair_benign", "pair_reversed"), 0)
+    n = 0
+    for pair in np.unique(pairs[[p not in (None, "") for p in pairs]]):
+        rows = pairs == pair
+        bad, good = flagged[rows & flawed], flagged[rows & ~flawed]
+        if not len(bad) or not len(good):
+            continue
+        n += 1
+        tally["pair_correct"] += bool(bad.all() and not good.any())
+        tally["pair_vulnerable"] += bool(bad.all() and good.all())
+        tally["pair_benign"] += bool(not bad.any() and not good.any())
+        tally["pair_reversed"] += bool(not bad.any() and good.all())
+    return {"n": n, **{k: (v / n if n else float("nan")) for k, v in tally.items()}}
