@@ -108,7 +108,7 @@ import time
 import torch
 from pathlib import Path
 from enstack.models.loading import load_classifier
-from enstack.stack.features import extract_split, padded_baseline
+from enstack.infer import padded_baseline, predict as extract_split
 from enstack.train.encode import EncodedSplit
 from safetensors.torch import load_file
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 
 import numpy as np
-
-import difflib
 
 from enstack.config import DataConfig
 from enstack.data.synthetic import generate

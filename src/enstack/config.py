@@ -80,7 +80,6 @@ class DataConfig(Strict):
             raise ValueError("data.test is given without data.val")
         return self
 
-
     @property
     def benign_id(self) -> int | None:
         """The benign class's id when this is a detection task, else None."""
@@ -212,12 +211,12 @@ class Config(Strict):
     @model_validator(mode="after")
     def _selection_measurable(self) -> Config:
         select_on = self.stacking.select_on
-        if select_on in ("detection_f1", "pr_auc", "pair_correct"):
-            if self.data.benign_label not in self.data.labels:
-                raise ValueError(
-                    f"stacking.select_on: {select_on} needs the benign class "
-                    f"{self.data.benign_label!r} in data.labels"
-                )
+        detection = select_on in ("detection_f1", "pr_auc", "pair_correct")
+        if detection and self.data.benign_id is None:
+            raise ValueError(
+                f"stacking.select_on: {select_on} needs the benign class "
+                f"{self.data.benign_label!r} in data.labels"
+            )
         if select_on == "pair_correct" and not self.data.has_pairs:
             raise ValueError("stacking.select_on: pair_correct needs data.pair_column")
         return self

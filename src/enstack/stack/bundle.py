@@ -31,6 +31,7 @@ def write_bundle(
     classifier: MetaClassifier,
     features: str,
     labels: list[str],
+    benign_label: str | None = None,
 ) -> None:
     with staged_dir(out_dir) as tmp:
         for name, export in model_exports.items():
@@ -47,6 +48,7 @@ def write_bundle(
             "meta": classifier.name,
             "features": features,
             "labels": labels,
+            "benign_label": benign_label,  # the class of safe code; None for the paper's task
             "files": files,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

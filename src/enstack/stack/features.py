@@ -17,16 +17,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from enstack.config import Config
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
-from enstack.models.classifier import Classifier
+from enstack.infer import predict
 from enstack.models.loading import load_classifier
-from enstack.train.batching import eval_batches
-from enstack.train.encode import EncodedSplit, encode_splits
-from enstack.train.optim import amp_mode, autocast, pick_device
+from enstack.train.encode import encode_splits
+from enstack.train.optim import amp_mode, pick_device
 
 FEATURE_VERSION = 2  # 2: val and test only
 KINDS = ("probs", "logits", "embedding")
@@ -111,13 +109,13 @@ def _extract_to(
     )
     with staged_dir(out_dir) as tmp:
         for split in FEATURE_SPLITS:
-            arrays = extract_split(
+            arrays = predict(
                 model,
                 splits[split],
                 config.stacking.extract_batch_size,
                 device,
                 amp,
-                f"{export.parent.name} {split}",
+                f"features {export.parent.name} {split}",
                 progress,
             )
             save_file(
@@ -136,62 +134,3 @@ def _extract_to(
             )
             + "\n"
         )
-
-
-def extract_split(
-    model: Classifier,
-    split: EncodedSplit,
-    batch_size: int,
-    device: torch.device,
-    amp: str,
-    desc: str = "",
-    progress: bool | None = None,
-) -> dict[str, np.ndarray]:
-    """Logits, probabilities and pooled embeddings for every row, in row order."""
-    n, hidden = len(split), model.config.hidden_size
-    logits = np.zeros((n, model.config.num_labels), dtype=np.float32)
-    embedding = np.zeros((n, hidden), dtype=np.float32)
-    batches = eval_batches(split.lengths, batch_size)
-    model.eval()
-    with torch.inference_mode():
-        for rows in tqdm(
-            batches,
-            desc=f"features {desc}",
-            leave=False,
-            disable=True if progress is False else None,
-        ):
-            ids, mask, _ = split.collate(rows)
-            with autocast(amp, device):
-                pooled = model.embed(ids.to(device), mask.to(device))
-                out = model.classifier(pooled)
-            logits[rows] = out.float().cpu().numpy()
-            embedding[rows] = pooled.float().cpu().numpy()
-    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-    return {
-        "probs": probs,
-        "logits": logits,
-        "embedding": embedding,
-        "labels": split.labels.numpy(),
-    }
-
-
-def padded_baseline(
-    model: Classifier,
-    split: EncodedSplit,
-    batch_size: int,
-    width: int,
-    device: torch.device,
-    amp: str = "off",
-) -> None:
-    """The naive extractor the benchmark compares against: every row padded to `width`."""
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(split), batch_size):
-            rows = np.arange(start, min(start + batch_size, len(split)))
-            ids, mask, _ = split.collate(rows)
-            full = torch.full((len(rows), width), split.pad_id, dtype=torch.long)
-            full_mask = torch.zeros((len(rows), width), dtype=torch.long)
-            full[:, : ids.shape[1]] = ids[:, :width]
-            full_mask[:, : ids.shape[1]] = mask[:, :width]
-            with autocast(amp, device):
-                model.classifier(model.embed(full.to(device), full_mask.to(device)))

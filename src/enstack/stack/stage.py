@@ -106,6 +106,7 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
             chosen.classifier,
             config.stacking.features,
             labels,
+            summary["benign_label"],
         )
         (tmp / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
     return StackResult(out, summary, skipped=False)

@@ -623,6 +623,7 @@ class Trainer:
                 "val": s.last_eval,
                 "labels": self.labels,
                 "family": self.model_cfg.family,
+                "max_length": self.tc.max_length,  # what scanning truncates functions to
             },
         )
 

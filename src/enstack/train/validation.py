@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from enstack.infer import predict
 from enstack.models.classifier import Classifier
-from enstack.train.batching import eval_batches
 from enstack.train.distributed import Dist
 from enstack.train.encode import EncodedSplit
 from enstack.train.metrics import classification_metrics
-from enstack.train.optim import autocast
 
 
 def evaluate(
@@ -41,15 +40,5 @@ def evaluate(
 def predict_logits(
     model: Classifier, split: EncodedSplit, batch_size: int, device: torch.device, amp: str
 ) -> np.ndarray:
-    """Logits for every row, in row order; batches sorted by length, no autograd."""
-    was_training = model.training
-    model.eval()
-    out = np.zeros((len(split), model.config.num_labels), dtype=np.float32)
-    with torch.inference_mode():
-        for rows in eval_batches(split.lengths, batch_size):
-            ids, mask, _ = split.collate(rows)
-            with autocast(amp, device):
-                logits = model(ids.to(device), mask.to(device))
-            out[rows] = logits.float().cpu().numpy()
-    model.train(was_training)
-    return out
+    """Logits for every row, in row order."""
+    return predict(model, split, batch_size, device, amp, progress=False)["logits"]

@@ -1,0 +1,76 @@
+"""The one inference path: a model's outputs for encoded rows, in length-sorted batches under
+`inference_mode`, with the device's autocast. Validation, stacking features and scanning all
+read their predictions from here."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from enstack.models.classifier import Classifier
+from enstack.train.batching import eval_batches
+from enstack.train.encode import EncodedSplit
+from enstack.train.optim import autocast
+
+
+def predict(
+    model: Classifier,
+    split: EncodedSplit,
+    batch_size: int,
+    device: torch.device,
+    amp: str,
+    desc: str = "",
+    progress: bool | None = None,
+) -> dict[str, np.ndarray]:
+    """Logits, probabilities and pooled embeddings for every row, in row order (batches
+    sorted by length, no autograd; the model is left in the mode it was in)."""
+    n, hidden = len(split), model.config.hidden_size
+    was_training = model.training
+    logits = np.zeros((n, model.config.num_labels), dtype=np.float32)
+    embedding = np.zeros((n, hidden), dtype=np.float32)
+    batches = eval_batches(split.lengths, batch_size)
+    model.eval()
+    with torch.inference_mode():
+        for rows in tqdm(
+            batches,
+            desc=desc,
+            leave=False,
+            disable=True if progress is False else None,
+        ):
+            ids, mask, _ = split.collate(rows)
+            with autocast(amp, device):
+                pooled = model.embed(ids.to(device), mask.to(device))
+                out = model.classifier(pooled)
+            logits[rows] = out.float().cpu().numpy()
+            embedding[rows] = pooled.float().cpu().numpy()
+    model.train(was_training)
+    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    return {
+        "probs": probs,
+        "logits": logits,
+        "embedding": embedding,
+        "labels": split.labels.numpy(),
+    }
+
+
+def padded_baseline(
+    model: Classifier,
+    split: EncodedSplit,
+    batch_size: int,
+    width: int,
+    device: torch.device,
+    amp: str = "off",
+) -> None:
+    """The naive extractor the benchmark compares against: every row padded to `width`."""
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(split), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(split)))
+            ids, mask, _ = split.collate(rows)
+            full = torch.full((len(rows), width), split.pad_id, dtype=torch.long)
+            full_mask = torch.zeros((len(rows), width), dtype=torch.long)
+            full[:, : ids.shape[1]] = ids[:, :width]
+            full_mask[:, : ids.shape[1]] = mask[:, :width]
+            with autocast(amp, device):
+                model.classifier(model.embed(full.to(device), full_mask.to(device)))

@@ -1,0 +1,163 @@
+"""What scanning scores functions with: a stacked bundle, or a single model's export.
+
+Both answer `predict_proba(codes)` with one probability column per class (the bundle's
+meta-classifier over its base models' features, or the export's own softmax), plus each base
+model's probabilities for the report. Nothing is kept between calls but the loaded weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from enstack.errors import UserError
+from enstack.fsutil import sha256_file, sha256_json
+from enstack.infer import predict
+from enstack.models.classifier import Classifier
+from enstack.models.loading import load_classifier
+from enstack.stack.bundle import Bundle, load_bundle
+from enstack.train.encode import EncodedSplit, tokenize
+from enstack.train.optim import amp_mode, pick_device
+
+BENIGN_DEFAULT = "none"
+
+
+@dataclass
+class BaseModel:
+    """One fine-tuned model, ready to score code."""
+
+    name: str
+    model: Classifier
+    tokenizer: object
+    family: str
+    max_length: int
+
+    def encode(self, codes: list[str]) -> EncodedSplit:
+        tokens, offsets = tokenize(
+            codes, self.tokenizer, self.family, self.max_length, progress=False
+        )
+        labels = torch.zeros(len(codes), dtype=torch.long)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return EncodedSplit(tokens, offsets, labels, pad)
+
+
+@dataclass
+class ScanModel:
+    """The models behind a scan, and how their outputs become class probabilities."""
+
+    source: Path
+    labels: list[str]
+    benign_label: str | None  # None: the paper's five classes, no notion of safe code
+    models: list[BaseModel]
+    bundle: Bundle | None  # None: a single export, its own probabilities
+    fingerprint: str  # changes whenever any file that affects a prediction does
+    device: torch.device
+    amp: str
+    batch_size: int = 32
+
+    @property
+    def benign_id(self) -> int | None:
+        return self.labels.index(self.benign_label) if self.benign_label is not None else None
+
+    def predict_proba(self, codes: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Class probabilities for each function, and each base model's own."""
+        if not codes:
+            empty = np.zeros((0, len(self.labels)))
+            return empty, {m.name: empty for m in self.models}
+        outputs = {m.name: self._outputs(m, codes) for m in self.models}
+        per_model = {name: out["probs"] for name, out in outputs.items()}
+        if self.bundle is None:
+            return per_model[self.models[0].name], per_model
+        kind = self.bundle.manifest["features"]
+        probs = self.bundle.predict_proba({name: out[kind] for name, out in outputs.items()})
+        return probs, per_model
+
+    def _outputs(self, model: BaseModel, codes: list[str]) -> dict[str, np.ndarray]:
+        return predict(model.model, model.encode(codes), self.batch_size, self.device, self.amp)
+
+
+def load_scan_model(path: Path, device: str = "auto", amp: str = "auto") -> ScanModel:
+    """A bundle directory (`run_dir/stack/bundle`) or a model export (`models/NAME/best`)."""
+    if not path.is_dir():
+        raise UserError(f"{path}: no such directory (give a bundle or a model export)")
+    torch_device = pick_device(device)
+    mode = amp_mode(amp, torch_device)
+    if (path / "manifest.json").is_file():
+        return _from_bundle(path, torch_device, mode)
+    if (path / "model.safetensors").is_file():
+        return _from_export(path, torch_device, mode)
+    raise UserError(
+        f"{path}: neither an enstack bundle (manifest.json) nor a model export "
+        "(model.safetensors); give run_dir/stack/bundle or run_dir/models/NAME/best"
+    )
+
+
+def _from_bundle(path: Path, device: torch.device, amp: str) -> ScanModel:
+    bundle = load_bundle(path)  # verifies every file against the manifest first
+    labels = list(bundle.manifest["labels"])
+    models = [_base_model(path / "models" / name, name, device) for name in bundle.models]
+    for model in models:
+        _check_labels(model, labels, path)
+    return ScanModel(
+        source=path,
+        labels=labels,
+        benign_label=_benign(bundle.manifest.get("benign_label", BENIGN_DEFAULT), labels),
+        models=models,
+        bundle=bundle,
+        fingerprint=sha256_json(bundle.manifest),
+        device=device,
+        amp=amp,
+    )
+
+
+def _from_export(path: Path, device: torch.device, amp: str) -> ScanModel:
+    model = _base_model(
+        path, path.parent.name if path.name in ("best", "final") else path.name, device
+    )
+    labels = [model.model.config.id2label[i] for i in range(model.model.config.num_labels)]
+    return ScanModel(
+        source=path,
+        labels=labels,
+        benign_label=_benign(BENIGN_DEFAULT, labels),
+        models=[model],
+        bundle=None,
+        fingerprint=sha256_json({"weights": sha256_file(path / "model.safetensors")}),
+        device=device,
+        amp=amp,
+    )
+
+
+def _base_model(export: Path, name: str, device: torch.device) -> BaseModel:
+    model, tokenizer = load_classifier(export, str(device))
+    family = model.config.enstack["family"]
+    return BaseModel(name, model, tokenizer, family, _max_length(export, model))
+
+
+def _max_length(export: Path, model: Classifier) -> int:
+    """The length the model was trained at (recorded in enstack.json), else what its
+    positions allow."""
+    try:
+        recorded = json.loads((export / "enstack.json").read_text()).get("max_length")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, int) and recorded > 8:
+        return recorded
+    positions = getattr(model.config, "max_position_embeddings", 512)
+    return positions - 2 if model.config.model_type in {"roberta", "xlm-roberta"} else positions
+
+
+def _check_labels(model: BaseModel, labels: list[str], bundle: Path) -> None:
+    own = [model.model.config.id2label[i] for i in range(model.model.config.num_labels)]
+    if own != labels:
+        raise UserError(
+            f"{bundle}: model {model.name} has classes {own}, the bundle {labels}; "
+            "the bundle is not one enstack wrote"
+        )
+
+
+def _benign(label: str | None, labels: list[str]) -> str | None:
+    return label if label is not None and label in labels else None
