@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from enstack.config import Config
 
 EXIT_OK = 0
+EXIT_FINDINGS = 1  # enstack scan --fail-on: a finding reached the level
 EXIT_USER = 2
 EXIT_INTERRUPTED = 130
 
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume even if the config or prepared data changed since the checkpoint",
     )
 
+    _scan_parser(verbs.add_parser("scan", help="find likely vulnerable functions in C/C++ code"))
+
     ckpt = verbs.add_parser("ckpt", help="inspect, verify or clean training checkpoints")
     ckpt_verbs = ckpt.add_subparsers(
         dest="ckpt_verb", required=True, metavar="ACTION", parser_class=Parser
@@ -82,6 +85,30 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("path", type=Path)
     clean.add_argument("--keep", type=int, default=None)
     return parser
+
+
+def _scan_parser(scan: argparse.ArgumentParser) -> None:
+    scan.add_argument("paths", nargs="+", metavar="PATH", help="files, directories, or - (stdin)")
+    source = scan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bundle", type=Path, help="a bundle (run_dir/stack/bundle) or an export")
+    source.add_argument("--config", type=Path, help="use the selected bundle of this run")
+    scan.add_argument("--format", choices=("text", "json", "csv", "sarif"), default="text")
+    scan.add_argument("--output", type=Path, help="write there instead of standard output")
+    scan.add_argument(
+        "--threshold", type=float, default=0.5, help="P(vulnerable) that makes a finding"
+    )
+    scan.add_argument(
+        "--fail-on",
+        choices=("none", "note", "warning", "error"),
+        default="none",
+        help="exit 1 when a finding reaches this level (default: never)",
+    )
+    scan.add_argument("--top-lines", type=int, default=3, help="lines ranked per finding")
+    scan.add_argument(
+        "--localise", choices=("gradient", "attention"), default="gradient", help="line ranking"
+    )
+    scan.add_argument("--no-cache", action="store_true", help="score every function afresh")
+    scan.add_argument("--cache-dir", type=Path, help="default: ~/.cache/enstack/scan")
 
 
 def _with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -235,7 +262,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_pipeline(config)
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    from enstack.fsutil import atomic_write_text
+    from enstack.scan.api import LEVELS, Scanner
+    from enstack.scan.cache import default_cache_dir
+    from enstack.scan.report import render
+
+    bundle = args.bundle
+    if bundle is None:
+        bundle = _load(args).run_dir / "stack" / "bundle"
+        if not bundle.is_dir():
+            raise UserError(f"{bundle}: no bundle yet (run `enstack stack --config {args.config}`)")
+    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    scanner = Scanner(bundle, args.threshold, args.top_lines, args.localise, cache_dir)
+    report = scanner.scan(args.paths)
+    text = render(report, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            atomic_write_text(args.output, text)
+        except OSError as exc:
+            raise UserError(f"--output {args.output}: cannot write it ({exc.strerror})") from None
+    print(report.summary(), file=sys.stderr)
+    if args.fail_on != "none":
+        bar = LEVELS.index(args.fail_on)
+        if any(LEVELS.index(s.level) >= bar for s in report.findings):
+            return EXIT_FINDINGS
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "scan": cmd_scan,
     "prepare": cmd_prepare,
     "demo": cmd_demo,
     "train": cmd_train,

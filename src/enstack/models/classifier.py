@@ -47,6 +47,10 @@ class Classifier(nn.Module):
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The pooled sequence embedding: the first token, or the mask-weighted mean."""
         hidden = self.encoder_module(input_ids=input_ids, attention_mask=attention_mask)[0]
+        return self.pool(hidden, attention_mask)
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One vector per sequence from the encoder's last hidden states."""
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)

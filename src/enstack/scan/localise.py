@@ -1,0 +1,125 @@
+"""Which lines of a flagged function drive its prediction.
+
+Two attribution methods, each giving every code token a score that is then summed per line:
+- `attention` (as LineVul does): the attention each token receives, summed over the layers,
+  heads and query positions of the encoder.
+- `gradient`: integrated gradients of the model's target probability with respect to the
+  token embeddings (a straight path from an all-padding input, `steps` points), summed over
+  the embedding dimensions; only positive contributions count toward a line.
+The target is P(vulnerable) = 1 - P(benign) with a benign class, else the predicted class.
+For an ensemble, each base model's line scores are normalised to sum to 1 and averaged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from enstack.scan.model import BaseModel, ScanModel
+from enstack.train.encode import special_ids
+
+METHODS = ("gradient", "attention")
+
+
+def rank_lines(
+    scan_model: ScanModel,
+    code: str,
+    first_line: int,
+    target_class: int,
+    method: str,
+    steps: int = 16,
+) -> list[tuple[int, float]]:
+    """(line number in the file, score) for the function's lines, best first; scores sum to 1."""
+    total: dict[int, float] = {}
+    for model in scan_model.models:
+        ids, lines = _encode_with_lines(model, code, first_line)
+        if not len(lines):
+            continue
+        if method == "attention":
+            scores = _attention(model, ids, scan_model.device)
+        else:
+            scores = _integrated_gradients(
+                model, ids, scan_model.device, scan_model.benign_id, target_class, steps
+            )
+        per_line = _sum_by_line(scores, lines)
+        norm = sum(per_line.values())
+        for line, value in per_line.items():
+            total[line] = total.get(line, 0.0) + (value / norm if norm > 0 else 0.0)
+    count = max(len(scan_model.models), 1)
+    ranked = sorted(total.items(), key=lambda item: (-item[1], item[0]))
+    return [(line, value / count) for line, value in ranked]
+
+
+def _encode_with_lines(
+    model: BaseModel, code: str, first_line: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Input ids as scoring builds them, and the file line of each code token (-1: special)."""
+    head, tail = special_ids(model.tokenizer, model.family)
+    room = model.max_length - len(head) - len(tail)
+    encoded = model.tokenizer(
+        code,
+        add_special_tokens=False,
+        truncation=True,
+        max_length=room,
+        return_offsets_mapping=True,
+    )
+    newlines = np.cumsum([ch == "\n" for ch in code]) if code else np.zeros(0, int)
+    token_lines = [
+        first_line + (int(newlines[start - 1]) if start > 0 else 0)
+        for start, _ in encoded["offset_mapping"]
+    ]
+    ids = torch.tensor([head + encoded["input_ids"] + tail])
+    lines = np.asarray([-1] * len(head) + token_lines + [-1] * len(tail))
+    return ids, lines
+
+
+def _sum_by_line(scores: np.ndarray, lines: np.ndarray) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for score, line in zip(scores.tolist(), lines.tolist(), strict=True):
+        if line >= 0:
+            out[line] = out.get(line, 0.0) + max(score, 0.0)
+    return out
+
+
+def _attention(model: BaseModel, ids: torch.Tensor, device: torch.device) -> np.ndarray:
+    encoder = model.model.encoder_module
+    previous = encoder.config._attn_implementation
+    encoder.set_attn_implementation("eager")  # SDPA kernels do not return attention weights
+    try:
+        with torch.inference_mode():
+            out = encoder(
+                input_ids=ids.to(device),
+                attention_mask=torch.ones_like(ids).to(device),
+                output_attentions=True,
+            )
+    finally:
+        encoder.set_attn_implementation(previous)
+    # each layer: (1, heads, query, key); the attention a token receives is a column sum
+    received = sum(layer[0].float().sum(dim=(0, 1)) for layer in out.attentions)
+    return received.cpu().numpy()
+
+
+def _integrated_gradients(
+    model: BaseModel,
+    ids: torch.Tensor,
+    device: torch.device,
+    benign_id: int | None,
+    target_class: int,
+    steps: int,
+) -> np.ndarray:
+    classifier = model.model
+    embeddings = classifier.encoder_module.get_input_embeddings()
+    ids = ids.to(device)
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    with torch.no_grad():
+        actual = embeddings(ids)[0]
+        baseline = embeddings(torch.full_like(ids, pad))[0]
+    alphas = torch.linspace(1.0 / steps, 1.0, steps, device=device).view(-1, 1, 1)
+    path = (baseline + alphas * (actual - baseline)).detach().requires_grad_(True)
+    mask = torch.ones(path.shape[:2], dtype=torch.long, device=device)
+    hidden = classifier.encoder_module(inputs_embeds=path, attention_mask=mask)[0]
+    probs = torch.softmax(classifier.classifier(classifier.pool(hidden, mask)).float(), dim=1)
+    target = 1.0 - probs[:, benign_id] if benign_id is not None else probs[:, target_class]
+    (grads,) = torch.autograd.grad(target.sum(), path)
+    attribution = ((actual - baseline) * grads.mean(dim=0)).sum(dim=1)
+    return attribution.detach().float().cpu().numpy()

@@ -1,0 +1,259 @@
+"""`enstack scan`: function extraction, every output format (SARIF checked against the official
+schema), exit codes, hostile files, the cache, and a tampered bundle refused."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enstack.cli import main
+from enstack.scan.api import Scanner
+from enstack.scan.functions import extract_functions
+
+from conftest import REPO, TINY_MODEL, write_config
+
+SCHEMA = REPO.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
+
+C_FILE = """#include <string.h>
+static int helper(int x) { return x + 1; }
+
+void copy(char *src)
+{
+    char buf[8];
+    strcpy(buf, src);
+}
+
+int kr(a, b) int a; char *b; { return a + b[0]; }
+"""
+
+CPP_FILE = """namespace outer {
+class Box {
+public:
+    int get(int i) { return data[i]; }
+    ~Box() { delete[] data; }
+private:
+    int *data;
+};
+}
+template <typename T> T twice(T v) { return v + v; }
+int outer::free_fn(void) { return 1; }
+"""
+
+
+def test_extraction_names_spans_and_scopes() -> None:
+    found, broken = extract_functions(C_FILE.encode(), "a.c", "c")
+    assert [(f.name, f.start_line, f.end_line) for f in found] == [
+        ("helper", 2, 2),
+        ("copy", 4, 8),
+        ("kr", 10, 10),  # a K&R definition
+    ]
+    assert not broken and "strcpy(buf, src);" in found[1].code
+    found, _ = extract_functions(CPP_FILE.encode(), "b.cpp", "cpp")
+    assert [f.name for f in found] == [
+        "outer::Box::get",
+        "outer::Box::~Box",
+        "twice",
+        "outer::free_fn",
+    ]
+
+
+def test_a_damaged_file_still_yields_its_functions() -> None:
+    source = (
+        b"void ok(void) { }\nint bad(void) { int x = ; return @; }\nint after(void) { return 2; }\n"
+    )
+    found, broken = extract_functions(source, "d.c", "c")
+    assert broken
+    assert {f.name: f.damaged for f in found} == {"ok": False, "bad": True, "after": False}
+
+
+# --- a real (tiny) six-class bundle ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """A bundle trained in place on synthetic data with a benign class: one tiny model."""
+    root = tmp_path_factory.mktemp("scanbundle")
+    cfg = write_config(
+        root / "c.yaml",
+        {
+            "run_dir": str(root / "run"),
+            "data": {
+                "format": "synthetic",
+                "labels": ["CWE-119", "CWE-120", "CWE-469", "CWE-476", "CWE-other", "none"],
+                "synthetic": {"n_per_class": 30},
+            },
+            "models": [{"name": "m", "family": "codebert", "scratch": TINY_MODEL}],
+            "training": {
+                "epochs": 1,
+                "batch_size": 16,
+                "learning_rate": 1e-3,
+                "max_length": 128,
+                "save_steps": 0,
+                "device": "cpu",
+            },
+            "stacking": {"meta": ["lr"], "mode": "paper"},
+        },
+    )
+    assert main(["run", "--config", str(cfg)]) == 0
+    return root / "run" / "stack" / "bundle"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.c").write_text(C_FILE)
+    (src / "sub" / "b.cpp").write_text(CPP_FILE)
+    (src / "bin.c").write_bytes(b"\x7fELF\0\0\0binary")
+    (src / "latin1.c").write_bytes("int caf\xe9(void) { return 0; }\n".encode("latin-1"))
+    (src / "broken.c").write_text("void broken( { int x = ; }\n")
+    (src / "notes.txt").write_text("not code")
+    os.symlink(src, src / "sub" / "loop")  # a directory symlink back to the root
+    return src
+
+
+def _scan(*args: str, capsys) -> tuple[int, str, str]:
+    code = main(["scan", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_scan_every_format_and_sarif_validates(
+    bundle: Path, tree: Path, tmp_path: Path, capsys
+) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA.read_text())
+    outputs = {}
+    for fmt in ("text", "json", "csv", "sarif"):
+        out_file = tmp_path / f"out.{fmt}"
+        code, _, err = _scan(
+            str(tree),
+            "--bundle",
+            str(bundle),
+            "--format",
+            fmt,
+            "--output",
+            str(out_file),
+            "--threshold",
+            "0.01",
+            "--no-cache",
+            capsys=capsys,
+        )
+        assert code == 0, err
+        outputs[fmt] = out_file.read_text()
+    # binary skipped, the loop cut, latin-1 read with replacement, txt ignored
+    assert "scanned 4 files" in err and "1 binary" in err and "1 symlink loop" in err
+    assert "1 files not UTF-8" in err
+    report = json.loads(outputs["json"])
+    assert report["summary"]["functions"] == len(report["findings"])  # threshold 0.01: all
+    names = {f["function"] for f in report["findings"]}
+    assert {"copy", "outer::Box::get", "twice"} <= names
+    sarif = json.loads(outputs["sarif"])
+    jsonschema.validate(sarif, schema)
+    run = sarif["runs"][0]
+    rules = {r["id"]: r for r in run["tool"]["driver"]["rules"]}
+    assert "enstack/CWE-119" in rules and "enstack/none" not in rules
+    assert "external/cwe/cwe-119" in rules["enstack/CWE-119"]["properties"]["tags"]
+    result = next(r for r in run["results"] if r["properties"]["function"] == "copy")
+    region = result["locations"][0]["physicalLocation"]["region"]
+    assert 4 <= region["startLine"] <= 8  # the top-ranked line lies inside the function
+    span = result["relatedLocations"][0]["physicalLocation"]["region"]
+    assert (span["startLine"], span["endLine"]) == (4, 8)
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith("a.c")
+    assert set(result["properties"]["models"]) == {"m"}
+    header = outputs["csv"].splitlines()[0].split(",")
+    assert header[:3] == ["path", "function", "start_line"] and "p_none" in header
+    assert "copy" in outputs["text"]
+
+
+def test_fingerprint_survives_moving_the_function(bundle: Path, tmp_path: Path) -> None:
+    scanner = Scanner(bundle, threshold=0.01, top_lines=1)
+    first = tmp_path / "x.c"
+    first.write_text(C_FILE)
+    before = {s.function.name: s for s in scanner.scan([str(first)], progress=False).findings}
+    first.write_text("\n\n\n/* moved down */\n" + C_FILE)
+    after = {s.function.name: s for s in scanner.scan([str(first)], progress=False).findings}
+    from enstack.scan.report import line_hash
+
+    assert after["copy"].function.start_line == before["copy"].function.start_line + 4
+    assert line_hash(after["copy"]) == line_hash(before["copy"])
+
+
+def test_exit_codes(bundle: Path, tree: Path, tmp_path: Path, capsys) -> None:
+    code, _, _ = _scan(
+        str(tree / "a.c"),
+        "--bundle",
+        str(bundle),
+        "--threshold",
+        "0.01",
+        "--fail-on",
+        "warning",
+        "--no-cache",
+        capsys=capsys,
+    )
+    assert code == 1
+    code, _, _ = _scan(
+        str(tree / "a.c"),
+        "--bundle",
+        str(bundle),
+        "--threshold",
+        "1.0",
+        "--fail-on",
+        "warning",
+        "--no-cache",
+        capsys=capsys,
+    )
+    assert code == 0  # nothing reaches P(vulnerable) >= 1.0
+    code, _, err = _scan(str(tree / "bin.c"), "--bundle", str(bundle), capsys=capsys)
+    assert code == 2 and err.startswith("error: no readable C or C++ file")
+    code, _, err = _scan(str(tree / "missing.c"), "--bundle", str(bundle), capsys=capsys)
+    assert code == 2 and "missing.c: no such file" in err
+
+
+def test_a_tampered_bundle_is_refused(bundle: Path, tree: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    weights = next(copy.glob("models/*/model.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    code, out, err = _scan(str(tree / "a.c"), "--bundle", str(copy), capsys=capsys)
+    assert code == 2 and out == ""
+    assert err.count("error:") == 1 and "model.safetensors" in err and "Traceback" not in err
+
+
+def test_cache_rescores_only_changed_functions(bundle: Path, tmp_path: Path) -> None:
+    scanner = Scanner(bundle, threshold=0.5, top_lines=0, cache_dir=tmp_path / "cache")
+    seen: list[str] = []
+    original = scanner.model.predict_proba
+
+    def counting(codes: list[str]):
+        seen.extend(codes)
+        return original(codes)
+
+    scanner.model.predict_proba = counting  # type: ignore[method-assign]
+    source = tmp_path / "t.c"
+    source.write_text(C_FILE)
+    cold = scanner.scan([str(source)], progress=False)
+    assert len(seen) == 3
+    seen.clear()
+    warm = scanner.scan([str(source)], progress=False)
+    assert seen == []  # nothing re-scored
+    for a, b in zip(cold.scored, warm.scored, strict=True):
+        np.testing.assert_allclose(a.probs, b.probs)
+    source.write_text(C_FILE.replace("char buf[8];", "char buf[64];"))
+    scanner.scan([str(source)], progress=False)
+    assert len(seen) == 1 and "buf[64]" in seen[0]  # only the changed function
+
+
+def test_predict_proba_api(bundle: Path) -> None:
+    scanner = Scanner(bundle)
+    probs = scanner.predict_proba(["int f(void) { return 0; }", C_FILE])
+    assert probs.shape == (2, 6)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
