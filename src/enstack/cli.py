@@ -105,7 +105,7 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
     )
     scan.add_argument("--top-lines", type=int, default=3, help="lines ranked per finding")
     scan.add_argument(
-        "--localise", choices=("gradient", "attention"), default="gradient", help="line ranking"
+        "--localise", choices=("gradient", "attention"), default="attention", help="line ranking"
     )
     scan.add_argument("--no-cache", action="store_true", help="score every function afresh")
     scan.add_argument("--cache-dir", type=Path, help="default: ~/.cache/enstack/scan")

@@ -84,7 +84,7 @@ class Scanner:
         model: ScanModel | Path,
         threshold: float = 0.5,
         top_lines: int = 3,
-        localise: str = "gradient",
+        localise: str = "attention",
         cache_dir: Path | None = None,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
