@@ -179,12 +179,18 @@ def check_max_length(config: PretrainedConfig, max_length: int, source: str) -> 
     positions = getattr(config, "max_position_embeddings", None)
     if positions is None:
         return
-    usable = positions - 2 if config.model_type in {"roberta", "xlm-roberta"} else positions
+    usable = usable_positions(config)
     if max_length > usable:
         raise UserError(
             f"training.max_length: {max_length} is longer than {source} can read ({usable} "
             f"tokens, from max_position_embeddings {positions}); set it to {usable} or less"
         )
+
+
+def usable_positions(config: PretrainedConfig, default: int = 512) -> int:
+    """Tokens a model can read: RoBERTa-family position ids start after the pad id."""
+    positions = getattr(config, "max_position_embeddings", None) or default
+    return positions - 2 if config.model_type in {"roberta", "xlm-roberta"} else positions
 
 
 def load_base(base_dir: Path) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:

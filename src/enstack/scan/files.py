@@ -52,7 +52,7 @@ def source_files(paths: list[str], tally: FileTally) -> Iterator[SourceFile]:
         if path.is_dir():
             yield from _walk(path, tally, seen)
         else:
-            found = _read(path, tally, seen, named=True)
+            found = _read(path, tally, seen)
             if found is not None:
                 yield found
 
@@ -71,12 +71,12 @@ def _walk(root: Path, tally: FileTally, seen: set[tuple[int, int]]) -> Iterator[
         for name in sorted(files):
             path = Path(current) / name
             if path.suffix.lower() in SOURCE_SUFFIXES:
-                found = _read(path, tally, seen, named=False)
+                found = _read(path, tally, seen)
                 if found is not None:
                     yield found
 
 
-def _read(path: Path, tally: FileTally, seen: set, named: bool) -> SourceFile | None:
+def _read(path: Path, tally: FileTally, seen: set) -> SourceFile | None:
     try:
         stat = path.stat()
         if (stat.st_dev, stat.st_ino) in seen:
@@ -100,8 +100,7 @@ def _read(path: Path, tally: FileTally, seen: set, named: bool) -> SourceFile | 
     except UnicodeDecodeError:
         tally.non_utf8 += 1
     tally.files += 1
-    language_path = path if named or path.suffix else path.with_suffix(".c")
-    return SourceFile(_display(path), data, language_path)
+    return SourceFile(_display(path), data, path)
 
 
 def _display(path: Path) -> str:

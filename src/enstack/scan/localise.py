@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from enstack.scan.model import BaseModel, ScanModel
-from enstack.train.encode import special_ids
+from enstack.train.encode import pad_id, special_ids
 
 METHODS = ("gradient", "attention")
 
@@ -110,10 +110,9 @@ def _integrated_gradients(
     classifier = model.model
     embeddings = classifier.encoder_module.get_input_embeddings()
     ids = ids.to(device)
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
     with torch.no_grad():
         actual = embeddings(ids)[0]
-        baseline = embeddings(torch.full_like(ids, pad))[0]
+        baseline = embeddings(torch.full_like(ids, pad_id(model.tokenizer)))[0]
     alphas = torch.linspace(1.0 / steps, 1.0, steps, device=device).view(-1, 1, 1)
     path = (baseline + alphas * (actual - baseline)).detach().requires_grad_(True)
     mask = torch.ones(path.shape[:2], dtype=torch.long, device=device)

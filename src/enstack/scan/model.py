@@ -18,9 +18,9 @@ from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json
 from enstack.infer import predict
 from enstack.models.classifier import Classifier
-from enstack.models.loading import load_classifier
+from enstack.models.loading import load_classifier, usable_positions
 from enstack.stack.bundle import Bundle, load_bundle
-from enstack.train.encode import EncodedSplit, tokenize
+from enstack.train.encode import EncodedSplit, pad_id, tokenize
 from enstack.train.optim import amp_mode, pick_device
 
 BENIGN_DEFAULT = "none"
@@ -41,8 +41,7 @@ class BaseModel:
             codes, self.tokenizer, self.family, self.max_length, progress=False
         )
         labels = torch.zeros(len(codes), dtype=torch.long)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return EncodedSplit(tokens, offsets, labels, pad)
+        return EncodedSplit(tokens, offsets, labels, pad_id(self.tokenizer))
 
 
 @dataclass
@@ -146,8 +145,7 @@ def _max_length(export: Path, model: Classifier) -> int:
         recorded = None
     if isinstance(recorded, int) and recorded > 8:
         return recorded
-    positions = getattr(model.config, "max_position_embeddings", 512)
-    return positions - 2 if model.config.model_type in {"roberta", "xlm-roberta"} else positions
+    return usable_positions(model.config)
 
 
 def _check_labels(model: BaseModel, labels: list[str], bundle: Path) -> None:

@@ -142,10 +142,6 @@ def select(combos: list[Combo], select_on: str = "f1") -> Combo:
 def _clean(metrics: dict[str, float]) -> dict:
     """Rounded for the JSON rows; NaN (undefined on this split) becomes null."""
     return {
-        k: (
-            None
-            if isinstance(v, float) and math.isnan(v)
-            else (v if isinstance(v, int) else round(v, 6))
-        )
+        k: (None if isinstance(v, float) and math.isnan(v) else round(v, 6))
         for k, v in metrics.items()
     }

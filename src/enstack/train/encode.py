@@ -104,17 +104,21 @@ def encode_splits(
                     str(tmp / f"{split}.safetensors"),
                 )
             (tmp / "meta.json").write_text(json.dumps({"max_length": max_length}) + "\n")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = {}
     for split in SPLITS:
         t = load_file(str(cache / f"{split}.safetensors"))
-        out[split] = EncodedSplit(t["tokens"], t["offsets"], t["labels"], pad_id)
+        out[split] = EncodedSplit(t["tokens"], t["offsets"], t["labels"], pad_id(tokenizer))
     return out
 
 
 def _read_split(path: Path) -> tuple[list[str], list[int]]:
     table = pq.read_table(path, columns=["code", "label"])
     return table.column("code").to_pylist(), table.column("label").to_pylist()
+
+
+def pad_id(tokenizer) -> int:
+    """The id batches are padded with (0 for a tokenizer that names none)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def special_ids(tokenizer, family: str) -> tuple[list[int], list[int]]:
