@@ -13,7 +13,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import checkpoint, cuda_resume, demo, gpu_memory, prepare_hdf5, resume, training
+from benchmarks import (
+    checkpoint,
+    cuda_resume,
+    demo,
+    gpu_memory,
+    prepare_hdf5,
+    resume,
+    scan,
+    training,
+)
 
 MODULES = {
     "prepare": prepare_hdf5,
@@ -23,10 +32,11 @@ MODULES = {
     "demo": demo,
     "gpu_memory": gpu_memory,
     "cuda_resume": cuda_resume,
+    "scan": scan,
 }
 # what each device measures by default; modules that take a device get it
 DEFAULT = {
-    "cpu": ["prepare", "training", "resume", "checkpoint", "demo"],
+    "cpu": ["prepare", "training", "resume", "checkpoint", "demo", "scan"],
     "cuda": ["training", "checkpoint", "gpu_memory", "cuda_resume"],
 }
 TAKES_DEVICE = {"training", "checkpoint", "gpu_memory", "cuda_resume"}

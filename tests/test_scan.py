@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from enstack.cli import main
+from enstack.scan import LOCALISE_METHODS
 from enstack.scan.api import Scanner
 from enstack.scan.functions import extract_functions
+from enstack.scan.localise import rank_lines
 
 from conftest import REPO, TINY_MODEL, write_config
 
@@ -257,3 +259,21 @@ def test_predict_proba_api(bundle: Path) -> None:
     probs = scanner.predict_proba(["int f(void) { return 0; }", C_FILE])
     assert probs.shape == (2, 6)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", LOCALISE_METHODS)
+def test_each_localisation_ranks_the_functions_own_lines(bundle: Path, method: str) -> None:
+    scanner = Scanner(bundle)
+    function = next(
+        f for f in extract_functions(C_FILE.encode(), "a.c", "c")[0] if f.name == "copy"
+    )
+    ranked = rank_lines(scanner.model, function.code, function.start_line, 0, method)
+    lines = [line for line, _ in ranked]
+    code_lines = {  # lines holding tokens: the braces count, blank lines do not
+        function.start_line + i for i, text in enumerate(function.code.splitlines()) if text.strip()
+    }
+    assert len(lines) == len(set(lines)) and set(lines) <= code_lines
+    scores = [score for _, score in ranked]
+    assert scores == sorted(scores, reverse=True) and all(s >= 0 for s in scores)
+    assert sum(scores) == pytest.approx(1.0, abs=1e-6) or sum(scores) == 0.0
+    assert ranked == rank_lines(scanner.model, function.code, function.start_line, 0, method)

@@ -5,3 +5,6 @@ model.py scores them (a bundle or a single export, with a cache), localise.py ra
 finding's lines, report.py writes text, JSON, CSV and SARIF 2.1.0, and api.py ties them
 together for the CLI and for notebooks.
 """
+
+# Line-ranking methods (localise.py); here so that the CLI can list them without importing torch.
+LOCALISE_METHODS = ("attention", "gradient", "occlusion")

@@ -1,11 +1,14 @@
 """Which lines of a flagged function drive its prediction.
 
-Two attribution methods, each giving every code token a score that is then summed per line:
+Three attribution methods:
 - `attention` (as LineVul does): the attention each token receives, summed over the layers,
-  heads and query positions of the encoder.
+  heads and query positions of the encoder, then summed per line.
 - `gradient`: integrated gradients of the model's target probability with respect to the
   token embeddings (a straight path from an all-padding input, `steps` points), summed over
-  the embedding dimensions; only positive contributions count toward a line.
+  the embedding dimensions and per line; only positive contributions count toward a line.
+- `occlusion`: how much the target probability falls when one line's tokens are masked out,
+  every line at once in batched forward passes. It asks the model the question localisation
+  asks (would it still call this vulnerable without the line?) rather than reading internals.
 The target is P(vulnerable) = 1 - P(benign) with a benign class, else the predicted class.
 For an ensemble, each base model's line scores are normalised to sum to 1 and averaged.
 """
@@ -15,10 +18,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from enstack.scan import LOCALISE_METHODS
 from enstack.scan.model import BaseModel, ScanModel
 from enstack.train.encode import pad_id, special_ids
 
-METHODS = ("gradient", "attention")
+METHODS = LOCALISE_METHODS
+OCCLUSION_BATCH = 32
 
 
 def rank_lines(
@@ -35,13 +40,15 @@ def rank_lines(
         ids, lines = _encode_with_lines(model, code, first_line)
         if not len(lines):
             continue
-        if method == "attention":
-            scores = _attention(model, ids, scan_model.device)
+        if method == "occlusion":
+            per_line = _occlusion(model, ids, lines, scan_model, target_class)
+        elif method == "attention":
+            per_line = _sum_by_line(_attention(model, ids, scan_model.device), lines)
         else:
             scores = _integrated_gradients(
                 model, ids, scan_model.device, scan_model.benign_id, target_class, steps
             )
-        per_line = _sum_by_line(scores, lines)
+            per_line = _sum_by_line(scores, lines)
         norm = sum(per_line.values())
         for line, value in per_line.items():
             total[line] = total.get(line, 0.0) + (value / norm if norm > 0 else 0.0)
@@ -81,6 +88,35 @@ def _sum_by_line(scores: np.ndarray, lines: np.ndarray) -> dict[int, float]:
     return out
 
 
+def _target(probs: torch.Tensor, benign_id: int | None, target_class: int) -> torch.Tensor:
+    return 1.0 - probs[:, benign_id] if benign_id is not None else probs[:, target_class]
+
+
+def _occlusion(
+    model: BaseModel, ids: torch.Tensor, lines: np.ndarray, scan_model: ScanModel, target: int
+) -> dict[int, float]:
+    """Per line: the fall in the target's log-odds when its tokens are masked (>= 0).
+
+    Log-odds rather than probability: a confident model (P = 0.99) barely moves in probability
+    whichever line goes, while its log-odds still say which line mattered most."""
+    distinct = sorted({int(line) for line in lines.tolist() if line >= 0})
+    masks = torch.ones((len(distinct) + 1, ids.shape[1]), dtype=torch.long)
+    for row, line in enumerate(distinct, start=1):
+        masks[row, torch.from_numpy(lines == line)] = 0  # row 0 is the whole function
+    device = scan_model.device
+    falls: list[float] = []
+    with torch.inference_mode():
+        for start in range(0, len(masks), OCCLUSION_BATCH):
+            chunk = masks[start : start + OCCLUSION_BATCH].to(device)
+            batch = ids.to(device).expand(len(chunk), -1)
+            logits = model.model(input_ids=batch, attention_mask=chunk)
+            probs = torch.softmax(logits.float(), dim=1)
+            p = _target(probs, scan_model.benign_id, target).clamp(1e-6, 1 - 1e-6)
+            falls.extend(torch.logit(p).cpu().tolist())
+    whole = falls[0]
+    return {line: max(whole - value, 0.0) for line, value in zip(distinct, falls[1:], strict=True)}
+
+
 def _attention(model: BaseModel, ids: torch.Tensor, device: torch.device) -> np.ndarray:
     encoder = model.model.encoder_module
     previous = encoder.config._attn_implementation
@@ -118,7 +154,7 @@ def _integrated_gradients(
     mask = torch.ones(path.shape[:2], dtype=torch.long, device=device)
     hidden = classifier.encoder_module(inputs_embeds=path, attention_mask=mask)[0]
     probs = torch.softmax(classifier.classifier(classifier.pool(hidden, mask)).float(), dim=1)
-    target = 1.0 - probs[:, benign_id] if benign_id is not None else probs[:, target_class]
+    target = _target(probs, benign_id, target_class)
     (grads,) = torch.autograd.grad(target.sum(), path)
     attribution = ((actual - baseline) * grads.mean(dim=0)).sum(dim=1)
     return attribution.detach().float().cpu().numpy()

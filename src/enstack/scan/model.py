@@ -35,6 +35,7 @@ class BaseModel:
     tokenizer: object
     family: str
     max_length: int
+    export: Path  # the directory it was loaded from
 
     def encode(self, codes: list[str]) -> EncodedSplit:
         tokens, offsets = tokenize(
@@ -133,7 +134,7 @@ def _from_export(path: Path, device: torch.device, amp: str) -> ScanModel:
 def _base_model(export: Path, name: str, device: torch.device) -> BaseModel:
     model, tokenizer = load_classifier(export, str(device))
     family = model.config.enstack["family"]
-    return BaseModel(name, model, tokenizer, family, _max_length(export, model))
+    return BaseModel(name, model, tokenizer, family, _max_length(export, model), export)
 
 
 def _max_length(export: Path, model: Classifier) -> int:
