@@ -14,7 +14,7 @@ from enstack.errors import UserError
 from enstack.stack.ablation import run_ablation, subsets
 from enstack.stack.bundle import load_bundle, write_bundle
 from enstack.stack.features import ModelFeatures
-from enstack.stack.meta import MetaClassifier
+from enstack.stack.meta import COMPLEXITY, MetaClassifier
 
 NAMES = ["a", "b", "c"]
 
@@ -123,3 +123,93 @@ def test_unknown_meta_classifier_is_rejected_by_the_config() -> None:
         StackingConfig(meta=["lr", "knn"])
     with pytest.raises(UserError, match="unknown meta-classifier"):
         MetaClassifier("knn", 5)
+
+
+def _grouped_features(seed: int = 0) -> tuple[dict, dict]:
+    """Rows in groups of 10, one class per group (as a Juliet family is one flaw). Model a is
+    right 70% of the time whatever the group; model b knows nothing about the flaw but gives
+    every group its own fixed output, a fingerprint a forest can map to the group's class."""
+    rng = np.random.default_rng(seed)
+    features: dict = {"a": {}, "b": {}}
+    groups = {}
+    for split, first_group in (("val", 0), ("test", 1000)):  # test: groups never seen
+        group = np.repeat(np.arange(60) + first_group, 10)
+        y = np.repeat(rng.integers(0, 5, 60), 10)
+        right = rng.random(len(y)) < 0.7
+        guess = np.where(right, y, rng.integers(0, 5, len(y)))
+        a = np.full((len(y), 5), 0.1)
+        a[np.arange(len(y)), guess] = 0.6
+        fingerprints = rng.dirichlet(np.ones(5), 60)
+        b = fingerprints[group - first_group] + rng.normal(0, 0.005, (len(y), 5))
+        features["a"][split] = {"probs": a, "logits": a, "embedding": a, "labels": y}
+        features["b"][split] = {"probs": b, "logits": b, "embedding": b, "labels": y}
+        groups[split] = group
+    models = {
+        name: ModelFeatures(name, splits, fingerprint=name) for name, splits in features.items()
+    }
+    return models, groups
+
+
+def _two_model_config(metas: list[str]) -> Config:
+    models = [ModelConfig(name=n, family="codebert", scratch=ScratchConfig()) for n in ("a", "b")]
+    return Config(
+        data=DataConfig(), models=models, stacking=StackingConfig(mode="cv", meta=metas), seed=1
+    )
+
+
+def test_grouped_folds_see_through_a_meta_classifier_that_memorises_groups(
+    tmp_path: Path,
+) -> None:
+    features, groups = _grouped_features()
+    config = _two_model_config(["rf"])
+    rowwise = run_ablation(config, features, progress=False)["selected"]
+    grouped_result = run_ablation(config, features, progress=False, groups=groups)
+    grouped = grouped_result["selected"]
+    # scored on rows of groups it was fitted on, the forest looks nearly perfect; scored on
+    # unseen groups it is not, and the selection falls back to model a alone
+    assert "b" in rowwise.models and rowwise.meta == "rf"
+    assert (grouped.models, grouped.meta) == (("a",), None)
+    y_test = features["a"].splits["test"]["labels"]
+
+    def accuracy(combo) -> float:
+        return float((combo.test_probs.argmax(1) == y_test).mean())
+
+    assert accuracy(grouped) > accuracy(rowwise)  # on the unseen test groups
+    cv = next(r["cv"] for r in grouped_result["rows"] if r["models"] == ["a", "b"])
+    assert cv["folds"] == 5 and cv["std"] > 0 and cv["metric"] == "f1"
+
+    # a single model selected ships as a bundle that answers with that model's probabilities
+    exports = {"a": tmp_path / "a"}
+    exports["a"].mkdir()
+    (exports["a"] / "config.json").write_text("{}")
+    write_bundle(tmp_path / "bundle", exports, grouped.classifier, "probs", ["x"] * 5)
+    probs = features["a"].splits["test"]["probs"]
+    np.testing.assert_allclose(load_bundle(tmp_path / "bundle").predict_proba({"a": probs}), probs)
+
+
+def test_within_noise_the_simpler_candidate_wins() -> None:
+    features, groups = _grouped_features(seed=3)
+    # model b made as good as a, and independent of it: averaging them helps a little
+    for split in ("val", "test"):
+        y = features["a"].splits[split]["labels"]
+        rng = np.random.default_rng(len(split))
+        right = rng.random(len(y)) < 0.7
+        guess = np.where(right, y, rng.integers(0, 5, len(y)))
+        b = np.full((len(y), 5), 0.1)
+        b[np.arange(len(y)), guess] = 0.6
+        features["b"].splits[split].update(probs=b, logits=b, embedding=b)
+    result = run_ablation(
+        _two_model_config(["vote", "lr"]), features, progress=False, groups=groups
+    )
+    cv = {(tuple(r["models"]), r["meta"]): r["cv"] for r in result["rows"] if "cv" in r}
+    chosen = result["selected"]
+    best = max(cv.values(), key=lambda c: c["mean"])
+    assert cv[(chosen.models, chosen.meta)]["mean"] >= best["mean"] - best["se"]
+    simpler_than_chosen = [
+        key
+        for key, c in cv.items()
+        if c["mean"] >= best["mean"] - best["se"]
+        and (COMPLEXITY[key[1]], len(key[0])) < (COMPLEXITY[chosen.meta], len(chosen.models))
+    ]
+    assert not simpler_than_chosen
+    assert chosen.meta != "lr"  # a fitted combiner never wins within noise of a vote

@@ -76,7 +76,9 @@ def test_model_needs_exactly_one_weight_source(tmp_path: Path) -> None:
         load_config(cfg)
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "paper.yaml", "custom-csv.yaml", "juliet5.yaml"])
+@pytest.mark.parametrize(
+    "name", ["demo.yaml", "paper.yaml", "custom-csv.yaml", "juliet5.yaml", "juliet6.yaml"]
+)
 def test_shipped_configs_validate(name: str) -> None:
     load_config(REPO / "configs" / name)
 

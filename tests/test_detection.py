@@ -8,12 +8,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
 from enstack.config import load_config
 from enstack.data.prepare import prepare
 from enstack.data.selection import SplitRules, StagedSource, plan_splits
+from enstack.errors import UserError
 from enstack.evaluate.tables import csv_text, markdown
 from enstack.stack.ablation import Scorer
 from enstack.train.metrics import detection_metrics, pair_outcomes, vd_s
@@ -205,7 +208,7 @@ def test_halving_val_keeps_pairs_whole() -> None:
     groups = np.repeat(np.arange(100), 3)
     labels = np.tile([0, 5, 5], 100).astype(np.int16)
     labels[::3] = rng.integers(0, 5, 100)
-    val = StagedSource(labels, np.arange(300, dtype=np.uint64) + 10**6, groups)
+    val = StagedSource(labels, np.arange(300, dtype=np.uint64) + 10**6, pairs=groups)
     train = StagedSource(np.array([0, 5], np.int16), np.array([1, 2], np.uint64))
     plan = plan_splits(
         {"train": train, "val": val}, SplitRules(DETECTION_LABELS, "none", seed=3, benign_id=5)
@@ -254,3 +257,45 @@ def test_benign_settings_are_checked_in_the_config(tmp_path: Path) -> None:
             continue
         with pytest.raises(UserError, match=message):
             load_config(path)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_groups_are_carried_and_each_lands_in_one_split(tmp_path: Path, fmt: str) -> None:
+    rows = _paired_rows(120)
+    for row in rows:  # 24 families of 5 pairs, a pair inside one family; labels by name
+        row["family"] = f"fam{int(row['pair'][1:]) // 5}"
+        if isinstance(row["label"], int):
+            row["label"] = DETECTION_LABELS[row["label"]]
+    source = tmp_path / f"all.{fmt}"
+    table = pa.Table.from_pylist(rows)
+    if fmt == "jsonl":
+        source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif fmt == "csv":
+        pa_csv.write_csv(table, source)
+    else:
+        pq.write_table(table, source)
+    data = {
+        "format": fmt,
+        "path": str(source),
+        "labels": DETECTION_LABELS,
+        "pair_column": "pair",
+        "group_column": "family",
+    }
+    cfg = write_config(tmp_path / "c.yaml", {"run_dir": str(tmp_path / "run"), "data": data})
+    manifest = prepare(load_config(cfg), progress=False).manifest
+    home: dict[str, str] = {}
+    for split in ("train", "val", "test"):
+        kept = pq.read_table(tmp_path / "run" / "data" / f"{split}.parquet").to_pylist()
+        assert manifest["splits"][split]["groups"] == len({r["group"] for r in kept}) > 0
+        for row in kept:
+            assert home.setdefault(row["group"], split) == split, row  # one split per group
+            assert row["group"] == f"fam{int(row['pair'][1:]) // 5}"  # carried with its row
+    assert len(home) == 24
+    assert manifest["splits"]["val"]["groups_also_in_train"] == 0
+
+    cfg = write_config(
+        tmp_path / "d.yaml",
+        {"run_dir": str(tmp_path / "run2"), "data": {**data, "group_column": "project"}},
+    )
+    with pytest.raises(UserError, match=r"'project'.*data\.group_column"):
+        prepare(load_config(cfg), progress=False)

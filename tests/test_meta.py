@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from enstack.errors import UserError
-from enstack.stack.meta import META_NAMES, MetaClassifier
+from enstack.stack.meta import PAPER_METAS, MetaClassifier
 
 
 def _separable(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -20,7 +20,7 @@ def _separable(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@pytest.mark.parametrize("name", META_NAMES)
+@pytest.mark.parametrize("name", PAPER_METAS)
 @pytest.mark.parametrize("scale", [False, True])
 def test_separable_features_are_learnt(name: str, scale: bool) -> None:
     x, y = _separable()
@@ -32,7 +32,7 @@ def test_separable_features_are_learnt(name: str, scale: bool) -> None:
     assert (probs.argmax(1) == y_test).mean() > 0.97
 
 
-@pytest.mark.parametrize("name", META_NAMES)
+@pytest.mark.parametrize("name", PAPER_METAS)
 def test_a_class_missing_from_the_fit_rows_gets_zero_probability(name: str) -> None:
     x, y = _separable()
     keep = y != 2
@@ -54,7 +54,7 @@ def test_paper_hyperparameters_are_the_defaults_and_overridable() -> None:
     assert MetaClassifier("rf", 5, params={"n_estimators": 7}).estimator.n_estimators == 7
 
 
-@pytest.mark.parametrize("name", META_NAMES)
+@pytest.mark.parametrize("name", PAPER_METAS)
 @pytest.mark.parametrize("scale", [False, True])
 def test_save_and_load_give_the_same_answers(tmp_path: Path, name: str, scale: bool) -> None:
     x, y = _separable()
@@ -91,3 +91,49 @@ def test_a_pickle_in_place_of_the_skops_file_is_not_executed(tmp_path: Path) -> 
     with pytest.raises(Exception):  # noqa: B017 (skops' own error for a non-skops file)
         MetaClassifier.load(tmp_path)
     assert not marker.exists()
+
+
+def _three_models(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three base models' probabilities side by side: good, mediocre, noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 5, n)
+    blocks = []
+    for noise in (0.5, 2.0, 50.0):
+        logits = np.eye(5)[y] * 3 + rng.normal(0, noise, (n, 5))
+        blocks.append(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
+    return np.concatenate(blocks, axis=1), y
+
+
+def test_soft_voting_is_the_mean_of_the_probabilities() -> None:
+    x, y = _three_models()
+    vote = MetaClassifier("vote", 5).fit(x[:10], y[:10])  # fitting learns nothing
+    expected = (x[:, :5] + x[:, 5:10] + x[:, 10:]) / 3
+    np.testing.assert_allclose(vote.predict_proba(x), expected, rtol=1e-12)
+
+
+def test_weighted_mean_weights_the_good_model_and_stays_a_distribution(tmp_path: Path) -> None:
+    x, y = _three_models()
+    wmean = MetaClassifier("wmean", 5).fit(x, y)
+    weights = wmean.estimator.weights
+    assert np.all(weights >= 0) and weights.sum() == pytest.approx(1.0)
+    assert weights[0] > weights[1] > weights[2]  # good > mediocre > noise
+    x_test, y_test = _three_models(seed=1)
+    probs = wmean.predict_proba(x_test)
+    np.testing.assert_allclose(probs.sum(1), 1.0)
+    vote = MetaClassifier("vote", 5).fit(x, y).predict_proba(x_test)
+    assert (probs.argmax(1) == y_test).mean() > (vote.argmax(1) == y_test).mean()
+    files = wmean.save(tmp_path)
+    assert files == ["meta.json"]  # weights in JSON, nothing else
+    np.testing.assert_allclose(MetaClassifier.load(tmp_path).predict_proba(x_test), probs)
+
+
+@pytest.mark.parametrize("weights", ["[-1, 2]", '"x"', "[]", "[NaN]"])
+def test_hostile_combiner_weights_are_refused(tmp_path: Path, weights: str) -> None:
+    x, y = _three_models()
+    MetaClassifier("wmean", 5).fit(x, y).save(tmp_path)
+    text = (tmp_path / "meta.json").read_text()
+    start = text.index('"weights"')
+    end = text.index("]", start) + 1
+    (tmp_path / "meta.json").write_text(text[:start] + f'"weights": {weights}' + text[end:])
+    with pytest.raises(UserError, match="weights"):
+        MetaClassifier.load(tmp_path)

@@ -4,12 +4,13 @@ and clear errors for bad input."""
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TINY_MODEL, assert_user_error, run_cli, wait_for, write_config
+from conftest import REPO, TINY_MODEL, assert_user_error, run_cli, wait_for, write_config
 
 REPORTS = ("results.json", "results.csv", "results.md")
 
@@ -107,11 +108,39 @@ def test_run_dir_made_by_a_different_config(tmp_path: Path) -> None:
     assert_user_error(result, "different config", "data.synthetic.n_per_class")
 
 
-def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
-    result = run_cli("demo", "--run-dir", str(tmp_path / "demo"), timeout=600)
+def test_demo_runs_the_whole_pipeline_and_the_readme_scans_with_it(tmp_path: Path) -> None:
+    result = run_cli("demo", cwd=tmp_path, timeout=900)  # as the README runs it: ./enstack-demo
     assert result.code == 0, result.stderr
     assert "Individual models" in result.stdout and "Ensembles" in result.stdout
     assert "demo data, not a benchmark" in result.stderr
-    results = json.loads((tmp_path / "demo" / "reports" / "results.json").read_text())
+    results = json.loads((tmp_path / "enstack-demo" / "reports" / "results.json").read_text())
     assert len(results["rows"]) == 2 * (3 + 7 * 4)  # 3 singles; 7 subsets x 4 metas
     assert results["mode"] == "cv"
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "copy.c").write_text(FLAWED_C)
+    commands = _readme_demo_scans()
+    assert commands, "the README's scan example lost its demo-bundle lines"
+    for command in commands:
+        scanned = run_cli(*command[1:], cwd=tmp_path)
+        assert scanned.code == 0, (command, scanned.stderr)
+        assert "scanned 1 files, 2 functions" in scanned.stderr
+        assert "src/copy.c" in scanned.stdout or "no findings" in scanned.stdout
+
+
+FLAWED_C = """#include <string.h>
+void copy(char *src) { char buf[8]; strcpy(buf, src); }
+int twice(int x) { return 2 * x; }
+"""
+
+
+def _readme_demo_scans() -> list[list[str]]:
+    """The `enstack scan` lines of the README's scan example that use the demo's bundle."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Scanning your code", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    return [
+        shlex.split(line)
+        for line in lines
+        if line.startswith("enstack scan") and "enstack-demo/stack/bundle" in line
+    ]

@@ -49,6 +49,10 @@ class DataConfig(Strict):
     # A column whose value ties a flawed function to its fixed versions: carried to every
     # split, and a pair is never split apart where enstack makes the splits.
     pair_column: Annotated[str, Field(min_length=1)] | None = None
+    # A column naming the group a row comes from (a project, a Juliet testcase family): carried
+    # to every split; where enstack makes the splits, a group lands in one split only (its pairs
+    # with it), so test measures groups never seen, and stacking cross-validates by group.
+    group_column: Annotated[str, Field(min_length=1)] | None = None
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     chunk_rows: Annotated[int, Field(gt=0)] = 20_000  # rows read per chunk while streaming
 
@@ -68,8 +72,9 @@ class DataConfig(Strict):
             raise ValueError(
                 f"benign_ratio needs the benign class {self.benign_label!r} in data.labels"
             )
-        if self.pair_column is not None and self.format in ("synthetic", "draper-hdf5"):
-            raise ValueError(f"pair_column: format {self.format!r} has no columns to read it from")
+        for key in ("pair_column", "group_column"):
+            if getattr(self, key) is not None and self.format in ("synthetic", "draper-hdf5"):
+                raise ValueError(f"{key}: format {self.format!r} has no columns to read it from")
         if self.format == "synthetic":
             return self
         if self.path is not None and any(p is not None for p in split_paths):
@@ -91,6 +96,10 @@ class DataConfig(Strict):
         return self.pair_column is not None or (
             self.format == "synthetic" and self.benign_label in self.labels
         )
+
+    @property
+    def has_groups(self) -> bool:
+        return self.group_column is not None
 
 
 class ScratchConfig(Strict):
@@ -158,7 +167,7 @@ class TrainingConfig(Strict):
     deterministic: bool = False
 
 
-MetaName = Literal["lr", "svm", "rf", "xgboost"]
+MetaName = Literal["lr", "svm", "rf", "xgboost", "vote", "wmean"]
 # What selection maximises on val: a class metric, or (with a benign class) a detection one.
 SelectOn = Literal["f1", "macro_f1", "accuracy", "detection_f1", "pr_auc", "pair_correct"]
 

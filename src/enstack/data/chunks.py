@@ -18,6 +18,7 @@ class Chunk:
     undecodable: int = 0  # rows whose code had bytes that are not UTF-8 (replaced with U+FFFD)
     multi_label: int = 0  # rows with several flags (resolved or dropped per the rule)
     pairs: list[str | None] | None = None  # pair ids when data.pair_column is read
+    groups: list[str | None] | None = None  # group names when data.group_column is read
     unflagged_benign: int = 0  # Draper rows with no flag kept as the benign class
 
     def __len__(self) -> int:

@@ -32,12 +32,17 @@ from enstack.labels import PAPER_LABELS, SPLITS
 FORMAT_VERSION = 1  # bump when the output or the rules change, so old runs are re-prepared
 SYNTHETIC_VERSION = 2
 SPLIT_SCHEMA = pa.schema([("id", pa.string()), ("code", pa.string()), ("label", pa.int16())])
-# with pairs (data.pair_column, or synthetic data with a benign class): a pair id per row
-PAIRED_SCHEMA = SPLIT_SCHEMA.append(pa.field("pair", pa.string()))
 
 
 def split_schema(data: DataConfig) -> pa.Schema:
-    return PAIRED_SCHEMA if data.has_pairs else SPLIT_SCHEMA
+    """The split files' columns: a `pair` id per row with pairs (data.pair_column, or synthetic
+    data with a benign class), a `group` name per row with data.group_column."""
+    schema = SPLIT_SCHEMA
+    if data.has_pairs:
+        schema = schema.append(pa.field("pair", pa.string()))
+    if data.has_groups:
+        schema = schema.append(pa.field("group", pa.string()))
+    return schema
 
 
 @dataclass
@@ -80,10 +85,12 @@ def _prepare(config: Config, progress: bool | None) -> PrepareResult:
         staged: dict[str, StagedSource] = {}
         counts: dict[str, dict[str, int]] = {}
         schema = split_schema(data)
+        # one numbering across sources, so that a group in val and in train has one id
+        ids = {name: DenseIds() for name in ("pair", "group") if name in schema.names}
         for key, path in sources.items():
             chunks = _chunks(data, path, config.seed)
             out = staging / f"{key}.parquet"
-            staged[key], counts[key] = _stage(chunks, out, schema, key, progress)
+            staged[key], counts[key] = _stage(chunks, out, schema, ids, key, progress)
         _check_labelled(sources, staged, counts)
         rules = SplitRules(
             class_names=data.labels,
@@ -205,12 +212,17 @@ COUNTS = (
 
 
 def _stage(
-    chunks: Iterator[Chunk], out: Path, schema: pa.Schema, key: str, progress: bool | None
+    chunks: Iterator[Chunk],
+    out: Path,
+    schema: pa.Schema,
+    ids: dict[str, DenseIds],
+    key: str,
+    progress: bool | None,
 ) -> tuple[StagedSource, dict[str, int]]:
     counts = dict.fromkeys(COUNTS, 0)
     labels: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
-    groups = PairIds() if "pair" in schema.names else None
+    dense: dict[str, list[np.ndarray]] = {name: [] for name in ids}
     bar = tqdm(
         desc=f"reading {key}",
         unit=" rows",
@@ -232,9 +244,10 @@ def _stage(
                 "code": [chunk.codes[i] for i in keep],
                 "label": pa.array(kept_labels, pa.int16()),
             }
-            if groups is not None:
-                columns["pair"] = [_pair(chunk, i) for i in keep]
-                groups.add(columns["pair"])
+            for name, numbering in ids.items():
+                values = chunk.pairs if name == "pair" else chunk.groups
+                columns[name] = [values[i] if values is not None else None for i in keep]
+                dense[name].append(numbering.of(columns[name]))
             writer.write_table(pa.table(columns, schema=schema))
             labels.append(kept_labels)
             hashes.append(np.asarray(chunk_hashes, np.uint64))
@@ -242,35 +255,33 @@ def _stage(
     staged = StagedSource(
         labels=np.concatenate(labels) if labels else np.empty(0, np.int16),
         hashes=np.concatenate(hashes) if hashes else np.empty(0, np.uint64),
-        groups=groups.array() if groups is not None else None,
+        pairs=_joined(dense["pair"]) if "pair" in dense else None,
+        groups=_joined(dense["group"]) if "group" in dense else None,
     )
     return staged, counts
 
 
-def _pair(chunk: Chunk, row: int) -> str | None:
-    return chunk.pairs[row] if chunk.pairs is not None else None
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
-class PairIds:
-    """Pair ids as dense integers, in file order; a row without one is a group of its own."""
+class DenseIds:
+    """Pair or group names as dense integers, in order of first sight; a row without one is a
+    unit of its own (a negative id)."""
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
-        self.ids: list[np.ndarray] = []
-        self.next_single = -1  # rows without a pair get negative ids, one each
+        self.next_single = -1
 
-    def add(self, pairs: list[str | None]) -> None:
-        out = np.empty(len(pairs), np.int64)
-        for i, pair in enumerate(pairs):
-            if pair is None:
+    def of(self, names: list[str | None]) -> np.ndarray:
+        out = np.empty(len(names), np.int64)
+        for i, name in enumerate(names):
+            if name is None:
                 out[i] = self.next_single
                 self.next_single -= 1
             else:
-                out[i] = self.index.setdefault(pair, len(self.index))
-        self.ids.append(out)
-
-    def array(self) -> np.ndarray:
-        return np.concatenate(self.ids) if self.ids else np.empty(0, np.int64)
+                out[i] = self.index.setdefault(name, len(self.index))
+        return out
 
 
 def _filter(chunk: Chunk, counts: dict[str, int]) -> tuple[list[int], list[int]]:
@@ -363,6 +374,13 @@ def _manifest(
         }
         if config.data.has_pairs:
             splits[split]["pairs"] = _pairs_in(plan.parts[split], staged, config.data.benign_id)
+        if config.data.has_groups:
+            splits[split]["groups"] = len(_groups_in(plan.parts[split], staged))
+    if config.data.has_groups:
+        seen = _groups_in(plan.parts["train"], staged)
+        for split in ("val", "test"):
+            shared = _groups_in(plan.parts[split], staged) & seen
+            splits[split]["groups_also_in_train"] = len(shared)
     dropped = {
         "no_label": sum(c["no_label"] for c in counts.values()),
         "multi_label": sum(c["multi_label"] for c in counts.values()),
@@ -409,12 +427,22 @@ def _pairs_in(
     total = 0
     for key, positions in parts:
         source = staged[key]
-        if source.groups is None or benign_id is None:
+        if source.pairs is None or benign_id is None:
             continue
-        groups = source.groups[positions]
+        pairs = source.pairs[positions]
         benign = source.labels[positions] == benign_id
-        total += len(np.intersect1d(groups[benign], groups[~benign]))
+        total += len(np.intersect1d(pairs[benign], pairs[~benign]))
     return total
+
+
+def _groups_in(parts: list[tuple[str, np.ndarray]], staged: dict[str, StagedSource]) -> set[int]:
+    """The named groups (ids >= 0) a split's rows come from."""
+    out: set[int] = set()
+    for key, positions in parts:
+        groups = staged[key].groups
+        if groups is not None:
+            out.update(int(g) for g in np.unique(groups[positions]) if g >= 0)
+    return out
 
 
 def _check_splits(manifest: dict, names: list[str]) -> None:
@@ -466,4 +494,13 @@ def format_table(manifest: dict) -> str:
     if "pairs" in manifest["splits"]["train"]:
         pairs = ", ".join(f"{s} {manifest['splits'][s]['pairs']}" for s in SPLITS)
         lines.append(f"pairs (a flawed row and a fixed one): {pairs}")
+    if "groups" in manifest["splits"]["train"]:
+        lines.append(
+            "groups: " + ", ".join(_group_counts(manifest["splits"][s], s) for s in SPLITS)
+        )
     return "\n".join(lines)
+
+
+def _group_counts(split: dict, name: str) -> str:
+    shared = split.get("groups_also_in_train")
+    return f"{name} {split['groups']}" + (f" ({shared} also in train)" if shared else "")

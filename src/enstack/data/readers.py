@@ -30,7 +30,9 @@ def read_source(data: DataConfig, path: Path) -> Iterator[Chunk]:
     if data.format == "draper-hdf5":
         return read_draper(path, data.labels, data.benign_id, data.multi_label, data.chunk_rows)
     label_map = LabelMap(data.labels, path, data.label_column)
-    columns = Columns(data.code_column, data.label_column, data.id_column, data.pair_column)
+    columns = Columns(
+        data.code_column, data.label_column, data.id_column, data.pair_column, data.group_column
+    )
     if data.format == "csv":
         records = _csv_records(path, columns)
     elif data.format == "jsonl":
@@ -39,7 +41,7 @@ def read_source(data: DataConfig, path: Path) -> Iterator[Chunk]:
         records = _parquet_records(path, columns, data.chunk_rows)
     else:
         raise UserError(f"data.format {data.format!r} has no file reader")
-    return _chunked(records, label_map, path, data.chunk_rows, columns.pair is not None)
+    return _chunked(records, label_map, path, data.chunk_rows, columns)
 
 
 # --- Draper VDISC HDF5 ----------------------------------------------------------------------
@@ -137,6 +139,12 @@ class Columns(NamedTuple):
     label: str
     id: str  # optional in the file: ids are generated when it is absent
     pair: str | None  # read only when data.pair_column is set
+    group: str | None  # read only when data.group_column is set
+
+    def optional(self) -> list[tuple[str, str]]:
+        """(column, config key) of the optional columns the config names: required if named."""
+        named = ((self.pair, "pair_column"), (self.group, "group_column"))
+        return [(column, key) for column, key in named if column is not None]
 
 
 class Record(NamedTuple):
@@ -144,23 +152,30 @@ class Record(NamedTuple):
     label: object
     id: object  # None when the file has no id column
     pair: object  # None when not read, or empty in the file
+    group: object  # the same
     replaced: bool  # the line had bytes that are not UTF-8
 
 
 def _chunked(
-    records: Iterator[Record], label_map: LabelMap, path: Path, chunk_rows: int, with_pairs: bool
+    records: Iterator[Record], label_map: LabelMap, path: Path, chunk_rows: int, columns: Columns
 ) -> Iterator[Chunk]:
     stem = path.stem
     ids: list[str] = []
     codes: list[str] = []
     labels: list[int] = []
     pairs: list[str | None] = []
+    groups: list[str | None] = []
     bad = 0
     row = 0
 
     def chunk() -> Chunk:
         return Chunk(
-            ids, codes, np.asarray(labels, np.int16), bad, pairs=pairs if with_pairs else None
+            ids,
+            codes,
+            np.asarray(labels, np.int16),
+            bad,
+            pairs=pairs if columns.pair is not None else None,
+            groups=groups if columns.group is not None else None,
         )
 
     for row, record in enumerate(records):
@@ -170,12 +185,17 @@ def _chunked(
         bad += record.replaced or replaced_here
         labels.append(label_map(record.label, row + 1))
         ids.append(str(record.id) if record.id not in (None, "") else f"{stem}:{row}")
-        pairs.append(None if record.pair in (None, "") else str(record.pair))
+        pairs.append(_optional_id(record.pair))
+        groups.append(_optional_id(record.group))
         if len(codes) == chunk_rows:
             yield chunk()
-            ids, codes, labels, pairs, bad = [], [], [], [], 0
+            ids, codes, labels, pairs, groups, bad = [], [], [], [], [], 0
     if codes or row == 0:
         yield chunk()
+
+
+def _optional_id(value: object) -> str | None:
+    return None if value in (None, "") else str(value)
 
 
 def _str(value: object) -> str | None:
@@ -211,11 +231,12 @@ def _csv_records(path: Path, columns: Columns) -> Iterator[Record]:
     header = [h.lstrip("\ufeff") for h in header]
     _require(path, header, columns.code, "code_column")
     _require(path, header, columns.label, "label_column")
-    if columns.pair is not None:
-        _require(path, header, columns.pair, "pair_column")
+    for column, key in columns.optional():
+        _require(path, header, column, key)
     code_i, label_i = header.index(columns.code), header.index(columns.label)
     id_i = header.index(columns.id) if columns.id in header else None
     pair_i = header.index(columns.pair) if columns.pair is not None else None
+    group_i = header.index(columns.group) if columns.group is not None else None
     last_line = reader.line_num
     for row, fields in enumerate(reader, start=1):
         if len(fields) != len(header):
@@ -227,7 +248,8 @@ def _csv_records(path: Path, columns: Columns) -> Iterator[Record]:
         last_line = reader.line_num
         row_id = fields[id_i] if id_i is not None else None
         pair = fields[pair_i] if pair_i is not None else None
-        yield Record(fields[code_i], fields[label_i], row_id, pair, replaced)
+        group = fields[group_i] if group_i is not None else None
+        yield Record(fields[code_i], fields[label_i], row_id, pair, group, replaced)
 
 
 def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
@@ -244,8 +266,7 @@ def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
         if not isinstance(obj, dict):
             raise UserError(f"{path}: line {number} is not a JSON object")
         required = [(columns.code, "code_column"), (columns.label, "label_column")]
-        if columns.pair is not None:
-            required.append((columns.pair, "pair_column"))
+        required += columns.optional()
         for column, role in required:
             if column not in obj:
                 raise UserError(
@@ -253,8 +274,14 @@ def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
                     f"keys: {', '.join(obj)}"
                 )
         pair = obj[columns.pair] if columns.pair is not None else None
+        group = obj[columns.group] if columns.group is not None else None
         yield Record(
-            obj[columns.code], obj[columns.label], obj.get(columns.id), pair, number in bad_lines
+            obj[columns.code],
+            obj[columns.label],
+            obj.get(columns.id),
+            pair,
+            group,
+            number in bad_lines,
         )
 
 
@@ -268,14 +295,14 @@ def _parquet_records(path: Path, columns: Columns, chunk_rows: int) -> Iterator[
     names = parquet.schema_arrow.names
     _require(path, names, columns.code, "code_column")
     _require(path, names, columns.label, "label_column")
-    if columns.pair is not None:
-        _require(path, names, columns.pair, "pair_column")
+    for column, key in columns.optional():
+        _require(path, names, column, key)
     wanted = [columns.code, columns.label]
-    wanted += [c for c in (columns.id, columns.pair) if c is not None and c in names]
+    wanted += [c for c in (columns.id, columns.pair, columns.group) if c is not None and c in names]
     for batch in parquet.iter_batches(batch_size=chunk_rows, columns=list(dict.fromkeys(wanted))):
         values = [_column(batch, name, names) for name in columns]
-        for code, label, row_id, pair in zip(*values, strict=True):
-            yield Record(code, label, row_id, pair, False)
+        for code, label, row_id, pair, group in zip(*values, strict=True):
+            yield Record(code, label, row_id, pair, group, False)
 
 
 def _column(batch, name: str | None, names: list[str]) -> list:

@@ -23,7 +23,14 @@ class StagedSource:
 
     labels: np.ndarray  # int16
     hashes: np.ndarray  # uint64
-    groups: np.ndarray | None = None  # int64 pair ids (a row without one has its own)
+    pairs: np.ndarray | None = None  # int64 pair ids (a row without one has its own)
+    groups: np.ndarray | None = None  # int64 group ids (data.group_column), the same way
+
+    @property
+    def split_units(self) -> np.ndarray | None:
+        """What a split must keep whole: groups when there are any (a group holds its pairs),
+        else pairs, else nothing (rows split one by one)."""
+        return self.groups if self.groups is not None else self.pairs
 
 
 @dataclass
@@ -97,11 +104,12 @@ def split_rows(
     rng: np.random.Generator,
     benign_id: int | None,
 ) -> dict[str, np.ndarray]:
-    """Split `rows` of `source` by class, keeping groups whole when the source has them."""
-    if source.groups is None:
+    """Split `rows` of `source` by class, keeping groups (or pairs) whole where it has them."""
+    units = source.split_units
+    if units is None:
         pieces = stratified_split(source.labels[rows], fractions, rng)
     else:
-        pieces = grouped_split(source.labels[rows], source.groups[rows], fractions, rng, benign_id)
+        pieces = grouped_split(source.labels[rows], units[rows], fractions, rng, benign_id)
     return {name: rows[idx] for name, idx in pieces.items()}
 
 

@@ -99,8 +99,11 @@ def ablation(path: Path, rows: list[dict], split: str = "test") -> None:
     width = 0.8 / max(len(metas), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(subsets)), 4.5))
     for j, meta in enumerate(metas):
-        values = [
-            next(r["f1"] for r in stacked if " + ".join(r["models"]) == s and r["meta"] == meta)
+        values = [  # NaN (no bar): soft voting over a single model is that model
+            next(
+                (r["f1"] for r in stacked if " + ".join(r["models"]) == s and r["meta"] == meta),
+                np.nan,
+            )
             for s in subsets
         ]
         ax.bar(np.arange(len(subsets)) + j * width, values, width, label=META_LABELS[meta])

@@ -16,9 +16,8 @@ from sklearn.metrics import classification_report, confusion_matrix
 from enstack.config import Config
 from enstack.errors import UserError
 from enstack.evaluate import plots
-from enstack.evaluate.tables import csv_text, markdown, results_json
+from enstack.evaluate.tables import candidate_name, csv_text, markdown, results_json
 from enstack.fsutil import stage_lock, staged_dir
-from enstack.stack.meta import LABELS as META_LABELS
 from enstack.stack.stage import stack_dir_of
 
 
@@ -58,7 +57,7 @@ def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
         "stack_fingerprint": summary["fingerprint"],
     }
     sel = summary["selected"]
-    sel_name = f"{' + '.join(sel['models'])} ({META_LABELS[sel['meta']]})"
+    sel_name = candidate_name(sel)
     with staged_dir(out) as tmp:
         (tmp / "results.json").write_text(json.dumps(results_json(summary, extra), indent=2) + "\n")
         (tmp / "results.md").write_text(markdown(summary))

@@ -31,7 +31,8 @@ def results_json(summary: dict, extra: dict) -> dict:
     }
 
 
-def _name(row: dict) -> str:
+def candidate_name(row: dict) -> str:
+    """`a + b (LR)` for an ensemble, `a` for a single model (a row or the selection)."""
     models = " + ".join(row["models"])
     return models if row["meta"] is None else f"{models} ({META_LABELS[row['meta']]})"
 
@@ -51,8 +52,7 @@ def markdown(summary: dict, split: str = "test") -> str:
     lines = [
         f"# Results ({split} set, %)",
         "",
-        f"Selected on validation: **{' + '.join(sel['models'])} "
-        f"({META_LABELS[sel['meta']]})**; selection: {summary['selection']}; "
+        f"Selected on validation: **{candidate_name(sel)}**; selection: {summary['selection']}; "
         f"meta-features: {summary['features']}. Best value per column in bold.",
         "",
     ]
@@ -69,10 +69,43 @@ def markdown(summary: dict, split: str = "test") -> str:
                 else ""
             )
             cells = [_cell(row[c], best[c]) for c in COLUMNS]
-            lines.append(f"| {_name(row)}{marker} | " + " | ".join(cells) + " |")
+            lines.append(f"| {candidate_name(row)}{marker} | " + " | ".join(cells) + " |")
     if "detection" in rows[0]:
         lines += ["", *_detection_markdown(rows, sel)]
+    val_rows = [r for r in summary["rows"] if r["split"] == "val" and "cv" in r]
+    if val_rows:
+        lines += ["", *_selection_markdown(val_rows, sel)]
     return "\n".join(lines) + "\n"
+
+
+SELECTION_SHOWN = 10
+
+
+def _selection_markdown(val_rows: list[dict], sel: dict) -> list[str]:
+    """The candidates' cross-validated scores on val: how sure the choice is."""
+    ranked = sorted(val_rows, key=lambda r: -r["cv"]["mean"])
+    best = ranked[0]["cv"]
+    metric, folds = best["metric"], best["folds"]
+    lines = [
+        f"## Selection: {metric} on val, {folds}-fold cross-validated (%)",
+        "",
+        f"Mean and standard deviation over the folds; the selection takes the simplest candidate "
+        f"within one standard error of the best ({100 * best['mean']:.2f} - "
+        f"{100 * best['se']:.2f}). The {SELECTION_SHOWN} best shown, and the selection.",
+        "",
+        "| candidate | mean | std |",
+        "|---|---|---|",
+    ]
+    shown = ranked[:SELECTION_SHOWN]
+    chosen = [r for r in ranked if r["models"] == sel["models"] and r["meta"] == sel["meta"]]
+    shown += [r for r in chosen if r not in shown]
+    for row in shown:
+        marker = " (selected)" if row in chosen else ""
+        cv = row["cv"]
+        lines.append(
+            f"| {candidate_name(row)}{marker} | {100 * cv['mean']:.2f} | {100 * cv['std']:.2f} |"
+        )
+    return lines
 
 
 def _detection_values(row: dict) -> list[float | None]:
@@ -110,7 +143,7 @@ def _detection_markdown(rows: list[dict], sel: dict) -> list[str]:
         selected = row["models"] == sel["models"] and row["meta"] == sel["meta"]
         cells = [_cell(v, b) for v, b in zip(values, best, strict=True)]
         marker = " (selected)" if selected else ""
-        lines.append(f"| {_name(row)}{marker} | " + " | ".join(cells) + " |")
+        lines.append(f"| {candidate_name(row)}{marker} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -124,7 +157,7 @@ def _cell(value: float | None, best: float | None) -> str:
 def plain_table(summary: dict, split: str = "test") -> str:
     """The same table for a terminal."""
     rows = [r for r in summary["rows"] if r["split"] == split]
-    width = max(len(_name(r)) for r in rows) + 12
+    width = max(len(candidate_name(r)) for r in rows) + 12
     out = [f"{'model (' + split + ', %)':<{width}}" + "".join(f"{h:>10}" for h in HEADERS)]
     sel = summary["selected"]
     for title, group in _groups(rows):
@@ -135,7 +168,7 @@ def plain_table(summary: dict, split: str = "test") -> str:
             cells = "".join(
                 f"{'n/a' if row[c] is None else f'{100 * row[c]:.2f}':>10}" for c in COLUMNS
             )
-            out.append(f"  {_name(row) + marker:<{width - 2}}{cells}")
+            out.append(f"  {candidate_name(row) + marker:<{width - 2}}{cells}")
     out.append(f"* selected on validation ({summary.get('select_on', 'f1')})")
     if "detection" in rows[0]:
         out += ["", *_detection_plain(rows, sel, width)]
@@ -155,23 +188,27 @@ def _detection_plain(rows: list[dict], sel: dict, width: int) -> list[str]:
         cells = "".join(
             f"{'n/a' if v is None else f'{100 * v:.2f}':>9}" for v in _detection_values(row)
         )
-        out.append(f"  {_name(row) + (' *' if selected else ''):<{width - 2}}{cells}")
+        out.append(f"  {candidate_name(row) + (' *' if selected else ''):<{width - 2}}{cells}")
     return out
 
 
 def csv_text(rows: list[dict]) -> str:
-    """One line per row; with a benign class, `detection_*` and `pairs_*` columns follow."""
+    """One line per row; with a benign class, `detection_*` and `pairs_*` columns follow, and
+    in cv mode `cv_mean` and `cv_std` (val rows: the selection metric over the folds)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     detection = [f"detection_{c}" for c in DETECTION] if "detection" in rows[0] else []
     pairs = ["pairs_n", *(f"pairs_{c}" for c in PAIRS)] if "pairs" in rows[0] else []
-    writer.writerow(["models", "meta", "split", *COLUMNS, *detection, *pairs])
+    cv = ["cv_mean", "cv_std"] if any("cv" in row for row in rows) else []
+    writer.writerow(["models", "meta", "split", *COLUMNS, *detection, *pairs, *cv])
     for row in rows:
         values = [row[c] for c in COLUMNS]
         if detection:
             values += [row["detection"][c] for c in DETECTION]
         if pairs:
             values += [row["pairs"]["n"], *(row["pairs"][c] for c in PAIRS)]
+        if cv:  # the selection's cross-validated estimate, on val rows in cv mode
+            values += [row["cv"]["mean"], row["cv"]["std"]] if "cv" in row else [None, None]
         writer.writerow(
             [
                 "+".join(row["models"]),

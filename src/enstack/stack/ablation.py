@@ -2,8 +2,16 @@
 meta-classifier, scored on val and test; the selection looks at val only.
 
 `mode: paper` fits each meta-classifier on the validation meta-features and scores it on the
-same rows (the paper's Algorithm 1: in-sample). `mode: cv` scores it by stratified K-fold
-out-of-fold predictions on validation, then refits on all of validation for test.
+same rows, and picks the best score (the paper's Algorithm 1: in-sample).
+
+`mode: cv` scores every candidate by K-fold out-of-fold predictions on val, the same folds for
+all, then refits on all of val for test. The folds are stratified by class and keep groups
+(`data.group_column`; else pairs) whole, so a candidate is scored on groups it was not fitted
+on, as test will score it. Single models are candidates too. The selection takes the simplest
+candidate whose mean fold score is within one standard error of the best one (the
+one-standard-error rule): single models and soft voting fit nothing, a weighted mean fits one
+weight per model, then linear meta-classifiers, then trees; fewer models first. An ensemble is
+chosen only when it beats the simpler ones by more than the folds' noise.
 """
 
 from __future__ import annotations
@@ -13,22 +21,24 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from tqdm import tqdm
 
 from enstack.config import Config
-from enstack.stack.meta import MetaClassifier
+from enstack.stack.meta import COMBINERS, COMPLEXITY, MetaClassifier
 from enstack.train.metrics import classification_metrics, detection_metrics, pair_outcomes
 
 
 @dataclass
 class Combo:
+    """A candidate: base models and how they are combined (meta None: a single model alone)."""
+
     models: tuple[str, ...]
-    meta: str
-    classifier: MetaClassifier
+    meta: str | None
+    classifier: MetaClassifier  # for a single model, a vote over that one model
     val_probs: np.ndarray
     test_probs: np.ndarray
-    val_row: dict  # the val metrics selection reads (out-of-fold in cv mode)
+    val_row: dict  # the val metrics selection reads (out-of-fold in cv mode, with "cv")
 
 
 def subsets(names: list[str]) -> list[tuple[str, ...]]:
@@ -78,60 +88,134 @@ def run_ablation(
     features: dict,
     progress: bool | None = None,
     pairs: dict[str, np.ndarray | None] | None = None,
+    groups: dict[str, np.ndarray | None] | None = None,
 ) -> dict:
+    """Every row; `pairs` and `groups`: per split, the rows' pair and group ids (or None)."""
     names = [m.name for m in config.models]
-    scorer = Scorer(len(config.data.labels), config.data.benign_id, pairs or {})
-    n_classes = scorer.n_classes
+    pairs, groups = pairs or {}, groups or {}
+    scorer = Scorer(len(config.data.labels), config.data.benign_id, pairs)
+    st = config.stacking
     some = features[names[0]].splits
     y = {split: some[split]["labels"] for split in ("val", "test")}
-    rows: list[dict] = []
-    for name in names:
-        for split in ("val", "test"):
-            probs = features[name].splits[split]["probs"]
-            rows.append(scorer.row((name,), None, split, y[split], probs))
+    folds = None
+    if st.mode == "cv":
+        units = groups.get("val") if groups.get("val") is not None else pairs.get("val")
+        folds = val_folds(y["val"], units, st.cv_folds, config.seed)
 
+    rows: list[dict] = []
     combos: list[Combo] = []
-    st = config.stacking
-    plan = [(s, m) for s in subsets(names) for m in st.meta]
+    for name in names:
+        single = _single(name, features, scorer, y, folds, st.select_on)
+        rows += [single.val_row, scorer.row((name,), None, "test", y["test"], single.test_probs)]
+        if folds is not None:
+            combos.append(single)  # in cv mode a single model competes with the ensembles
+
+    plan = [(s, m) for s in subsets(names) for m in st.meta if len(s) > 1 or m not in COMBINERS]
     for models, meta in tqdm(
         plan, desc="stacking", leave=False, disable=True if progress is False else None
     ):
-        x_val = meta_features(features, models, "val", st.features)
-        x_test = meta_features(features, models, "test", st.features)
+        kind = "probs" if meta in COMBINERS else st.features
+        x_val = meta_features(features, models, "val", kind)
+        x_test = meta_features(features, models, "test", kind)
 
         def make(meta: str = meta) -> MetaClassifier:
             return MetaClassifier(
-                meta, n_classes, config.seed, st.meta_params.get(meta, {}), st.scale
+                meta, scorer.n_classes, config.seed, st.meta_params.get(meta, {}), st.scale
             )
 
-        if st.mode == "cv":
-            val_probs = out_of_fold(make, x_val, y["val"], st.cv_folds, config.seed)
-            classifier = make().fit(x_val, y["val"])
+        classifier = make().fit(x_val, y["val"])
+        if folds is not None:
+            val_probs = out_of_fold(make, x_val, y["val"], folds)
         else:
-            classifier = make().fit(x_val, y["val"])
             val_probs = classifier.predict_proba(x_val)
         test_probs = classifier.predict_proba(x_test)
         val_row = scorer.row(models, meta, "val", y["val"], val_probs)
+        if folds is not None:
+            val_row["cv"] = fold_scores(scorer, y["val"], val_probs, folds, st.select_on)
         combos.append(Combo(models, meta, classifier, val_probs, test_probs, val_row))
         rows += [val_row, scorer.row(models, meta, "test", y["test"], test_probs)]
 
-    selected = select(combos, st.select_on)
+    selected = select_within_noise(combos) if folds is not None else select(combos, st.select_on)
     return {"rows": rows, "combos": combos, "selected": selected, "y": y}
 
 
-def out_of_fold(make, x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Out-of-fold probabilities; a class rarer than `folds` caps the number of folds."""
-    smallest = int(np.bincount(y)[np.bincount(y) > 0].min())
-    k = max(2, min(folds, smallest))
+def _single(
+    name: str, features: dict, scorer: Scorer, y: dict, folds: np.ndarray | None, select_on: str
+) -> Combo:
+    """A base model alone: its own probabilities (nothing fitted), as a one-model vote."""
+    val_probs = features[name].splits["val"]["probs"]
+    test_probs = features[name].splits["test"]["probs"]
+    vote = MetaClassifier("vote", scorer.n_classes).fit(val_probs, y["val"])
+    val_row = scorer.row((name,), None, "val", y["val"], val_probs)
+    if folds is not None:
+        val_row["cv"] = fold_scores(scorer, y["val"], val_probs, folds, select_on)
+    return Combo((name,), None, vote, val_probs, test_probs, val_row)
+
+
+def val_folds(y: np.ndarray, units: np.ndarray | None, folds: int, seed: int) -> np.ndarray:
+    """The fold of each val row: stratified by class, groups (or pairs) kept whole. Fewer folds
+    when the rarest class (or the number of groups) cannot fill them."""
+    counts = np.bincount(y)
+    k = max(2, min(folds, int(counts[counts > 0].min())))
+    out = np.empty(len(y), np.int64)
+    if units is None:
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        parts = splitter.split(np.zeros(len(y)), y)
+    else:
+        k = max(2, min(k, len(np.unique(units))))
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        parts = splitter.split(np.zeros(len(y)), y, units)
+    for fold, (_, held) in enumerate(parts):
+        out[held] = fold
+    return out
+
+
+def out_of_fold(make, x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Each val row's probabilities from a meta-classifier fitted on the other folds."""
     probs = np.zeros((len(y), make().n_classes))
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    for train_idx, held_idx in splitter.split(x, y):
-        probs[held_idx] = make().fit(x[train_idx], y[train_idx]).predict_proba(x[held_idx])
+    for fold in np.unique(folds):
+        held = folds == fold
+        probs[held] = make().fit(x[~held], y[~held]).predict_proba(x[held])
     return probs
 
 
+def fold_scores(
+    scorer: Scorer, y: np.ndarray, probs: np.ndarray, folds: np.ndarray, select_on: str
+) -> dict:
+    """The selection metric on each held-out fold: its mean, spread and standard error."""
+    pairs = scorer.pairs.get("val")
+    values = []
+    for fold in np.unique(folds):
+        held = folds == fold
+        part = Scorer(
+            scorer.n_classes, scorer.benign_id, {"val": None if pairs is None else pairs[held]}
+        )
+        values.append(selection_score(part.row((), None, "val", y[held], probs[held]), select_on))
+    scores = np.asarray(values)
+    std = float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
+    return {
+        "metric": select_on,
+        "folds": len(scores),
+        "mean": round(float(scores.mean()), 6),
+        "std": round(std, 6),
+        "se": round(std / math.sqrt(len(scores)), 6),
+    }
+
+
+def select_within_noise(combos: list[Combo]) -> Combo:
+    """The one-standard-error rule over the candidates' fold scores (see the module's doc)."""
+    best = max(combos, key=lambda c: c.val_row["cv"]["mean"])
+    bar = best.val_row["cv"]["mean"] - best.val_row["cv"]["se"]
+    near = [c for c in combos if c.val_row["cv"]["mean"] >= bar]
+    return min(
+        near,
+        key=lambda c: (COMPLEXITY[c.meta], len(c.models), -c.val_row["cv"]["mean"]),
+    )
+
+
 def select(combos: list[Combo], select_on: str = "f1") -> Combo:
-    """Best val score on `select_on`; ties go to fewer models, then config and meta order."""
+    """Best val score on `select_on` (in-sample, the paper's rule); ties go to fewer models,
+    then config and meta order."""
 
     def key(i: int) -> tuple:
         return (selection_score(combos[i].val_row, select_on), -len(combos[i].models), -i)

@@ -24,8 +24,15 @@ from sklearn.svm import SVC
 
 from enstack.errors import UserError
 
-META_NAMES = ("lr", "svm", "rf", "xgboost")
-LABELS = {"lr": "LR", "svm": "SVM", "rf": "RF", "xgboost": "XGB"}
+PAPER_METAS = ("lr", "svm", "rf", "xgboost")
+# Means of the base models' probabilities: nothing (vote) or one weight per model (wmean) is
+# fitted, so they cannot memorise the groups of the rows they are fitted on.
+COMBINERS = ("vote", "wmean")
+META_NAMES = (*PAPER_METAS, *COMBINERS)
+LABELS = {"lr": "LR", "svm": "SVM", "rf": "RF", "xgboost": "XGB", "vote": "vote", "wmean": "wmean"}
+# How much each kind of candidate can fit to its val rows, for the one-standard-error rule
+# (single models and soft voting fit nothing; see stack/ablation.py).
+COMPLEXITY = {None: 0, "vote": 0, "wmean": 1, "lr": 2, "svm": 2, "rf": 3, "xgboost": 3}
 
 # The types a skops file written by enstack may contain; anything else is refused on load.
 SKOPS_TRUSTED = {
@@ -42,6 +49,48 @@ SKOPS_TRUSTED = {
     "numpy.random._mt19937.MT19937",
     "numpy.random.mtrand.RandomState",
 }
+
+
+class ProbabilityMean:
+    """The mean of the base models' probability blocks: equal weights (soft voting), or with
+    `fit_weights` one non-negative weight per model, summing to 1, that minimises the log-loss
+    on the rows it is fitted on. Input: the models' probabilities side by side (n, m * k)."""
+
+    def __init__(self, n_classes: int, fit_weights: bool) -> None:
+        self.n_classes = n_classes
+        self.fit_weights = fit_weights
+        self.weights: np.ndarray | None = None
+
+    def _blocks(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[1] % self.n_classes:
+            raise ValueError(f"{x.shape[1]} features are not blocks of {self.n_classes} classes")
+        return x.reshape(len(x), -1, self.n_classes)  # (rows, models, classes)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> ProbabilityMean:
+        blocks = self._blocks(x)
+        models = blocks.shape[1]
+        self.weights = np.full(models, 1.0 / models)
+        if self.fit_weights and models > 1:
+            self.weights = _log_loss_weights(blocks, y)
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        assert self.weights is not None, "fit first"
+        return np.einsum("nmk,m->nk", self._blocks(x), self.weights)
+
+
+def _log_loss_weights(blocks: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Weights on the simplex (a softmax of free parameters) minimising the mean log-loss."""
+    from scipy.optimize import minimize
+    from scipy.special import softmax
+
+    truth = blocks[np.arange(len(y)), :, y]  # (rows, models): each model's P(true class)
+
+    def loss(theta: np.ndarray) -> float:
+        return float(-np.log(np.clip(truth @ softmax(theta), 1e-12, None)).mean())
+
+    start = np.zeros(blocks.shape[1])
+    return softmax(minimize(loss, start, method="L-BFGS-B").x)
 
 
 def paper_estimator(name: str, seed: int, params: dict[str, Any]):
@@ -84,6 +133,8 @@ def paper_estimator(name: str, seed: int, params: dict[str, Any]):
 def check_params(name: str, params: dict[str, Any]) -> str | None:
     """What is wrong with `stacking.meta_params[name]`, or None: every key must be one of the
     estimator's parameters and every value one it accepts (checked by its own validation)."""
+    if name in COMBINERS:
+        return f"{name} has no parameters" if params else None
     estimator = paper_estimator(name, 0, {})
     inner = estimator.estimator if isinstance(estimator, OneVsRestClassifier) else estimator
     known = inner.get_params(deep=False)
@@ -116,14 +167,21 @@ class MetaClassifier:
         self.scale = scale
         self.seed = seed
         self.params = params or {}
+        self.classes_: np.ndarray | None = None
+        if name in COMBINERS:  # probabilities in, probabilities out: no scaling, all classes
+            self.scale = False
+            self.estimator = ProbabilityMean(n_classes, fit_weights=name == "wmean")
+            return
         estimator = paper_estimator(name, seed, self.params)
         self.estimator = (
             Pipeline([("scale", StandardScaler()), ("model", estimator)]) if scale else estimator
         )
-        self.classes_: np.ndarray | None = None
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> MetaClassifier:
         self.classes_ = np.unique(y)
+        if isinstance(self.estimator, ProbabilityMean):
+            self.estimator.fit(x, y)
+            return self
         codes = np.searchsorted(self.classes_, y)  # contiguous ids, as XGBoost requires
         with warnings.catch_warnings():
             # SVC(probability=True) is the paper's setting; sklearn 1.9 deprecates the flag.
@@ -138,6 +196,8 @@ class MetaClassifier:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         assert self.classes_ is not None, "fit first"
+        if isinstance(self.estimator, ProbabilityMean):
+            return self.estimator.predict_proba(x)
         out = np.zeros((len(x), self.n_classes), dtype=np.float64)
         if self.estimator is None:
             out[:, self.classes_[0]] = 1.0
@@ -162,7 +222,9 @@ class MetaClassifier:
             "classes": self.classes_.tolist(),
         }
         files = ["meta.json"]
-        if self.name == "xgboost" and self.estimator is not None:
+        if isinstance(self.estimator, ProbabilityMean):
+            info["weights"] = self.estimator.weights.tolist()
+        elif self.name == "xgboost" and self.estimator is not None:
             model = self.estimator.steps[-1][1] if self.scale else self.estimator
             model.save_model(str(directory / "meta.xgb.json"))
             files.append("meta.xgb.json")
@@ -181,7 +243,9 @@ class MetaClassifier:
         info = json.loads((directory / "meta.json").read_text())
         meta = cls(info["name"], info["n_classes"], info["seed"], info["params"], info["scale"])
         meta.classes_ = np.asarray(info["classes"])
-        if len(meta.classes_) == 1:
+        if isinstance(meta.estimator, ProbabilityMean):
+            meta.estimator.weights = _weights(info.get("weights"), directory)
+        elif len(meta.classes_) == 1:
             meta.estimator = None
         elif info["name"] == "xgboost":
             from xgboost import XGBClassifier
@@ -197,6 +261,17 @@ class MetaClassifier:
         else:
             meta.estimator = _load_skops(directory / "meta.skops")
         return meta
+
+
+def _weights(value: object, directory: Path) -> np.ndarray:
+    """A combiner's weights as written: finite, non-negative numbers."""
+    try:
+        weights = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        weights = np.empty(0)
+    if weights.ndim != 1 or not len(weights) or not np.all(np.isfinite(weights) & (weights >= 0)):
+        raise UserError(f"{directory / 'meta.json'}: 'weights' is not a list of weights")
+    return weights
 
 
 def _load_skops(path: Path):

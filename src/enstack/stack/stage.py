@@ -24,7 +24,7 @@ from enstack.stack.bundle import write_bundle
 from enstack.stack.features import export_dir, extract_all
 from enstack.train.metrics import classification_metrics
 
-STACK_VERSION = 2  # 2: detection and pair metrics, select_on
+STACK_VERSION = 3  # 2: detection and pair metrics, select_on; 3: grouped folds, 1-SE rule
 
 
 @dataclass
@@ -60,7 +60,9 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
     if previous and previous.get("fingerprint") == fingerprint:
         return StackResult(out, previous, skipped=True)
 
-    result = run_ablation(config, features, progress, _pair_ids(config))
+    result = run_ablation(
+        config, features, progress, _split_ids(config, "pair"), _split_ids(config, "group")
+    )
     chosen = result["selected"]
     labels = manifest["labels"]
     select_on = config.stacking.select_on
@@ -72,11 +74,7 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
         "labels": labels,
         "benign_label": config.data.benign_label if config.data.benign_id is not None else None,
         "select_on": select_on,
-        "selection": (
-            "in-sample on val (the paper's Algorithm 1)"
-            if config.stacking.mode == "paper"
-            else f"{config.stacking.cv_folds}-fold cross-validation on val, refit on all of val"
-        ),
+        "selection": _selection_text(config, chosen),
         "rows": result["rows"],
         "selected": {"models": list(chosen.models), "meta": chosen.meta},
         "best_single": best_single.name,
@@ -119,16 +117,30 @@ def _val_score(rows: list[dict], name: str, select_on: str) -> float:
     return selection_score(row, select_on)
 
 
-def _pair_ids(config: Config) -> dict[str, np.ndarray | None]:
-    """Each scored split's pair ids in row order (the features' order), when it has them."""
+def _selection_text(config: Config, chosen) -> str:
+    if config.stacking.mode == "paper":
+        return "in-sample on val (the paper's Algorithm 1)"
+    folds = chosen.val_row["cv"]["folds"]
+    kept = "groups" if config.data.has_groups else "pairs" if config.data.has_pairs else None
+    whole = f", {kept} kept whole" if kept else ""
+    return (
+        f"{folds}-fold cross-validation on val{whole}; the simplest candidate within one "
+        "standard error of the best, refit on all of val"
+    )
+
+
+def _split_ids(config: Config, column: str) -> dict[str, np.ndarray | None]:
+    """Each scored split's `pair` or `group` ids in row order (the features' order), when it
+    has that column; a row without one is a unit of its own."""
     out: dict[str, np.ndarray | None] = {}
     for split in ("val", "test"):
         path = config.run_dir / "data" / f"{split}.parquet"
-        has_pairs = "pair" in pq.read_schema(path).names
-        out[split] = (
-            np.asarray(pq.read_table(path, columns=["pair"]).column("pair").to_pylist(), object)
-            if has_pairs
-            else None
+        if column not in pq.read_schema(path).names:
+            out[split] = None
+            continue
+        values = pq.read_table(path, columns=[column]).column(column).to_pylist()
+        out[split] = np.asarray(
+            [f"row:{i}" if v is None else f"id:{v}" for i, v in enumerate(values)], object
         )
     return out
 
