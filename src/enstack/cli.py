@@ -215,15 +215,15 @@ def cmd_ckpt_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
+    from enstack.evaluate.tables import candidate_name
     from enstack.stack.stage import run_stack
 
     config = _load(args)
     result = run_stack(config)
-    selected = result.summary["selected"]
     state = "unchanged, nothing to do" if result.skipped else "done"
     print(
         f"{result.stack_dir}: {state}; selected on validation: "
-        f"{' + '.join(selected['models'])} with {selected['meta']}"
+        f"{candidate_name(result.summary['selected'])}"
     )
     return EXIT_OK
 

@@ -6,6 +6,7 @@ synthetic data). Unknown keys and wrong types are rejected with the dotted key's
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -249,12 +250,21 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> Config
     """
     if path is None:
         return _validate({}, "defaults", overrides)
-    return _validate(_read_yaml(path), str(path), overrides)
+    return _validate(read_config_yaml(path), str(path), overrides)
 
 
 def load_config_text(text: str, source: str, overrides: list[str] | None = None) -> Config:
     """Validate a YAML string (the embedded demo config) with the same rules as a file."""
     return _validate(parse_yaml(text) or {}, source, overrides)
+
+
+def load_config_dict(
+    raw: dict[str, Any], source: str, overrides: list[str] | None = None
+) -> Config:
+    """Validate a mapping (the Python API's configs) with the same rules as a file."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: a config is a mapping of keys, not {type(raw).__name__}")
+    return _validate(copy.deepcopy(raw), source, overrides)
 
 
 def _validate(raw: dict[str, Any], source: str, overrides: list[str] | None) -> Config:
@@ -299,7 +309,7 @@ def _expanded_size(value: Any, limit: int) -> int:
     return count
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_config_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:

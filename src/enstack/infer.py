@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from enstack.models.classifier import Classifier
+from enstack.progress import progress_bar
 from enstack.train.batching import eval_batches
 from enstack.train.encode import EncodedSplit
 from enstack.train.optim import autocast
@@ -32,12 +32,7 @@ def predict(
     batches = eval_batches(split.lengths, batch_size)
     model.eval()
     with torch.inference_mode():
-        for rows in tqdm(
-            batches,
-            desc=desc,
-            leave=False,
-            disable=True if progress is False else None,
-        ):
+        for rows in progress_bar(batches, enabled=progress, desc=desc, leave=False):
             ids, mask, _ = split.collate(rows)
             with autocast(amp, device):
                 pooled = model.embed(ids.to(device), mask.to(device))

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from enstack.config import Config, DataConfig
 from enstack.data.chunks import MULTI_DROPPED, NO_LABEL, Chunk
@@ -28,6 +27,7 @@ from enstack.data.synthetic import generate, synthetic_labels
 from enstack.errors import UserError
 from enstack.fsutil import clean_debris, sha256_file, sha256_json, stage_lock, staged_dir
 from enstack.labels import PAPER_LABELS, SPLITS
+from enstack.progress import progress_bar
 
 FORMAT_VERSION = 1  # bump when the output or the rules change, so old runs are re-prepared
 SYNTHETIC_VERSION = 2
@@ -223,10 +223,10 @@ def _stage(
     labels: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
     dense: dict[str, list[np.ndarray]] = {name: [] for name in ids}
-    bar = tqdm(
+    bar = progress_bar(
+        enabled=progress,
         desc=f"reading {key}",
         unit=" rows",
-        disable=True if progress is False else None,
         leave=False,
     )
     with pq.ParquetWriter(out, schema) as writer:

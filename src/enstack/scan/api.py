@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from enstack.errors import UserError
+from enstack.progress import progress_bar
 from enstack.scan.cache import ScanCache, code_key
 from enstack.scan.files import FileTally, check_paths, source_files
 from enstack.scan.functions import Function, extract_functions, language_of
@@ -146,11 +146,11 @@ class Scanner:
         todo = sorted(
             {k: f.code for k, f in zip(keys, functions, strict=True) if k not in known}.items()
         )
-        bar = tqdm(
+        bar = progress_bar(
+            enabled=progress,
             total=len(todo),
             desc="scoring",
             unit=" functions",
-            disable=True if progress is False else None,
             leave=False,
         )
         for start in range(0, len(todo), SCORE_BATCH):

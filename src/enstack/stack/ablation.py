@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-from tqdm import tqdm
 
 from enstack.config import Config
+from enstack.progress import progress_bar
 from enstack.stack.meta import COMBINERS, COMPLEXITY, MetaClassifier
 from enstack.train.metrics import classification_metrics, detection_metrics, pair_outcomes
 
@@ -111,9 +111,7 @@ def run_ablation(
             combos.append(single)  # in cv mode a single model competes with the ensembles
 
     plan = [(s, m) for s in subsets(names) for m in st.meta if len(s) > 1 or m not in COMBINERS]
-    for models, meta in tqdm(
-        plan, desc="stacking", leave=False, disable=True if progress is False else None
-    ):
+    for models, meta in progress_bar(plan, enabled=progress, desc="stacking", leave=False):
         kind = "probs" if meta in COMBINERS else st.features
         x_val = meta_features(features, models, "val", kind)
         x_test = meta_features(features, models, "test", kind)

@@ -95,7 +95,9 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
     )
     with staged_dir(out) as tmp:
         save_file(
-            {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+            # copies: with a single model selected, two entries are one array, which
+            # safetensors refuses to write twice
+            {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in arrays.items()},
             str(tmp / "arrays.safetensors"),
         )
         write_bundle(

@@ -14,12 +14,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
 from enstack.labels import SPLITS
 from enstack.models.families import FAMILIES
+from enstack.progress import progress_bar
 
 ENCODE_VERSION = 1
 TOKENIZER_FILES = (
@@ -149,12 +149,12 @@ def tokenize(
     room = max_length - len(head) - len(tail)
     pieces: list[np.ndarray] = []
     lengths = np.zeros(len(codes), dtype=np.int64)
-    bar = tqdm(
+    bar = progress_bar(
+        enabled=progress,
         total=len(codes),
         desc=f"tokenising {split}",
         unit=" rows",
         leave=False,
-        disable=True if progress is False else None,
     )
     for start in range(0, len(codes), batch):
         encoded = tokenizer(

@@ -20,7 +20,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file
-from tqdm import tqdm
 
 from enstack import __version__
 from enstack.ckpt.layout import (
@@ -38,6 +37,7 @@ from enstack.data.prepare import prepare, read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import ProcessLock, sha256_json
 from enstack.models.loading import load_base, new_classifier, write_base
+from enstack.progress import progress_bar
 from enstack.train.batching import epoch_batches
 from enstack.train.clock import PhaseClock
 from enstack.train.distributed import Dist, from_environment
@@ -280,12 +280,12 @@ class Trainer:
                 batches[i : i + tc.grad_accum_steps]
                 for i in range(0, len(batches), tc.grad_accum_steps)
             ]
-            bar = tqdm(
+            bar = progress_bar(
+                enabled=self.progress,
                 total=len(batches),
                 initial=min(state.step * tc.grad_accum_steps, len(batches)),
                 desc=f"{self.model_cfg.name} epoch {state.epoch + 1}/{tc.epochs}",
                 unit="batch",
-                disable=True if self.progress is False else None,
                 dynamic_ncols=True,
                 file=sys.stderr,
             )

@@ -1,0 +1,149 @@
+"""enstack from Python (notebooks, Colab, services): the command line's stages as functions.
+
+    import enstack.api as es
+
+    config = es.load_config("configs/juliet6.yaml", run_dir="/content/drive/MyDrive/j6",
+                            training={"staging_dir": "/content/staging"})
+    es.run(config)                          # every stage; finished work is skipped
+    report = es.scan(["src/"], config=config)
+    [(f.function.name, f.label, f.confidence) for f in report.findings]
+
+Each function is the stage the CLI runs, with the same files written and the same skipping
+and resuming: after a disconnect, run the same cell. Bad input raises `UserError`, whose
+message is the line the CLI prints after `error:`; a training interrupted by the kernel's
+stop button saves a checkpoint and raises `Interrupted`. Progress renders as a notebook
+widget in Jupyter and Colab (see `enstack.progress`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from enstack.config import Config, load_config_dict, parse_yaml, read_config_yaml
+from enstack.errors import UserError
+
+__all__ = [
+    "Config",
+    "Reports",
+    "UserError",
+    "demo_config",
+    "evaluate",
+    "load_config",
+    "prepare",
+    "run",
+    "scan",
+    "stack",
+    "train",
+]
+
+
+@dataclass
+class Reports:
+    """What `evaluate` wrote: the reports directory and the results it holds."""
+
+    directory: Path
+    summary: dict  # the stack summary: rows, selection, labels (results.json holds more)
+    skipped: bool  # unchanged inputs: nothing rewritten
+
+    @property
+    def results_json(self) -> Path:
+        return self.directory / "results.json"
+
+
+def load_config(
+    source: str | Path | dict | None = None, overrides: Iterable[str] = (), **settings: Any
+) -> Config:
+    """A config from a YAML file, a dict, or the defaults (None), then `overrides` in the
+    command line's `key=value` form, then keyword settings: top-level keys, whose dict values
+    merge into the config's (`training={"epochs": 2}` keeps the other training keys)."""
+    if source is None:
+        raw, name = {}, "defaults"
+    elif isinstance(source, dict):
+        raw, name = source, "the config dict"
+    else:
+        raw, name = read_config_yaml(Path(source)), str(source)
+    merged = _merge(raw, settings)
+    return load_config_dict(merged, name, list(overrides))
+
+
+def demo_config(run_dir: str | Path = "enstack-demo", **settings: Any) -> Config:
+    """The config `enstack demo` runs, with `run_dir` and any keyword settings."""
+    from importlib import resources
+
+    text = resources.files("enstack").joinpath("resources/demo.yaml").read_text()
+    raw = parse_yaml(text)
+    return load_config_dict(_merge(raw, {"run_dir": str(run_dir), **settings}), "the demo config")
+
+
+def prepare(config: Config, progress: bool | None = None):
+    """Stage 1: read, label, dedup, split. Returns a `PrepareResult` (data_dir, manifest)."""
+    from enstack.data.prepare import prepare as run_prepare
+
+    return run_prepare(config, progress)
+
+
+def train(
+    config: Config,
+    model: str,
+    resume: str = "auto",
+    force_resume: bool = False,
+    progress: bool | None = None,
+):
+    """Stage 2 for one model (`resume`: auto, never, or a checkpoint path). Returns a
+    `TrainResult` (paths, final state, where it resumed from)."""
+    from enstack.train.trainer import train_model
+
+    return train_model(config, model, resume, progress, force_resume=force_resume)
+
+
+def stack(config: Config, progress: bool | None = None):
+    """Stage 3: features, the ablation, the selected bundle. Returns a `StackResult`."""
+    from enstack.stack.stage import run_stack
+
+    return run_stack(config, progress)
+
+
+def evaluate(config: Config) -> Reports:
+    """Stage 4: results.json/md/csv and plots under run_dir/reports."""
+    from enstack.evaluate.stage import run_evaluate
+
+    return Reports(*run_evaluate(config))
+
+
+def run(config: Config, progress: bool | None = None) -> dict:
+    """Every stage in order, as `enstack run` (and `enstack demo`); returns the stack summary
+    (`rows`, `selected`, `best_single`, ...) and prints the results table."""
+    from enstack.pipeline import run_pipeline
+
+    return run_pipeline(config, progress)
+
+
+def scan(
+    paths: Iterable[str | Path],
+    bundle: str | Path | None = None,
+    config: Config | None = None,
+    **options: Any,
+):
+    """Scan files or directories with a bundle (or a run's selected bundle, `config`).
+    `options`: `threshold`, `top_lines`, `localise`, `cache_dir`, as the `Scanner` takes them.
+    Returns a `ScanReport` (`findings`, `scored`, `summary()`)."""
+    from enstack.scan.api import Scanner
+
+    if (bundle is None) == (config is None):
+        raise UserError("scan: give a bundle or a config, not both or neither")
+    where = Path(bundle) if bundle is not None else config.run_dir / "stack" / "bundle"
+    return Scanner(where, **options).scan([str(p) for p in paths])
+
+
+def _merge(base: dict, settings: dict) -> dict:
+    """`settings` over `base`, dicts merged key by key (lists and values replaced)."""
+    out = dict(base)
+    for key, value in settings.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
