@@ -120,3 +120,46 @@ def test_usage_errors_are_one_error_line(tmp_path: Path) -> None:
     assert_user_error(run_cli("train", "--config", str(cfg)), "--model", "enstack train --help")
     assert_user_error(run_cli("nonsense"), "invalid choice")
     assert_user_error(run_cli("ckpt", "clean", str(tmp_path), "--keep", "0"), "--keep")
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`enstack prepare ... | head -0`: the reader is gone before enstack prints."""
+    import subprocess
+    import sys
+
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {"run_dir": str(tmp_path / "run"), "data": {"synthetic": {"n_per_class": 20}}},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enstack", "prepare", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader leaves at once
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_an_interrupted_training_names_the_command_that_resumes(monkeypatch) -> None:
+    import argparse
+
+    from enstack.cli import _resume_command
+
+    argv = [
+        "/venv/bin/enstack",
+        "train",
+        "--config",
+        "c 1.yaml",
+        "--model",
+        "m",
+        "--resume",
+        "never",
+    ]
+    monkeypatch.setattr("sys.argv", argv)
+    again = _resume_command(argparse.Namespace(resume="never"))
+    assert again == "enstack train --config 'c 1.yaml' --model m"  # auto: the newest checkpoint
+    monkeypatch.setattr("sys.argv", [*argv[:-1], "/ck/ckpt-g40"])
+    again = _resume_command(argparse.Namespace(resume="/ck/ckpt-g40"))
+    assert again.endswith("--model m --resume /ck/ckpt-g40")

@@ -47,8 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     demo = verbs.add_parser("demo", help="the whole pipeline on synthetic data, on CPU, in minutes")
-    demo.add_argument("--run-dir", type=Path, default=Path("enstack-demo"))
-    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    demo.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path("enstack-demo"),
+        help="where the demo writes (default: ./enstack-demo)",
+    )
+    demo.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a demo config key, e.g. --set training.epochs=1 (repeatable)",
+    )
 
     for verb, text in (
         ("prepare", "read, filter, dedup, split and downsample the data into run_dir/data"),
@@ -78,13 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt_verbs = ckpt.add_subparsers(
         dest="ckpt_verb", required=True, metavar="ACTION", parser_class=Parser
     )
-    ckpt_verbs.add_parser("inspect", help="what a checkpoint holds").add_argument("path", type=Path)
+    ckpt_verbs.add_parser("inspect", help="what a checkpoint holds").add_argument(
+        "path", type=Path, help="a checkpoint directory (ckpt-g<step>)"
+    )
     ckpt_verbs.add_parser("verify", help="exit 0 if intact, 2 if not").add_argument(
-        "path", type=Path
+        "path", type=Path, help="a checkpoint directory (ckpt-g<step>)"
     )
     clean = ckpt_verbs.add_parser("clean", help="remove partial saves and old checkpoints")
-    clean.add_argument("path", type=Path)
-    clean.add_argument("--keep", type=int, default=None)
+    clean.add_argument("path", type=Path, help="a checkpoints directory (models/NAME/checkpoints)")
+    clean.add_argument(
+        "--keep",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also remove all but the newest N valid checkpoints (default: keep every valid one)",
+    )
     return parser
 
 
@@ -140,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `enstack ... | head`: the reader left; stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _command_name(args: argparse.Namespace) -> str:
@@ -170,7 +194,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = train_model(config, args.model, args.resume, force_resume=args.force_resume)
     except Interrupted as stop:
-        print(f"stopped at {stop}; checkpoint saved, resume with the same command", file=sys.stderr)
+        again = _resume_command(args)
+        print(f"stopped at {stop}; checkpoint saved, resume with: {again}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if os.environ.get("RANK", "0") != "0":
         return EXIT_OK  # under torchrun, rank 0 reports for all
@@ -181,6 +206,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"best val weighted F1 {best}; exports in {result.paths.best} and {result.paths.final}"
     )
     return EXIT_OK
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes this training: the same one, except that `--resume never`
+    (which moves checkpoints aside and starts over) becomes `--resume auto`."""
+    import shlex
+
+    words = [os.path.basename(sys.argv[0]) or "enstack", *sys.argv[1:]]
+    if words[0].endswith("__main__.py"):
+        words[0:1] = ["python", "-m", "enstack"]
+    out, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word == "--resume":
+            skip = True
+            continue
+        if word.startswith("--resume="):
+            continue
+        out.append(word)
+    if args.resume not in ("auto", "never"):  # a path: resume from it again
+        out += ["--resume", args.resume]
+    return shlex.join(out)
 
 
 def cmd_ckpt_inspect(args: argparse.Namespace) -> int:

@@ -66,7 +66,7 @@ def _unreachable(model: ModelConfig, exc: Exception) -> str:
         return f"{describe_source(model)}: cannot load {source}: {exc}".splitlines()[0]
     return (
         f"{describe_source(model)}: cannot fetch {source!r} from the Hugging Face hub (offline, "
-        "or no such model). On a machine with network, save it with `huggingface-cli download "
+        "or no such model). On a machine with network, save it with `hf download "
         f"{source} --local-dir DIR` (or save_pretrained), copy DIR here and set "
         f"--set models.N.pretrained=DIR"
     )
