@@ -68,7 +68,7 @@ def test_sigterm_saves_exits_130_and_resumes_exactly(tmp_path: Path) -> None:
     )
     assert resumed.returncode == 0, resumed.stderr
     line = next(x for x in resumed.stderr.splitlines() if x.startswith("resuming"))
-    assert "epoch 0, step" in line and "batches left in epoch 0" in line
+    assert "epoch 1/" in line and "batches left in this epoch" in line  # epochs count from 1
     _assert_twins(reference, model_dir)
 
 

@@ -202,7 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     state = result.state
     best = "none" if state.best_f1 is None else f"{state.best_f1:.4f}"
     print(
-        f"{args.model}: done at epoch {state.epoch}, global step {state.global_step}; "
+        f"{args.model}: done after {state.epoch} epochs, global step {state.global_step}; "
         f"best val weighted F1 {best}; exports in {result.paths.best} and {result.paths.final}"
     )
     return EXIT_OK

@@ -27,14 +27,16 @@ def inspect_text(path: Path) -> str:
         f"checkpoint   {ckpt.path}",
         f"model        {s.get('model', '?')}  (enstack {s.get('enstack_version', '?')}, "
         f"format {s.get('format_version', '?')})",
-        f"position     epoch {s['epoch']}, step {s['step']}, global step {s['global_step']}",
-        f"meaning      {s['step']} optimizer steps of epoch {s['epoch']} are done; the next batch "
-        f"trained is batch {s['step'] * accum} of epoch {s['epoch']} (counting from 0)",
+        f"position     epoch {s['epoch'] + 1}, step {s['step']}, global step {s['global_step']}"
+        f"  (state.json counts epochs from 0: epoch {s['epoch']})",
+        f"meaning      {s['step']} optimizer steps of epoch {s['epoch'] + 1} are done; the next "
+        f"batch trained is batch {s['step'] * accum + 1} of {total or '?'} in that epoch",
         f"total batches {total if total is not None else 'not recorded (older checkpoint)'}"
         f" per epoch, {accum} per optimizer step",
         f"finished     {s.get('finished', False)}"
         + ("  (early stop)" if s.get("stopped_early") else ""),
-        f"best val F1  {_fmt(s.get('best_f1'))} (epoch {s.get('best_epoch')})",
+        f"best val F1  {_fmt(s.get('best_f1'))}"
+        + (f" (epoch {s['best_epoch'] + 1})" if s.get("best_epoch") is not None else ""),
         f"last eval    {_metrics(s.get('last_eval') or {})}",
         f"saved at     {s.get('saved_at', '?')}",
         "files",

@@ -518,10 +518,9 @@ class Trainer:
         if not state.finished:
             left = max(state.total_batches - state.step * self.tc.grad_accum_steps, 0)
             self._say(
-                f"resuming {self.model_cfg.name} from {ckpt.path}: epoch {state.epoch}, step "
-                f"{state.step}, global step {state.global_step} (counting from 0; the progress "
-                f"bar's epoch {state.epoch + 1}/{self.tc.epochs}); {left} of "
-                f"{state.total_batches} batches left in epoch {state.epoch}"
+                f"resuming {self.model_cfg.name} from {ckpt.path}: epoch "
+                f"{state.epoch + 1}/{self.tc.epochs}, step {state.step}, global step "
+                f"{state.global_step}; {left} of {state.total_batches} batches left in this epoch"
             )
         return state
 
@@ -609,7 +608,7 @@ class Trainer:
 
     def _where(self) -> str:
         s = self.state
-        return f"epoch {s.epoch}, step {s.step}, global step {s.global_step}"
+        return f"epoch {s.epoch + 1}/{self.tc.epochs}, step {s.step}, global step {s.global_step}"
 
     def _export(self, out_dir: Path) -> None:
         s = self.state
