@@ -10,9 +10,9 @@ keeps dropout on (RoBERTa's default 0.1).
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from conftest import kill_repeatedly, popen_train, tiny_config, train_args, wait_for
@@ -81,4 +81,19 @@ def test_resume_never_sets_old_checkpoints_aside(tmp_path: Path) -> None:
     aside = [p for p in models.iterdir() if p.name.startswith("checkpoints.old-")]
     assert len(aside) == 1 and any(aside[0].iterdir())
     assert "moved" in again.stderr and "resuming" not in again.stderr
-    shutil.rmtree(aside[0])
+    # the old run's logs went with it: the new ones start fresh
+    stamp = aside[0].name.split(".old-")[1]
+    assert (models / f"tb.old-{stamp}").is_dir() and (
+        models / f"metrics.jsonl.old-{stamp}"
+    ).is_file()
+    steps = [json.loads(line)["global_step"] for line in (models / "metrics.jsonl").open()]
+    assert steps == sorted(steps)  # one run: the old one's lines would come first, then 1 again
+    assert "ckpt clean" in again.stderr and "--old" in again.stderr
+    cleaned = subprocess.run(
+        [sys.executable, "-m", "enstack", "ckpt", "clean", str(models / "checkpoints"), "--old"],
+        capture_output=True,
+        text=True,
+    )
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not aside[0].exists() and (models / "checkpoints").is_dir()
+    assert (models / f"tb.old-{stamp}").is_dir()  # logs are the user's to delete

@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also remove all but the newest N valid checkpoints (default: keep every valid one)",
     )
+    clean.add_argument(
+        "--old",
+        action="store_true",
+        help="also remove the PATH.old-* directories that --resume never set aside beside it",
+    )
     return parser
 
 
@@ -248,13 +253,16 @@ def cmd_ckpt_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_ckpt_clean(args: argparse.Namespace) -> int:
-    from enstack.ckpt.tools import clean
+    from enstack.ckpt.tools import clean, clean_set_aside
 
     if args.keep is not None and args.keep < 1:
         raise UserError("--keep must be at least 1")
     if not args.path.is_dir():
         raise UserError(f"{args.path}: no such directory")
     removed, left = clean(args.path, args.keep)
+    if args.old:
+        old_removed, old_left = clean_set_aside(args.path)
+        removed, left = removed + old_removed, left + old_left
     for path in removed:
         print(f"removed {path}")
     for reason in left:

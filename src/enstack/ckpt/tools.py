@@ -80,3 +80,20 @@ def clean(directory: Path, keep: int | None) -> tuple[list[Path], list[str]]:
     if keep is not None:
         removed += rotate(directory, keep)
     return removed, left
+
+
+def clean_set_aside(directory: Path) -> tuple[list[Path], list[str]]:
+    """Remove the `NAME.old-STAMP` directories `--resume never` set aside beside `directory`,
+    each only when everything in it is a checkpoint enstack wrote."""
+    removed: list[Path] = []
+    left: list[str] = []
+    for aside in sorted(directory.parent.glob(f"{directory.name}.old-*")):
+        if not aside.is_dir():
+            continue
+        entries = list(aside.iterdir())
+        ours = all(is_checkpoint_name(e.name) and holds_only_checkpoint_files(e) for e in entries)
+        if ours and remove_tree(aside):
+            removed.append(aside)
+        else:
+            left.append(f"{aside}: holds files enstack did not write")
+    return removed, left

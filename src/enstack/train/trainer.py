@@ -185,9 +185,13 @@ class Trainer:
         for directory in (ckpt_dir, *([self.staging] if self.staging else [])):
             remove_unfinished(directory)
         if resume == "never":
-            _set_aside(ckpt_dir)
-            if self.staging:
-                _set_aside(self.staging)
+            # the old run's logs go with its checkpoints: TensorBoard would drop the new
+            # scalars as out of order, and metrics.jsonl would mix two runs
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            root = self.paths.root
+            for path in (ckpt_dir, root / "tb", root / "metrics.jsonl", self.staging):
+                if path is not None:
+                    _set_aside(path, stamp)
             return None
         if resume != "auto":
             return verify(Path(resume))
@@ -659,9 +663,12 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _set_aside(directory: Path) -> None:
-    if directory.is_dir() and any(directory.iterdir()):
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        aside = directory.with_name(f"{directory.name}.old-{stamp}")
-        directory.rename(aside)
-        print(f"--resume never: moved {directory} aside to {aside}", file=sys.stderr)
+def _set_aside(path: Path, stamp: str) -> None:
+    """Rename `path` (a non-empty directory or a file) to `NAME.old-STAMP` beside it; `enstack
+    ckpt clean --old` removes set-aside checkpoint directories when asked."""
+    if (path.is_dir() and not any(path.iterdir())) or not path.exists():
+        return
+    aside = path.with_name(f"{path.name}.old-{stamp}")
+    path.rename(aside)
+    hint = f" (enstack ckpt clean {path} --old removes it)" if path.name == "checkpoints" else ""
+    print(f"--resume never: moved {path} aside to {aside}{hint}", file=sys.stderr)
