@@ -143,7 +143,9 @@ def test_changed_config_refuses_resume_unless_forced(run_copy: Path) -> None:
         "--set",
         "training.learning_rate=0.5",
     ]
-    assert_user_error(run_cli(*args), "different config", "--resume never")
+    assert_user_error(
+        run_cli(*args), "different config", "changed: training.learning_rate", "--resume never"
+    )
     forced = run_cli(*args, "--force-resume")
     assert forced.code == 0 and "forced" in forced.stderr
 

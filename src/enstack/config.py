@@ -239,6 +239,19 @@ class Config(Strict):
         raise UserError(f"no model named {name!r} in the config (models: {known})")
 
 
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the keys whose values differ between two config dumps, sorted."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_keys(a, b, name + ".")
+        elif a != b:
+            out.append(name)
+    return out
+
+
 # --- loading -------------------------------------------------------------------------------
 
 

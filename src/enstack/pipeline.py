@@ -12,7 +12,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from enstack.config import Config, load_config_text
+from enstack.config import Config, changed_keys, load_config_text
 from enstack.data.prepare import prepare
 from enstack.errors import UserError
 from enstack.evaluate.stage import run_evaluate
@@ -65,7 +65,7 @@ def check_run_dir(config: Config) -> None:
         except ValueError:
             recorded = {}
         if recorded.get("identity_hash") not in (None, sha256_json(identity)):
-            differs = _differences(recorded.get("identity", {}), identity)
+            differs = changed_keys(recorded.get("identity", {}), identity)
             raise UserError(
                 f"run_dir {config.run_dir} was made by a different config (differs in "
                 f"{', '.join(differs[:4]) or 'its settings'}); use another run_dir, or "
@@ -83,16 +83,3 @@ def _identity(config: Config) -> dict:
         k: v for k, v in dumped["training"].items() if k not in NON_TRAJECTORY_KEYS
     }
     return identity
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    keys = sorted(set(old) | set(new))
-    out = []
-    for key in keys:
-        a, b = old.get(key), new.get(key)
-        name = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, name + ".")
-        elif a != b:
-            out.append(name)
-    return out

@@ -32,7 +32,7 @@ from enstack.ckpt.layout import (
 )
 from enstack.ckpt.state import capture_rng, optimizer_from_flat, restore_rng
 from enstack.ckpt.writer import CheckpointWriter
-from enstack.config import Config, ModelConfig
+from enstack.config import Config, ModelConfig, changed_keys
 from enstack.data.prepare import prepare, read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import ProcessLock, sha256_json
@@ -79,22 +79,24 @@ def model_paths(config: Config, name: str) -> ModelPaths:
     return ModelPaths(config.run_dir / "models" / name)
 
 
-def run_fingerprint(config: Config, model: ModelConfig, world: int = 1) -> str:
+def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> dict:
     """What decides the trajectory. The number of ranks is part of it (it sets the global
     batch); it is left out for one process so single-process checkpoints keep their hash."""
     training = config.training.model_dump(mode="json", exclude=NON_TRAJECTORY_KEYS)
     if not training["deterministic"]:  # added later: checkpoints from before keep their hash
         del training["deterministic"]
     extra = {"world": world} if world > 1 else {}
-    return sha256_json(
-        {
-            **extra,
-            "seed": config.seed,
-            "model": model.model_dump(mode="json"),
-            "training": training,
-            "labels": config.data.labels,
-        }
-    )
+    return {
+        **extra,
+        "seed": config.seed,
+        "model": model.model_dump(mode="json"),
+        "training": training,
+        "labels": config.data.labels,
+    }
+
+
+def run_fingerprint(config: Config, model: ModelConfig, world: int = 1) -> str:
+    return sha256_json(trajectory_settings(config, model, world))
 
 
 def staging_path(staging_dir: Path, run_dir: Path, name: str) -> Path:
@@ -469,6 +471,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "config_hash": run_fingerprint(self.config, self.model_cfg, self.ranks.world),
+            # the settings themselves, so that a refused resume can name what changed
+            "config": trajectory_settings(self.config, self.model_cfg, self.ranks.world),
             "data_hash": self.manifest["data_fingerprint"],
             "saved_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "world_size": self.ranks.world,
@@ -548,14 +552,28 @@ class Trainer:
         )
         for key, current, what in checks:
             if key in saved and saved[key] != current:
+                changed = self._changed_settings(saved) if key == "config_hash" else ""
                 message = (
-                    f"{ckpt.path} was written for a different {what}; resuming would not "
-                    "be exact. Use --resume never to start over (old checkpoints are "
+                    f"{ckpt.path} was written for a different {what}{changed}; resuming would "
+                    "not be exact. Use --resume never to start over (old checkpoints are "
                     "kept aside), or --force-resume to continue anyway"
                 )
                 if not force:
                     raise UserError(message)
                 print(f"warning: {message} (forced)", file=sys.stderr)
+
+    def _changed_settings(self, saved: dict) -> str:
+        """` (changed: training.learning_rate, ...)`, or nothing for checkpoints that predate
+        recording their settings."""
+        if not isinstance(saved.get("config"), dict):
+            return ""
+        current = trajectory_settings(self.config, self.model_cfg, self.ranks.world)
+        index = [m.name for m in self.config.models].index(self.model_cfg.name)
+        changed = [  # as --set spells them: the model's settings under models.N
+            name.replace("model.", f"models.{index}.", 1) if name.startswith("model.") else name
+            for name in changed_keys(saved["config"], current)
+        ]
+        return f" (changed: {', '.join(changed[:6])})" if changed else ""
 
     def _epoch_plan(self, epoch: int) -> list[np.ndarray]:
         """This rank's batches for `epoch`: its share (rows r::world) of each global batch.
