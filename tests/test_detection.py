@@ -299,3 +299,29 @@ def test_groups_are_carried_and_each_lands_in_one_split(tmp_path: Path, fmt: str
     )
     with pytest.raises(UserError, match=r"'project'.*data\.group_column"):
         prepare(load_config(cfg), progress=False)
+
+
+def test_a_class_missing_from_a_split_is_left_out_of_macro_f1_and_warned() -> None:
+    from enstack.data.prepare import split_warnings
+    from enstack.train.metrics import classification_metrics
+
+    y_true = np.array([0, 0, 1, 1, 3, 3])  # no rows of class 2 (or 4)
+    y_pred = np.array([0, 0, 1, 1, 3, 0])
+    macro = classification_metrics(y_true, y_pred, 5)["macro_f1"]
+    # class 0: precision 2/3, recall 1, F1 0.8; class 1: F1 1; class 3: precision 1, recall 1/2
+    per_class = [0.8, 1.0, 2 / 3]
+    assert macro == pytest.approx(np.mean(per_class))  # three classes, not five
+    manifest = {
+        "labels": ["a", "b", "c"],
+        "table": {
+            "a": {"val": 3, "test": 2},
+            "b": {"val": 0, "test": 1},
+            "c": {"val": 0, "test": 0},
+        },
+    }
+    warnings = split_warnings(manifest)
+    assert (
+        warnings[0].startswith("no val rows of b, c")
+        and "macro averages leave them out" in warnings[0]
+    )
+    assert warnings[1].startswith("no test rows of c")

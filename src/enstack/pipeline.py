@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from enstack.config import Config, changed_keys, load_config_text
-from enstack.data.prepare import prepare
+from enstack.data.prepare import prepare, split_warnings
 from enstack.errors import UserError
 from enstack.evaluate.stage import run_evaluate
 from enstack.evaluate.tables import plain_table
@@ -38,6 +38,8 @@ def run_pipeline(config: Config, progress: bool | None = None) -> dict:
         f"({data.manifest['table']['total']['train']} train rows)",
         file=sys.stderr,
     )
+    for warning in split_warnings(data.manifest):
+        print(f"warning: {warning}", file=sys.stderr)
     for model in config.models:
         result = train_model(config, model.name, "auto", progress, manifest=data.manifest)
         print(

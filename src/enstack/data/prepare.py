@@ -494,11 +494,26 @@ def format_table(manifest: dict) -> str:
     if "pairs" in manifest["splits"]["train"]:
         pairs = ", ".join(f"{s} {manifest['splits'][s]['pairs']}" for s in SPLITS)
         lines.append(f"pairs (a flawed row and a fixed one): {pairs}")
+    lines += [f"warning: {w}" for w in split_warnings(manifest)]
     if "groups" in manifest["splits"]["train"]:
         lines.append(
             "groups: " + ", ".join(_group_counts(manifest["splits"][s], s) for s in SPLITS)
         )
     return "\n".join(lines)
+
+
+def split_warnings(manifest: dict) -> list[str]:
+    """Classes that val or test lack: their scores there are undefined (say so once)."""
+    out = []
+    for split in ("val", "test"):
+        missing = [name for name in manifest["labels"] if manifest["table"][name][split] == 0]
+        if missing:
+            out.append(
+                f"no {split} rows of {', '.join(missing)}: no {split} scores for "
+                f"{'it' if len(missing) == 1 else 'them'}; macro averages leave "
+                f"{'it' if len(missing) == 1 else 'them'} out"
+            )
+    return out
 
 
 def _group_counts(split: dict, name: str) -> str:

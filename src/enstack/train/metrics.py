@@ -25,8 +25,16 @@ def classification_metrics(
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
+        # over the classes the split has: a class with no rows here (a rare class a small
+        # split missed) has no F1 to average, not an F1 of 0
         "macro_f1": float(
-            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+            f1_score(
+                y_true,
+                y_pred,
+                labels=present_classes(y_true, n_classes),
+                average="macro",
+                zero_division=0,
+            )
         ),
     }
     if probs is not None:
@@ -34,9 +42,13 @@ def classification_metrics(
     return out
 
 
+def present_classes(y_true: np.ndarray, n_classes: int) -> list[int]:
+    return [c for c in range(n_classes) if (y_true == c).any()]
+
+
 def one_vs_rest_auc(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> float:
     """Macro one-vs-rest AUC over the classes present in y_true (NaN if fewer than two)."""
-    present = [c for c in range(n_classes) if (y_true == c).any()]
+    present = present_classes(y_true, n_classes)
     if len(present) < 2:
         return float("nan")
     scores = [roc_auc_score(y_true == c, probs[:, c]) for c in present]
