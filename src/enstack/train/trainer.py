@@ -420,8 +420,8 @@ class Trainer:
         state.last_eval = metrics
         improved = state.best_f1 is None or metrics["f1"] > state.best_f1
         self._say(
-            f"{self.model_cfg.name} epoch {state.epoch + 1}: val accuracy "
-            f"{metrics['accuracy']:.4f}, weighted F1 {metrics['f1']:.4f}, macro F1 "
+            f"{self.model_cfg.name} epoch {state.epoch + 1}: val loss {metrics['loss']:.4f}, "
+            f"accuracy {metrics['accuracy']:.4f}, weighted F1 {metrics['f1']:.4f}, macro F1 "
             f"{metrics['macro_f1']:.4f}{' (best)' if improved else ''}"
         )
         if self.log:

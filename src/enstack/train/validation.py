@@ -32,9 +32,13 @@ def evaluate(
             logits[np.arange(r, len(split), ranks.world)] = piece
     else:
         logits = predict_logits(model, split, batch_size, device, amp)
-    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    scores = torch.from_numpy(logits).float()
+    probs = torch.softmax(scores, dim=1).numpy()
     y = split.labels.numpy()
-    return classification_metrics(y, logits.argmax(1), n_classes, probs)
+    # the validation loss (mean cross-entropy, unweighted): beside the metrics, it shows
+    # overfitting before F1 does
+    loss = float(torch.nn.functional.cross_entropy(scores, split.labels.long()))
+    return {**classification_metrics(y, logits.argmax(1), n_classes, probs), "loss": loss}
 
 
 def predict_logits(
