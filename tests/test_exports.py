@@ -1,0 +1,67 @@
+"""Exports read the same way by other tools: Hugging Face's `pipeline("text-classification")`
+on a CLS-pooled export (codebert and graphcodebert families) answers as enstack does, long
+functions included (truncated, not crashing)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enstack.cli import main
+from enstack.data.synthetic import generate
+from enstack.scan.model import load_scan_model
+
+from conftest import TINY_MODEL, write_config
+
+FAMILIES = ("codebert", "graphcodebert")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    root = tmp_path_factory.mktemp("exports")
+    cfg = write_config(
+        root / "c.yaml",
+        {
+            "run_dir": str(root / "run"),
+            "data": {"format": "synthetic", "synthetic": {"n_per_class": 20}},
+            "models": [{"name": f, "family": f, "scratch": TINY_MODEL} for f in FAMILIES],
+            "training": {
+                "epochs": 1,
+                "batch_size": 16,
+                "learning_rate": 1e-3,
+                "max_length": 64,
+                "save_steps": 0,
+                "device": "cpu",
+            },
+        },
+    )
+    for family in FAMILIES:
+        assert main(["train", "--config", str(cfg), "--model", family]) == 0
+    from enstack.config import load_config
+
+    return root / "run", load_config(cfg)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pipeline_on_an_export_agrees_with_enstack(run, family: str) -> None:
+    from transformers import pipeline
+
+    run_dir, config = run
+    export = run_dir / "models" / family / "best"
+    chunk = next(generate(config.data, seed=7))
+    codes = [*chunk.codes[:30], "int f(void) {\n" + "  x = x + 1;\n" * 200 + "}\n"]  # > 64
+    ours = load_scan_model(export, device="cpu").predict_proba(codes)[0]
+
+    classify = pipeline("text-classification", model=str(export), device=-1, top_k=None)
+    settings = json.loads((export / "tokenizer_config.json").read_text())
+    assert settings["model_max_length"] == 64
+    theirs = np.zeros_like(ours)
+    labels = json.loads((export / "config.json").read_text())["label2id"]
+    for i, answer in enumerate(classify(codes, truncation=True)):
+        for entry in answer:
+            theirs[i, labels[entry["label"]]] = entry["score"]
+    assert (theirs.argmax(1) == ours.argmax(1)).all()
+    np.testing.assert_allclose(theirs, ours, atol=1e-4)
