@@ -66,7 +66,11 @@ def _bundle(workdir: Path, quick: bool) -> tuple[Path, float]:
             f"data.val={data / 'val.jsonl'}",
         ]
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "enstack", *command], check=True, capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "enstack", *command], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"enstack {command[0]} failed:\n{proc.stderr[-3000:]}")
     return run_dir / "stack" / "bundle", time.perf_counter() - started
 
 
