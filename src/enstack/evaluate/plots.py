@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.manifold import TSNE
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-from enstack.stack.meta import LABELS as META_LABELS
+from enstack.evaluate.tables import candidate_name
 
 
 def confusion(path: Path, y: np.ndarray, probs: np.ndarray, labels: list[str], title: str):
@@ -38,6 +38,9 @@ def roc(path: Path, y: np.ndarray, probs: np.ndarray, labels: list[str], title: 
         if (y == i).any() and (y != i).any():
             RocCurveDisplay.from_predictions(y == i, probs[:, i], name=name, ax=ax)
     ax.plot([0, 1], [0, 1], "k:", linewidth=1)
+    # one curve per class against the rest (sklearn's default labels say "Positive label: 1")
+    ax.set_xlabel("false-positive rate (the other classes taken for this one)")
+    ax.set_ylabel("true-positive rate (this class found)")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -53,6 +56,8 @@ def precision_recall(
     for name, probs in curves.items():
         PrecisionRecallDisplay.from_predictions(truth, 1.0 - probs[:, benign_id], name=name, ax=ax)
     ax.axhline(truth.mean(), color="k", linestyle=":", linewidth=1, label="chance")
+    ax.set_xlabel("recall: vulnerable functions flagged")
+    ax.set_ylabel("precision: flagged functions that are vulnerable")
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower left")
@@ -69,11 +74,14 @@ def tsne_pair(
     titles: tuple[str, str],
     labels: list[str],
     seed: int,
+    split: str = "test",
     limit: int = 2000,
 ) -> None:
     """Fig. 3: a single model's embeddings beside the selected ensemble's meta-features."""
     rows = np.random.default_rng(seed).permutation(len(y))[:limit]
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    shown = f"{len(rows)} of {len(y)}" if len(rows) < len(y) else f"all {len(y)}"
+    fig.suptitle(f"t-SNE of the {split} split ({shown} functions)")
     for ax, data, title in zip(axes, (left, right), titles, strict=True):
         perplexity = max(2.0, min(30.0, (len(rows) - 1) / 3))
         points = TSNE(
@@ -91,29 +99,35 @@ def tsne_pair(
     plt.close(fig)
 
 
-def ablation(path: Path, rows: list[dict], split: str = "test") -> None:
-    """Fig. 4: F1 of every subset of base models under every meta-classifier."""
-    stacked = [r for r in rows if r["meta"] and r["split"] == split]
-    subsets = list(dict.fromkeys(" + ".join(r["models"]) for r in stacked))
-    metas = list(dict.fromkeys(r["meta"] for r in stacked))
-    width = 0.8 / max(len(metas), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(subsets)), 4.5))
-    for j, meta in enumerate(metas):
-        values = [  # NaN (no bar): soft voting over a single model is that model
-            next(
-                (r["f1"] for r in stacked if " + ".join(r["models"]) == s and r["meta"] == meta),
-                np.nan,
-            )
-            for s in subsets
-        ]
-        ax.bar(np.arange(len(subsets)) + j * width, values, width, label=META_LABELS[meta])
-    lows = [r["f1"] for r in stacked]
-    ax.set_ylim(max(0.0, min(lows) - 0.05), min(1.0, max(lows) + 0.02))
-    ax.set_xticks(
-        np.arange(len(subsets)) + width * (len(metas) - 1) / 2, subsets, rotation=20, ha="right"
+def ablation(path: Path, rows: list[dict], selected: dict, split: str = "test") -> None:
+    """Fig. 4: weighted F1 of every candidate (each model alone, every subset of models with
+    every meta-classifier), best first, on an axis from 0 so that bar lengths compare."""
+    shown = sorted((r for r in rows if r["split"] == split), key=lambda r: r["f1"])
+    names = [candidate_name(r) for r in shown]
+    chosen = [r["models"] == selected["models"] and r["meta"] == selected["meta"] for r in shown]
+    alone = [r["meta"] is None for r in shown]
+    colours = [
+        "tab:red" if c else "tab:grey" if a else "tab:blue"
+        for c, a in zip(chosen, alone, strict=True)
+    ]
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.24 * len(shown)))
+    bars = ax.barh(np.arange(len(shown)), [r["f1"] for r in shown], color=colours)
+    for bar, row in zip(bars, shown, strict=True):
+        ax.text(
+            bar.get_width() + 0.005,
+            bar.get_y() + bar.get_height() / 2,
+            f"{100 * row['f1']:.2f}",
+            va="center",
+            fontsize=7,
+        )
+    ax.set_yticks(np.arange(len(shown)), names, fontsize=7)
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel(f"weighted F1 ({split})")
+    ax.set_title(
+        f"Ablation on {split}: red the selection (chosen on val), grey single models, "
+        "blue ensembles",
+        fontsize=9,
     )
-    ax.set_ylabel(f"weighted F1 ({split})")
-    ax.legend(ncol=len(metas), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

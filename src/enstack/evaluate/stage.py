@@ -16,7 +16,13 @@ from sklearn.metrics import classification_report, confusion_matrix
 from enstack.config import Config
 from enstack.errors import UserError
 from enstack.evaluate import plots
-from enstack.evaluate.tables import candidate_name, csv_text, markdown, results_json
+from enstack.evaluate.tables import (
+    candidate_name,
+    csv_text,
+    markdown,
+    per_class_markdown,
+    results_json,
+)
 from enstack.fsutil import stage_lock, staged_dir
 from enstack.stack.stage import stack_dir_of
 
@@ -60,7 +66,7 @@ def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
     sel_name = candidate_name(sel)
     with staged_dir(out) as tmp:
         (tmp / "results.json").write_text(json.dumps(results_json(summary, extra), indent=2) + "\n")
-        (tmp / "results.md").write_text(markdown(summary))
+        (tmp / "results.md").write_text(markdown(summary) + per_class_markdown(extra, labels))
         (tmp / "results.csv").write_text(csv_text(summary["rows"]))
         pics = tmp / "plots"
         pics.mkdir()
@@ -101,7 +107,7 @@ def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
             labels,
             config.seed,
         )
-        plots.ablation(pics / "ablation.png", summary["rows"])
+        plots.ablation(pics / "ablation.png", summary["rows"], sel)
         if summary.get("benign_label"):
             plots.precision_recall(
                 pics / "pr_detection.png",

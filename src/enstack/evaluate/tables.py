@@ -78,6 +78,32 @@ def markdown(summary: dict, split: str = "test") -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_class_markdown(extra: dict, labels: list[str]) -> str:
+    """Per-class precision, recall and F1 on test, the selection beside the best single model."""
+    reports = extra["test_reports"]
+    lines = [
+        "",
+        "## Per class (test set, %)",
+        "",
+        f"Selected ensemble vs the best single model ({extra['best_single']}).",
+        "",
+        "| class | support | selected prec | rec | F1 | best single prec | rec | F1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in labels:
+        ours, single = (
+            reports["selected"]["per_class"][name],
+            reports["best_single"]["per_class"][name],
+        )
+        cells = [
+            f"{100 * report[key]:.2f}"
+            for report in (ours, single)
+            for key in ("precision", "recall", "f1-score")
+        ]
+        lines.append(f"| {name} | {int(ours['support'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 SELECTION_SHOWN = 10
 
 
