@@ -419,23 +419,6 @@ CKPT_CASES = [
 
 CASES = CONFIG_CASES + DATA_CASES + CKPT_CASES
 
-# Known gaps (issue 10, "bad input at the boundary"): these readers do not yet check dtypes,
-# shapes and nesting, and end in a traceback or accept the value. strict: a fix makes them fail
-# here until they are moved back among the passing cases.
-NOT_YET = {
-    "hdf5-source-ints",
-    "hdf5-source-2d",
-    "hdf5-flags-floats",
-    "parquet-code-ints",
-    "jsonl-deep-nesting",
-}
-CASES = [
-    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="reader not validated yet"))
-    if c.id in NOT_YET
-    else c
-    for c in CASES
-]
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_checkpoint(trained_run: Path) -> None:

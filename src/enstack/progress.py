@@ -97,3 +97,9 @@ class LogLines(tqdm):
             self.display()  # the final count, whatever the interval
         self.disable = True  # tqdm's own close would clear or re-draw the line
         super().close()
+
+    def __del__(self) -> None:
+        # collected without close(): the work stopped on an exception, whose error line must
+        # stay the last thing printed
+        self.disable = True
+        super().__del__()

@@ -74,8 +74,10 @@ def read_draper(
             )
         code_ds = handle[DRAPER_CODE]
         flag_ds = [handle[labels[i]] for i in flagged]
+        _check_draper_dataset(path, code_ds, DRAPER_CODE, "a column of strings", "SOU")
         n_rows = code_ds.shape[0]
         for ds, name in zip(flag_ds, [labels[i] for i in flagged], strict=True):
+            _check_draper_dataset(path, ds, name, "a column of booleans (or 0/1)", "biu")
             if ds.shape[0] != n_rows:
                 raise UserError(
                     f"{path}: column {name!r} has {ds.shape[0]} rows but {DRAPER_CODE} has {n_rows}"
@@ -91,6 +93,20 @@ def read_draper(
                 chunk.unflagged_benign = int(unflagged.sum())
                 _decode_rows(chunk, np.flatnonzero(unflagged), code_ds, start)
             yield chunk
+
+
+def _check_draper_dataset(path: Path, ds, name: str, wanted: str, kinds: str) -> None:
+    """A Draper column is one value per row, of the kind VDISC has (checked before reading)."""
+    import h5py
+
+    if not isinstance(ds, h5py.Dataset) or len(ds.shape) != 1:
+        shape = getattr(ds, "shape", None)
+        raise UserError(f"{path}: '{name}' must be {wanted}, one per row (shape {shape})")
+    kind = ds.dtype.kind
+    if kind == "O" and h5py.check_string_dtype(ds.dtype) is None:
+        kind = "?"  # an object dtype that is not a string
+    if kind not in kinds:
+        raise UserError(f"{path}: '{name}' must be {wanted}, not {ds.dtype}")
 
 
 def _draper_chunk(
@@ -263,6 +279,8 @@ def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}: line {number} is nested too deeply to be a row") from None
         if not isinstance(obj, dict):
             raise UserError(f"{path}: line {number} is not a JSON object")
         required = [(columns.code, "code_column"), (columns.label, "label_column")]
@@ -286,6 +304,7 @@ def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
 
 
 def _parquet_records(path: Path, columns: Columns, chunk_rows: int) -> Iterator[Record]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -297,6 +316,16 @@ def _parquet_records(path: Path, columns: Columns, chunk_rows: int) -> Iterator[
     _require(path, names, columns.label, "label_column")
     for column, key in columns.optional():
         _require(path, names, column, key)
+    code_type = parquet.schema_arrow.field(columns.code).type
+    if not (
+        pa.types.is_string(code_type)
+        or pa.types.is_large_string(code_type)
+        or pa.types.is_binary(code_type)
+        or pa.types.is_large_binary(code_type)
+    ):
+        raise UserError(
+            f"{path}: column '{columns.code}' (data.code_column) must hold text, not {code_type}"
+        )
     wanted = [columns.code, columns.label]
     wanted += [c for c in (columns.id, columns.pair, columns.group) if c is not None and c in names]
     for batch in parquet.iter_batches(batch_size=chunk_rows, columns=list(dict.fromkeys(wanted))):
