@@ -163,3 +163,36 @@ def test_an_interrupted_training_names_the_command_that_resumes(monkeypatch) -> 
     monkeypatch.setattr("sys.argv", [*argv[:-1], "/ck/ckpt-g40"])
     again = _resume_command(argparse.Namespace(resume="/ck/ckpt-g40"))
     assert again.endswith("--model m --resume /ck/ckpt-g40")
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
+def test_sigterm_at_any_moment_exits_130_with_one_line(tmp_path: Path, delay: float) -> None:
+    """`timeout` or a scheduler stopping `enstack prepare`: start-up, reading, splitting."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {"run_dir": str(tmp_path / "run"), "data": {"synthetic": {"n_per_class": 8000}}},
+    )
+    command = [sys.executable, "-m", "enstack", "prepare", "--config", str(cfg)]
+    env = {**os.environ, "ENSTACK_PROGRESS_INTERVAL": "0"}
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip(f"prepare finished within {delay} s on this machine")
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("interrupted") and "Traceback" not in err
+    leftovers = [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+    assert not leftovers, leftovers
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "run" / "data" / "manifest.json").is_file()
