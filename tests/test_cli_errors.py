@@ -196,3 +196,30 @@ def test_sigterm_at_any_moment_exits_130_with_one_line(tmp_path: Path, delay: fl
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "run" / "data" / "manifest.json").is_file()
+
+
+def test_a_full_disk_during_prepare_is_one_line_and_nothing_half_written(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = (
+        os.geteuid() == 0
+        and not subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)], capture_output=True
+        ).returncode
+    )
+    if not mounted:
+        pytest.skip("needs root to mount a small tmpfs (a real full disk)")
+    try:
+        cfg = write_config(
+            tmp_path / "c.yaml",
+            {"run_dir": str(disk / "run"), "data": {"synthetic": {"n_per_class": 2000}}},
+        )
+        result = run_cli("prepare", "--config", str(cfg))
+        assert_user_error(result, "No space left on device", "nothing half-written")
+        assert not [p for p in disk.rglob("*") if ".tmp-" in p.name]
+        assert not (disk / "run" / "data" / "manifest.json").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

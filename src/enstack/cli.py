@@ -7,6 +7,7 @@ traceback instead. Stage modules are imported lazily so `enstack --help` stays f
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from enstack.config import Config
 
 EXIT_OK = 0
+# storage that refuses a write (full, read-only, over quota, no permission): the machine's
+# state, not a bug; reported in one line like bad input
+DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
 EXIT_FINDINGS = 1  # enstack scan --fail-on: a finding reached the level
 EXIT_USER = 2
 EXIT_INTERRUPTED = 130
@@ -163,6 +167,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise  # not the machine's storage: a bug, shown as one
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(
+            f"error: {where}{exc.strerror}; nothing half-written was kept (free space or "
+            "permissions, then run the same command again)",
+            file=sys.stderr,
+        )
         return EXIT_USER
     except KeyboardInterrupt:
         print(
