@@ -14,7 +14,6 @@ from enstack.ckpt.layout import (
     remove_unfinished,
     verify,
 )
-from enstack.ckpt.writer import rotate
 from enstack.errors import UserError
 
 
@@ -78,6 +77,8 @@ def clean(directory: Path, keep: int | None) -> tuple[list[Path], list[str]]:
             else:
                 left.append(f"{path}: invalid ({problem}), but holds files enstack did not write")
     if keep is not None:
+        from enstack.ckpt.writer import rotate  # imports torch: only when rotating
+
         removed += rotate(directory, keep)
     return removed, left
 
