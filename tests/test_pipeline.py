@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from enstack.errors import UserError
+
 from conftest import REPO, TINY_MODEL, assert_user_error, run_cli, wait_for, write_config
 
 REPORTS = ("results.json", "results.csv", "results.md")
@@ -144,3 +148,28 @@ def _readme_demo_scans() -> list[list[str]]:
         for line in lines
         if line.startswith("enstack scan") and "enstack-demo/stack/bundle" in line
     ]
+
+
+def test_a_run_dir_from_before_a_new_setting_is_the_same_run(tmp_path: Path) -> None:
+    """enstack gained `data.group_column` (unset: None): a run_dir recorded without it goes on;
+    one recorded with another value of a real setting is refused naming it."""
+    from enstack.config import load_config
+    from enstack.pipeline import check_run_dir
+
+    cfg = _pipeline_config(tmp_path / "c.yaml", tmp_path / "run")
+    config = load_config(cfg)
+    check_run_dir(config)
+    record = tmp_path / "run" / "run.json"
+    recorded = json.loads(record.read_text())
+    del recorded["identity"]["data"]["group_column"]
+    recorded["identity_hash"] = "from an older enstack"
+    record.write_text(json.dumps(recorded))
+    check_run_dir(config)  # accepted, and recorded afresh
+    assert "group_column" in json.loads(record.read_text())["identity"]["data"]
+
+    recorded = json.loads(record.read_text())
+    recorded["identity"]["seed"] = 7
+    recorded["identity_hash"] = "another run"
+    record.write_text(json.dumps(recorded))
+    with pytest.raises(UserError, match="differs in seed"):
+        check_run_dir(config)
