@@ -246,3 +246,16 @@ def test_staging_directory_takes_saves_and_resume_finds_them_there(tmp_path: Pat
     resumed = run_cli("train", "--config", str(cfg), "--model", "m")
     assert resumed.code == 0, resumed.stderr
     assert f"already trained ({staged_dir / newest.name})" in resumed.stdout
+
+
+def test_inspect_on_a_checkpoints_directory_lists_each_checkpoint(run_copy: Path) -> None:
+    ckpts = _checkpoints(run_copy / "run")
+    broken = ckpts[0]
+    (broken / "state.json").write_text("{")
+    result = run_cli("ckpt", "inspect", str(broken.parent))
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()[1:]
+    assert [line.split()[0] for line in lines] == sorted(p.name for p in ckpts)
+    assert "invalid" in lines[0] and all("global step" in line for line in lines[1:])
+    last = json.loads((ckpts[-1] / "state.json").read_text())
+    assert f"global step {last['global_step']}" in lines[-1]

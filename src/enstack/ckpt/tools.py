@@ -18,6 +18,9 @@ from enstack.errors import UserError
 
 
 def inspect_text(path: Path) -> str:
+    """What a checkpoint holds; for a checkpoints directory, a line per checkpoint in it."""
+    if path.is_dir() and not is_checkpoint_name(path.name) and candidates([path]):
+        return list_text(path)
     ckpt = verify(path)
     s = ckpt.state
     accum = s.get("grad_accum_steps", 1)
@@ -26,8 +29,8 @@ def inspect_text(path: Path) -> str:
         f"checkpoint   {ckpt.path}",
         f"model        {s.get('model', '?')}  (enstack {s.get('enstack_version', '?')}, "
         f"format {s.get('format_version', '?')})",
-        f"position     epoch {s['epoch'] + 1}, step {s['step']}, global step {s['global_step']}"
-        f"  (state.json counts epochs from 0: epoch {s['epoch']})",
+        f"position     {position(s)}, global step {s['global_step']}"
+        f"  (state.json: epoch {s['epoch']}, step {s['step']}; epochs from 0 there)",
         f"meaning      {s['step']} optimizer steps of epoch {s['epoch'] + 1} are done; the next "
         f"batch trained is batch {s['step'] * accum + 1} of {total or '?'} in that epoch",
         f"total batches {total if total is not None else 'not recorded (older checkpoint)'}"
@@ -51,6 +54,30 @@ def _fmt(value: float | None) -> str:
 
 def _metrics(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) or "none"
+
+
+def position(state: dict) -> str:
+    """Where training stood, as a person counts: `epoch 2, step 40` or `end of epoch 1`."""
+    if state["step"] == 0 and state["epoch"] > 0:
+        return f"end of epoch {state['epoch']}"
+    return f"epoch {state['epoch'] + 1}, step {state['step']}"
+
+
+def list_text(directory: Path) -> str:
+    """One line per checkpoint in `directory`, oldest first: position, or why it is invalid."""
+    lines = [f"checkpoints in {directory} (epochs counted from 1):"]
+    for path in sorted(candidates([directory]), key=lambda p: p.name):
+        try:
+            s = verify(path).state
+        except CheckpointError as problem:
+            lines.append(f"  {path.name}  invalid: {problem}")
+            continue
+        finished = "  finished" if s.get("finished") else ""
+        lines.append(
+            f"  {path.name}  {position(s)}, global step {s['global_step']}, best val F1 "
+            f"{_fmt(s.get('best_f1'))}{finished}"
+        )
+    return "\n".join(lines)
 
 
 def clean(directory: Path, keep: int | None) -> tuple[list[Path], list[str]]:
