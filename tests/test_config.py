@@ -91,3 +91,18 @@ def test_embedded_demo_config_matches_the_shipped_one() -> None:
     embedded.pop("run_dir")
     shipped.pop("run_dir")
     assert embedded == shipped
+
+
+def test_the_custom_csv_template_prepares_a_users_csv_as_shipped(tmp_path: Path) -> None:
+    """The README's defaults (`code`, `label`), small models that train on a CPU."""
+    from conftest import run_cli, write_source
+
+    rows = [(f"int f{i}(char *p) {{ return p[{i}]; }}", i % 5) for i in range(100)]
+    (tmp_path / "data").mkdir()
+    write_source("csv", tmp_path / "data" / "my_functions.csv", rows, label_names=True)
+    template = REPO / "configs" / "custom-csv.yaml"
+    result = run_cli("prepare", "--config", str(template), cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert (tmp_path / "runs" / "my-dataset" / "data" / "manifest.json").is_file()
+    config = yaml.safe_load(template.read_text())
+    assert all("scratch" in m and "pretrained" not in m for m in config["models"])
