@@ -223,3 +223,36 @@ def test_a_full_disk_during_prepare_is_one_line_and_nothing_half_written(tmp_pat
         assert not (disk / "run" / "data" / "manifest.json").exists()
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_an_unreachable_hub_fails_fast_and_names_a_command_that_exists(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "run_dir": str(tmp_path / "run"),
+            "data": {"synthetic": {"n_per_class": 20}},
+            "models": [{"name": "m", "family": "codebert", "pretrained": "acme/no-such-model"}],
+        },
+    )
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": "http://127.0.0.1:9",  # nothing listens: refused at once
+        "HF_HOME": str(tmp_path / "hf"),  # an empty cache
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "enstack", "train", "--config", str(cfg), "--model", "m"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot be reached; using the local cache only" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "hf download acme/no-such-model" in last
+    assert "Traceback" not in result.stderr and "Retrying" not in result.stderr

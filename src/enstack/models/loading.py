@@ -48,6 +48,7 @@ def load_pretrained_config(model: ModelConfig, labels: list[str]) -> PretrainedC
             "cached); set pretrained: to a local directory to avoid the network",
             file=sys.stderr,
         )
+        _offline_unless_hub_reachable()
     try:
         config = AutoConfig.from_pretrained(source, num_labels=len(labels))
     except (OSError, ValueError) as exc:
@@ -58,6 +59,28 @@ def load_pretrained_config(model: ModelConfig, labels: list[str]) -> PretrainedC
             f"family encoder (supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})"
         )
     return config
+
+
+HUB_PROBE_SECONDS = 3.0
+
+
+def _offline_unless_hub_reachable() -> None:
+    """Fail fast offline: when the hub cannot be reached in a few seconds, use only the local
+    cache (HF_HUB_OFFLINE) instead of letting every download retry for a minute."""
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        return  # already told: the libraries do not try the network
+    from huggingface_hub import constants
+
+    host = constants.ENDPOINT.split("://", 1)[-1].split("/", 1)[0]
+    try:
+        socket.create_connection((host, 443), timeout=HUB_PROBE_SECONDS).close()
+    except OSError:
+        print(f"note: {host} cannot be reached; using the local cache only", file=sys.stderr)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        constants.HF_HUB_OFFLINE = True
 
 
 def _unreachable(model: ModelConfig, exc: Exception) -> str:
