@@ -97,3 +97,20 @@ def test_resume_never_sets_old_checkpoints_aside(tmp_path: Path) -> None:
     assert cleaned.returncode == 0, cleaned.stderr
     assert not aside[0].exists() and (models / "checkpoints").is_dir()
     assert (models / f"tb.old-{stamp}").is_dir()  # logs are the user's to delete
+
+
+def test_more_epochs_on_a_finished_model_is_refused_then_trained_when_forced(
+    tmp_path: Path,
+) -> None:
+    cfg = tiny_config(tmp_path / "c.yaml", tmp_path / "run", epochs=1)
+    subprocess.run(train_args(cfg), check=True, capture_output=True)
+    longer = train_args(cfg, "--set", "training.epochs=2")
+    refused = subprocess.run(longer, capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "changed: training.epochs" in refused.stderr and "train longer" in refused.stderr
+    forced = subprocess.run([*longer, "--force-resume"], capture_output=True, text=True)
+    assert forced.returncode == 0, forced.stderr
+    assert "training longer, from the end of epoch 1 to 2 epochs" in forced.stderr
+    metrics = tmp_path / "run" / "models" / "m" / "metrics.jsonl"
+    evals = [json.loads(line) for line in metrics.open() if '"eval"' in line]
+    assert [e["epoch"] for e in evals] == [0, 1]  # the second epoch was trained

@@ -113,12 +113,12 @@ def evaluate(config: Config) -> Reports:
     return Reports(*run_evaluate(config))
 
 
-def run(config: Config, progress: bool | None = None) -> dict:
+def run(config: Config, progress: bool | None = None, force_resume: bool = False) -> dict:
     """Every stage in order, as `enstack run` (and `enstack demo`); returns the stack summary
     (`rows`, `selected`, `best_single`, ...) and prints the results table."""
     from enstack.pipeline import run_pipeline
 
-    return run_pipeline(config, progress)
+    return run_pipeline(config, progress, force_resume)
 
 
 def scan(

@@ -71,9 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
         ("prepare", "read, filter, dedup, split and downsample the data into run_dir/data"),
         ("stack", "extract base-model features, fit meta-classifiers, run the ablation"),
         ("evaluate", "write the tables and plots under run_dir/reports"),
-        ("run", "prepare, train every model, stack, evaluate; skips or resumes finished work"),
     ):
         _with_config(verbs.add_parser(verb, help=text))
+    run = _with_config(
+        verbs.add_parser(
+            "run",
+            help="prepare, train every model, stack, evaluate; skips or resumes finished work",
+        )
+    )
+    run.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="resume every model even if training settings changed since its checkpoint "
+        "(e.g. more epochs: training goes on from there under the new schedule)",
+    )
 
     train = _with_config(verbs.add_parser("train", help="fine-tune one base model"))
     train.add_argument("--model", required=True, help="the name of a model in the config")
@@ -335,15 +346,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_pipeline(_load(args))
+    return _run_pipeline(_load(args), args.force_resume)
 
 
-def _run_pipeline(config: Config) -> int:
+def _run_pipeline(config: Config, force_resume: bool = False) -> int:
     from enstack.pipeline import run_pipeline
     from enstack.train.trainer import Interrupted
 
     try:
-        run_pipeline(config)
+        run_pipeline(config, force_resume=force_resume)
     except Interrupted as stop:
         print(f"stopped at {stop}; run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -30,7 +30,7 @@ def demo_config(run_dir: Path, overrides: list[str]) -> Config:
     return load_config_text(text, "the demo config", [f"run_dir={run_dir}", *overrides])
 
 
-def run_pipeline(config: Config, progress: bool | None = None) -> dict:
+def run_pipeline(config: Config, progress: bool | None = None, force_resume: bool = False) -> dict:
     started = _clock_start()
     check_run_dir(config)
     data = prepare(config, progress)
@@ -42,7 +42,9 @@ def run_pipeline(config: Config, progress: bool | None = None) -> dict:
     for warning in split_warnings(data.manifest):
         print(f"warning: {warning}", file=sys.stderr)
     for model in config.models:
-        result = train_model(config, model.name, "auto", progress, manifest=data.manifest)
+        result = train_model(
+            config, model.name, "auto", progress, force_resume, manifest=data.manifest
+        )
         print(
             f"train {model.name}: {'already trained' if result.already_done else 'done'}, "
             f"best val F1 {result.state.best_f1:.4f}",

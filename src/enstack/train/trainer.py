@@ -523,6 +523,13 @@ class Trainer:
         state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
         state.total_batches = _derived(saved, "total_batches", fresh.total_batches, ckpt.path)
         state.steps_per_epoch = _derived(saved, "steps_per_epoch", fresh.steps_per_epoch, ckpt.path)
+        if force and state.finished and not state.stopped_early and state.epoch < self.tc.epochs:
+            state.finished = False  # more epochs asked for: go on from this state
+            self._say(
+                f"{self.model_cfg.name}: training longer, from the end of epoch {state.epoch} to "
+                f"{self.tc.epochs} epochs under the new learning-rate schedule (forced: not the "
+                "run a fresh start with these settings would give)"
+            )
         if not state.finished:
             left = max(state.total_batches - state.step * self.tc.grad_accum_steps, 0)
             self._say(
@@ -553,10 +560,16 @@ class Trainer:
         for key, current, what in checks:
             if key in saved and saved[key] != current:
                 changed = self._changed_settings(saved) if key == "config_hash" else ""
+                longer = (
+                    " (to train longer from this checkpoint, --force-resume: it goes on under "
+                    "the new schedule, which is not the run a fresh start would give)"
+                    if changed == " (changed: training.epochs)"
+                    else ""
+                )
                 message = (
                     f"{ckpt.path} was written for a different {what}{changed}; resuming would "
                     "not be exact. Use --resume never to start over (old checkpoints are "
-                    "kept aside), or --force-resume to continue anyway"
+                    f"kept aside), or --force-resume to continue anyway{longer}"
                 )
                 if not force:
                     raise UserError(message)
