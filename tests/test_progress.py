@@ -28,14 +28,24 @@ def test_a_log_gets_whole_lines_with_the_postfix(monkeypatch: pytest.MonkeyPatch
     assert "loss=0.2500, lr=1.0e-03" in lines[-1]
 
 
-def test_a_log_is_not_flooded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ENSTACK_PROGRESS_INTERVAL", "3600")
+def test_a_log_gets_a_line_per_interval_and_nothing_for_short_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    monkeypatch.setenv("ENSTACK_PROGRESS_INTERVAL", "0.2")
     log = io.StringIO()
-    for _ in progress_bar(range(10_000), enabled=None, desc="tokenising val", file=log):
-        pass
+    for _ in progress_bar(range(10), enabled=None, desc="tokenising val", file=log):
+        time.sleep(0.05)  # half a second in all: about two intervals
     lines = log.getvalue().splitlines()
-    assert len(lines) == 2  # the start and the final count
-    assert lines[-1].startswith("tokenising val: 10000/10000 (100%)")
+    assert 1 <= len(lines) <= 5  # a few lines, not one per item
+    assert lines[-1].startswith("tokenising val: 10/10 (100%)")
+
+    monkeypatch.setenv("ENSTACK_PROGRESS_INTERVAL", "3600")
+    quick = io.StringIO()
+    for _ in progress_bar(range(10_000), enabled=None, desc="scoring", file=quick):
+        pass
+    assert quick.getvalue() == ""  # done within one interval: nothing to log
 
 
 def test_disabled_progress_writes_nothing() -> None:

@@ -230,7 +230,17 @@ def test_a_tampered_bundle_is_refused(bundle: Path, tree: Path, tmp_path: Path, 
     assert err.count("error:") == 1 and "model.safetensors" in err and "Traceback" not in err
 
 
-def test_cache_rescores_only_changed_functions(bundle: Path, tmp_path: Path) -> None:
+def test_cache_rescores_only_changed_functions(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from enstack.scan import api
+
+    parsed: list[str] = []
+    monkeypatch.setattr(
+        api,
+        "extract_functions",
+        lambda data, *rest: parsed.append(rest[0]) or extract_functions(data, *rest),
+    )
     scanner = Scanner(bundle, threshold=0.5, top_lines=0, cache_dir=tmp_path / "cache")
     seen: list[str] = []
     original = scanner.model.predict_proba
@@ -247,11 +257,14 @@ def test_cache_rescores_only_changed_functions(bundle: Path, tmp_path: Path) -> 
     seen.clear()
     warm = scanner.scan([str(source)], progress=False)
     assert seen == []  # nothing re-scored
+    assert len(parsed) == 1  # nor parsed again: the same bytes
+    assert [f.function for f in warm.scored] == [f.function for f in cold.scored]
     for a, b in zip(cold.scored, warm.scored, strict=True):
         np.testing.assert_allclose(a.probs, b.probs)
     source.write_text(C_FILE.replace("char buf[8];", "char buf[64];"))
     scanner.scan([str(source)], progress=False)
     assert len(seen) == 1 and "buf[64]" in seen[0]  # only the changed function
+    assert len(parsed) == 2  # the changed file was parsed again
 
 
 def test_predict_proba_api(bundle: Path) -> None:

@@ -5,7 +5,8 @@
   hidden, because it is not a terminal, or a wall of half-drawn lines).
 - Anywhere else (output to a file, a CI log, `nohup`): one plain line every
   `ENSTACK_PROGRESS_INTERVAL` seconds (default 30), with the count, rate, time left and the
-  bar's postfix (the loss and learning rate while training).
+  bar's postfix (the loss and learning rate while training), and the final count; work that
+  ends within one interval logs nothing.
 
 `enabled`: False hides progress, None (the default everywhere) chooses as above, True is the
 same as None (a bar that cannot draw in place is logged rather than hidden).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,6 +76,10 @@ class LogLines(tqdm):
     """tqdm writing a whole line at most every `log_interval()` seconds instead of redrawing."""
 
     def __init__(self, iterable: Iterable | None = None, **kwargs: Any) -> None:
+        # work shorter than one interval logs nothing; longer work a line per interval and
+        # its final count
+        self._quiet_until = time.monotonic() + log_interval()
+        self._logged = False
         kwargs.pop("dynamic_ncols", None)
         kwargs.update(disable=False, mininterval=log_interval(), maxinterval=log_interval())
         known = kwargs.get("total") is not None or hasattr(iterable, "__len__")
@@ -86,15 +92,18 @@ class LogLines(tqdm):
         super().__init__(iterable, **kwargs)
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        if time.monotonic() < self._quiet_until and not self._logged:
+            return True
         text = self.__str__() if msg is None else msg
         if text.strip():  # tqdm clears a bar with an empty message: nothing to log
             self.fp.write(text.strip() + "\n")
             self.fp.flush()
+            self._logged = True
         return True
 
     def close(self) -> None:
-        if not self.disable:
-            self.display()  # the final count, whatever the interval
+        if not self.disable and self._logged:
+            self.display()  # the final count of work long enough to have been logged
         self.disable = True  # tqdm's own close would clear or re-draw the line
         super().close()
 

@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from enstack.errors import UserError
 from enstack.progress import progress_bar
-from enstack.scan.cache import ScanCache, code_key
-from enstack.scan.files import FileTally, check_paths, source_files
-from enstack.scan.functions import Function, extract_functions, language_of
+from enstack.scan.cache import ScanCache, code_key, code_key_bytes
+from enstack.scan.files import FileTally, SourceFile, check_paths, source_files
+from enstack.scan.functions import EXTRACTOR_VERSION, Function, extract_functions, language_of
 from enstack.scan.localise import METHODS, rank_lines
 from enstack.scan.model import ScanModel, load_scan_model
 
@@ -108,19 +108,17 @@ class Scanner:
         tally = FileTally()
         functions: list[Function] = []
         damaged_files = 0
-        for source in source_files(paths, tally):
-            found, has_errors = extract_functions(
-                source.data, source.display, language_of(source.language_path)
-            )
-            functions += found
-            damaged_files += has_errors
-        if tally.files == 0 and paths:
-            raise UserError(
-                f"no readable C or C++ file in {', '.join(paths)} "
-                f"(extensions: .c .h .cc .cpp .cxx .hh .hpp .hxx)"
-            )
         cache = ScanCache(self.cache_dir, self.model.fingerprint) if self.cache_dir else None
         try:
+            for source in source_files(paths, tally):
+                found, has_errors = _functions_of(source, cache)
+                functions += found
+                damaged_files += has_errors
+            if tally.files == 0 and paths:
+                raise UserError(
+                    f"no readable C or C++ file in {', '.join(paths)} "
+                    f"(extensions: .c .h .cc .cpp .cxx .hh .hpp .hxx)"
+                )
             scored = self._score(functions, cache, progress)
             for item in scored:
                 if item.level != "none" and self.top_lines:
@@ -192,3 +190,18 @@ class Scanner:
             if cache:
                 cache.put_lines(key, self.localise, relative)
         return [(item.function.start_line + line, score) for line, score in relative]
+
+
+def _functions_of(source: SourceFile, cache: ScanCache | None) -> tuple[list[Function], bool]:
+    """The file's functions: from the cache when these very bytes were parsed before."""
+    language = language_of(source.language_path)
+    # the path is part of the key: the functions carry it
+    header = f"{EXTRACTOR_VERSION}\0{language}\0{source.display}\0".encode()
+    key = code_key_bytes(header + source.data)
+    known = cache.get_functions(key) if cache else None
+    if known is not None:
+        return [Function(**fields) for fields in known[0]], known[1]
+    found, has_errors = extract_functions(source.data, source.display, language)
+    if cache:
+        cache.put_functions(key, [asdict(f) for f in found], has_errors)
+    return found, has_errors

@@ -1,5 +1,7 @@
 """Scores and line rankings of functions already scanned, keyed by the model's fingerprint and
-the function's text, so a re-scan of a tree where a few files changed scores only those.
+the function's text, so a re-scan of a tree where a few files changed scores only those; and
+the functions cut out of each file, keyed by the file's bytes and the extractor's version, so
+an unchanged file is not parsed again.
 
 One SQLite file (atomic writes, safe with several scans at once). A cache that cannot be opened
 or read is not an error: the scan goes on without it and says so.
@@ -23,6 +25,8 @@ CREATE TABLE IF NOT EXISTS scores (
 CREATE TABLE IF NOT EXISTS lines (
     model TEXT NOT NULL, code TEXT NOT NULL, method TEXT NOT NULL, ranked TEXT NOT NULL,
     PRIMARY KEY (model, code, method));
+CREATE TABLE IF NOT EXISTS files (
+    source TEXT NOT NULL PRIMARY KEY, functions TEXT NOT NULL, damaged INTEGER NOT NULL);
 """
 
 
@@ -32,7 +36,11 @@ def default_cache_dir() -> Path:
 
 
 def code_key(code: str) -> str:
-    return hashlib.sha256(code.encode("utf-8", errors="surrogatepass")).hexdigest()
+    return code_key_bytes(code.encode("utf-8", errors="surrogatepass"))
+
+
+def code_key_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class ScanCache:
@@ -106,6 +114,25 @@ class ScanCache:
         self._write(
             "INSERT OR REPLACE INTO lines VALUES (?, ?, ?, ?)",
             [(self.model, key, method, json.dumps(ranked))],
+        )
+
+    def get_functions(self, key: str) -> tuple[list[dict], bool] | None:
+        """A file's functions (as `Function` fields) and whether it had parse errors."""
+        if self.db is None:
+            return None
+        try:
+            row = self.db.execute(
+                "SELECT functions, damaged FROM files WHERE source = ?", (key,)
+            ).fetchone()
+            return (json.loads(row[0]), bool(row[1])) if row else None
+        except (sqlite3.Error, ValueError) as exc:
+            self._give_up("its database", exc)
+            return None
+
+    def put_functions(self, key: str, functions: list[dict], damaged: bool) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?)",
+            [(key, json.dumps(functions), int(damaged))],
         )
 
     def _write(self, statement: str, rows: list[tuple]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tree_sitter import Language, Node, Parser
 
+EXTRACTOR_VERSION = 1  # bump when what is cut out changes: cached functions are then redone
 C_SUFFIXES = {".c"}
 CPP_SUFFIXES = {".cc", ".cpp", ".cxx", ".c++", ".h", ".hh", ".hpp", ".hxx", ".h++", ".ipp"}
 SOURCE_SUFFIXES = C_SUFFIXES | CPP_SUFFIXES
