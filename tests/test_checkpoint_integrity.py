@@ -156,9 +156,12 @@ def test_inspect_speaks_in_epochs_and_steps(trained_run: Path) -> None:
     result = run_cli("ckpt", "inspect", str(ckpt))
     assert result.code == 0, result.stderr
     e, s = state["epoch"], state["step"]
-    assert f"epoch {e}, step {s}, global step {state['global_step']}" in result.stdout
-    assert f"{s} optimizer steps of epoch {e} are done" in result.stdout
-    assert f"next batch trained is batch {s} of epoch {e}" in result.stdout
+    assert s > 0  # a mid-epoch checkpoint: people count its epoch from 1, as the bar does
+    assert f"epoch {e + 1}, step {s}, global step {state['global_step']}" in result.stdout
+    assert f"(state.json: epoch {e}, step {s}; epochs from 0 there)" in result.stdout
+    assert f"{s} optimizer steps of epoch {e + 1} are done" in result.stdout
+    total = state["total_batches"]
+    assert f"next batch trained is batch {s + 1} of {total} in that epoch" in result.stdout
     assert "model.safetensors" in result.stdout
 
 
