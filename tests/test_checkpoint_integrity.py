@@ -156,8 +156,9 @@ def test_inspect_speaks_in_epochs_and_steps(trained_run: Path) -> None:
     result = run_cli("ckpt", "inspect", str(ckpt))
     assert result.code == 0, result.stderr
     e, s = state["epoch"], state["step"]
-    assert s > 0  # a mid-epoch checkpoint: people count its epoch from 1, as the bar does
-    assert f"epoch {e + 1}, step {s}, global step {state['global_step']}" in result.stdout
+    # people count epochs from 1, as the bar does; an epoch-end checkpoint is (e + 1, 0)
+    where = f"end of epoch {e}" if s == 0 and e > 0 else f"epoch {e + 1}, step {s}"
+    assert f"{where}, global step {state['global_step']}" in result.stdout
     assert f"(state.json: epoch {e}, step {s}; epochs from 0 there)" in result.stdout
     assert f"{s} optimizer steps of epoch {e + 1} are done" in result.stdout
     total = state["total_batches"]
