@@ -75,9 +75,14 @@ def test_run_killed_anywhere_ends_with_the_same_results(tmp_path: Path) -> None:
             tmp_path / "ref" / "reports" / name
         ).read_bytes(), name
 
+    # what a SIGKILL inside the stack or evaluate writes leaves behind
+    debris = [twin / ".reports.tmp-deadbeef", twin / ".stack.tmp-cafef00d"]
+    for path in debris:
+        (path / "plots").mkdir(parents=True)
     again = run_cli("run", "--config", str(cfg))  # everything finished: all stages skipped
     assert again.code == 0
     assert "already trained" in again.stderr and "stack: unchanged" in again.stderr
+    assert not any(path.exists() for path in debris)  # swept by the next run
     results = json.loads((twin / "reports" / "results.json").read_text())
     assert len(results["rows"]) == 2 * (2 + 3 * 2)  # (2 singles + 3 subsets x 2 metas) x 2
     assert results["selected"]["meta"] in ("lr", "rf")

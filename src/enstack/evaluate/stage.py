@@ -23,7 +23,7 @@ from enstack.evaluate.tables import (
     per_class_markdown,
     results_json,
 )
-from enstack.fsutil import stage_lock, staged_dir
+from enstack.fsutil import clean_debris, stage_lock, staged_dir
 from enstack.stack.stage import stack_dir_of
 
 
@@ -45,6 +45,7 @@ def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
     except (OSError, ValueError):
         raise UserError(f"no stacking results in {stack_dir} (run `enstack stack` first)") from None
     out = reports_dir_of(config)
+    clean_debris(out.parent, out.name)  # what a killed run left (under this stage's lock)
     done = out / "results.json"
     if (
         done.is_file()

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from enstack.config import Config
 from enstack.data.prepare import read_manifest
-from enstack.fsutil import sha256_json, stage_lock, staged_dir
+from enstack.fsutil import clean_debris, sha256_json, stage_lock, staged_dir
 from enstack.stack.ablation import meta_features, run_ablation, selection_score
 from enstack.stack.bundle import write_bundle
 from enstack.stack.features import export_dir, extract_all
@@ -56,6 +56,7 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
         }
     )
     out = stack_dir_of(config)
+    clean_debris(out.parent, out.name)  # what a killed run left (under this stage's lock)
     previous = _read_summary(out)
     if previous and previous.get("fingerprint") == fingerprint:
         return StackResult(out, previous, skipped=True)
