@@ -166,21 +166,11 @@ def test_an_interrupted_training_names_the_command_that_resumes(monkeypatch) -> 
     assert again.endswith("--model m --resume /ck/ckpt-g40")
 
 
-def _catches_sigterm(pid: int) -> bool:
-    """The process has installed a SIGTERM handler (its SigCgt mask in /proc)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
-    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
-
-
-@pytest.mark.parametrize("delay", [0.0, 0.7, 1.5])
+@pytest.mark.parametrize("delay", [0.0, 0.5, 1.0])
 def test_sigterm_at_any_moment_exits_130_with_one_line(tmp_path: Path, delay: float) -> None:
-    """`timeout` or a scheduler stopping `enstack prepare`: from the moment enstack's handler
-    is in place (the interpreter's own first milliseconds are not enstack's), while importing,
-    reading, splitting."""
+    """`timeout` or a scheduler stopping `enstack prepare` once it is at work (it holds its
+    stage lock): reading, splitting, writing. Start-up (the interpreter and its imports) is
+    not covered: see the README's limits."""
     import os
     import subprocess
     import sys
@@ -195,7 +185,8 @@ def test_sigterm_at_any_moment_exits_130_with_one_line(tmp_path: Path, delay: fl
     proc = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert wait_for(lambda: _catches_sigterm(proc.pid) or proc.poll() is not None, timeout=60)
+    lock = tmp_path / "run" / ".lock-prepare"
+    assert wait_for(lambda: lock.exists() or proc.poll() is not None, timeout=60)
     time.sleep(delay)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
