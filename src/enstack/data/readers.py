@@ -157,10 +157,12 @@ class Columns(NamedTuple):
     pair: str | None  # read only when data.pair_column is set
     group: str | None  # read only when data.group_column is set
 
-    def optional(self) -> list[tuple[str, str]]:
-        """(column, config key) of the optional columns the config names: required if named."""
+    def required(self) -> list[tuple[str, str]]:
+        """(column, config key) of the columns every row must have: code, label, and the
+        optional ones the config names."""
         named = ((self.pair, "pair_column"), (self.group, "group_column"))
-        return [(column, key) for column, key in named if column is not None]
+        optional = [(column, key) for column, key in named if column is not None]
+        return [(self.code, "code_column"), (self.label, "label_column"), *optional]
 
 
 class Record(NamedTuple):
@@ -245,9 +247,7 @@ def _csv_records(path: Path, columns: Columns) -> Iterator[Record]:
     if header is None:
         raise UserError(f"{path}: empty CSV file (no header row)")
     header = [h.lstrip("\ufeff") for h in header]
-    _require(path, header, columns.code, "code_column")
-    _require(path, header, columns.label, "label_column")
-    for column, key in columns.optional():
+    for column, key in columns.required():
         _require(path, header, column, key)
     code_i, label_i = header.index(columns.code), header.index(columns.label)
     id_i = header.index(columns.id) if columns.id in header else None
@@ -269,6 +269,7 @@ def _csv_records(path: Path, columns: Columns) -> Iterator[Record]:
 
 
 def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
+    required = columns.required()
     bad_lines: set[int] = set()
     row = 0
     for number, line in enumerate(_utf8_lines(path, bad_lines), start=1):
@@ -283,8 +284,6 @@ def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
             raise UserError(f"{path}: line {number} is nested too deeply to be a row") from None
         if not isinstance(obj, dict):
             raise UserError(f"{path}: line {number} is not a JSON object")
-        required = [(columns.code, "code_column"), (columns.label, "label_column")]
-        required += columns.optional()
         for column, role in required:
             if column not in obj:
                 raise UserError(
@@ -312,9 +311,7 @@ def _parquet_records(path: Path, columns: Columns, chunk_rows: int) -> Iterator[
     except Exception:
         raise UserError(f"{path}: not a readable Parquet file") from None
     names = parquet.schema_arrow.names
-    _require(path, names, columns.code, "code_column")
-    _require(path, names, columns.label, "label_column")
-    for column, key in columns.optional():
+    for column, key in columns.required():
         _require(path, names, column, key)
     code_type = parquet.schema_arrow.field(columns.code).type
     if not (
