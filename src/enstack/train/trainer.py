@@ -460,6 +460,7 @@ class Trainer:
     def _save(self, wait: bool = False) -> None:
         self._fold_losses()  # the loss so far is part of the state
         state = self.state
+        settings = trajectory_settings(self.config, self.model_cfg, self.ranks.world)
         scalars = {
             "format_version": FORMAT_VERSION,
             "enstack_version": __version__,
@@ -470,9 +471,9 @@ class Trainer:
             "seed": self.seed,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "config_hash": run_fingerprint(self.config, self.model_cfg, self.ranks.world),
+            "config_hash": sha256_json(settings),
             # the settings themselves, so that a refused resume can name what changed
-            "config": trajectory_settings(self.config, self.model_cfg, self.ranks.world),
+            "config": settings,
             "data_hash": self.manifest["data_fingerprint"],
             "saved_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "world_size": self.ranks.world,
@@ -559,15 +560,16 @@ class Trainer:
         )
         for key, current, what in checks:
             if key in saved and saved[key] != current:
-                changed = self._changed_settings(saved) if key == "config_hash" else ""
+                changed = self._changed_settings(saved) if key == "config_hash" else []
+                names = f" (changed: {', '.join(changed[:6])})" if changed else ""
                 longer = (
                     " (to train longer from this checkpoint, --force-resume: it goes on under "
                     "the new schedule, which is not the run a fresh start would give)"
-                    if changed == " (changed: training.epochs)"
+                    if changed == ["training.epochs"]
                     else ""
                 )
                 message = (
-                    f"{ckpt.path} was written for a different {what}{changed}; resuming would "
+                    f"{ckpt.path} was written for a different {what}{names}; resuming would "
                     "not be exact. Use --resume never to start over (old checkpoints are "
                     f"kept aside), or --force-resume to continue anyway{longer}"
                 )
@@ -575,18 +577,17 @@ class Trainer:
                     raise UserError(message)
                 print(f"warning: {message} (forced)", file=sys.stderr)
 
-    def _changed_settings(self, saved: dict) -> str:
-        """` (changed: training.learning_rate, ...)`, or nothing for checkpoints that predate
-        recording their settings."""
+    def _changed_settings(self, saved: dict) -> list[str]:
+        """The settings that differ from the checkpoint's, as `--set` spells them (the model's
+        under models.N); none for checkpoints that predate recording their settings."""
         if not isinstance(saved.get("config"), dict):
-            return ""
+            return []
         current = trajectory_settings(self.config, self.model_cfg, self.ranks.world)
         index = [m.name for m in self.config.models].index(self.model_cfg.name)
-        changed = [  # as --set spells them: the model's settings under models.N
+        return [
             name.replace("model.", f"models.{index}.", 1) if name.startswith("model.") else name
             for name in changed_keys(saved["config"], current)
         ]
-        return f" (changed: {', '.join(changed[:6])})" if changed else ""
 
     def _epoch_plan(self, epoch: int) -> list[np.ndarray]:
         """This rank's batches for `epoch`: its share (rows r::world) of each global batch.
