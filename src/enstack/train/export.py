@@ -28,37 +28,29 @@ def export_model(model: Classifier, base_dir: Path, out_dir: Path, extra: dict) 
 def frame_like_training(export: Path, family: str, max_length: int) -> None:
     """Make the export's tokenizer frame code as training did, for tools that add special
     tokens themselves (`pipeline("text-classification")`, `AutoTokenizer` then the model):
-    `<s> [family prefix] code </s>` by its post-processor, truncated to `max_length` tokens.
-    enstack itself encodes without the tokenizer's special tokens, so it is unaffected.
-    Exports without a tokenizer.json (slow tokenizer files only) are left as they are."""
+    `<s> [family prefix] code </s>` (the tokens `special_ids` gives training) by its
+    post-processor, truncated to `max_length` tokens. enstack itself encodes without the
+    tokenizer's special tokens, so it is unaffected. Exports without a tokenizer.json (slow
+    tokenizer files only) are left as they are."""
     from tokenizers import Tokenizer
     from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
 
-    from enstack.models.families import FAMILIES
+    from enstack.train.encode import special_ids
 
     tokenizer_file, settings_file = export / "tokenizer.json", export / "tokenizer_config.json"
     if not tokenizer_file.is_file() or not settings_file.is_file():
         return
-    settings = json.loads(settings_file.read_text())
-    cls = _token_text(settings.get("cls_token") or settings.get("bos_token"))
-    sep = _token_text(settings.get("sep_token") or settings.get("eos_token"))
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    head = [cls, *FAMILIES[family].prefix]
-    specials = {token: tokenizer.token_to_id(token) for token in [*head, sep]}
-    if None in (cls, sep) or None in specials.values():
-        return  # a tokenizer enstack could not have trained with either
-    tokenizer.post_processor = TemplateProcessing(
+    head_ids, tail_ids = special_ids(AutoTokenizer.from_pretrained(export), family)
+    fast = Tokenizer.from_file(str(tokenizer_file))
+    head = [fast.id_to_token(i) for i in head_ids]
+    (sep,) = [fast.id_to_token(i) for i in tail_ids]
+    fast.post_processor = TemplateProcessing(
         single=" ".join([*head, "$A", sep]),
         pair=" ".join([*head, "$A", sep, "$B:1", f"{sep}:1"]),
-        special_tokens=list(specials.items()),
+        special_tokens=list(dict(zip([*head, sep], [*head_ids, *tail_ids], strict=True)).items()),
     )
-    tokenizer.save(str(tokenizer_file))
+    fast.save(str(tokenizer_file))
+    settings = json.loads(settings_file.read_text())
     settings["model_max_length"] = max_length
     settings_file.write_text(json.dumps(settings, indent=2) + "\n")
-
-
-def _token_text(token: object) -> str | None:
-    """A special token as tokenizer_config.json gives it: a string or {"content": ...}."""
-    if isinstance(token, dict):
-        token = token.get("content")
-    return token if isinstance(token, str) else None
