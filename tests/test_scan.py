@@ -290,3 +290,29 @@ def test_each_localisation_ranks_the_functions_own_lines(bundle: Path, method: s
     assert scores == sorted(scores, reverse=True) and all(s >= 0 for s in scores)
     assert sum(scores) == pytest.approx(1.0, abs=1e-6) or sum(scores) == 0.0
     assert ranked == rank_lines(scanner.model, function.code, function.start_line, 0, method)
+
+
+def test_scan_with_a_runs_config(bundle: Path, tree: Path, tmp_path: Path, capsys) -> None:
+    """`--config CFG` scans with the run's selected bundle; a run without one is one error."""
+    config = bundle.parents[2] / "c.yaml"
+    code, out, err = _scan(
+        str(tree / "a.c"),
+        "--config",
+        str(config),
+        "--threshold",
+        "0.01",
+        "--no-cache",
+        capsys=capsys,
+    )
+    assert code == 0, err
+    assert "scanned 1 files" in err and "copy" in out
+    code, _, err = _scan(
+        str(tree / "a.c"),
+        "--config",
+        str(config),
+        "--set",
+        f"run_dir={tmp_path / 'never-stacked'}",
+        capsys=capsys,
+    )
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and lines[-1].startswith("error: ") and "no bundle yet" in lines[-1]

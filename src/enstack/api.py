@@ -131,10 +131,11 @@ def scan(
     `options`: `threshold`, `top_lines`, `localise`, `cache_dir`, as the `Scanner` takes them.
     Returns a `ScanReport` (`findings`, `scored`, `summary()`)."""
     from enstack.scan.api import Scanner
+    from enstack.stack.stage import selected_bundle
 
     if (bundle is None) == (config is None):
         raise UserError("scan: give a bundle or a config, not both or neither")
-    where = Path(bundle) if bundle is not None else config.run_dir / "stack" / "bundle"
+    where = Path(bundle) if bundle is not None else selected_bundle(config)
     return Scanner(where, **options).scan([str(p) for p in paths])
 
 

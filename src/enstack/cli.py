@@ -134,6 +134,14 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
     source = scan.add_mutually_exclusive_group(required=True)
     source.add_argument("--bundle", type=Path, help="a bundle (run_dir/stack/bundle) or an export")
     source.add_argument("--config", type=Path, help="use the selected bundle of this run")
+    scan.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --config: override a config key, e.g. --set run_dir=runs/other",
+    )
     scan.add_argument("--format", choices=("text", "json", "csv", "sarif"), default="text")
     scan.add_argument("--output", type=Path, help="write there instead of standard output")
     scan.add_argument(
@@ -378,12 +386,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from enstack.scan.api import LEVELS, Scanner
     from enstack.scan.cache import default_cache_dir
     from enstack.scan.report import render
+    from enstack.stack.stage import selected_bundle
 
-    bundle = args.bundle
-    if bundle is None:
-        bundle = _load(args).run_dir / "stack" / "bundle"
-        if not bundle.is_dir():
-            raise UserError(f"{bundle}: no bundle yet (run `enstack stack --config {args.config}`)")
+    bundle = args.bundle if args.bundle is not None else selected_bundle(_load(args))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     scanner = Scanner(bundle, args.threshold, args.top_lines, args.localise, cache_dir)
     report = scanner.scan(args.paths)

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from enstack.config import Config
 from enstack.data.prepare import read_manifest
+from enstack.errors import UserError
 from enstack.fsutil import clean_debris, sha256_json, stage_lock, staged_dir
 from enstack.stack.ablation import meta_features, run_ablation, selection_score
 from enstack.stack.bundle import write_bundle
@@ -34,8 +35,19 @@ class StackResult:
     skipped: bool
 
 
+BUNDLE = "bundle"  # the selected ensemble, under the stack directory
+
+
 def stack_dir_of(config: Config) -> Path:
     return config.run_dir / "stack"
+
+
+def selected_bundle(config: Config) -> Path:
+    """The bundle `enstack stack` saved for this run; an error if it has not run yet."""
+    bundle = stack_dir_of(config) / BUNDLE
+    if not bundle.is_dir():
+        raise UserError(f"{bundle}: no bundle yet (run `enstack stack` with this config)")
+    return bundle
 
 
 def run_stack(config: Config, progress: bool | None = None) -> StackResult:
@@ -102,7 +114,7 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
             str(tmp / "arrays.safetensors"),
         )
         write_bundle(
-            tmp / "bundle",
+            tmp / BUNDLE,
             {m: export_dir(config, m) for m in chosen.models},
             chosen.classifier,
             config.stacking.features,
