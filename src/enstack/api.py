@@ -71,10 +71,9 @@ def load_config(
 
 def demo_config(run_dir: str | Path = "enstack-demo", **settings: Any) -> Config:
     """The config `enstack demo` runs, with `run_dir` and any keyword settings."""
-    from importlib import resources
+    from enstack.pipeline import demo_yaml
 
-    text = resources.files("enstack").joinpath("resources/demo.yaml").read_text()
-    raw = parse_yaml(text)
+    raw = parse_yaml(demo_yaml())
     return load_config_dict(_merge(raw, {"run_dir": str(run_dir), **settings}), "the demo config")
 
 

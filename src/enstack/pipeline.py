@@ -25,9 +25,13 @@ from enstack.train.trainer import NON_TRAJECTORY_KEYS, train_model
 IDENTITY_KEYS = ("seed", "data", "models")
 
 
+def demo_yaml() -> str:
+    """The demo's config as shipped inside the package (configs/demo.yaml is its copy)."""
+    return resources.files("enstack").joinpath("resources/demo.yaml").read_text()
+
+
 def demo_config(run_dir: Path, overrides: list[str]) -> Config:
-    text = resources.files("enstack").joinpath("resources/demo.yaml").read_text()
-    return load_config_text(text, "the demo config", [f"run_dir={run_dir}", *overrides])
+    return load_config_text(demo_yaml(), "the demo config", [f"run_dir={run_dir}", *overrides])
 
 
 def run_pipeline(config: Config, progress: bool | None = None, force_resume: bool = False) -> dict:
