@@ -37,6 +37,12 @@ class BaseModel:
     max_length: int
     export: Path  # the directory it was loaded from
 
+    @property
+    def labels(self) -> list[str]:
+        """Its classes, in output order (config.json's id2label)."""
+        config = self.model.config
+        return [config.id2label[i] for i in range(config.num_labels)]
+
     def encode(self, codes: list[str]) -> EncodedSplit:
         tokens, offsets = tokenize(
             codes, self.tokenizer, self.family, self.max_length, progress=False
@@ -118,7 +124,7 @@ def _from_export(path: Path, device: torch.device, amp: str) -> ScanModel:
     model = _base_model(
         path, path.parent.name if path.name in ("best", "final") else path.name, device
     )
-    labels = [model.model.config.id2label[i] for i in range(model.model.config.num_labels)]
+    labels = model.labels
     return ScanModel(
         source=path,
         labels=labels,
@@ -150,7 +156,7 @@ def _max_length(export: Path, model: Classifier) -> int:
 
 
 def _check_labels(model: BaseModel, labels: list[str], bundle: Path) -> None:
-    own = [model.model.config.id2label[i] for i in range(model.model.config.num_labels)]
+    own = model.labels
     if own != labels:
         raise UserError(
             f"{bundle}: model {model.name} has classes {own}, the bundle {labels}; "
