@@ -14,7 +14,8 @@ from enstack.errors import UserError
 from enstack.stack.ablation import run_ablation, subsets
 from enstack.stack.bundle import load_bundle, write_bundle
 from enstack.stack.features import ModelFeatures
-from enstack.stack.meta import COMPLEXITY, MetaClassifier
+from enstack.stack.meta import MetaClassifier
+from enstack.stack.registry import complexity
 
 NAMES = ["a", "b", "c"]
 
@@ -209,7 +210,7 @@ def test_within_noise_the_simpler_candidate_wins() -> None:
         key
         for key, c in cv.items()
         if c["mean"] >= best["mean"] - best["se"]
-        and (COMPLEXITY[key[1]], len(key[0])) < (COMPLEXITY[chosen.meta], len(chosen.models))
+        and (complexity(key[1]), len(key[0])) < (complexity(chosen.meta), len(chosen.models))
     ]
     assert not simpler_than_chosen
     assert chosen.meta != "lr"  # a fitted combiner never wins within noise of a vote

@@ -1,6 +1,7 @@
 """Exports read the same way by other tools: Hugging Face's `pipeline("text-classification")`
-on a CLS-pooled export (codebert and graphcodebert families) answers as enstack does, long
-functions included (truncated, not crashing)."""
+on every family's export answers as enstack does, long functions included (truncated, not
+crashing). A mean-pooled (UniXcoder) export is refused unless the caller allows its shipped
+code (`trust_remote_code=True`), and then agrees too: never silently read as CLS-pooled."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from enstack.scan.model import load_scan_model
 
 from conftest import TINY_MODEL, write_config
 
-FAMILIES = ("codebert", "graphcodebert")
+FAMILIES = ("codebert", "graphcodebert", "unixcoder")
+MEAN_POOLED = {"unixcoder"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,17 @@ def test_pipeline_on_an_export_agrees_with_enstack(run, family: str) -> None:
     codes = [*chunk.codes[:30], "int f(void) {\n" + "  x = x + 1;\n" * 200 + "}\n"]  # > 64
     ours = load_scan_model(export, device="cpu").predict_proba(codes)[0]
 
-    classify = pipeline("text-classification", model=str(export), device=-1, top_k=None)
+    mean_pooled = family in MEAN_POOLED
+    if mean_pooled:  # loading it as a plain RoBERTa classifier must fail, not answer wrongly
+        with pytest.raises(ValueError, match="trust_remote_code"):
+            pipeline("text-classification", model=str(export), device=-1, top_k=None)
+    classify = pipeline(
+        "text-classification",
+        model=str(export),
+        device=-1,
+        top_k=None,
+        trust_remote_code=mean_pooled,
+    )
     settings = json.loads((export / "tokenizer_config.json").read_text())
     assert settings["model_max_length"] == 64
     theirs = np.zeros_like(ours)

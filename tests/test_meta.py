@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from enstack.errors import UserError
-from enstack.stack.meta import PAPER_METAS, MetaClassifier
+from enstack.stack.meta import MetaClassifier
+from enstack.stack.registry import PAPER_METAS
 
 
 def _separable(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -251,7 +251,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from enstack.train.trainer import Interrupted, train_model
+    from enstack.train.signals import Interrupted
+    from enstack.train.trainer import train_model
 
     config = _load(args)
     try:
@@ -359,7 +360,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_pipeline(config: Config, force_resume: bool = False) -> int:
     from enstack.pipeline import run_pipeline
-    from enstack.train.trainer import Interrupted
+    from enstack.train.signals import Interrupted
 
     try:
         run_pipeline(config, force_resume=force_resume)

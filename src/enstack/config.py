@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from enstack.errors import UserError
 from enstack.labels import PAPER_LABELS
+from enstack.stack.registry import META_NAMES, PAPER_METAS
 
 
 class Strict(BaseModel):
@@ -109,7 +110,10 @@ class ScratchConfig(Strict):
     heads: Annotated[int, Field(gt=0)] = 2
     intermediate: Annotated[int, Field(gt=0)] = 256
     vocab_size: Annotated[int, Field(ge=300)] = 4000
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1  # hidden and attention dropout
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1  # hidden (and attention) dropout
+    # None: the same as `dropout`. On CPU, dropout on the attention probabilities costs about
+    # half of a small model's training step (a random draw per query-key pair); 0 skips it.
+    attention_dropout: Annotated[float | None, Field(ge=0, lt=1)] = None
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ScratchConfig:
@@ -168,7 +172,7 @@ class TrainingConfig(Strict):
     deterministic: bool = False
 
 
-MetaName = Literal["lr", "svm", "rf", "xgboost", "vote", "wmean"]
+MetaName = Literal[META_NAMES]  # type: ignore[valid-type]  # the registry's names
 # What selection maximises on val: a class metric, or (with a benign class) a detection one.
 SelectOn = Literal["f1", "macro_f1", "accuracy", "detection_f1", "pr_auc", "pair_correct"]
 
@@ -176,7 +180,7 @@ SelectOn = Literal["f1", "macro_f1", "accuracy", "detection_f1", "pr_auc", "pair
 class StackingConfig(Strict):
     features: Literal["probs", "logits", "embedding"] = "probs"
     meta: Annotated[list[MetaName], Field(min_length=1)] = Field(
-        default_factory=lambda: ["lr", "svm", "rf", "xgboost"]
+        default_factory=lambda: list(PAPER_METAS)
     )
     mode: Literal["paper", "cv"] = "paper"
     select_on: SelectOn = "f1"  # weighted F1 over the classes, as the paper selects
@@ -247,6 +251,9 @@ def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
         name = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict):
             out += changed_keys(a, b, name + ".")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            # item by item: a setting added to enstack since, unset, is no change (models)
+            out += changed_keys(dict(enumerate(a)), dict(enumerate(b)), name + ".")
         elif a != b:
             out.append(name)
     return out

@@ -20,7 +20,7 @@ from enstack.evaluate.stage import run_evaluate
 from enstack.evaluate.tables import plain_table
 from enstack.fsutil import atomic_write_json, sha256_json
 from enstack.stack.stage import run_stack
-from enstack.train.trainer import NON_TRAJECTORY_KEYS, train_model
+from enstack.train.status import NON_TRAJECTORY_KEYS, finished_training
 
 IDENTITY_KEYS = ("seed", "data", "models")
 
@@ -46,9 +46,13 @@ def run_pipeline(config: Config, progress: bool | None = None, force_resume: boo
     for warning in split_warnings(data.manifest):
         print(f"warning: {warning}", file=sys.stderr)
     for model in config.models:
-        result = train_model(
-            config, model.name, "auto", progress, force_resume, manifest=data.manifest
-        )
+        result = None if force_resume else finished_training(config, model.name, data.manifest)
+        if result is None:  # torch and transformers load only for a model with work to do
+            from enstack.train.trainer import train_model
+
+            result = train_model(
+                config, model.name, "auto", progress, force_resume, manifest=data.manifest
+            )
         print(
             f"train {model.name}: {'already trained' if result.already_done else 'done'}, "
             f"best val F1 {result.state.best_f1:.4f}",

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file
-from sklearn.metrics import classification_report, confusion_matrix
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
 
 from enstack.config import Config
 from enstack.errors import UserError
-from enstack.evaluate import plots
 from enstack.evaluate.tables import (
     candidate_name,
     csv_text,
@@ -41,7 +40,6 @@ def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
     stack_dir = stack_dir_of(config)
     try:
         summary = json.loads((stack_dir / "ablation.json").read_text())
-        arrays = {k: v.numpy() for k, v in load_file(str(stack_dir / "arrays.safetensors")).items()}
     except (OSError, ValueError):
         raise UserError(f"no stacking results in {stack_dir} (run `enstack stack` first)") from None
     out = reports_dir_of(config)
@@ -52,6 +50,20 @@ def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
         and json.loads(done.read_text()).get("stack_fingerprint") == summary["fingerprint"]
     ):
         return out, summary, True
+    try:
+        arrays = load_file(str(stack_dir / "arrays.safetensors"))
+    except (OSError, SafetensorError):
+        raise UserError(
+            f"{stack_dir / 'arrays.safetensors'}: missing or unreadable; delete {stack_dir} "
+            "and run `enstack stack` again"
+        ) from None
+    _write_reports(config, summary, arrays, out)
+    return out, summary, False
+
+
+def _write_reports(config: Config, summary: dict, arrays: dict, out: Path) -> None:
+    # matplotlib and scikit-learn load only when there are reports to write
+    from enstack.evaluate import plots
 
     labels = summary["labels"]
     y = arrays["y_test"]
@@ -120,10 +132,11 @@ def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
                 labels.index(summary["benign_label"]),
                 "Detection, vulnerable vs benign (test)",
             )
-    return out, summary, False
 
 
 def _report(y, probs, labels: list[str]) -> dict:
+    from sklearn.metrics import classification_report, confusion_matrix
+
     pred = probs.argmax(1)
     ids = list(range(len(labels)))
     report = classification_report(

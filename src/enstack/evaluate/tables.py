@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from enstack.stack.meta import LABELS as META_LABELS
+from enstack.stack.registry import META_KINDS
 
 COLUMNS = ("accuracy", "precision", "recall", "f1", "macro_f1", "auc")
 HEADERS = ("acc", "prec", "rec", "F1", "macro F1", "AUC")
@@ -34,7 +34,7 @@ def results_json(summary: dict, extra: dict) -> dict:
 def candidate_name(row: dict) -> str:
     """`a + b (LR)` for an ensemble, `a` for a single model (a row or the selection)."""
     models = " + ".join(row["models"])
-    return models if row["meta"] is None else f"{models} ({META_LABELS[row['meta']]})"
+    return models if row["meta"] is None else f"{models} ({META_KINDS[row['meta']].label})"
 
 
 def _groups(rows: list[dict]) -> list[tuple[str, list[dict]]]:

@@ -109,7 +109,9 @@ def scratch_config(model: ModelConfig, labels: list[str], max_length: int, vocab
         max_position_embeddings=max_length + 2,  # RoBERTa positions start after the pad id
         type_vocab_size=1,
         hidden_dropout_prob=s.dropout,
-        attention_probs_dropout_prob=s.dropout,
+        attention_probs_dropout_prob=(
+            s.dropout if s.attention_dropout is None else s.attention_dropout
+        ),
         pad_token_id=1,
         bos_token_id=0,
         eos_token_id=2,
@@ -217,9 +219,29 @@ def usable_positions(config: PretrainedConfig, default: int = 512) -> int:
 
 
 def load_base(base_dir: Path) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:
-    config = AutoConfig.from_pretrained(base_dir)
+    config = read_hf_config(base_dir)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     return config, tokenizer
+
+
+def read_hf_config(directory: Path) -> PretrainedConfig:
+    """config.json as transformers reads it, never running code shipped beside it: a
+    mean-pooled export's own model type (see `train.export.declare_mean_pooling`) is read
+    back as its encoder's."""
+    from enstack.models.hf_mean_pooled import MODEL_TYPE, EnstackMeanPooledConfig
+
+    path = directory / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("model_type") != MODEL_TYPE:
+        return AutoConfig.from_pretrained(directory)
+    if raw.get("encoder_model_type") not in SUPPORTED_MODEL_TYPES:
+        raise UserError(
+            f"{path}: encoder_model_type {raw.get('encoder_model_type')!r} is not one enstack reads"
+        )
+    return EnstackMeanPooledConfig.from_dict(raw).encoder_config()
 
 
 def new_classifier(config: PretrainedConfig, weights_from: str | None) -> Classifier:

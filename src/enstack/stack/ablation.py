@@ -25,7 +25,8 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from enstack.config import Config
 from enstack.progress import progress_bar
-from enstack.stack.meta import COMBINERS, COMPLEXITY, MetaClassifier
+from enstack.stack.meta import MetaClassifier
+from enstack.stack.registry import COMBINERS, complexity
 from enstack.train.metrics import classification_metrics, detection_metrics, pair_outcomes
 
 
@@ -70,6 +71,20 @@ class Scorer:
             if pairs is not None:
                 row["pairs"] = _clean(pair_outcomes(y, probs, pairs, self.benign_id))
         return row
+
+    def selection_only(self, y: np.ndarray, probs: np.ndarray, pairs, select_on: str) -> float:
+        """`selection_score` of the row `row` would give, computing only that metric (fold
+        scores need nothing else, and the AUCs cost most of a row)."""
+        if select_on in ("detection_f1", "pr_auc", "pair_correct") and self.benign_id is None:
+            return -1.0
+        if select_on in ("detection_f1", "pr_auc"):
+            row = {"detection": _clean(detection_metrics(y, probs, self.benign_id))}
+        elif select_on == "pair_correct":
+            outcomes = {} if pairs is None else pair_outcomes(y, probs, pairs, self.benign_id)
+            row = {"pairs": _clean(outcomes)}
+        else:
+            row = _clean(classification_metrics(y, probs.argmax(1), self.n_classes))
+        return selection_score(row, select_on)
 
 
 def selection_score(row: dict, select_on: str) -> float:
@@ -185,10 +200,8 @@ def fold_scores(
     values = []
     for fold in np.unique(folds):
         held = folds == fold
-        part = Scorer(
-            scorer.n_classes, scorer.benign_id, {"val": None if pairs is None else pairs[held]}
-        )
-        values.append(selection_score(part.row((), None, "val", y[held], probs[held]), select_on))
+        fold_pairs = None if pairs is None else pairs[held]
+        values.append(scorer.selection_only(y[held], probs[held], fold_pairs, select_on))
     scores = np.asarray(values)
     std = float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
     return {
@@ -207,7 +220,7 @@ def select_within_noise(combos: list[Combo]) -> Combo:
     near = [c for c in combos if c.val_row["cv"]["mean"] >= bar]
     return min(
         near,
-        key=lambda c: (COMPLEXITY[c.meta], len(c.models), -c.val_row["cv"]["mean"]),
+        key=lambda c: (complexity(c.meta), len(c.models), -c.val_row["cv"]["mean"]),
     )
 
 

@@ -15,16 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 
 from enstack.config import Config
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
-from enstack.infer import predict
-from enstack.models.loading import load_classifier
-from enstack.train.encode import encode_splits
-from enstack.train.optim import amp_mode, pick_device
 
 FEATURE_VERSION = 2  # 2: val and test only
 KINDS = ("probs", "logits", "embedding")
@@ -77,7 +72,7 @@ def _cached(out_dir: Path) -> str | None:
 def _load(out_dir: Path, split: str) -> dict[str, np.ndarray]:
     path = out_dir / f"{split}.safetensors"
     try:
-        return {k: v.numpy() for k, v in load_file(str(path)).items()}
+        return load_file(str(path))
     except Exception:
         raise UserError(
             f"{path}: missing or unreadable features; run `enstack stack` again"
@@ -92,6 +87,12 @@ def _extract_to(
     fingerprint: str,
     progress: bool | None,
 ) -> None:
+    # torch and transformers load only here: features found up to date need neither
+    from enstack.infer import predict
+    from enstack.models.loading import load_classifier
+    from enstack.train.encode import encode_splits
+    from enstack.train.optim import amp_mode, pick_device
+
     device = pick_device(config.training.device)
     amp = amp_mode(config.training.amp, device)
     model, tokenizer = load_classifier(export, str(device))
@@ -118,10 +119,7 @@ def _extract_to(
                 f"features {export.parent.name} {split}",
                 progress,
             )
-            save_file(
-                {k: torch.from_numpy(v) for k, v in arrays.items()},
-                str(tmp / f"{split}.safetensors"),
-            )
+            save_file(arrays, str(tmp / f"{split}.safetensors"))
             ids = pq.read_table(data_dir / f"{split}.parquet", columns=["id"])
             pq.write_table(ids, tmp / f"{split}_ids.parquet")
         (tmp / "meta.json").write_text(

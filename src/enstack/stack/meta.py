@@ -23,16 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from enstack.errors import UserError
-
-PAPER_METAS = ("lr", "svm", "rf", "xgboost")
-# Means of the base models' probabilities: nothing (vote) or one weight per model (wmean) is
-# fitted, so they cannot memorise the groups of the rows they are fitted on.
-COMBINERS = ("vote", "wmean")
-META_NAMES = (*PAPER_METAS, *COMBINERS)
-LABELS = {"lr": "LR", "svm": "SVM", "rf": "RF", "xgboost": "XGB", "vote": "vote", "wmean": "wmean"}
-# How much each kind of candidate can fit to its val rows, for the one-standard-error rule
-# (single models and soft voting fit nothing; see stack/ablation.py).
-COMPLEXITY = {None: 0, "vote": 0, "wmean": 1, "lr": 2, "svm": 2, "rf": 3, "xgboost": 3}
+from enstack.stack.registry import COMBINERS, META_NAMES
 
 # The types a skops file written by enstack may contain; anything else is refused on load.
 SKOPS_TRUSTED = {

@@ -13,17 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
-from safetensors.torch import save_file
+from safetensors.numpy import save_file
 
 from enstack.config import Config
 from enstack.data.prepare import read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import clean_debris, sha256_json, stage_lock, staged_dir
-from enstack.stack.ablation import meta_features, run_ablation, selection_score
-from enstack.stack.bundle import write_bundle
 from enstack.stack.features import export_dir, extract_all
-from enstack.train.metrics import classification_metrics
 
 STACK_VERSION = 3  # 2: detection and pair metrics, select_on; 3: grouped folds, 1-SE rule
 
@@ -72,6 +68,11 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
     previous = _read_summary(out)
     if previous and previous.get("fingerprint") == fingerprint:
         return StackResult(out, previous, skipped=True)
+    # scikit-learn and XGBoost load only when there is work: a rerun that finds the stack
+    # up to date answers in about a second
+    from enstack.stack.ablation import meta_features, run_ablation
+    from enstack.stack.bundle import write_bundle
+    from enstack.train.metrics import classification_metrics
 
     result = run_ablation(
         config, features, progress, _split_ids(config, "pair"), _split_ids(config, "group")
@@ -110,7 +111,7 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
         save_file(
             # copies: with a single model selected, two entries are one array, which
             # safetensors refuses to write twice
-            {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in arrays.items()},
+            {k: np.array(v, copy=True, order="C") for k, v in arrays.items()},
             str(tmp / "arrays.safetensors"),
         )
         write_bundle(
@@ -126,6 +127,8 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
 
 
 def _val_score(rows: list[dict], name: str, select_on: str) -> float:
+    from enstack.stack.ablation import selection_score
+
     row = next(
         r for r in rows if r["models"] == [name] and r["meta"] is None and r["split"] == "val"
     )

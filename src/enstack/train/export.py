@@ -11,6 +11,8 @@ from safetensors.torch import save_file
 from enstack.fsutil import staged_dir
 from enstack.models.classifier import Classifier
 
+MEAN_POOLED_MODULE = "modeling_enstack_mean.py"  # the file transformers imports by that name
+
 
 def export_model(model: Classifier, base_dir: Path, out_dir: Path, extra: dict) -> None:
     """Atomically write `out_dir`; `extra` (epoch, metrics, family, max_length) goes into
@@ -23,6 +25,31 @@ def export_model(model: Classifier, base_dir: Path, out_dir: Path, extra: dict) 
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "enstack.json").write_text(json.dumps(extra, indent=2) + "\n")
         frame_like_training(tmp, extra["family"], extra["max_length"])
+        if model.pooling == "mean":
+            declare_mean_pooling(tmp)
+
+
+def declare_mean_pooling(export: Path) -> None:
+    """Give a mean-pooled export its own model type and the code that reads it
+    (`enstack.models.hf_mean_pooled`), so that `AutoModelForSequenceClassification` refuses
+    it unless told `trust_remote_code=True`, and then answers as enstack does, instead of
+    silently reading it as CLS-pooled."""
+    from enstack.models import hf_mean_pooled
+
+    path = export / "config.json"
+    config = json.loads(path.read_text())
+    config["encoder_model_type"] = config["model_type"]
+    config["model_type"] = hf_mean_pooled.MODEL_TYPE
+    config["architectures"] = ["EnstackMeanPooledForSequenceClassification"]
+    module = MEAN_POOLED_MODULE.removesuffix(".py")
+    config["auto_map"] = {
+        "AutoConfig": f"{module}.EnstackMeanPooledConfig",
+        "AutoModelForSequenceClassification": (
+            f"{module}.EnstackMeanPooledForSequenceClassification"
+        ),
+    }
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    shutil.copyfile(hf_mean_pooled.__file__, export / MEAN_POOLED_MODULE)
 
 
 def frame_like_training(export: Path, family: str, max_length: int) -> None:

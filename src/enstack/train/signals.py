@@ -9,6 +9,10 @@ import threading
 from types import FrameType
 
 
+class Interrupted(Exception):
+    """Stopped by SIGTERM/SIGINT after saving a resumable checkpoint (exit 130)."""
+
+
 class StopSignals:
     def __init__(self) -> None:
         self.received: int | None = None

@@ -52,58 +52,20 @@ from enstack.train.optim import (
     pick_device,
     use_deterministic_kernels,
 )
-from enstack.train.records import ModelPaths, TrainResult, TrainState
-from enstack.train.signals import StopSignals
+from enstack.train.records import TrainResult, TrainState
+from enstack.train.signals import Interrupted, StopSignals
+from enstack.train.status import (
+    finished_training,
+    model_paths,
+    run_fingerprint,
+    staging_path,
+    trajectory_settings,
+)
 from enstack.train.validation import evaluate
-
-# Training-config keys that do not change the trajectory; changing them keeps resume allowed.
-NON_TRAJECTORY_KEYS = {
-    "save_steps",
-    "keep_checkpoints",
-    "staging_dir",
-    "log_steps",
-    "device",
-    "num_threads",
-}
-
-
-class Interrupted(Exception):
-    """Stopped by SIGTERM/SIGINT after saving a resumable checkpoint (exit 130)."""
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; nothing after the last good checkpoint is saved."""
-
-
-def model_paths(config: Config, name: str) -> ModelPaths:
-    return ModelPaths(config.run_dir / "models" / name)
-
-
-def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> dict:
-    """What decides the trajectory. The number of ranks is part of it (it sets the global
-    batch); it is left out for one process so single-process checkpoints keep their hash."""
-    training = config.training.model_dump(mode="json", exclude=NON_TRAJECTORY_KEYS)
-    if not training["deterministic"]:  # added later: checkpoints from before keep their hash
-        del training["deterministic"]
-    extra = {"world": world} if world > 1 else {}
-    return {
-        **extra,
-        "seed": config.seed,
-        "model": model.model_dump(mode="json"),
-        "training": training,
-        "labels": config.data.labels,
-    }
-
-
-def run_fingerprint(config: Config, model: ModelConfig, world: int = 1) -> str:
-    return sha256_json(trajectory_settings(config, model, world))
-
-
-def staging_path(staging_dir: Path, run_dir: Path, name: str) -> Path:
-    """Where a model's saves are staged: unique to the run directory (by its absolute path,
-    not only its last component, which two runs may share) and to the model."""
-    key = sha256_json(str(run_dir.resolve()))[:12]
-    return staging_dir / f"{run_dir.name}-{key}" / name
 
 
 def model_seed(seed: int, name: str) -> int:
@@ -136,6 +98,12 @@ def train_model(
     root = trainer.paths.root
     lock = ProcessLock(root / ".lock", f"model {name!r} ({root})")
     with lock if ranks.main else contextlib.nullcontext():
+        done = None
+        if not ranks.active and resume == "auto":  # a finished model needs no model built
+            done = finished_training(config, name, manifest)
+        if done is not None:
+            print(f"{name}: already trained ({done.resumed_from})")
+            return done
         checkpoint = trainer.select_checkpoint(resume)
         return trainer.run(checkpoint, force_resume)
 

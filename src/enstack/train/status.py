@@ -1,0 +1,80 @@
+"""What decides a model's training run, and whether it is already done: read from the config
+and the checkpoints' JSON, without torch or transformers, so that `run` and `train` on a
+finished model answer in a second or two instead of loading every library first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from enstack.ckpt.layout import newest_valid
+from enstack.config import Config, ModelConfig
+from enstack.fsutil import sha256_json
+from enstack.train.records import ModelPaths, TrainResult, TrainState
+
+# Training-config keys that do not change the trajectory; changing them keeps resume allowed.
+NON_TRAJECTORY_KEYS = {
+    "save_steps",
+    "keep_checkpoints",
+    "staging_dir",
+    "log_steps",
+    "device",
+    "num_threads",
+}
+
+
+def model_paths(config: Config, name: str) -> ModelPaths:
+    return ModelPaths(config.run_dir / "models" / name)
+
+
+def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> dict:
+    """What decides the trajectory. The number of ranks is part of it (it sets the global
+    batch); it is left out for one process so single-process checkpoints keep their hash."""
+    training = config.training.model_dump(mode="json", exclude=NON_TRAJECTORY_KEYS)
+    if not training["deterministic"]:  # added later: checkpoints from before keep their hash
+        del training["deterministic"]
+    extra = {"world": world} if world > 1 else {}
+    dumped = model.model_dump(mode="json")
+    if dumped["scratch"] and dumped["scratch"]["attention_dropout"] is None:
+        del dumped["scratch"]["attention_dropout"]  # added later, unset: the old hash holds
+    return {
+        **extra,
+        "seed": config.seed,
+        "model": dumped,
+        "training": training,
+        "labels": config.data.labels,
+    }
+
+
+def run_fingerprint(config: Config, model: ModelConfig, world: int = 1) -> str:
+    return sha256_json(trajectory_settings(config, model, world))
+
+
+def staging_path(staging_dir: Path, run_dir: Path, name: str) -> Path:
+    """Where a model's saves are staged: unique to the run directory (by its absolute path,
+    not only its last component, which two runs may share) and to the model."""
+    key = sha256_json(str(run_dir.resolve()))[:12]
+    return staging_dir / f"{run_dir.name}-{key}" / name
+
+
+def finished_training(config: Config, name: str, manifest: dict) -> TrainResult | None:
+    """The finished run of model `name`, when its newest valid checkpoint is finished, was
+    written for this config and this prepared data, and its export is in place; else None (the
+    trainer then decides: resume, refuse a changed config, or re-export)."""
+    paths = model_paths(config, name)
+    if not (paths.final / "model.safetensors").is_file():
+        return None
+    staging = config.training.staging_dir
+    places = [paths.checkpoints]
+    if staging:
+        places.append(staging_path(staging, config.run_dir, name))
+    found, _ = newest_valid(places)
+    if found is None or not found.state.get("finished"):
+        return None
+    saved = found.state
+    if saved.get("config_hash") != run_fingerprint(config, config.model(name)):
+        return None
+    if saved.get("data_hash") != manifest["data_fingerprint"]:
+        return None
+    state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
+    return TrainResult(paths, state, found.path, True)
