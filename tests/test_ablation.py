@@ -44,6 +44,7 @@ def _features(seed: int = 0, test_labels: np.ndarray | None = None) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_every_row_is_present() -> None:
     config = _config()
     result = run_ablation(config, _features(), progress=False)
@@ -65,6 +66,7 @@ def test_every_row_is_present() -> None:
         assert row["recall"] == pytest.approx(row["accuracy"])  # weighted recall = accuracy
 
 
+@pytest.mark.slow
 def test_selection_never_looks_at_test() -> None:
     config = _config()
     honest = run_ablation(config, _features(), progress=False)["selected"]
@@ -76,6 +78,7 @@ def test_selection_never_looks_at_test() -> None:
     assert "c" not in honest.models or len(honest.models) > 1  # the noise model alone loses
 
 
+@pytest.mark.slow
 def test_cv_mode_scores_out_of_fold() -> None:
     features = _features()
     paper = run_ablation(_config("paper"), features, progress=False)
@@ -94,6 +97,7 @@ def test_cv_mode_scores_out_of_fold() -> None:
     assert val_f1(cv, ["c"], "rf") < 0.35
 
 
+@pytest.mark.slow
 def test_bundle_round_trip_and_tamper_refusal(tmp_path: Path) -> None:
     features = _features()
     result = run_ablation(_config(), features, progress=False)
@@ -158,6 +162,7 @@ def _two_model_config(metas: list[str]) -> Config:
     )
 
 
+@pytest.mark.slow
 def test_grouped_folds_see_through_a_meta_classifier_that_memorises_groups(
     tmp_path: Path,
 ) -> None:

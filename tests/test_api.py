@@ -14,6 +14,7 @@ from enstack.cli import main
 FLAWED = "void copy(char *src) { char buf[8]; strcpy(buf, src); }\n"
 
 
+@pytest.mark.slow
 def test_every_stage_from_python(tmp_path: Path) -> None:
     config = es.demo_config(
         tmp_path / "run",

@@ -66,6 +66,7 @@ def _no_manifest(path: Path) -> str:
 
 
 @pytest.mark.parametrize("damage", [_truncate, _flip, _remove, _no_manifest])
+@pytest.mark.slow
 def test_damaged_checkpoint_fails_verify_and_resume_takes_the_previous(
     run_copy: Path, damage
 ) -> None:
@@ -83,6 +84,7 @@ def test_damaged_checkpoint_fails_verify_and_resume_takes_the_previous(
     assert f"resuming m from {previous}" in result.stderr
 
 
+@pytest.mark.slow
 def test_pickle_payloads_are_never_executed(run_copy: Path, tmp_path: Path) -> None:
     marker = tmp_path / "PWNED"
     ckpt = _checkpoints(run_copy / "run")[-1]
@@ -110,6 +112,7 @@ def test_pickle_payloads_are_never_executed(run_copy: Path, tmp_path: Path) -> N
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_without_a_newer_field_loads_with_a_warning(run_copy: Path) -> None:
     ckpt = _checkpoints(run_copy / "run")[0]  # mid-run
     state = json.loads((ckpt / "state.json").read_text())
@@ -130,6 +133,7 @@ def _refresh_manifest(ckpt: Path) -> None:
     write_manifest(ckpt)
 
 
+@pytest.mark.slow
 def test_changed_config_refuses_resume_unless_forced(run_copy: Path) -> None:
     ckpt = _checkpoints(run_copy / "run")[0]
     args = [
@@ -166,6 +170,7 @@ def test_inspect_speaks_in_epochs_and_steps(trained_run: Path) -> None:
     assert "model.safetensors" in result.stdout
 
 
+@pytest.mark.slow
 def test_clean_removes_partial_saves_and_old_checkpoints(run_copy: Path) -> None:
     ckpt_dir = run_copy / "run" / "models" / "m" / "checkpoints"
     (ckpt_dir / ".ckpt-g000000099.tmp-deadbeef").mkdir()
@@ -207,6 +212,7 @@ def small_disk(tmp_path: Path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_disk_full_keeps_the_previous_checkpoint(tmp_path: Path, small_disk: Path) -> None:
     """A ~500 KiB checkpoint on a 700 KiB disk: the first save fits, the second cannot."""
     config = load_config(tiny_config(tmp_path / "c.yaml", tmp_path / "run", save_steps=2))
@@ -221,6 +227,7 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path: Path, small_disk: Pat
     assert config.training.save_steps == 2
 
 
+@pytest.mark.slow
 def test_staging_directory_takes_saves_and_resume_finds_them_there(tmp_path: Path) -> None:
     """Slow storage: saves land on the staging disk first, then are copied to run_dir and
     verified. A crash after the staged save but before the copy leaves the newest state only

@@ -167,6 +167,7 @@ def test_an_interrupted_training_names_the_command_that_resumes(monkeypatch) -> 
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.5, 1.0])
+@pytest.mark.slow
 def test_sigterm_at_any_moment_exits_130_with_one_line(tmp_path: Path, delay: float) -> None:
     """`timeout` or a scheduler stopping `enstack prepare` once it is at work (it holds its
     stage lock): reading, splitting, writing. Start-up (the interpreter and its imports) is
@@ -229,6 +230,7 @@ def test_a_full_disk_during_prepare_is_one_line_and_nothing_half_written(tmp_pat
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_fails_fast_and_names_a_command_that_exists(tmp_path: Path) -> None:
     import os
     import subprocess

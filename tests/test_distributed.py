@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -49,6 +50,7 @@ def _ddp_config(path: Path, run_dir: Path, **training: object) -> Path:
     return tiny_config(path, run_dir, **settings)
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_job_and_resume_is_bit_exact(tmp_path: Path) -> None:
     rng = random.Random()
     seed = rng.randrange(10**6)
@@ -95,6 +97,7 @@ def test_a_killed_rank_ends_the_job_and_resume_is_bit_exact(tmp_path: Path) -> N
     assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
 
 
+@pytest.mark.slow
 def test_two_ranks_of_8_match_one_rank_of_16(tmp_path: Path) -> None:
     """The same global batches, split across ranks: equal up to float rounding (dropout off,
     160 train rows, so every global batch of 16 splits evenly)."""
@@ -117,6 +120,7 @@ def test_two_ranks_of_8_match_one_rank_of_16(tmp_path: Path) -> None:
     assert any(not torch.allclose(first[k], a[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_resuming_with_another_number_of_ranks_is_refused(tmp_path: Path) -> None:
     cfg = _ddp_config(tmp_path / "c.yaml", tmp_path / "run", epochs=1)
     done = subprocess.run(torchrun(cfg), env=ENV, capture_output=True, text=True)

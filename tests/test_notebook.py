@@ -17,6 +17,7 @@ QUICK = {
 }
 
 
+@pytest.mark.slow
 def test_the_colab_notebook_runs_top_to_bottom(tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -51,6 +51,7 @@ def _run(cfg: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_run_killed_anywhere_ends_with_the_same_results(tmp_path: Path) -> None:
     ref_cfg = _pipeline_config(tmp_path / "ref.yaml", tmp_path / "ref")
     ref = run_cli("run", "--config", str(ref_cfg))
@@ -117,6 +118,7 @@ def test_run_dir_made_by_a_different_config(tmp_path: Path) -> None:
     assert_user_error(result, "different config", "data.synthetic.n_per_class")
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_pipeline_and_the_readme_scans_with_it(tmp_path: Path) -> None:
     result = run_cli("demo", cwd=tmp_path, timeout=900)  # as the README runs it: ./enstack-demo
     assert result.code == 0, result.stderr

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import kill_repeatedly, popen_train, tiny_config, train_args, wait_for
 
 SETTINGS = {"epochs": 3, "grad_accum_steps": 2, "save_steps": 2, "n_per_class": 60}
@@ -32,6 +34,7 @@ def _assert_twins(reference: Path, twin: Path) -> None:
         assert (twin / name).read_bytes() == (reference / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_sigkill_anywhere_then_resume_is_bit_exact(tmp_path: Path) -> None:
     reference = _reference(tmp_path)
     cfg = tiny_config(tmp_path / "twin.yaml", tmp_path / "twin", **SETTINGS)
@@ -42,6 +45,7 @@ def test_sigkill_anywhere_then_resume_is_bit_exact(tmp_path: Path) -> None:
     _assert_twins(reference, model_dir)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_exits_130_and_resumes_exactly(tmp_path: Path) -> None:
     reference = _reference(tmp_path)
     cfg = tiny_config(tmp_path / "twin.yaml", tmp_path / "twin", **SETTINGS)
@@ -72,6 +76,7 @@ def test_sigterm_saves_exits_130_and_resumes_exactly(tmp_path: Path) -> None:
     _assert_twins(reference, model_dir)
 
 
+@pytest.mark.slow
 def test_resume_never_sets_old_checkpoints_aside(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path / "c.yaml", tmp_path / "run", epochs=1)
     subprocess.run(train_args(cfg), check=True, capture_output=True)
@@ -99,6 +104,7 @@ def test_resume_never_sets_old_checkpoints_aside(tmp_path: Path) -> None:
     assert (models / f"tb.old-{stamp}").is_dir()  # logs are the user's to delete
 
 
+@pytest.mark.slow
 def test_more_epochs_on_a_finished_model_is_refused_then_trained_when_forced(
     tmp_path: Path,
 ) -> None:

@@ -1,4 +1,4 @@
-"""Crash-proof, exactly resumable training checkpoints (DESIGN.md, "Checkpoints: the promise").
+"""Crash-proof, exactly resumable training checkpoints (README, "Checkpoints: the promise").
 
 A checkpoint is a directory `ckpt-g<global step>` holding
   model.safetensors      the model's weights

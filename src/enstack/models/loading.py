@@ -269,8 +269,3 @@ def load_classifier(export_dir: Path, device: str = "cpu") -> tuple[Classifier, 
             f"{weights}: weights do not match config.json ({(missing + unexpected)[0]})"
         )
     return model.to(device).eval(), tokenizer
-
-
-def read_labels(base_dir: Path) -> list[str]:
-    config = json.loads((base_dir / "config.json").read_text())
-    return [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
