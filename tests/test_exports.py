@@ -48,7 +48,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_pipeline_on_an_export_agrees_with_enstack(run, family: str) -> None:
+def test_pipeline_on_an_export_agrees_with_enstack(run, family: str, capfd) -> None:
     from transformers import pipeline
 
     run_dir, config = run
@@ -56,6 +56,8 @@ def test_pipeline_on_an_export_agrees_with_enstack(run, family: str) -> None:
     chunk = next(generate(config.data, seed=7))
     codes = [*chunk.codes[:30], "int f(void) {\n" + "  x = x + 1;\n" * 200 + "}\n"]  # > 64
     ours = load_scan_model(export, device="cpu").predict_proba(codes)[0]
+    seen = capfd.readouterr()
+    assert "custom code" not in seen.out + seen.err  # enstack never offers to run it
 
     mean_pooled = family in MEAN_POOLED
     if mean_pooled:  # loading it as a plain RoBERTa classifier must fail, not answer wrongly

@@ -220,7 +220,9 @@ def usable_positions(config: PretrainedConfig, default: int = 512) -> int:
 
 def load_base(base_dir: Path) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:
     config = read_hf_config(base_dir)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    # the config read above, not transformers' own reading of config.json, which for a
+    # mean-pooled export would offer to run the code shipped beside it
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, config=config)
     return config, tokenizer
 
 
