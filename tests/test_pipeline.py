@@ -91,6 +91,22 @@ def test_run_killed_anywhere_ends_with_the_same_results(tmp_path: Path) -> None:
     assert {"confusion_selected.png", "roc_selected.png", "tsne.png", "ablation.png"} <= plots
     assert (twin / "stack" / "bundle" / "manifest.json").is_file()
 
+    # finding finished work needs none of the heavy libraries: start-up stays short
+    for command in (["run"], ["train", "--model", "u"]):
+        probe = (
+            "import sys\n"
+            "from enstack.cli import main\n"
+            f"code = main({[*command, '--config', str(cfg)]!r})\n"
+            "heavy = sorted(m for m in ('torch', 'transformers', 'sklearn', 'matplotlib') "
+            "if m in sys.modules)\n"
+            "print('RESULT', code, heavy)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        )
+        assert "RESULT 0 []" in done.stdout, (command, done.stdout, done.stderr)
+        assert "already trained" in done.stdout + done.stderr
+
 
 def test_stack_before_training_names_the_missing_model(tmp_path: Path) -> None:
     cfg = _pipeline_config(tmp_path / "c.yaml", tmp_path / "run")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from enstack.errors import UserError
 from enstack.labels import PAPER_LABELS
+from enstack.run_layout import RunLayout
 from enstack.stack.registry import META_NAMES, PAPER_METAS
 
 
@@ -211,6 +212,11 @@ class Config(Strict):
     models: list[ModelConfig] = Field(default_factory=_paper_models)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     stacking: StackingConfig = Field(default_factory=StackingConfig)
+
+    @property
+    def layout(self) -> RunLayout:
+        """Where everything this run writes lives under `run_dir`."""
+        return RunLayout(self.run_dir)
 
     @field_validator("models")
     @classmethod

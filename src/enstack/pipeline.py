@@ -20,7 +20,11 @@ from enstack.evaluate.stage import run_evaluate
 from enstack.evaluate.tables import plain_table
 from enstack.fsutil import atomic_write_json, sha256_json
 from enstack.stack.stage import run_stack
-from enstack.train.status import NON_TRAJECTORY_KEYS, finished_training
+from enstack.train.status import (
+    NON_TRAJECTORY_KEYS,
+    finished_training,
+    nothing_asked_beyond_done,
+)
 
 IDENTITY_KEYS = ("seed", "data", "models")
 
@@ -46,7 +50,9 @@ def run_pipeline(config: Config, progress: bool | None = None, force_resume: boo
     for warning in split_warnings(data.manifest):
         print(f"warning: {warning}", file=sys.stderr)
     for model in config.models:
-        result = None if force_resume else finished_training(config, model.name, data.manifest)
+        result = None
+        if nothing_asked_beyond_done("auto", force_resume):
+            result = finished_training(config, model.name, data.manifest)
         if result is None:  # torch and transformers load only for a model with work to do
             from enstack.train.trainer import train_model
 
@@ -82,7 +88,7 @@ def _clock_start() -> float:
 def check_run_dir(config: Config) -> None:
     """Record which config made run_dir; refuse a different one."""
     identity = _identity(config)
-    path = config.run_dir / "run.json"
+    path = config.layout.record
     if path.is_file():
         try:
             recorded = json.loads(path.read_text())

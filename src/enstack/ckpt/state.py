@@ -8,10 +8,17 @@ array to safetensors, the rest (Python's Mersenne Twister state, NumPy's positio
 from __future__ import annotations
 
 import random
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
+
+from enstack.ckpt.layout import FORMAT_VERSION, TENSOR_FILES, CheckpointError
+
+if TYPE_CHECKING:
+    from enstack.ckpt.layout import Checkpoint
 
 
 def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -77,3 +84,89 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> list[str]:
     key = tensors["numpy.key"].numpy().astype(np.uint32)
     np.random.set_state((npm["kind"], key, npm["pos"], npm["has_gauss"], npm["cached"]))
     return warnings
+
+
+# --- a training run's parts: captured into a checkpoint and restored from one -------------
+
+
+class Ranks(Protocol):
+    """What capture and restore need of the process group (`train.distributed.Dist`)."""
+
+    rank: int
+    world: int
+
+    @property
+    def active(self) -> bool: ...
+
+    def gather(self, obj: Any) -> list[Any]: ...
+
+
+@dataclass
+class TrainingParts:
+    """The live objects whose state a checkpoint holds besides the run's scalars."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler  # disabled unless fp16
+
+
+def capture(
+    parts: TrainingParts, scalars: dict, ranks: Ranks
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """state.json's content (the writer adds the optimizer's groups and rank 0's RNG) and the
+    extra RNG tensors: under several ranks every rank's generators, gathered to rank 0, so that
+    each resumes its own dropout stream. Collective: every rank calls it."""
+    from enstack import __version__
+
+    state = {
+        "format_version": FORMAT_VERSION,
+        "enstack_version": __version__,
+        **scalars,
+        "scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict() if parts.scaler.is_enabled() else None,
+        "saved_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "world_size": ranks.world,
+    }
+    extra_rng: dict[str, torch.Tensor] = {}
+    if ranks.active:
+        per_rank = ranks.gather(capture_rng())
+        state["rng_ranks"] = [meta for _, meta in per_rank]
+        extra_rng = {f"rank{r}.{k}": t for r, (ts, _) in enumerate(per_rank) for k, t in ts.items()}
+    return state, extra_rng
+
+
+def restore(ckpt: Checkpoint, parts: TrainingParts, ranks: Ranks) -> list[str]:
+    """Load a verified checkpoint into `parts` and this rank's generators; the warnings (an
+    RNG state this machine cannot apply). The mirror of `capture` plus the writer's files."""
+    from safetensors.torch import load_file
+
+    saved = ckpt.state
+    try:
+        weights, opt_tensors, rng_tensors = (
+            load_file(str(ckpt.path / name)) for name in TENSOR_FILES
+        )
+    except Exception as exc:  # safetensors rejects anything that is not its format
+        raise CheckpointError(f"{ckpt.path}: unreadable tensors ({exc})") from None
+    missing, unexpected = parts.model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{ckpt.path / TENSOR_FILES[0]}: does not match the model ({(missing + unexpected)[0]})"
+        )
+    parts.optimizer.load_state_dict(optimizer_from_flat(opt_tensors, saved["optimizer"]))
+    parts.scheduler.load_state_dict(saved["scheduler"])
+    if parts.scaler.is_enabled() and saved.get("scaler"):
+        parts.scaler.load_state_dict(saved["scaler"])
+    own, meta, warnings = _own_rng(rng_tensors, saved, ranks.rank)
+    return warnings + restore_rng(own, meta)
+
+
+def _own_rng(tensors: dict, saved: dict, rank: int) -> tuple[dict, dict, list[str]]:
+    """This rank's RNG states from a checkpoint (rank 0's are the plain keys)."""
+    prefix = f"rank{rank}."
+    own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if own and len(saved.get("rng_ranks") or []) > rank:
+        return own, saved["rng_ranks"][rank], []
+    warnings = [f"the checkpoint has no RNG state for rank {rank}"] if rank else []
+    plain = {k: v for k, v in tensors.items() if not k.startswith("rank")}
+    return plain, saved["rng"], warnings

@@ -52,10 +52,6 @@ class PrepareResult:
     skipped: bool  # True when the inputs were unchanged and nothing was written
 
 
-def data_dir_of(config: Config) -> Path:
-    return config.run_dir / "data"
-
-
 def prepare(config: Config, progress: bool | None = None) -> PrepareResult:
     with stage_lock(config.run_dir, "prepare"):
         return _prepare(config, progress)
@@ -64,7 +60,7 @@ def prepare(config: Config, progress: bool | None = None) -> PrepareResult:
 def _prepare(config: Config, progress: bool | None) -> PrepareResult:
     data = config.data
     _check_rules(data)
-    data_dir = data_dir_of(config)
+    data_dir = config.layout.data
     sources = _source_paths(data)
     fingerprints = {
         key: _source_fingerprint(data, path, config.seed) for key, path in sources.items()

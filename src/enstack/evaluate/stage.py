@@ -23,11 +23,6 @@ from enstack.evaluate.tables import (
     results_json,
 )
 from enstack.fsutil import clean_debris, stage_lock, staged_dir
-from enstack.stack.stage import stack_dir_of
-
-
-def reports_dir_of(config: Config) -> Path:
-    return config.run_dir / "reports"
 
 
 def run_evaluate(config: Config) -> tuple[Path, dict, bool]:
@@ -37,12 +32,12 @@ def run_evaluate(config: Config) -> tuple[Path, dict, bool]:
 
 
 def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
-    stack_dir = stack_dir_of(config)
+    stack_dir = config.layout.stack
     try:
         summary = json.loads((stack_dir / "ablation.json").read_text())
     except (OSError, ValueError):
         raise UserError(f"no stacking results in {stack_dir} (run `enstack stack` first)") from None
-    out = reports_dir_of(config)
+    out = config.layout.reports
     clean_debris(out.parent, out.name)  # what a killed run left (under this stage's lock)
     done = out / "results.json"
     if (

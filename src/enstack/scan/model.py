@@ -19,7 +19,7 @@ from enstack.fsutil import sha256_file, sha256_json
 from enstack.infer import predict
 from enstack.models.classifier import Classifier
 from enstack.models.loading import load_classifier, usable_positions
-from enstack.stack.bundle import Bundle, load_bundle
+from enstack.stack.bundle import Bundle, bundle_model_dir, load_bundle
 from enstack.train.encode import EncodedSplit, pad_id, tokenize
 from enstack.train.optim import amp_mode, pick_device
 
@@ -105,7 +105,7 @@ def load_scan_model(path: Path, device: str = "auto", amp: str = "auto") -> Scan
 def _from_bundle(path: Path, device: torch.device, amp: str) -> ScanModel:
     bundle = load_bundle(path)  # verifies every file against the manifest first
     labels = list(bundle.manifest["labels"])
-    models = [_base_model(path / "models" / name, name, device) for name in bundle.models]
+    models = [_base_model(bundle_model_dir(path, name), name, device) for name in bundle.models]
     for model in models:
         _check_labels(model, labels, path)
     return ScanModel(

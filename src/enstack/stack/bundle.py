@@ -25,6 +25,11 @@ from enstack.stack.meta import MetaClassifier
 BUNDLE_VERSION = 1
 
 
+def bundle_model_dir(bundle: Path, name: str) -> Path:
+    """Where a bundle keeps base model `name`'s export (a copy of its `best/`)."""
+    return bundle / "models" / name
+
+
 def write_bundle(
     out_dir: Path,
     model_exports: dict[str, Path],
@@ -35,7 +40,7 @@ def write_bundle(
 ) -> None:
     with staged_dir(out_dir) as tmp:
         for name, export in model_exports.items():
-            target = tmp / "models" / name
+            target = bundle_model_dir(tmp, name)
             target.mkdir(parents=True)
             for f in export.iterdir():
                 _link_or_copy(f, target / f.name)

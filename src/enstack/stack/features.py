@@ -33,10 +33,6 @@ class ModelFeatures:
     fingerprint: str
 
 
-def export_dir(config: Config, name: str) -> Path:
-    return config.run_dir / "models" / name / "best"
-
-
 def extract_all(config: Config, manifest: dict, progress: bool | None = None) -> dict:
     return {m.name: extract_model(config, m.name, manifest, progress) for m in config.models}
 
@@ -44,7 +40,7 @@ def extract_all(config: Config, manifest: dict, progress: bool | None = None) ->
 def extract_model(
     config: Config, name: str, manifest: dict, progress: bool | None = None
 ) -> ModelFeatures:
-    export = export_dir(config, name)
+    export = config.layout.model(name).best
     weights = export / "model.safetensors"
     if not weights.is_file():
         raise UserError(f"no trained model at {export} (run `enstack train --model {name}`)")
@@ -56,7 +52,7 @@ def extract_model(
             "max_length": config.training.max_length,
         }
     )
-    out_dir = config.run_dir / "features" / name
+    out_dir = config.layout.features(name)
     if _cached(out_dir) != fingerprint:
         _extract_to(out_dir, config, export, manifest, fingerprint, progress)
     return ModelFeatures(name, {s: _load(out_dir, s) for s in FEATURE_SPLITS}, fingerprint)
@@ -97,7 +93,7 @@ def _extract_to(
     amp = amp_mode(config.training.amp, device)
     model, tokenizer = load_classifier(export, str(device))
     family = model.config.enstack["family"]
-    data_dir = config.run_dir / "data"
+    data_dir = config.layout.data
     splits = encode_splits(
         data_dir,
         manifest,
@@ -105,7 +101,7 @@ def _extract_to(
         tokenizer,
         family,
         config.training.max_length,
-        config.run_dir / "cache" / "tokens",
+        config.layout.token_cache,
         progress,
     )
     with staged_dir(out_dir) as tmp:

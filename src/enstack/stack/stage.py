@@ -19,7 +19,7 @@ from enstack.config import Config
 from enstack.data.prepare import read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import clean_debris, sha256_json, stage_lock, staged_dir
-from enstack.stack.features import export_dir, extract_all
+from enstack.stack.features import extract_all
 
 STACK_VERSION = 3  # 2: detection and pair metrics, select_on; 3: grouped folds, 1-SE rule
 
@@ -31,16 +31,9 @@ class StackResult:
     skipped: bool
 
 
-BUNDLE = "bundle"  # the selected ensemble, under the stack directory
-
-
-def stack_dir_of(config: Config) -> Path:
-    return config.run_dir / "stack"
-
-
 def selected_bundle(config: Config) -> Path:
     """The bundle `enstack stack` saved for this run; an error if it has not run yet."""
-    bundle = stack_dir_of(config) / BUNDLE
+    bundle = config.layout.bundle
     if not bundle.is_dir():
         raise UserError(f"{bundle}: no bundle yet (run `enstack stack` with this config)")
     return bundle
@@ -52,7 +45,7 @@ def run_stack(config: Config, progress: bool | None = None) -> StackResult:
 
 
 def _run_stack(config: Config, progress: bool | None) -> StackResult:
-    manifest = read_manifest(config.run_dir / "data")
+    manifest = read_manifest(config.layout.data)
     features = extract_all(config, manifest, progress)
     fingerprint = sha256_json(
         {
@@ -63,7 +56,7 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
             "features": {name: f.fingerprint for name, f in features.items()},
         }
     )
-    out = stack_dir_of(config)
+    out = config.layout.stack
     clean_debris(out.parent, out.name)  # what a killed run left (under this stage's lock)
     previous = _read_summary(out)
     if previous and previous.get("fingerprint") == fingerprint:
@@ -115,8 +108,8 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
             str(tmp / "arrays.safetensors"),
         )
         write_bundle(
-            tmp / BUNDLE,
-            {m: export_dir(config, m) for m in chosen.models},
+            tmp / config.layout.bundle.name,
+            {m: config.layout.model(m).best for m in chosen.models},
             chosen.classifier,
             config.stacking.features,
             labels,
@@ -152,7 +145,7 @@ def _split_ids(config: Config, column: str) -> dict[str, np.ndarray | None]:
     has that column; a row without one is a unit of its own."""
     out: dict[str, np.ndarray | None] = {}
     for split in ("val", "test"):
-        path = config.run_dir / "data" / f"{split}.parquet"
+        path = config.layout.split(split)
         if column not in pq.read_schema(path).names:
             out[split] = None
             continue

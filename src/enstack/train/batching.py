@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
+# The batch order's own stream of the model seed, apart from initial weights and dropout
+# (the value is kept: it decides the trajectory of every checkpoint written so far).
+ORDER_STREAM = 7919
+
 
 def epoch_batches(
     lengths: np.ndarray, batch_size: int, seed: int, epoch: int, pool: int = 200
 ) -> list[np.ndarray]:
-    rng = np.random.default_rng([seed, 7919, epoch])
+    rng = np.random.default_rng([seed, ORDER_STREAM, epoch])
     order = rng.permutation(len(lengths))
     batches: list[np.ndarray] = []
     span = batch_size * pool
@@ -25,6 +29,18 @@ def epoch_batches(
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def rank_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+) -> list[np.ndarray]:
+    """Rank `rank`'s batches for `epoch`: its share (rows r::world) of each global batch of
+    `batch_size` rows per rank. The global order is the same for any number of ranks; under
+    several ranks a last global batch with fewer rows than ranks is dropped."""
+    batches = epoch_batches(lengths, batch_size * world, seed, epoch)
+    if world == 1:
+        return batches
+    return [b[rank::world] for b in batches if len(b) >= world]
 
 
 def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -7,7 +7,9 @@ process, so the single-process path runs the same code.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -35,6 +37,16 @@ class Dist:
     def barrier(self) -> None:
         if self.active:
             dist.barrier()
+
+    @contextlib.contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first (it writes what the others then read), the others once
+        it is done: each rank passes one barrier, before the block or after it."""
+        if not self.main:
+            self.barrier()
+        yield
+        if self.main:
+            self.barrier()
 
     def mean(self, values: list[float]) -> list[float]:
         """The mean of each value over ranks."""
@@ -67,6 +79,17 @@ class Dist:
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
         return out
+
+
+# Rank r's dropout stream is seed + RANK_STREAM * r (the value is kept: it decides the
+# trajectory of every multi-rank checkpoint written so far).
+RANK_STREAM = 7919
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Rank `rank`'s dropout stream: every rank starts from the same initial weights (seeded
+    with `seed` before), then draws its own dropout masks."""
+    return seed + RANK_STREAM * rank
 
 
 def from_environment(want_cuda: bool) -> Dist:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from enstack.run_layout import ModelPaths
+
 
 @dataclass
 class TrainState:
@@ -23,27 +25,6 @@ class TrainState:
     loss_sum: float = 0.0  # this epoch's summed step losses, for the running mean
     loss_count: int = 0
     last_eval: dict = field(default_factory=dict)
-
-
-@dataclass
-class ModelPaths:
-    root: Path
-
-    @property
-    def base(self) -> Path:
-        return self.root / "base"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def best(self) -> Path:
-        return self.root / "best"
-
-    @property
-    def final(self) -> Path:
-        return self.root / "final"
 
 
 @dataclass

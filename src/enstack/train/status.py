@@ -5,12 +5,13 @@ finished model answer in a second or two instead of loading every library first.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from enstack.ckpt.layout import newest_valid
 from enstack.config import Config, ModelConfig
 from enstack.fsutil import sha256_json
-from enstack.train.records import ModelPaths, TrainResult, TrainState
+from enstack.train.records import TrainResult, TrainState
 
 # Training-config keys that do not change the trajectory; changing them keeps resume allowed.
 NON_TRAJECTORY_KEYS = {
@@ -21,10 +22,6 @@ NON_TRAJECTORY_KEYS = {
     "device",
     "num_threads",
 }
-
-
-def model_paths(config: Config, name: str) -> ModelPaths:
-    return ModelPaths(config.run_dir / "models" / name)
 
 
 def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> dict:
@@ -61,7 +58,7 @@ def finished_training(config: Config, name: str, manifest: dict) -> TrainResult 
     """The finished run of model `name`, when its newest valid checkpoint is finished, was
     written for this config and this prepared data, and its export is in place; else None (the
     trainer then decides: resume, refuse a changed config, or re-export)."""
-    paths = model_paths(config, name)
+    paths = config.layout.model(name)
     if not (paths.final / "model.safetensors").is_file():
         return None
     staging = config.training.staging_dir
@@ -78,3 +75,10 @@ def finished_training(config: Config, name: str, manifest: dict) -> TrainResult 
         return None
     state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
     return TrainResult(paths, state, found.path, True)
+
+
+def nothing_asked_beyond_done(resume: str, force_resume: bool) -> bool:
+    """Whether a finished model answers "already trained" without the trainer: the default
+    resume, nothing forced, one process (under torchrun every rank takes the trainer's path,
+    which agrees on it collectively)."""
+    return resume == "auto" and not force_resume and int(os.environ.get("WORLD_SIZE", "1")) <= 1

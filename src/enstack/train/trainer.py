@@ -19,29 +19,26 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from safetensors.torch import load_file
 
-from enstack import __version__
 from enstack.ckpt.layout import (
-    FORMAT_VERSION,
     Checkpoint,
-    CheckpointError,
     newest_valid,
     remove_unfinished,
     verify,
 )
-from enstack.ckpt.state import capture_rng, optimizer_from_flat, restore_rng
+from enstack.ckpt.state import TrainingParts, capture, restore
 from enstack.ckpt.writer import CheckpointWriter
 from enstack.config import Config, ModelConfig, changed_keys
 from enstack.data.prepare import prepare, read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import ProcessLock, sha256_json
+from enstack.models.classifier import Classifier
 from enstack.models.loading import load_base, new_classifier, write_base
 from enstack.progress import progress_bar
-from enstack.train.batching import epoch_batches
+from enstack.train.batching import rank_batches
 from enstack.train.clock import PhaseClock
-from enstack.train.distributed import Dist, from_environment
-from enstack.train.encode import encode_splits
+from enstack.train.distributed import Dist, from_environment, rank_seed, shutdown
+from enstack.train.encode import EncodedSplit, encode_splits
 from enstack.train.export import export_model
 from enstack.train.logbook import Logbook
 from enstack.train.optim import (
@@ -56,7 +53,7 @@ from enstack.train.records import TrainResult, TrainState
 from enstack.train.signals import Interrupted, StopSignals
 from enstack.train.status import (
     finished_training,
-    model_paths,
+    nothing_asked_beyond_done,
     run_fingerprint,
     staging_path,
     trajectory_settings,
@@ -85,24 +82,41 @@ def train_model(
     force_resume: bool = False,
     manifest: dict | None = None,
 ) -> TrainResult:
-    """Train one model; `manifest`: prepared data the caller already checked (pipeline)."""
+    """Train one model; `manifest`: prepared data the caller already checked (pipeline).
+    Under torchrun, the process group this joins is left when it returns or fails."""
     model_cfg = config.model(name)  # a bad name is reported before any work
     ranks = from_environment(pick_device(config.training.device).type == "cuda")
+    try:
+        return _train_in_group(config, model_cfg, ranks, resume, progress, force_resume, manifest)
+    finally:
+        if ranks.active:
+            shutdown()
+
+
+def _train_in_group(
+    config: Config,
+    model_cfg: ModelConfig,
+    ranks: Dist,
+    resume: str,
+    progress: bool | None,
+    force_resume: bool,
+    manifest: dict | None,
+) -> TrainResult:
     if ranks.main and manifest is None:  # one writer; the other ranks read what it prepared
         manifest = prepare(config, progress).manifest
     ranks.barrier()
     if manifest is None:
-        manifest = read_manifest(config.run_dir / "data")
+        manifest = read_manifest(config.layout.data)
     trainer = Trainer(config, model_cfg, manifest, progress if ranks.main else False, ranks)
     # one writer per model: a second `enstack train` would sweep the first's save in flight
     root = trainer.paths.root
-    lock = ProcessLock(root / ".lock", f"model {name!r} ({root})")
+    lock = ProcessLock(root / ".lock", f"model {model_cfg.name!r} ({root})")
     with lock if ranks.main else contextlib.nullcontext():
         done = None
-        if not ranks.active and resume == "auto":  # a finished model needs no model built
-            done = finished_training(config, name, manifest)
+        if nothing_asked_beyond_done(resume, force_resume):  # no model built to say so
+            done = finished_training(config, model_cfg.name, manifest)
         if done is not None:
-            print(f"{name}: already trained ({done.resumed_from})")
+            print(f"{model_cfg.name}: already trained ({done.resumed_from})")
             return done
         checkpoint = trainer.select_checkpoint(resume)
         return trainer.run(checkpoint, force_resume)
@@ -123,7 +137,7 @@ class Trainer:
         self.model_cfg = model_cfg
         self.manifest = manifest
         self.progress = progress
-        self.paths = model_paths(config, model_cfg.name)
+        self.paths = config.layout.model(model_cfg.name)
         self.labels = manifest["labels"]
         self.device = pick_device(self.tc.device)
         if self.device.type == "cuda" and self.ranks.active:
@@ -139,6 +153,19 @@ class Trainer:
             if self.tc.staging_dir
             else None
         )
+        # built by `_setup` (the data, the parts, the state) and `_start_training`
+        self.train_split: EncodedSplit | None = None
+        self.val_split: EncodedSplit | None = None
+        self.model: Classifier | None = None
+        self.parts: TrainingParts | None = None
+        self.forward: torch.nn.Module | None = None  # the model, or its DDP wrapper
+        self.loss_fn: torch.nn.Module | None = None
+        self.state = TrainState()
+        self.writer: CheckpointWriter | None = None
+        self.clock = PhaseClock(self.device)
+        self.log: Logbook | None = None
+        # the steps trained since their losses were last read back (see `_fold_losses`)
+        self._pending_losses: list[tuple[list[torch.Tensor], list[int]]] = []
 
     # --- which checkpoint -----------------------------------------------------------------
 
@@ -173,51 +200,59 @@ class Trainer:
     # --- the run ----------------------------------------------------------------------------
 
     def run(self, checkpoint: Checkpoint | None, force_resume: bool) -> TrainResult:
-        cfg, tc = self.config, self.tc
-        data_dir = cfg.run_dir / "data"
-        splits = None
-        for turn in ("main", "others"):  # rank 0 writes base/ and the token cache first
-            if (turn == "main") == self.ranks.main:
-                hf_config, _, splits = self._base_and_tokens(data_dir)
-            self.ranks.barrier()
-        assert splits is not None
-        self.train_split, self.val_split = splits["train"], splits["val"]
-        n_batches = len(self._epoch_plan(0))
-        steps_per_epoch = math.ceil(n_batches / tc.grad_accum_steps)
-
-        _seed_everything(self.seed)
-        weights = self.model_cfg.pretrained if checkpoint is None else None
-        self.model = new_classifier(hf_config, weights).to(self.device)
-        if self.ranks.active:  # same initial weights everywhere, a dropout stream per rank
-            torch.manual_seed(self.seed + 7919 * self.ranks.rank)
-        self.optimizer = make_optimizer(self.model, tc)
-        self.scheduler = make_scheduler(self.optimizer, tc, steps_per_epoch * tc.epochs)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
-        self.loss_fn = torch.nn.CrossEntropyLoss(weight=self._class_weights())
-        state = TrainState(total_batches=n_batches, steps_per_epoch=steps_per_epoch)
-        if checkpoint is not None:
-            state = self._restore(checkpoint, state, force_resume)
-        self.state = state
-        self._improved = False  # whether the last evaluation set a new best
-        self._pending_losses: list[tuple[list[torch.Tensor], list[int]]] = []
-        self.forward = self.model
-        if self.ranks.active:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward = DistributedDataParallel(self.model, device_ids=ids)
-
-        if state.finished:
+        resumed_from = checkpoint.path if checkpoint else None
+        self._setup(checkpoint, force_resume)
+        if self.state.finished:
             if self.ranks.main and not (self.paths.final / "model.safetensors").is_file():
                 self._export(self.paths.final)
-            print(
-                f"{self.model_cfg.name}: already trained ({checkpoint.path if checkpoint else ''})"
-            )
-            return TrainResult(self.paths, state, checkpoint.path if checkpoint else None, True)
+            print(f"{self.model_cfg.name}: already trained ({resumed_from or ''})")
+            return TrainResult(self.paths, self.state, resumed_from, True)
+        self._train()
+        return self._teardown(resumed_from)
 
+    # --- setup, training, teardown ------------------------------------------------------------
+
+    def _setup(self, checkpoint: Checkpoint | None, force_resume: bool) -> None:
+        """The encoded data, the model and its optimizer, schedule and scaler, and the state:
+        fresh, or restored from `checkpoint`."""
+        with self.ranks.main_first():  # rank 0 writes base/ and the token cache
+            hf_config, _, splits = self._base_and_tokens(self.config.layout.data)
+        self.train_split, self.val_split = splits["train"], splits["val"]
+        n_batches = len(self._epoch_plan(0))
+        steps_per_epoch = math.ceil(n_batches / self.tc.grad_accum_steps)
+        self.parts = self._build_parts(hf_config, checkpoint is None, steps_per_epoch)
+        self.model = self.parts.model
+        self.loss_fn = torch.nn.CrossEntropyLoss(weight=self._class_weights())
+        self.state = TrainState(total_batches=n_batches, steps_per_epoch=steps_per_epoch)
+        if checkpoint is not None:
+            self.state = self._restore(checkpoint, self.state, force_resume)
+        self.forward = self._wrap_ddp(self.model)
+
+    def _build_parts(self, hf_config, fresh: bool, steps_per_epoch: int) -> TrainingParts:
+        """Initial weights from the model seed (the same on every rank; pretrained ones only
+        for a fresh start: a checkpoint's replace them), then each rank's dropout stream."""
+        _seed_everything(self.seed)
+        weights = self.model_cfg.pretrained if fresh else None
+        model = new_classifier(hf_config, weights).to(self.device)
+        if self.ranks.active:
+            torch.manual_seed(rank_seed(self.seed, self.ranks.rank))
+        optimizer = make_optimizer(model, self.tc)
+        scheduler = make_scheduler(optimizer, self.tc, steps_per_epoch * self.tc.epochs)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        return TrainingParts(model, optimizer, scheduler, scaler)
+
+    def _wrap_ddp(self, model: torch.nn.Module) -> torch.nn.Module:
+        if not self.ranks.active:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def _train(self) -> None:
+        tc, n_batches = self.tc, self.state.total_batches
         self.writer = CheckpointWriter(self.paths.checkpoints, tc.keep_checkpoints, self.staging)
-        self.clock = PhaseClock(self.device)
-        self.log = Logbook(self.paths.root, state.global_step) if self.ranks.main else None
+        self.log = Logbook(self.paths.root, self.state.global_step) if self.ranks.main else None
         self._say(
             f"{self.model_cfg.name}: {len(self.train_split)} train rows, {n_batches} batches "
             f"per epoch; effective batch {tc.batch_size} per rank x {self.ranks.world} "
@@ -234,17 +269,13 @@ class Trainer:
                 self.writer.wait()  # a save in flight finishes even when the loop failed
             if self.log:
                 self.log.close()
+
+    def _teardown(self, resumed_from: Path | None) -> TrainResult:
         self._say(f"{self.model_cfg.name}: training time by phase: {self.clock.summary()}")
         if self.ranks.main:
             self._export(self.paths.final)
         self.ranks.barrier()
-        return TrainResult(
-            self.paths,
-            state,
-            checkpoint.path if checkpoint else None,
-            False,
-            dict(self.clock.totals),
-        )
+        return TrainResult(self.paths, self.state, resumed_from, False, dict(self.clock.totals))
 
     def _loop(self, signals: StopSignals) -> None:
         tc, state = self.tc, self.state
@@ -275,7 +306,7 @@ class Trainer:
                 bar.update(len(group))
                 if state.global_step % tc.log_steps == 0:
                     running = self._fold_losses()
-                    lr = self.scheduler.get_last_lr()[0]
+                    lr = self.parts.scheduler.get_last_lr()[0]
                     bar.set_postfix_str(f"loss={running:.4f}, lr={lr:.1e}", refresh=False)
                     if self.log:
                         self.log.write(
@@ -301,9 +332,9 @@ class Trainer:
                 ):
                     self._save()
             bar.close()
-            self._end_epoch()
+            improved = self._end_epoch()
             stop = self.ranks.any(signals.stop)
-            self._save(wait=state.finished or stop)
+            self._save(wait=state.finished or stop, is_best=improved)
             if stop and not state.finished:
                 raise Interrupted(self._where())
 
@@ -331,20 +362,17 @@ class Trainer:
                 # weight each micro-batch by its rows, so a short last group is not
                 # over-weighted
                 scaled = loss * (len(batch) / rows)
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                self.parts.scaler.scale(scaled).backward()
             losses.append(loss.detach())
             clock.lap("backward")
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)
+        parts = self.parts
+        parts.scaler.unscale_(parts.optimizer)  # the scaler is a no-op unless fp16
         if self.tc.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.max_grad_norm)
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+        parts.scheduler.step()
+        parts.optimizer.zero_grad(set_to_none=True)
         clock.lap("optimizer")
         return losses
 
@@ -373,7 +401,8 @@ class Trainer:
                 state.loss_count += 1
         return state.loss_sum / max(state.loss_count, 1)
 
-    def _end_epoch(self) -> None:
+    def _end_epoch(self) -> bool:
+        """Evaluate, export a new best, move to the next epoch; whether val F1 improved."""
         self._fold_losses()
         state, tc = self.state, self.tc
         metrics = evaluate(
@@ -421,44 +450,33 @@ class Trainer:
             self._say(f"{self.model_cfg.name}: early stop, no val F1 gain in {patience} epochs")
         if state.epoch >= tc.epochs:
             state.finished = True
-        self._improved = improved
+        return improved
 
     # --- checkpoints ----------------------------------------------------------------------
 
-    def _save(self, wait: bool = False) -> None:
+    def _save(self, wait: bool = False, is_best: bool = False) -> None:
+        """Checkpoint now (`is_best`: an epoch end that set a new best); collective."""
         self._fold_losses()  # the loss so far is part of the state
         state = self.state
         settings = trajectory_settings(self.config, self.model_cfg, self.ranks.world)
         scalars = {
-            "format_version": FORMAT_VERSION,
-            "enstack_version": __version__,
             "model": self.model_cfg.name,
             **asdict(state),
-            "is_best": state.step == 0 and self._improved,
+            "is_best": is_best,
             "grad_accum_steps": self.tc.grad_accum_steps,
             "seed": self.seed,
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else None,
             "config_hash": sha256_json(settings),
             # the settings themselves, so that a refused resume can name what changed
             "config": settings,
             "data_hash": self.manifest["data_fingerprint"],
-            "saved_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "world_size": self.ranks.world,
         }
         self.clock.start()
-        extra_rng: dict[str, torch.Tensor] = {}
-        if self.ranks.active:  # every rank's dropout stream, so each resumes its own
-            per_rank = self.ranks.gather(capture_rng())
-            scalars["rng_ranks"] = [meta for _, meta in per_rank]
-            extra_rng = {
-                f"rank{r}.{k}": t for r, (ts, _) in enumerate(per_rank) for k, t in ts.items()
-            }
+        scalars, extra_rng = capture(self.parts, scalars, self.ranks)
         if self.ranks.main:
             self.writer.save(
                 state.global_step,
                 self.model,
-                self.optimizer,
+                self.parts.optimizer,
                 scalars,
                 wait=wait,
                 extra_rng=extra_rng,
@@ -470,24 +488,7 @@ class Trainer:
     def _restore(self, ckpt: Checkpoint, fresh: TrainState, force: bool) -> TrainState:
         saved = ckpt.state
         self._check_compatible(ckpt, force)
-        try:
-            weights = load_file(str(ckpt.path / "model.safetensors"))
-            opt_tensors = load_file(str(ckpt.path / "optimizer.safetensors"))
-            rng_tensors = load_file(str(ckpt.path / "rng.safetensors"))
-        except Exception as exc:  # safetensors rejects anything that is not its format
-            raise CheckpointError(f"{ckpt.path}: unreadable tensors ({exc})") from None
-        missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{ckpt.path / 'model.safetensors'}: does not match the model "
-                f"({(missing + unexpected)[0]})"
-            )
-        self.optimizer.load_state_dict(optimizer_from_flat(opt_tensors, saved["optimizer"]))
-        self.scheduler.load_state_dict(saved["scheduler"])
-        if self.scaler and saved.get("scaler"):
-            self.scaler.load_state_dict(saved["scaler"])
-        rng_tensors, rng_meta = self._own_rng(rng_tensors, saved)
-        for warning in restore_rng(rng_tensors, rng_meta):
+        for warning in restore(ckpt, self.parts, self.ranks):
             self._say(f"warning: {warning}")
         state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
         state.total_batches = _derived(saved, "total_batches", fresh.total_batches, ckpt.path)
@@ -507,17 +508,6 @@ class Trainer:
                 f"{state.global_step}; {left} of {state.total_batches} batches left in this epoch"
             )
         return state
-
-    def _own_rng(self, tensors: dict, saved: dict) -> tuple[dict, dict]:
-        """This rank's RNG states from a checkpoint (rank 0's are the plain keys)."""
-        rank = self.ranks.rank
-        prefix = f"rank{rank}."
-        own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if own and len(saved.get("rng_ranks", [])) > rank:
-            return own, saved["rng_ranks"][rank]
-        if rank:
-            self._say(f"warning: the checkpoint has no RNG state for rank {rank}")
-        return {k: v for k, v in tensors.items() if not k.startswith("rank")}, saved["rng"]
 
     def _check_compatible(self, ckpt: Checkpoint, force: bool) -> None:
         saved = ckpt.state
@@ -558,18 +548,15 @@ class Trainer:
         ]
 
     def _epoch_plan(self, epoch: int) -> list[np.ndarray]:
-        """This rank's batches for `epoch`: its share (rows r::world) of each global batch.
-
-        The global order is the same length-grouped, seeded order for any number of ranks;
-        under several ranks a last global batch with fewer rows than ranks is dropped.
-        """
-        world, rank = self.ranks.world, self.ranks.rank
-        batches = epoch_batches(
-            self.train_split.lengths, self.tc.batch_size * world, self.seed, epoch
+        """This rank's batches for `epoch` (a pure function of the seed and the epoch)."""
+        return rank_batches(
+            self.train_split.lengths,
+            self.tc.batch_size,
+            self.seed,
+            epoch,
+            self.ranks.rank,
+            self.ranks.world,
         )
-        if world == 1:
-            return batches
-        return [b[rank::world] for b in batches if len(b) >= world]
 
     def _base_and_tokens(self, data_dir: Path):
         tc = self.tc
@@ -589,7 +576,7 @@ class Trainer:
             tokenizer,
             self.model_cfg.family,
             tc.max_length,
-            self.config.run_dir / "cache" / "tokens",
+            self.config.layout.token_cache,
             self.progress,
         )
         return hf_config, tokenizer, splits

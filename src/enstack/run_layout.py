@@ -1,0 +1,78 @@
+"""Where everything lives in a run directory: the one place that spells its paths.
+
+run_dir/
+  run.json                 which config made this directory (pipeline)
+  data/                    prepared splits and their manifest (prepare)
+  cache/tokens/            tokenised splits, per tokenizer, data and max_length (train)
+  models/NAME/             base/, checkpoints/, best/, final/, tb/, metrics.jsonl (train)
+  features/NAME/           each model's val and test outputs (stack)
+  stack/                   ablation.json, arrays.safetensors, bundle/ (stack)
+  reports/                 results.json, .md, .csv, plots/ (evaluate)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    root: Path
+
+    @property
+    def base(self) -> Path:
+        """config.json and tokenizer files, written once before training."""
+        return self.root / "base"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def best(self) -> Path:
+        """The export of the best val epoch: what stacking and scanning read."""
+        return self.root / "best"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def record(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def split(self, name: str) -> Path:
+        return self.data / f"{name}.parquet"
+
+    @property
+    def token_cache(self) -> Path:
+        return self.root / "cache" / "tokens"
+
+    def model(self, name: str) -> ModelPaths:
+        return ModelPaths(self.root / "models" / name)
+
+    def features(self, name: str) -> Path:
+        return self.root / "features" / name
+
+    @property
+    def stack(self) -> Path:
+        return self.root / "stack"
+
+    @property
+    def bundle(self) -> Path:
+        """The selected ensemble, as `enstack scan --config` finds it."""
+        return self.stack / "bundle"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
