@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from enstack.data.formats import FORMATS, TABULAR
 from enstack.errors import UserError
 from enstack.labels import PAPER_LABELS
+from enstack.models.families import FAMILIES
 from enstack.run_layout import RunLayout
 from enstack.stack.registry import META_NAMES, PAPER_METAS
 
@@ -33,7 +35,7 @@ class SyntheticConfig(Strict):
 
 
 class DataConfig(Strict):
-    format: Literal["draper-hdf5", "csv", "jsonl", "parquet", "synthetic"] = "synthetic"
+    format: Literal[FORMATS] = "synthetic"  # type: ignore[valid-type]  # data/formats.py
     train: Path | None = None
     val: Path | None = None
     test: Path | None = None
@@ -76,7 +78,7 @@ class DataConfig(Strict):
                 f"benign_ratio needs the benign class {self.benign_label!r} in data.labels"
             )
         for key in ("pair_column", "group_column"):
-            if getattr(self, key) is not None and self.format in ("synthetic", "draper-hdf5"):
+            if getattr(self, key) is not None and self.format not in TABULAR:
                 raise ValueError(f"{key}: format {self.format!r} has no columns to read it from")
         if self.format == "synthetic":
             return self
@@ -127,7 +129,7 @@ class ModelConfig(Strict):
     # a plain directory name under models/: no path separators, no leading dot (`.`, `..`
     # and hidden names would escape models/NAME or collide with enstack's temporary files)
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")]
-    family: Literal["codebert", "graphcodebert", "unixcoder", "auto"] = "auto"
+    family: Literal[tuple(FAMILIES)] = "auto"  # type: ignore[valid-type]  # models/families.py
     pretrained: str | None = None
     scratch: ScratchConfig | None = None
     pooling: Literal["cls", "mean", "auto"] = "auto"  # auto: mean for unixcoder, CLS otherwise

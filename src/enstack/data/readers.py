@@ -33,15 +33,12 @@ def read_source(data: DataConfig, path: Path) -> Iterator[Chunk]:
     columns = Columns(
         data.code_column, data.label_column, data.id_column, data.pair_column, data.group_column
     )
-    if data.format == "csv":
-        records = _csv_records(path, columns)
-    elif data.format == "jsonl":
-        records = _jsonl_records(path, columns)
-    elif data.format == "parquet":
-        records = _parquet_records(path, columns, data.chunk_rows)
-    else:
+    reader = TABULAR_READERS.get(data.format)
+    if reader is None:
         raise UserError(f"data.format {data.format!r} has no file reader")
-    return _chunked(records, label_map, path, data.chunk_rows, columns)
+    return _chunked(
+        reader(path, columns, data.chunk_rows), label_map, path, data.chunk_rows, columns
+    )
 
 
 # --- Draper VDISC HDF5 ----------------------------------------------------------------------
@@ -334,3 +331,11 @@ def _parquet_records(path: Path, columns: Columns, chunk_rows: int) -> Iterator[
 def _column(batch, name: str | None, names: list[str]) -> list:
     """A batch's column as Python values; Nones when the file (or the config) has none."""
     return batch.column(name).to_pylist() if name in names else [None] * batch.num_rows
+
+
+# One reader per tabular format in `data.formats.TABULAR`: (path, columns, chunk_rows) -> records.
+TABULAR_READERS = {
+    "csv": lambda path, columns, _rows: _csv_records(path, columns),
+    "jsonl": lambda path, columns, _rows: _jsonl_records(path, columns),
+    "parquet": _parquet_records,
+}

@@ -1,0 +1,11 @@
+"""The data formats enstack reads, by their `data.format` names: the config validates against
+this list, and `data.readers` has one reader for each. Adding a format is an entry here and a
+reader there.
+"""
+
+from __future__ import annotations
+
+# Files of rows whose code, label, id, pair and group come from named columns.
+TABULAR = ("csv", "jsonl", "parquet")
+# Draper VDISC's HDF5 (a code dataset and one flag dataset per class), and generated data.
+FORMATS = ("draper-hdf5", *TABULAR, "synthetic")
