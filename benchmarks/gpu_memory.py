@@ -17,7 +17,8 @@ import torch
 from transformers import RobertaConfig
 from enstack.config import TrainingConfig
 from enstack.models.classifier import Classifier, build_encoder
-from enstack.train.optim import autocast, make_optimizer
+from enstack.device import autocast
+from enstack.train.optim import make_optimizer
 
 s = {scratch!r}
 config = RobertaConfig(vocab_size=s['vocab_size'], hidden_size=s['hidden'],

@@ -109,7 +109,7 @@ import torch
 from pathlib import Path
 from enstack.models.loading import load_classifier
 from enstack.infer import padded_baseline, predict as extract_split
-from enstack.train.encode import EncodedSplit
+from enstack.encode import EncodedSplit
 from safetensors.torch import load_file
 
 model, tok = load_classifier(Path({run!r}) / 'models' / 'm' / 'final')

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from enstack.train.batching import epoch_batches, eval_batches
+from enstack.infer import eval_batches
+from enstack.train.batching import epoch_batches
 
 
 def _lengths(n: int = 1000) -> np.ndarray:

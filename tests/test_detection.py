@@ -18,8 +18,8 @@ from enstack.data.prepare import prepare
 from enstack.data.selection import SplitRules, StagedSource, plan_splits
 from enstack.errors import UserError
 from enstack.evaluate.tables import csv_text, markdown
+from enstack.metrics import detection_metrics, pair_outcomes, vd_s
 from enstack.stack.ablation import Scorer
-from enstack.train.metrics import detection_metrics, pair_outcomes, vd_s
 
 from conftest import LABELS, write_config, write_source
 
@@ -303,7 +303,7 @@ def test_groups_are_carried_and_each_lands_in_one_split(tmp_path: Path, fmt: str
 
 def test_a_class_missing_from_a_split_is_left_out_of_macro_f1_and_warned() -> None:
     from enstack.data.prepare import split_warnings
-    from enstack.train.metrics import classification_metrics
+    from enstack.metrics import classification_metrics
 
     y_true = np.array([0, 0, 1, 1, 3, 3])  # no rows of class 2 (or 4)
     y_pred = np.array([0, 0, 1, 1, 3, 0])

@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from enstack.config import ModelConfig, ScratchConfig, load_config
+from enstack.encode import tokenize
 from enstack.models.loading import load_classifier, train_scratch_tokenizer
-from enstack.train.encode import tokenize
 from enstack.train.trainer import train_model
 
 from conftest import assert_user_error, run_cli, write_config
@@ -203,7 +203,7 @@ def test_resume_does_not_touch_batches_before_its_position(
     import json
     import shutil
 
-    from enstack.train import encode
+    from enstack import encode
 
     from conftest import tiny_config
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from enstack.device import autocast
+from enstack.encode import EncodedSplit
 from enstack.models.classifier import Classifier
 from enstack.progress import progress_bar
-from enstack.train.batching import eval_batches
-from enstack.train.encode import EncodedSplit
-from enstack.train.optim import autocast
 
 
 def predict(
@@ -69,3 +68,9 @@ def padded_baseline(
             full_mask[:, : ids.shape[1]] = mask[:, :width]
             with autocast(amp, device):
                 model.classifier(model.embed(full.to(device), full_mask.to(device)))
+
+
+def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Longest first, so padding is minimal and a too-large batch fails at once."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

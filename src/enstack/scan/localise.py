@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from enstack.encode import pad_id, special_ids
 from enstack.scan import LOCALISE_METHODS
 from enstack.scan.model import BaseModel, ScanModel
-from enstack.train.encode import pad_id, special_ids
 
 METHODS = LOCALISE_METHODS
 OCCLUSION_BATCH = 32

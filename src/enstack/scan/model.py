@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from enstack.device import amp_mode, pick_device
+from enstack.encode import EncodedSplit, pad_id, tokenize
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json
 from enstack.infer import predict
 from enstack.models.classifier import Classifier
 from enstack.models.loading import load_classifier, usable_positions
 from enstack.stack.bundle import Bundle, bundle_model_dir, load_bundle
-from enstack.train.encode import EncodedSplit, pad_id, tokenize
-from enstack.train.optim import amp_mode, pick_device
 
 BENIGN_DEFAULT = "none"
 

@@ -84,10 +84,10 @@ def _extract_to(
     progress: bool | None,
 ) -> None:
     # torch and transformers load only here: features found up to date need neither
+    from enstack.device import amp_mode, pick_device
+    from enstack.encode import encode_splits
     from enstack.infer import predict
     from enstack.models.loading import load_classifier
-    from enstack.train.encode import encode_splits
-    from enstack.train.optim import amp_mode, pick_device
 
     device = pick_device(config.training.device)
     amp = amp_mode(config.training.amp, device)

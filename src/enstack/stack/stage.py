@@ -63,9 +63,9 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
         return StackResult(out, previous, skipped=True)
     # scikit-learn and XGBoost load only when there is work: a rerun that finds the stack
     # up to date answers in about a second
+    from enstack.metrics import classification_metrics
     from enstack.stack.ablation import meta_features, run_ablation
     from enstack.stack.bundle import write_bundle
-    from enstack.train.metrics import classification_metrics
 
     result = run_ablation(
         config, features, progress, _split_ids(config, "pair"), _split_ids(config, "group")

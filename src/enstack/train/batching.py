@@ -41,9 +41,3 @@ def rank_batches(
     if world == 1:
         return batches
     return [b[rank::world] for b in batches if len(b) >= world]
-
-
-def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Longest first, so padding is minimal and a too-large batch fails at once."""
-    order = np.argsort(-lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -63,7 +63,7 @@ def frame_like_training(export: Path, family: str, max_length: int) -> None:
     from tokenizers.processors import TemplateProcessing
     from transformers import AutoTokenizer
 
-    from enstack.train.encode import special_ids
+    from enstack.encode import special_ids
 
     tokenizer_file, settings_file = export / "tokenizer.json", export / "tokenizer_config.json"
     if not tokenizer_file.is_file() or not settings_file.is_file():

@@ -9,19 +9,12 @@ import os
 from pathlib import Path
 
 from enstack.ckpt.layout import newest_valid
-from enstack.config import Config, ModelConfig
+from enstack.config import Config, ModelConfig, off_trajectory_keys
 from enstack.fsutil import sha256_json
 from enstack.train.records import TrainResult, TrainState
 
-# Training-config keys that do not change the trajectory; changing them keeps resume allowed.
-NON_TRAJECTORY_KEYS = {
-    "save_steps",
-    "keep_checkpoints",
-    "staging_dir",
-    "log_steps",
-    "device",
-    "num_threads",
-}
+# Training-config keys that do not change the trajectory (marked on the config's schema).
+NON_TRAJECTORY_KEYS = off_trajectory_keys()
 
 
 def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> dict:

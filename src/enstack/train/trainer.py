@@ -30,6 +30,8 @@ from enstack.ckpt.state import TrainingParts, capture, restore
 from enstack.ckpt.writer import CheckpointWriter
 from enstack.config import Config, ModelConfig, changed_keys
 from enstack.data.prepare import prepare, read_manifest
+from enstack.device import amp_mode, autocast, pick_device, use_deterministic_kernels
+from enstack.encode import EncodedSplit, encode_splits
 from enstack.errors import UserError
 from enstack.fsutil import ProcessLock, sha256_json
 from enstack.models.classifier import Classifier
@@ -38,17 +40,9 @@ from enstack.progress import progress_bar
 from enstack.train.batching import rank_batches
 from enstack.train.clock import PhaseClock
 from enstack.train.distributed import Dist, from_environment, rank_seed, shutdown
-from enstack.train.encode import EncodedSplit, encode_splits
 from enstack.train.export import export_model
 from enstack.train.logbook import Logbook
-from enstack.train.optim import (
-    amp_mode,
-    autocast,
-    make_optimizer,
-    make_scheduler,
-    pick_device,
-    use_deterministic_kernels,
-)
+from enstack.train.optim import make_optimizer, make_scheduler
 from enstack.train.records import TrainResult, TrainState
 from enstack.train.signals import Interrupted, StopSignals
 from enstack.train.status import (

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from enstack.encode import EncodedSplit
 from enstack.infer import predict
+from enstack.metrics import classification_metrics
 from enstack.models.classifier import Classifier
 from enstack.train.distributed import Dist
-from enstack.train.encode import EncodedSplit
-from enstack.train.metrics import classification_metrics
 
 
 def evaluate(
