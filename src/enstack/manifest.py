@@ -9,12 +9,19 @@ extra, no links), and each file must have the recorded size and hash.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from enstack.errors import UserError
 from enstack.fsutil import contained, sha256_file
 
 MANIFEST = "manifest.json"
+
+
+def manifest_bytes(format_version: int, files: dict[str, dict], **fields) -> bytes:
+    """A manifest's bytes: the format version, any other `fields`, then the file listing."""
+    document = {"format_version": format_version, **fields, "files": files}
+    return (json.dumps(document, indent=2) + "\n").encode()
 
 
 def describe_files(directory: Path) -> dict[str, dict]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from enstack.ckpt.schema import schema_problem
 from enstack.errors import UserError
 from enstack.fsutil import TMP_MARK
-from enstack.manifest import MANIFEST, describe_files, verify_files
+from enstack.manifest import MANIFEST, describe_files, manifest_bytes, verify_files
 
 FORMAT_VERSION = 2
 STATE = "state.json"
@@ -44,8 +44,7 @@ class Checkpoint:
 
 def write_manifest(directory: Path) -> None:
     """Record each file's size and sha256; written last, it is what makes a checkpoint valid."""
-    manifest = {"format_version": FORMAT_VERSION, "files": describe_files(directory)}
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (directory / MANIFEST).write_bytes(manifest_bytes(FORMAT_VERSION, describe_files(directory)))
 
 
 def verify(directory: Path) -> Checkpoint:

@@ -35,6 +35,7 @@ from enstack.ckpt.layout import (
 )
 from enstack.errors import UserError
 from enstack.fsutil import fsync_dir, publish_dir, sibling_tmp
+from enstack.manifest import manifest_bytes
 
 # Test instrumentation: seconds to pause after each file of a save, so that a test's SIGKILL
 # lands inside a save with high probability. Unset in normal use.
@@ -186,8 +187,7 @@ def write_checkpoint(parent: Path, snapshot: Snapshot) -> Path:
                 time.sleep(pause)
         state = (json.dumps(snapshot.state, indent=1) + "\n").encode()
         files[STATE] = _write_file(tmp / STATE, state)
-        manifest = {"format_version": FORMAT_VERSION, "files": files}
-        _write_file(tmp / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+        _write_file(tmp / MANIFEST, manifest_bytes(FORMAT_VERSION, files))
         publish_dir(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from enstack.errors import UserError
 from enstack.fsutil import staged_dir
-from enstack.manifest import describe_files, verify_files
+from enstack.manifest import MANIFEST, describe_files, manifest_bytes, verify_files
 from enstack.stack.meta import MetaClassifier
 
 BUNDLE_VERSION = 1
@@ -46,17 +46,16 @@ def write_bundle(
                 _link_or_copy(f, target / f.name)
         (tmp / "meta").mkdir()
         classifier.save(tmp / "meta")
-        files = describe_files(tmp)
-        manifest = {
-            "format_version": BUNDLE_VERSION,
-            "models": list(model_exports),
-            "meta": classifier.name,
-            "features": features,
-            "labels": labels,
-            "benign_label": benign_label,  # the class of safe code; None for the paper's task
-            "files": files,
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = manifest_bytes(
+            BUNDLE_VERSION,
+            describe_files(tmp),
+            models=list(model_exports),
+            meta=classifier.name,
+            features=features,
+            labels=labels,
+            benign_label=benign_label,  # the class of safe code; None for the paper's task
+        )
+        (tmp / MANIFEST).write_bytes(manifest)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
