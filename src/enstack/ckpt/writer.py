@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +36,6 @@ from enstack.ckpt.layout import (
 from enstack.errors import UserError
 from enstack.fsutil import fsync_dir, publish_dir, sibling_tmp
 from enstack.manifest import manifest_bytes
-
-# Test instrumentation: seconds to pause after each file of a save, so that a test's SIGKILL
-# lands inside a save with high probability. Unset in normal use.
-PAUSE_ENV = "ENSTACK_TEST_SAVE_PAUSE"
 
 
 class SaveError(UserError):
@@ -117,7 +113,16 @@ def take_snapshot(
 
 
 class CheckpointWriter:
-    def __init__(self, final_dir: Path, keep: int, staging_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        final_dir: Path,
+        keep: int,
+        staging_dir: Path | None = None,
+        after_each_file: Callable[[], None] | None = None,
+    ) -> None:
+        """`after_each_file`: called after each file of a save is written (the crash tests
+        hold saves open with it so that their SIGKILLs land inside one)."""
+        self.after_each_file = after_each_file
         self.final_dir = final_dir
         self.staging_dir = staging_dir
         self.keep = keep
@@ -161,7 +166,7 @@ class CheckpointWriter:
     def _run(self, snapshot: Snapshot) -> None:
         try:
             first = self.staging_dir or self.final_dir
-            path = write_checkpoint(first, snapshot)
+            path = write_checkpoint(first, snapshot, self.after_each_file)
             if self.staging_dir is not None:
                 path = copy_verified(path, self.final_dir)
                 rotate(self.staging_dir, keep=1, keep_best=False)  # run_dir keeps the best
@@ -171,11 +176,12 @@ class CheckpointWriter:
             self._error = exc
 
 
-def write_checkpoint(parent: Path, snapshot: Snapshot) -> Path:
+def write_checkpoint(
+    parent: Path, snapshot: Snapshot, after_each_file: Callable[[], None] | None = None
+) -> Path:
     final = parent / checkpoint_name(snapshot.global_step)
     parent.mkdir(parents=True, exist_ok=True)
     tmp = sibling_tmp(final)
-    pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
     files: dict[str, dict] = {}
     try:
         tmp.mkdir()
@@ -183,8 +189,8 @@ def write_checkpoint(parent: Path, snapshot: Snapshot) -> Path:
             # Serialise to bytes and write with Python's I/O, so that a full disk surfaces as
             # an OSError with its errno (safetensors' own writer reports it as a generic error).
             files[name] = _write_file(tmp / name, save(tensors, metadata={"format": "pt"}))
-            if pause:
-                time.sleep(pause)
+            if after_each_file:
+                after_each_file()
         state = (json.dumps(snapshot.state, indent=1) + "\n").encode()
         files[STATE] = _write_file(tmp / STATE, state)
         _write_file(tmp / MANIFEST, manifest_bytes(FORMAT_VERSION, files))
