@@ -50,6 +50,12 @@ def _parser(language: str) -> Parser:
     return Parser(Language(tree_sitter_cpp.language()))
 
 
+def parse(source: bytes, language: str) -> Node:
+    """The syntax tree of C (`"c"`) or C++ (`"cpp"`) source; tree-sitter recovers from errors
+    (the root's `has_error` says whether it had to)."""
+    return _parser(language).parse(source).root_node
+
+
 def language_of(path: Path) -> str:
     """C for `.c`, C++ for everything else (a `.h` is parsed as C++, which reads C headers)."""
     return "c" if path.suffix.lower() in C_SUFFIXES else "cpp"
@@ -58,9 +64,9 @@ def language_of(path: Path) -> str:
 def extract_functions(source: bytes, path: str, language: str) -> tuple[list[Function], bool]:
     """Every function definition in `source`, in file order, and whether the file has parse
     errors anywhere."""
-    tree = _parser(language).parse(source)
+    root = parse(source, language)
     functions: list[Function] = []
-    stack: list[tuple[Node, tuple[str, ...]]] = [(tree.root_node, ())]
+    stack: list[tuple[Node, tuple[str, ...]]] = [(root, ())]
     while stack:
         node, scope = stack.pop()
         if node.type == "function_definition":
@@ -69,7 +75,7 @@ def extract_functions(source: bytes, path: str, language: str) -> tuple[list[Fun
         inner = (*scope, _scope_name(node)) if node.type in SCOPES else scope
         stack.extend((child, inner) for child in reversed(node.children))
     functions.sort(key=lambda f: (f.start_line, f.end_line))
-    return functions, tree.root_node.has_error
+    return functions, root.has_error
 
 
 def _function(node: Node, source: bytes, path: str, scope: tuple[str, ...]) -> Function:
