@@ -17,6 +17,7 @@ from benchmarks import (
     checkpoint,
     cuda_resume,
     demo,
+    dfg,
     gpu_memory,
     prepare_hdf5,
     resume,
@@ -33,6 +34,7 @@ MODULES = {
     "gpu_memory": gpu_memory,
     "cuda_resume": cuda_resume,
     "scan": scan,
+    "dfg": dfg,  # minutes: `--only dfg`
 }
 # what each device measures by default; modules that take a device get it
 DEFAULT = {

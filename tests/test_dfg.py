@@ -6,6 +6,8 @@ code tokens, from 0: in `int f(int n) { return n; }`, `n.0` is the parameter and
 
 from __future__ import annotations
 
+import pytest
+
 from enstack.dfg import extract
 
 
@@ -133,3 +135,122 @@ def test_tokens_and_spans_cover_the_code_without_comments() -> None:
     assert "/* note */" not in flow.tokens
     assert '"x;y"' in flow.tokens  # a string literal is one token
     assert [code[a:b].decode() for a, b in flow.spans] == flow.tokens
+
+
+# --- the graph as model input -------------------------------------------------------------
+
+FUNCTION = "int f(int a) { int b = a; return b; }"
+
+
+def _tokenizer():
+    from enstack.config import DataConfig, ModelConfig
+    from enstack.data.synthetic import generate
+    from enstack.models.loading import train_scratch_tokenizer
+
+    codes = [c for chunk in generate(DataConfig(), seed=1) for c in chunk.codes][:200]
+    model = ModelConfig(name="m", family="graphcodebert", scratch={"vocab_size": 400})
+    return train_scratch_tokenizer(model, [*codes, FUNCTION])
+
+
+def _encoded(codes: list[str], dfg_length: int = 64):
+    import torch
+
+    from enstack.encode import EncodedSplit, pad_id, tokenize
+
+    tokenizer = _tokenizer()
+    tokens, offsets, graph = tokenize(codes, tokenizer, "graphcodebert", 128, dfg_length=dfg_length)
+    labels = torch.zeros(len(codes), dtype=torch.long)
+    return EncodedSplit(tokens, offsets, labels, pad_id(tokenizer), graph), tokenizer
+
+
+def test_graph_input_positions_and_attention_follow_graphcodebert() -> None:
+    import numpy as np
+
+    split, tokenizer = _encoded([FUNCTION, "int g(void) { return 1; }"])
+    (ids, mask, positions), _ = split.collate(np.array([0, 1]))
+    graph = split.graph
+    n_code = int(split.offsets[1] - split.offsets[0])
+    spans = graph["node_spans"][: int(graph["node_offsets"][1])].tolist()
+    edges = [tuple(e) for e in graph["edges"][: int(graph["edge_offsets"][1])].tolist()]
+    # a, b, a, b: the parameter, the declared b, the use of a, the returned b
+    names = [tokenizer.decode(ids[0, a:b]).strip() for a, b in spans]
+    assert names == ["a", "b", "a", "b"]
+    assert sorted(edges) == [(1, 2), (2, 0), (3, 1)]  # b <- a(use), a(use) <- a, b(ret) <- b
+    real = n_code + len(spans)
+    assert positions[0, :n_code].tolist() == list(range(2, n_code + 2))
+    assert positions[0, n_code:real].tolist() == [0] * 4
+    assert (positions[0, real:] == 1).all()
+    m = mask[0]
+    assert m[:n_code, :n_code].all()  # code with code
+    assert m[0, :real].all() and m[n_code - 1, :real].all()  # <s> and </s> with everything
+    assert not m[:, real:].any() and not m[real:].any()  # padding: nobody
+    for k, (a, b) in enumerate(spans):
+        node = n_code + k
+        assert m[node, a:b].all() and m[a:b, node].all()  # a node and its subwords
+        code_seen = set(np.flatnonzero(m[node, :n_code].numpy()).tolist())
+        assert code_seen == set(range(a, b))  # of the code, only its own subwords
+        node_seen = set((np.flatnonzero(m[node, n_code:real].numpy())).tolist())
+        assert node_seen == {j for i, j in edges if i == k}  # along its edges only
+    # a function without variables: no nodes, the plain code block
+    n_code_g = int(split.offsets[2] - split.offsets[1])
+    assert int(graph["node_offsets"][2] - graph["node_offsets"][1]) == 0
+    assert mask[1, :n_code_g, :n_code_g].all() and not mask[1, n_code_g:].any()
+
+
+def test_graph_input_keeps_at_most_dfg_length_nodes_and_survives_broken_code() -> None:
+    split, _ = _encoded([FUNCTION, "int broken(int a { a = ; if ( }"], dfg_length=2)
+    sizes = (split.graph["node_offsets"][1:] - split.graph["node_offsets"][:-1]).tolist()
+    assert sizes[0] == 2 and 1 <= sizes[1] <= 2
+    edges = split.graph["edges"].tolist()
+    assert all(0 <= i < 2 and 0 <= j < 2 for i, j in edges)
+
+
+@pytest.mark.slow
+def test_a_graph_model_trains_exports_and_loads_back_to_the_same_answers(tmp_path) -> None:
+    """GraphCodeBERT with its graph (on by default for the family): trained, exported under
+    a model type transformers refuses, loaded by enstack with the graph rebuilt: the val
+    loss and F1 recomputed from the export are the ones training logged."""
+    import json
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from enstack.cli import main
+    from enstack.config import load_config
+    from enstack.data.prepare import read_manifest
+    from enstack.encode import encode_splits
+    from enstack.models.loading import load_classifier
+    from enstack.train.validation import evaluate
+
+    from conftest import tiny_config
+
+    cfg = tiny_config(tmp_path / "c.yaml", tmp_path / "run", family="graphcodebert", epochs=1)
+    assert main(["train", "--config", str(cfg), "--model", "m"]) == 0
+    config = load_config(cfg)
+    export = config.layout.model("m").best
+    saved = json.loads((export / "config.json").read_text())
+    assert saved["enstack"]["dfg_length"] == 64 and saved["model_type"] == "enstack-graph-input"
+    with pytest.raises(ValueError):
+        AutoModelForSequenceClassification.from_pretrained(export)
+
+    model, tokenizer = load_classifier(export)
+    splits = encode_splits(
+        config.layout.data,
+        read_manifest(config.layout.data),
+        export,
+        tokenizer,
+        "graphcodebert",
+        config.training.max_length,
+        tmp_path / "cache",
+        dfg_length=64,
+    )
+    assert splits["val"].graph is not None
+    assert (
+        splits["val"].graph["node_offsets"][1:] > splits["val"].graph["node_offsets"][:-1]
+    ).all()
+
+    again = evaluate(model, splits["val"], 5, 16, torch.device("cpu"), "off")
+    logged = json.loads((export / "enstack.json").read_text())["val"]
+    assert np.isclose(again["loss"], logged["loss"], atol=1e-5)
+    assert again["f1"] == pytest.approx(logged["f1"], abs=1e-9)

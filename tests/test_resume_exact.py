@@ -23,8 +23,8 @@ SETTINGS = {"epochs": 3, "grad_accum_steps": 2, "save_steps": 2, "n_per_class": 
 PAUSE = {"ENSTACK_TEST_SAVE_PAUSE": "0.08"}  # keeps each save open long enough to be hit
 
 
-def _reference(tmp_path: Path) -> Path:
-    cfg = tiny_config(tmp_path / "ref.yaml", tmp_path / "ref", **SETTINGS)
+def _reference(tmp_path: Path, family: str = "codebert") -> Path:
+    cfg = tiny_config(tmp_path / "ref.yaml", tmp_path / "ref", family, **SETTINGS)
     subprocess.run(train_args(cfg), check=True, capture_output=True)
     return tmp_path / "ref" / "models" / "m"
 
@@ -35,9 +35,10 @@ def _assert_twins(reference: Path, twin: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_anywhere_then_resume_is_bit_exact(tmp_path: Path) -> None:
-    reference = _reference(tmp_path)
-    cfg = tiny_config(tmp_path / "twin.yaml", tmp_path / "twin", **SETTINGS)
+@pytest.mark.parametrize("family", ["codebert", "graphcodebert"])  # graphcodebert: with a graph
+def test_sigkill_anywhere_then_resume_is_bit_exact(tmp_path: Path, family: str) -> None:
+    reference = _reference(tmp_path, family)
+    cfg = tiny_config(tmp_path / "twin.yaml", tmp_path / "twin", family, **SETTINGS)
     model_dir = tmp_path / "twin" / "models" / "m"
     kill_repeatedly(cfg, model_dir / "checkpoints", PAUSE)
     final = subprocess.run(train_args(cfg), capture_output=True, text=True)

@@ -133,6 +133,13 @@ class ModelConfig(Strict):
     pretrained: str | None = None
     scratch: ScratchConfig | None = None
     pooling: Literal["cls", "mean", "auto"] = "auto"  # auto: mean for unixcoder, CLS otherwise
+    # GraphCodeBERT's data-flow graph as input (RoBERTa-type encoders); None: on for
+    # family graphcodebert, off otherwise
+    dfg: bool | None = None
+
+    @property
+    def uses_dfg(self) -> bool:
+        return self.family == "graphcodebert" if self.dfg is None else self.dfg
 
     @model_validator(mode="after")
     def _one_source_of_weights(self) -> ModelConfig:
@@ -167,6 +174,7 @@ class TrainingConfig(Strict):
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     class_weights: bool = False
     early_stopping_patience: Annotated[int, Field(ge=0)] = 0  # 0 = off
+    dfg_length: Annotated[int, Field(gt=0, le=512)] = 64  # graph nodes after the code
     # Settings marked OFF_TRAJECTORY change where and how often things are written or which
     # hardware runs the same arithmetic, not the weights: a resume with them changed is exact.
     save_steps: Annotated[int, Field(ge=0, json_schema_extra=OFF_TRAJECTORY)] = 500

@@ -319,3 +319,66 @@ def _merge_into(states: States, others: list[States]) -> None:
             merged = states.setdefault(name, [])
             merged += [t for t in tokens if t not in merged]
             merged.sort()
+
+
+# --- the graph as GraphCodeBERT reads it: nodes tied to subword positions --------------------
+
+
+@dataclass
+class RowGraph:
+    """One encoded row's graph: each node's subword positions [start, end) in the row, and the
+    edges (node, node it reads), by node index."""
+
+    spans: list[tuple[int, int]]
+    edges: list[tuple[int, int]]
+
+
+def parse_function(code: str) -> DataFlow:
+    """The graph of a function whose language is not known (a dataset row): C, or C++ when
+    only C++ parses it cleanly."""
+    source = code.encode("utf-8", "surrogatepass")
+    flow = extract(source, "c")
+    if flow.damaged:
+        as_cpp = extract(source, "cpp")
+        if not as_cpp.damaged:
+            return as_cpp
+    return flow
+
+
+def row_graph(
+    flow: DataFlow, code: str, offsets: list[tuple[int, int]], first: int, limit: int
+) -> RowGraph:
+    """Tie `flow`'s nodes to the row's subwords. `offsets`: each code subword's character
+    span in `code` (the tokenizer's offset mapping, after truncation); `first`: the row
+    position of the first code subword (after `<s>` and any family prefix). A node whose
+    token was truncated away is dropped with its edges; at most `limit` nodes, in code order."""
+    char_at = _char_index(code)
+    spans: list[tuple[int, int]] = []
+    node_of_token: dict[int, int] = {}
+    for edge in flow.edges:
+        if len(spans) >= limit:
+            break
+        start_byte, end_byte = flow.spans[edge.token]
+        a, b = char_at[start_byte], char_at[end_byte]
+        hits = [i for i, (s, e) in enumerate(offsets) if s < b and e > a]
+        if not hits:
+            continue
+        node_of_token[edge.token] = len(spans)
+        spans.append((first + hits[0], first + hits[-1] + 1))
+    edges = [
+        (node_of_token[edge.token], node_of_token[source])
+        for edge in flow.edges
+        if edge.token in node_of_token
+        for source in edge.sources
+        if source in node_of_token
+    ]
+    return RowGraph(spans, edges)
+
+
+def _char_index(code: str) -> list[int]:
+    """The character index at each UTF-8 byte offset of `code` (and at its end)."""
+    out: list[int] = []
+    for i, char in enumerate(code):
+        out += [i] * len(char.encode("utf-8", "surrogatepass"))
+    out.append(len(code))
+    return out

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file, save_file
 
+from enstack.dfg import EXTRACTOR_VERSION, parse_function, row_graph
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
 from enstack.labels import SPLITS
@@ -32,31 +34,66 @@ TOKENIZER_FILES = (
 )
 
 
+class ModelInputs(NamedTuple):
+    """What a classifier's forward takes. Without a graph: ids and a (batch, width) padding
+    mask. With GraphCodeBERT's data-flow graph: a (batch, width, width) mask of who attends to
+    whom, and position ids (graph nodes at 0, padding at 1, code from 2, as pre-training had)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor | None = None
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> ModelInputs:
+        return ModelInputs(
+            *(None if t is None else t.to(device, non_blocking=non_blocking) for t in self)
+        )
+
+
+GRAPH_KEYS = ("node_spans", "node_offsets", "edges", "edge_offsets")
+
+
 @dataclass
 class EncodedSplit:
     tokens: torch.Tensor  # int32, all rows concatenated
     offsets: torch.Tensor  # int64, len(rows) + 1
     labels: torch.Tensor  # int64
     pad_id: int
+    # With a data-flow graph: each row's nodes (subword spans [start, end) in the row, int32
+    # (n, 2)) and edges ((node, node it reads) by the row's node index, int32 (m, 2)), flat,
+    # with per-row offsets like the tokens, and `code_start` (the tokens before the code:
+    # <s> and any family prefix). None without one.
+    graph: dict[str, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     @property
     def lengths(self) -> np.ndarray:
-        return (self.offsets[1:] - self.offsets[:-1]).numpy()
+        """Each row's width in a batch: its code tokens, plus its graph nodes."""
+        code = (self.offsets[1:] - self.offsets[:-1]).numpy()
+        if self.graph is None:
+            return code
+        nodes = self.graph["node_offsets"]
+        return code + (nodes[1:] - nodes[:-1]).numpy()
 
     def subset(self, rows: np.ndarray) -> EncodedSplit:
         """The given rows as a split of their own (for sharding evaluation across ranks)."""
-        pieces = [self.tokens[self.offsets[r] : self.offsets[r + 1]] for r in rows.tolist()]
-        lengths = torch.tensor([len(p) for p in pieces], dtype=torch.long)
-        offsets = torch.zeros(len(rows) + 1, dtype=torch.long)
-        offsets[1:] = torch.cumsum(lengths, 0)
-        tokens = torch.cat(pieces) if pieces else self.tokens[:0]
-        return EncodedSplit(tokens, offsets, self.labels[torch.as_tensor(rows)], self.pad_id)
+        tokens, offsets = _take(self.tokens, self.offsets, rows)
+        graph = None
+        if self.graph is not None:
+            g = self.graph
+            spans, node_offsets = _take(g["node_spans"], g["node_offsets"], rows)
+            edges, edge_offsets = _take(g["edges"], g["edge_offsets"], rows)
+            graph = dict(zip(GRAPH_KEYS, (spans, node_offsets, edges, edge_offsets), strict=True))
+            graph["code_start"] = g["code_start"]
+        labels = self.labels[torch.as_tensor(rows)]
+        return EncodedSplit(tokens, offsets, labels, self.pad_id, graph)
 
-    def collate(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Input ids padded to the longest row of the batch, the attention mask, the labels."""
+    def collate(self, rows: np.ndarray) -> tuple[ModelInputs, torch.Tensor]:
+        """The rows' inputs, padded to the longest row of the batch, and their labels."""
+        labels = self.labels[torch.as_tensor(rows)]
+        if self.graph is not None:
+            return self._collate_graph(rows), labels
         starts = self.offsets[rows].tolist()
         ends = self.offsets[rows + 1].tolist()
         width = max(e - s for s, e in zip(starts, ends, strict=True))
@@ -65,7 +102,45 @@ class EncodedSplit:
         for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
             ids[i, : e - s] = self.tokens[s:e]
             mask[i, : e - s] = 1
-        return ids, mask, self.labels[torch.as_tensor(rows)]
+        return ModelInputs(ids, mask), labels
+
+    def _collate_graph(self, rows: np.ndarray) -> ModelInputs:
+        """GraphCodeBERT's input: each row's code, then one position per graph node, then
+        padding; the graph-guided attention mask: code with code, `<s>` and `</s>` with
+        everything, each node with its subwords both ways, each node with the nodes it reads.
+        """
+        g = self.graph
+        width = int(self.lengths[rows].max())
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        positions = torch.ones((len(rows), width), dtype=torch.long)
+        mask = torch.zeros((len(rows), width, width), dtype=torch.bool)
+        for i, row in enumerate(rows.tolist()):
+            code = self.tokens[self.offsets[row] : self.offsets[row + 1]]
+            spans = g["node_spans"][g["node_offsets"][row] : g["node_offsets"][row + 1]]
+            edges = g["edges"][g["edge_offsets"][row] : g["edge_offsets"][row + 1]]
+            n_code, n_nodes = len(code), len(spans)
+            real = n_code + n_nodes
+            ids[i, :n_code] = code
+            positions[i, :n_code] = torch.arange(2, n_code + 2)
+            positions[i, n_code:real] = 0
+            mask[i, :n_code, :n_code] = True
+            for special in (*range(int(g["code_start"])), n_code - 1):  # <s> [prefix], </s>
+                mask[i, special, :real] = True
+            for k, (a, b) in enumerate(spans.tolist()):
+                mask[i, n_code + k, a:b] = True
+                mask[i, a:b, n_code + k] = True
+            for k, j in edges.tolist():
+                mask[i, n_code + k, n_code + j] = True
+        return ModelInputs(ids, mask, positions)
+
+
+def _take(flat: torch.Tensor, offsets: torch.Tensor, rows: np.ndarray):
+    """Rows `rows` of a flat array with row offsets, as a flat array and offsets of their own."""
+    pieces = [flat[offsets[r] : offsets[r + 1]] for r in rows.tolist()]
+    lengths = torch.tensor([len(p) for p in pieces], dtype=torch.long)
+    out_offsets = torch.zeros(len(rows) + 1, dtype=torch.long)
+    out_offsets[1:] = torch.cumsum(lengths, 0)
+    return (torch.cat(pieces) if pieces else flat[:0]), out_offsets
 
 
 def encode_splits(
@@ -77,7 +152,10 @@ def encode_splits(
     max_length: int,
     cache_root: Path,
     progress: bool | None = None,
+    dfg_length: int = 0,
 ) -> dict[str, EncodedSplit]:
+    """Every split encoded (with its data-flow graphs when `dfg_length` > 0), from the cache
+    when this tokenizer, data, length, input format and graph extractor made it before."""
     key = sha256_json(
         {
             "version": ENCODE_VERSION,
@@ -87,6 +165,8 @@ def encode_splits(
             "data": manifest["data_fingerprint"],
             "max_length": max_length,
             "prefix": FAMILIES[family].prefix,
+            # added later, only when on: caches without a graph keep their key
+            **({"dfg": [dfg_length, EXTRACTOR_VERSION]} if dfg_length else {}),
         }
     )[:20]
     cache = cache_root / key
@@ -94,20 +174,24 @@ def encode_splits(
         with staged_dir(cache) as tmp:
             for split in SPLITS:
                 codes, labels = _read_split(data_dir / f"{split}.parquet")
-                tokens, offsets = tokenize(codes, tokenizer, family, max_length, split, progress)
-                save_file(
-                    {
-                        "tokens": tokens,
-                        "offsets": offsets,
-                        "labels": torch.as_tensor(labels, dtype=torch.long),
-                    },
-                    str(tmp / f"{split}.safetensors"),
+                tokens, offsets, graph = tokenize(
+                    codes, tokenizer, family, max_length, split, progress, dfg_length=dfg_length
                 )
+                arrays = {
+                    "tokens": tokens,
+                    "offsets": offsets,
+                    "labels": torch.as_tensor(labels, dtype=torch.long),
+                    **{f"graph.{k}": v for k, v in (graph or {}).items()},
+                }
+                save_file(arrays, str(tmp / f"{split}.safetensors"))
             (tmp / "meta.json").write_text(json.dumps({"max_length": max_length}) + "\n")
     out = {}
     for split in SPLITS:
         t = load_file(str(cache / f"{split}.safetensors"))
-        out[split] = EncodedSplit(t["tokens"], t["offsets"], t["labels"], pad_id(tokenizer))
+        graph = {k.removeprefix("graph."): v for k, v in t.items() if k.startswith("graph.")}
+        out[split] = EncodedSplit(
+            t["tokens"], t["offsets"], t["labels"], pad_id(tokenizer), graph or None
+        )
     return out
 
 
@@ -144,29 +228,60 @@ def tokenize(
     split: str = "",
     progress: bool | None = None,
     batch: int = 2000,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    dfg_length: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor] | None]:
+    """Flat token ids and row offsets; with `dfg_length` > 0, each row's data-flow graph (at
+    most that many nodes) tied to its subwords, as `EncodedSplit.graph` holds it."""
     head, tail = special_ids(tokenizer, family)
     room = max_length - len(head) - len(tail)
+    if dfg_length and not getattr(tokenizer, "is_fast", False):
+        raise UserError("a data-flow graph needs a fast tokenizer (tokenizer.json), for offsets")
     pieces: list[np.ndarray] = []
+    graphs: list = []
     lengths = np.zeros(len(codes), dtype=np.int64)
     bar = progress_bar(
         enabled=progress,
         total=len(codes),
-        desc=f"tokenising {split}",
+        desc=f"tokenising {split}" + (" and graphs" if dfg_length else ""),
         unit=" rows",
         leave=False,
     )
     for start in range(0, len(codes), batch):
+        chunk = codes[start : start + batch]
         encoded = tokenizer(
-            codes[start : start + batch], add_special_tokens=False, truncation=True, max_length=room
-        )["input_ids"]
-        for i, ids in enumerate(encoded):
+            chunk,
+            add_special_tokens=False,
+            truncation=True,
+            max_length=room,
+            return_offsets_mapping=bool(dfg_length),
+        )
+        for i, ids in enumerate(encoded["input_ids"]):
             row = np.asarray(head + ids + tail, dtype=np.int32)
             pieces.append(row)
             lengths[start + i] = len(row)
-        bar.update(len(encoded))
+            if dfg_length:
+                flow = parse_function(chunk[i])
+                offsets = encoded["offset_mapping"][i]
+                graphs.append(row_graph(flow, chunk[i], offsets, len(head), dfg_length))
+        bar.update(len(chunk))
     bar.close()
     offsets = np.zeros(len(codes) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
-    return torch.from_numpy(flat), torch.from_numpy(offsets)
+    graph = _graph_arrays(graphs, len(head)) if dfg_length else None
+    return torch.from_numpy(flat), torch.from_numpy(offsets), graph
+
+
+def _graph_arrays(graphs: list, code_start: int) -> dict[str, torch.Tensor]:
+    def flat(items: list[list[tuple[int, int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+        sizes = np.array([len(x) for x in items], dtype=np.int64)
+        offsets = np.zeros(len(items) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        pairs = [pair for x in items for pair in x]
+        array = np.asarray(pairs, dtype=np.int32).reshape(-1, 2)
+        return torch.from_numpy(array), torch.from_numpy(offsets)
+
+    spans, node_offsets = flat([g.spans for g in graphs])
+    edges, edge_offsets = flat([g.edges for g in graphs])
+    values = (spans, node_offsets, edges, edge_offsets)
+    return {**dict(zip(GRAPH_KEYS, values, strict=True)), "code_start": torch.tensor(code_start)}

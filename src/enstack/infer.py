@@ -32,9 +32,9 @@ def predict(
     model.eval()
     with torch.inference_mode():
         for rows in progress_bar(batches, enabled=progress, desc=desc, leave=False):
-            ids, mask, _ = split.collate(rows)
+            inputs, _ = split.collate(rows)
             with autocast(amp, device):
-                pooled = model.embed(ids.to(device), mask.to(device))
+                pooled = model.embed(*inputs.to(device))
                 out = model.classifier(pooled)
             logits[rows] = out.float().cpu().numpy()
             embedding[rows] = pooled.float().cpu().numpy()
@@ -61,7 +61,7 @@ def padded_baseline(
     with torch.inference_mode():
         for start in range(0, len(split), batch_size):
             rows = np.arange(start, min(start + batch_size, len(split)))
-            ids, mask, _ = split.collate(rows)
+            (ids, mask, _), _ = split.collate(rows)
             full = torch.full((len(rows), width), split.pad_id, dtype=torch.long)
             full_mask = torch.zeros((len(rows), width), dtype=torch.long)
             full[:, : ids.shape[1]] = ids[:, :width]

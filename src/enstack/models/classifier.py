@@ -44,10 +44,39 @@ class Classifier(nn.Module):
     def encoder_module(self) -> nn.Module:
         return getattr(self, self.base_prefix)
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The pooled sequence embedding: the first token, or the mask-weighted mean."""
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The pooled sequence embedding: the first token, or the mask-weighted mean. With a
+        (batch, width, width) mask, the input carries a data-flow graph (`encode.ModelInputs`)."""
+        if attention_mask.dim() == 3:
+            return self._embed_graph(input_ids, attention_mask, position_ids)
         hidden = self.encoder_module(input_ids=input_ids, attention_mask=attention_mask)[0]
         return self.pool(hidden, attention_mask)
+
+    def _embed_graph(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        """GraphCodeBERT's reading: a graph node's input embedding is the mean of its
+        subwords' embeddings; positions as given (nodes 0); attention only where `mask`
+        allows, passed to the encoder as a 4D additive mask."""
+        assert position_ids is not None, "a graph input needs its position ids"
+        embeddings = self.encoder_module.get_input_embeddings()(input_ids)
+        nodes, code = position_ids.eq(0), position_ids.ge(2)
+        node_to_code = (nodes[:, :, None] & code[:, None, :] & mask).to(embeddings.dtype)
+        node_to_code = node_to_code / (node_to_code.sum(-1, keepdim=True) + 1e-10)
+        means = torch.einsum("bnt,btd->bnd", node_to_code, embeddings)
+        embeddings = torch.where(nodes[:, :, None], means, embeddings)
+        # a large negative, not -inf: a padding row that sees nothing gets a uniform softmax
+        blocked = torch.finfo(embeddings.dtype).min
+        additive = (~mask)[:, None].to(embeddings.dtype) * blocked
+        hidden = self.encoder_module(
+            inputs_embeds=embeddings, attention_mask=additive, position_ids=position_ids
+        )[0]
+        return self.pool(hidden, code.long())
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """One vector per sequence from the encoder's last hidden states."""
@@ -56,8 +85,13 @@ class Classifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(input_ids, attention_mask))
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.classifier(self.embed(input_ids, attention_mask, position_ids))
 
 
 def build_encoder(config: PretrainedConfig, weights_dir: str | None) -> nn.Module:

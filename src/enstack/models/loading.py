@@ -227,22 +227,25 @@ def load_base(base_dir: Path) -> tuple[PretrainedConfig, PreTrainedTokenizerBase
 
 
 def read_hf_config(directory: Path) -> PretrainedConfig:
-    """config.json as transformers reads it, never running code shipped beside it: a
-    mean-pooled export's own model type (see `train.export.declare_mean_pooling`) is read
-    back as its encoder's."""
+    """config.json as transformers reads it, never running code shipped beside it: the model
+    types enstack gives exports that other tools must not read as plain encoders (mean-pooled:
+    `train.export.declare_mean_pooling`; with a data-flow graph: `declare_graph_input`) are
+    read back as their encoder's."""
     from enstack.models.hf_mean_pooled import MODEL_TYPE, EnstackMeanPooledConfig
+    from enstack.train.export import GRAPH_MODEL_TYPE
 
     path = directory / "config.json"
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(raw, dict) or raw.get("model_type") != MODEL_TYPE:
+    if not isinstance(raw, dict) or raw.get("model_type") not in (MODEL_TYPE, GRAPH_MODEL_TYPE):
         return AutoConfig.from_pretrained(directory)
     if raw.get("encoder_model_type") not in SUPPORTED_MODEL_TYPES:
         raise UserError(
             f"{path}: encoder_model_type {raw.get('encoder_model_type')!r} is not one enstack reads"
         )
+    # the mean-pooled config class only carries the encoder's settings here: no code runs
     return EnstackMeanPooledConfig.from_dict(raw).encoder_config()
 
 

@@ -38,17 +38,27 @@ class BaseModel:
     export: Path  # the directory it was loaded from
 
     @property
+    def dfg_length(self) -> int:
+        """Graph nodes it reads after the code (GraphCodeBERT's data-flow graph); 0: none."""
+        return int(self.model.config.enstack.get("dfg_length", 0))
+
+    @property
     def labels(self) -> list[str]:
         """Its classes, in output order (config.json's id2label)."""
         config = self.model.config
         return [config.id2label[i] for i in range(config.num_labels)]
 
     def encode(self, codes: list[str]) -> EncodedSplit:
-        tokens, offsets = tokenize(
-            codes, self.tokenizer, self.family, self.max_length, progress=False
+        tokens, offsets, graph = tokenize(
+            codes,
+            self.tokenizer,
+            self.family,
+            self.max_length,
+            progress=False,
+            dfg_length=self.dfg_length,
         )
         labels = torch.zeros(len(codes), dtype=torch.long)
-        return EncodedSplit(tokens, offsets, labels, pad_id(self.tokenizer))
+        return EncodedSplit(tokens, offsets, labels, pad_id(self.tokenizer), graph)
 
 
 @dataclass

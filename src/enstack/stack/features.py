@@ -103,6 +103,7 @@ def _extract_to(
         config.training.max_length,
         config.layout.token_cache,
         progress,
+        dfg_length=int(model.config.enstack.get("dfg_length", 0)),  # as the model was trained
     )
     with staged_dir(out_dir) as tmp:
         for split in FEATURE_SPLITS:

@@ -12,6 +12,7 @@ from enstack.fsutil import staged_dir
 from enstack.models.classifier import Classifier
 
 MEAN_POOLED_MODULE = "modeling_enstack_mean.py"  # the file transformers imports by that name
+GRAPH_MODEL_TYPE = "enstack-graph-input"  # no code ships for it: transformers refuses it
 
 
 def export_model(model: Classifier, base_dir: Path, out_dir: Path, extra: dict) -> None:
@@ -25,8 +26,24 @@ def export_model(model: Classifier, base_dir: Path, out_dir: Path, extra: dict) 
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "enstack.json").write_text(json.dumps(extra, indent=2) + "\n")
         frame_like_training(tmp, extra["family"], extra["max_length"])
-        if model.pooling == "mean":
+        if extra.get("dfg_length"):
+            declare_graph_input(tmp, extra["dfg_length"])
+        elif model.pooling == "mean":
             declare_mean_pooling(tmp)
+
+
+def declare_graph_input(export: Path, dfg_length: int) -> None:
+    """Record that the model reads a data-flow graph (`enstack.dfg_length` in config.json,
+    which enstack's loaders build the graph from), under a model type of its own, which
+    transformers refuses: without the graph its answers would differ, so other tools must
+    not load it as a plain RoBERTa classifier."""
+    path = export / "config.json"
+    config = json.loads(path.read_text())
+    config["enstack"] = {**config.get("enstack", {}), "dfg_length": dfg_length}
+    config["encoder_model_type"] = config["model_type"]
+    config["model_type"] = GRAPH_MODEL_TYPE
+    config["architectures"] = ["EnstackGraphInputClassifier"]
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def declare_mean_pooling(export: Path) -> None:

@@ -27,6 +27,13 @@ def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> d
     dumped = model.model_dump(mode="json")
     if dumped["scratch"] and dumped["scratch"]["attention_dropout"] is None:
         del dumped["scratch"]["attention_dropout"]  # added later, unset: the old hash holds
+    # the graph as decided (on by default for graphcodebert: its old runs had none, and are
+    # not resumed as if they had); without one, the old hash holds
+    del dumped["dfg"]
+    if model.uses_dfg:
+        dumped["dfg"] = True
+    else:
+        del training["dfg_length"]
     return {
         **extra,
         "seed": config.seed,

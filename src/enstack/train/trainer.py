@@ -33,7 +33,7 @@ from enstack.ckpt.writer import CheckpointWriter
 from enstack.config import Config, ModelConfig, changed_keys
 from enstack.data.prepare import prepare, read_manifest
 from enstack.device import amp_mode, autocast, pick_device, use_deterministic_kernels
-from enstack.encode import EncodedSplit, encode_splits
+from enstack.encode import EncodedSplit, ModelInputs, encode_splits
 from enstack.errors import UserError
 from enstack.fsutil import ProcessLock, sha256_json
 from enstack.models.classifier import Classifier
@@ -55,6 +55,10 @@ from enstack.train.status import (
     trajectory_settings,
 )
 from enstack.train.validation import evaluate
+
+# Encoders whose positions start after the padding id, as GraphCodeBERT's graph input assumes
+# (nodes at 0, padding at 1, code from 2).
+GRAPH_MODEL_TYPES = {"roberta", "xlm-roberta", "camembert"}
 
 
 class TrainingDiverged(UserError):
@@ -142,6 +146,8 @@ class Trainer:
         if self.tc.deterministic:
             use_deterministic_kernels(self.device)
         self.seed = model_seed(config.seed, model_cfg.name)
+        # GraphCodeBERT's data-flow graph: this many node positions after the code, or none
+        self.dfg_length = self.tc.dfg_length if model_cfg.uses_dfg else 0
         if self.tc.num_threads:
             torch.set_num_threads(self.tc.num_threads)
         self.staging = (
@@ -213,6 +219,12 @@ class Trainer:
         fresh, or restored from `checkpoint`."""
         with self.ranks.main_first():  # rank 0 writes base/ and the token cache
             hf_config, _, splits = self._base_and_tokens(self.config.layout.data)
+        if self.dfg_length and hf_config.model_type not in GRAPH_MODEL_TYPES:
+            raise UserError(
+                f"models: {self.model_cfg.name} asks for a data-flow graph (dfg), which "
+                f"GraphCodeBERT's input needs a RoBERTa-type encoder for, not "
+                f"{hf_config.model_type!r}; set dfg: false for it"
+            )
         self.train_split, self.val_split = splits["train"], splits["val"]
         n_batches = len(self._epoch_plan(0))
         steps_per_epoch = math.ceil(n_batches / self.tc.grad_accum_steps)
@@ -343,7 +355,7 @@ class Trainer:
         clock = self.clock
         for i, batch in enumerate(group):
             clock.start()
-            ids, mask, labels = _to_device(self.train_split.collate(batch), self.device)
+            inputs, labels = _to_device(self.train_split.collate(batch), self.device)
             clock.lap("data")
             # under DDP, gradients are averaged across ranks only on the step's last batch
             last = i == len(group) - 1
@@ -354,7 +366,7 @@ class Trainer:
             )
             with sync:
                 with autocast(self.amp, self.device):
-                    logits = self.forward(ids, mask)
+                    logits = self.forward(*inputs)
                     loss = self.loss_fn(logits.float(), labels)
                 clock.lap("forward")
                 # weight each micro-batch by its rows, so a short last group is not
@@ -576,6 +588,7 @@ class Trainer:
             tc.max_length,
             self.config.layout.token_cache,
             self.progress,
+            dfg_length=self.dfg_length,
         )
         return hf_config, tokenizer, splits
 
@@ -612,6 +625,7 @@ class Trainer:
                 "labels": self.labels,
                 "family": self.model_cfg.family,
                 "max_length": self.tc.max_length,  # what scanning truncates functions to
+                "dfg_length": self.dfg_length,  # graph nodes the model reads (0: no graph)
             },
         )
 
@@ -623,11 +637,15 @@ class Trainer:
         return weights.to(self.device)
 
 
-def _to_device(tensors: tuple[torch.Tensor, ...], device: torch.device) -> list[torch.Tensor]:
+def _to_device(
+    batch: tuple[ModelInputs, torch.Tensor], device: torch.device
+) -> tuple[ModelInputs, torch.Tensor]:
     """Host to device; on CUDA through pinned memory, so the copy does not block the host."""
+    inputs, labels = batch
     if device.type != "cuda":
-        return [t.to(device) for t in tensors]
-    return [t.pin_memory().to(device, non_blocking=True) for t in tensors]
+        return inputs.to(device), labels.to(device)
+    pinned = ModelInputs(*(None if t is None else t.pin_memory() for t in inputs))
+    return pinned.to(device, non_blocking=True), labels.pin_memory().to(device, non_blocking=True)
 
 
 def _derived(saved: dict, key: str, value: int, path: Path) -> int:
