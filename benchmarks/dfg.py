@@ -25,7 +25,7 @@ DATASETS = {
 
 
 def run(workdir: Path, quick: bool) -> dict[str, Result]:
-    per_class = 150 if quick else 800
+    per_class = 150 if quick else 400
     results: dict[str, Result] = {}
     for dataset, labels in DATASETS.items():
         if not (SHARED_DATA / dataset / "train.jsonl").is_file():
@@ -56,10 +56,10 @@ def _train_and_score(
     from enstack.config import load_config
     from enstack.data.prepare import read_manifest
     from enstack.device import pick_device
-    from enstack.encode import encode_splits
     from enstack.infer import predict
     from enstack.metrics import classification_metrics, detection_metrics
     from enstack.models.loading import load_classifier
+    from enstack.stack.features import encode_as_trained
     from enstack.train.trainer import train_model
 
     run_dir = workdir / f"dfg-{dataset}-{'graph' if graph else 'plain'}"
@@ -103,16 +103,8 @@ def _train_and_score(
     export = config.layout.model("m").best
     model, tokenizer = load_classifier(export)
     dfg_length = int(model.config.enstack.get("dfg_length", 0))
-    split = encode_splits(
-        config.layout.data,
-        read_manifest(config.layout.data),
-        export,
-        tokenizer,
-        "graphcodebert",
-        256,
-        config.layout.token_cache,
-        dfg_length=dfg_length,
-    )["val"]
+    manifest = read_manifest(config.layout.data)
+    split = encode_as_trained(config, export, model, tokenizer, manifest)["val"]
     out = predict(model, split, 64, pick_device("cpu"), "off")
     y = out["labels"]
     scores = classification_metrics(y, out["probs"].argmax(1), len(labels), out["probs"])

@@ -219,8 +219,8 @@ def test_a_graph_model_trains_exports_and_loads_back_to_the_same_answers(tmp_pat
     from enstack.cli import main
     from enstack.config import load_config
     from enstack.data.prepare import read_manifest
-    from enstack.encode import encode_splits
     from enstack.models.loading import load_classifier
+    from enstack.stack.features import encode_as_trained
     from enstack.train.validation import evaluate
 
     from conftest import tiny_config
@@ -235,22 +235,22 @@ def test_a_graph_model_trains_exports_and_loads_back_to_the_same_answers(tmp_pat
         AutoModelForSequenceClassification.from_pretrained(export)
 
     model, tokenizer = load_classifier(export)
-    splits = encode_splits(
-        config.layout.data,
-        read_manifest(config.layout.data),
-        export,
-        tokenizer,
-        "graphcodebert",
-        config.training.max_length,
-        tmp_path / "cache",
-        dfg_length=64,
-    )
-    assert splits["val"].graph is not None
-    assert (
-        splits["val"].graph["node_offsets"][1:] > splits["val"].graph["node_offsets"][:-1]
-    ).all()
+    splits = encode_as_trained(config, export, model, tokenizer, read_manifest(config.layout.data))
+    nodes = splits["val"].graph["node_offsets"]
+    assert (nodes[1:] > nodes[:-1]).all()  # every synthetic function has variables
 
     again = evaluate(model, splits["val"], 5, 16, torch.device("cpu"), "off")
     logged = json.loads((export / "enstack.json").read_text())["val"]
     assert np.isclose(again["loss"], logged["loss"], atol=1e-5)
     assert again["f1"] == pytest.approx(logged["f1"], abs=1e-9)
+
+    # the scanner builds the same graph from raw code and gives the same probabilities
+    import pyarrow.parquet as pq
+
+    from enstack.infer import predict
+    from enstack.scan.model import load_scan_model
+
+    codes = pq.read_table(config.layout.split("val"), columns=["code"]).column("code")
+    ours = predict(model, splits["val"], 16, torch.device("cpu"), "off")["probs"]
+    scanned = load_scan_model(export, device="cpu").predict_proba(codes.to_pylist())[0]
+    np.testing.assert_allclose(scanned, ours, atol=1e-5)

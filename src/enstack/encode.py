@@ -124,13 +124,14 @@ class EncodedSplit:
             positions[i, :n_code] = torch.arange(2, n_code + 2)
             positions[i, n_code:real] = 0
             mask[i, :n_code, :n_code] = True
+            columns = torch.arange(n_code)
+            own = (columns >= spans[:, :1]) & (columns < spans[:, 1:])  # (nodes, code)
+            mask[i, n_code:real, :n_code] = own
+            mask[i, :n_code, n_code:real] = own.T
+            edges = edges.long()
+            mask[i, n_code + edges[:, 0], n_code + edges[:, 1]] = True
             for special in (*range(int(g["code_start"])), n_code - 1):  # <s> [prefix], </s>
                 mask[i, special, :real] = True
-            for k, (a, b) in enumerate(spans.tolist()):
-                mask[i, n_code + k, a:b] = True
-                mask[i, a:b, n_code + k] = True
-            for k, j in edges.tolist():
-                mask[i, n_code + k, n_code + j] = True
         return ModelInputs(ids, mask, positions)
 
 

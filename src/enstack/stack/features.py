@@ -58,6 +58,26 @@ def extract_model(
     return ModelFeatures(name, {s: _load(out_dir, s) for s in FEATURE_SPLITS}, fingerprint)
 
 
+def encode_as_trained(
+    config: Config, export: Path, model, tokenizer, manifest: dict, progress: bool | None = None
+) -> dict:
+    """The run's prepared splits encoded as the export's model was trained on them: its
+    family's framing, the run's max_length, and its data-flow graph if it reads one."""
+    from enstack.encode import encode_splits
+
+    return encode_splits(
+        config.layout.data,
+        manifest,
+        export,
+        tokenizer,
+        model.config.enstack["family"],
+        config.training.max_length,
+        config.layout.token_cache,
+        progress,
+        dfg_length=int(model.config.enstack.get("dfg_length", 0)),
+    )
+
+
 def _cached(out_dir: Path) -> str | None:
     try:
         return json.loads((out_dir / "meta.json").read_text())["fingerprint"]
@@ -85,7 +105,6 @@ def _extract_to(
 ) -> None:
     # torch and transformers load only here: features found up to date need neither
     from enstack.device import amp_mode, pick_device
-    from enstack.encode import encode_splits
     from enstack.infer import predict
     from enstack.models.loading import load_classifier
 
@@ -94,17 +113,7 @@ def _extract_to(
     model, tokenizer = load_classifier(export, str(device))
     family = model.config.enstack["family"]
     data_dir = config.layout.data
-    splits = encode_splits(
-        data_dir,
-        manifest,
-        export,
-        tokenizer,
-        family,
-        config.training.max_length,
-        config.layout.token_cache,
-        progress,
-        dfg_length=int(model.config.enstack.get("dfg_length", 0)),  # as the model was trained
-    )
+    splits = encode_as_trained(config, export, model, tokenizer, manifest, progress)
     with staged_dir(out_dir) as tmp:
         for split in FEATURE_SPLITS:
             arrays = predict(
