@@ -129,17 +129,17 @@ def test_each_family_fine_tunes_from_a_local_directory(tmp_path: Path, family: s
 def test_unixcoder_reads_its_encoder_only_format(tmp_path: Path) -> None:
     directory = _save_tiny_roberta(tmp_path / "ux", "unixcoder")
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    tokens, offsets = tokenize(["int x;"], tokenizer, "unixcoder", max_length=64)
+    tokens, offsets, _ = tokenize(["int x;"], tokenizer, "unixcoder", max_length=64)
     row = tokenizer.convert_ids_to_tokens(tokens[: int(offsets[1])].tolist())
     assert row[:3] == ["<s>", "<encoder-only>", "</s>"] and row[-1] == "</s>"
-    tokens, offsets = tokenize(["int x;"], tokenizer, "codebert", max_length=64)
+    tokens, offsets, _ = tokenize(["int x;"], tokenizer, "codebert", max_length=64)
     row = tokenizer.convert_ids_to_tokens(tokens[: int(offsets[1])].tolist())
     assert row[0] == "<s>" and row[1] != "<encoder-only>" and row[-1] == "</s>"
 
 
 def test_truncation_respects_max_length(tmp_path: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(_save_tiny_roberta(tmp_path / "ux", "unixcoder"))
-    tokens, offsets = tokenize([" ".join(CODES)], tokenizer, "unixcoder", max_length=40)
+    tokens, offsets, _ = tokenize([" ".join(CODES)], tokenizer, "unixcoder", max_length=40)
     assert int(offsets[1]) == 40 and int(tokens[39]) == tokenizer.sep_token_id
 
 
