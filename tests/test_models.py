@@ -102,6 +102,19 @@ def _config(tmp_path: Path, family: str, pretrained: Path) -> Path:
     )
 
 
+def test_a_graph_on_a_bert_encoder_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    """GraphCodeBERT's graph input (positions from 2, nodes at 0) needs RoBERTa's position
+    scheme: a BERT directory with `dfg: true` ends in one error naming the model."""
+    from enstack.cli import main
+
+    cfg = _config(tmp_path, "auto", _save_tiny_bert(tmp_path / "pretrained"))
+    code = main(["train", "--config", str(cfg), "--model", "m", "--set", "models.0.dfg=true"])
+    assert code == 2
+    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "models: m reads a data-flow graph" in errors[0]
+    assert "'bert'" in errors[0] and "dfg: false" in errors[0]
+
+
 @pytest.mark.parametrize("family", ["codebert", "graphcodebert", "unixcoder", "auto", "bert"])
 def test_each_family_fine_tunes_from_a_local_directory(tmp_path: Path, family: str) -> None:
     pretrained = tmp_path / "pretrained"

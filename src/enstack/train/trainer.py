@@ -221,9 +221,9 @@ class Trainer:
             hf_config, _, splits = self._base_and_tokens(self.config.layout.data)
         if self.dfg_length and hf_config.model_type not in GRAPH_MODEL_TYPES:
             raise UserError(
-                f"models: {self.model_cfg.name} asks for a data-flow graph (dfg), which "
-                f"GraphCodeBERT's input needs a RoBERTa-type encoder for, not "
-                f"{hf_config.model_type!r}; set dfg: false for it"
+                f"models: {self.model_cfg.name} reads a data-flow graph (dfg), whose input "
+                f"needs a RoBERTa-type encoder; its model type is {hf_config.model_type!r}: "
+                "set dfg: false for it"
             )
         self.train_split, self.val_split = splits["train"], splits["val"]
         n_batches = len(self._epoch_plan(0))
