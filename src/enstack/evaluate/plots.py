@@ -111,21 +111,22 @@ def ablation(path: Path, rows: list[dict], selected: dict, split: str = "test") 
         for c, a in zip(chosen, alone, strict=True)
     ]
     fig, ax = plt.subplots(figsize=(8, 1.5 + 0.24 * len(shown)))
-    bars = ax.barh(np.arange(len(shown)), [r["f1"] for r in shown], color=colours)
-    for bar, row in zip(bars, shown, strict=True):
+    scores = [100 * r["f1"] for r in shown]  # percent, as the bar labels and the tables
+    bars = ax.barh(np.arange(len(shown)), scores, color=colours)
+    for bar, score in zip(bars, scores, strict=True):
         ax.text(
-            bar.get_width() + 0.005,
+            bar.get_width() + 0.5,
             bar.get_y() + bar.get_height() / 2,
-            f"{100 * row['f1']:.2f}",
+            f"{score:.2f}",
             va="center",
             fontsize=7,
         )
     ax.set_yticks(np.arange(len(shown)), names, fontsize=7)
-    ax.set_xlim(0, 1.08)
-    ax.set_xlabel(f"weighted F1 ({split})")
+    ax.set_xlim(0, 108)
+    ax.set_xlabel(f"weighted F1 ({split}, %)")
     ax.set_title(
-        f"Ablation on {split}: red the selection (chosen on val), grey single models, "
-        "blue ensembles",
+        f"Ablation on {split}\nred: the selection (chosen on val)\n"
+        "grey: a base model alone; blue: with a meta-classifier",
         fontsize=9,
     )
     fig.tight_layout()
