@@ -64,7 +64,13 @@ def test_pipeline_on_an_export_agrees_with_enstack(run, family: str, capfd) -> N
     assert "custom code" not in seen.out + seen.err  # enstack never offers to run it
 
     mean_pooled = family in MEAN_POOLED
-    if mean_pooled:  # loading it as a plain RoBERTa classifier must fail, not answer wrongly
+    if mean_pooled:  # the shipped file spells the type itself: it cannot import enstack
+        from enstack.models import hf_mean_pooled
+        from enstack.models.families import MEAN_POOLED_TYPE
+
+        saved = json.loads((export / "config.json").read_text())
+        assert saved["model_type"] == hf_mean_pooled.MODEL_TYPE == MEAN_POOLED_TYPE
+        # loading it as a plain RoBERTa classifier must fail, not answer wrongly
         with pytest.raises(ValueError, match="trust_remote_code"):
             pipeline("text-classification", model=str(export), device=-1, top_k=None)
     classify = pipeline(

@@ -93,9 +93,9 @@ def train(
 ):
     """Stage 2 for one model (`resume`: auto, never, or a checkpoint path). Returns a
     `TrainResult` (paths, final state, where it resumed from)."""
-    from enstack.train.trainer import train_model
+    from enstack.train.status import train_unless_done
 
-    return train_model(config, model, resume, progress, force_resume=force_resume)
+    return train_unless_done(config, model, resume, progress, force_resume)
 
 
 def stack(config: Config, progress: bool | None = None):

@@ -251,23 +251,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from enstack.data.prepare import prepare
     from enstack.train.signals import Interrupted
-    from enstack.train.status import finished_training, nothing_asked_beyond_done
+    from enstack.train.status import train_unless_done
 
     config = _load(args)
-    config.model(args.model)  # a bad name is reported before any work
     try:
-        result = None
-        if nothing_asked_beyond_done(args.resume, args.force_resume):
-            # a finished model is recognised before torch and transformers load
-            result = finished_training(config, args.model, prepare(config).manifest)
-        if result is None:
-            from enstack.train.trainer import train_model
-
-            result = train_model(config, args.model, args.resume, force_resume=args.force_resume)
-        else:
-            print(f"{args.model}: already trained ({result.resumed_from})")
+        result = train_unless_done(config, args.model, args.resume, force_resume=args.force_resume)
     except Interrupted as stop:
         again = _resume_command(args)
         print(f"stopped at {stop}; checkpoint saved, resume with: {again}", file=sys.stderr)

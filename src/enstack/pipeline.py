@@ -20,11 +20,7 @@ from enstack.evaluate.stage import run_evaluate
 from enstack.evaluate.tables import plain_table
 from enstack.fsutil import atomic_write_json, sha256_json
 from enstack.stack.stage import run_stack
-from enstack.train.status import (
-    NON_TRAJECTORY_KEYS,
-    finished_training,
-    nothing_asked_beyond_done,
-)
+from enstack.train.status import NON_TRAJECTORY_KEYS, train_unless_done
 
 IDENTITY_KEYS = ("seed", "data", "models")
 
@@ -50,15 +46,9 @@ def run_pipeline(config: Config, progress: bool | None = None, force_resume: boo
     for warning in split_warnings(data.manifest):
         print(f"warning: {warning}", file=sys.stderr)
     for model in config.models:
-        result = None
-        if nothing_asked_beyond_done("auto", force_resume):
-            result = finished_training(config, model.name, data.manifest)
-        if result is None:  # torch and transformers load only for a model with work to do
-            from enstack.train.trainer import train_model
-
-            result = train_model(
-                config, model.name, "auto", progress, force_resume, manifest=data.manifest
-            )
+        result = train_unless_done(
+            config, model.name, "auto", progress, force_resume, manifest=data.manifest
+        )
         print(
             f"train {model.name}: {'already trained' if result.already_done else 'done'}, "
             f"best val F1 {result.state.best_f1:.4f}",

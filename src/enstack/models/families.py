@@ -27,6 +27,17 @@ FAMILIES: dict[str, Family] = {
 # Architectures whose encoder and tokenizer conventions (<s>, </s>, <pad>, absolute positions)
 # enstack handles: the BERT/RoBERTa family.
 SUPPORTED_MODEL_TYPES = {"roberta", "bert", "xlm-roberta", "camembert", "electra", "deberta-v2"}
+# Encoders whose positions start after the padding id, as GraphCodeBERT's graph input assumes
+# (nodes at 0, padding at 1, code from 2).
+GRAPH_ENCODER_TYPES = {"roberta", "xlm-roberta", "camembert"}
+
+# The model types enstack gives exports that other tools must not read as plain encoders
+# (train/export.py writes them, models/loading.read_hf_config reads them back): mean-pooled
+# ones (equal to `hf_mean_pooled.MODEL_TYPE`, which the shipped file spells itself) and ones
+# that read a data-flow graph (no code ships for those: transformers refuses them).
+MEAN_POOLED_TYPE = "enstack-mean-pooled"
+GRAPH_INPUT_TYPE = "enstack-graph-input"
+ENSTACK_MODEL_TYPES = (MEAN_POOLED_TYPE, GRAPH_INPUT_TYPE)
 
 
 def pooling_of(family: str, configured: str) -> str:

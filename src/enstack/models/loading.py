@@ -19,7 +19,12 @@ from enstack.config import ModelConfig
 from enstack.errors import UserError
 from enstack.fsutil import staged_dir
 from enstack.models.classifier import Classifier, build_encoder
-from enstack.models.families import FAMILIES, SUPPORTED_MODEL_TYPES, pooling_of
+from enstack.models.families import (
+    ENSTACK_MODEL_TYPES,
+    FAMILIES,
+    SUPPORTED_MODEL_TYPES,
+    pooling_of,
+)
 
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0-4
 
@@ -231,15 +236,14 @@ def read_hf_config(directory: Path) -> PretrainedConfig:
     types enstack gives exports that other tools must not read as plain encoders (mean-pooled:
     `train.export.declare_mean_pooling`; with a data-flow graph: `declare_graph_input`) are
     read back as their encoder's."""
-    from enstack.models.hf_mean_pooled import MODEL_TYPE, EnstackMeanPooledConfig
-    from enstack.train.export import GRAPH_MODEL_TYPE
+    from enstack.models.hf_mean_pooled import EnstackMeanPooledConfig
 
     path = directory / "config.json"
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(raw, dict) or raw.get("model_type") not in (MODEL_TYPE, GRAPH_MODEL_TYPE):
+    if not isinstance(raw, dict) or raw.get("model_type") not in ENSTACK_MODEL_TYPES:
         return AutoConfig.from_pretrained(directory)
     if raw.get("encoder_model_type") not in SUPPORTED_MODEL_TYPES:
         raise UserError(

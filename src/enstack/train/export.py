@@ -10,9 +10,9 @@ from safetensors.torch import save_file
 
 from enstack.fsutil import staged_dir
 from enstack.models.classifier import Classifier
+from enstack.models.families import GRAPH_INPUT_TYPE, MEAN_POOLED_TYPE
 
 MEAN_POOLED_MODULE = "modeling_enstack_mean.py"  # the file transformers imports by that name
-GRAPH_MODEL_TYPE = "enstack-graph-input"  # no code ships for it: transformers refuses it
 
 
 def export_model(model: Classifier, base_dir: Path, out_dir: Path, extra: dict) -> None:
@@ -34,16 +34,12 @@ def export_model(model: Classifier, base_dir: Path, out_dir: Path, extra: dict) 
 
 def declare_graph_input(export: Path, dfg_length: int) -> None:
     """Record that the model reads a data-flow graph (`enstack.dfg_length` in config.json,
-    which enstack's loaders build the graph from), under a model type of its own, which
-    transformers refuses: without the graph its answers would differ, so other tools must
-    not load it as a plain RoBERTa classifier."""
-    path = export / "config.json"
-    config = json.loads(path.read_text())
-    config["enstack"] = {**config.get("enstack", {}), "dfg_length": dfg_length}
-    config["encoder_model_type"] = config["model_type"]
-    config["model_type"] = GRAPH_MODEL_TYPE
-    config["architectures"] = ["EnstackGraphInputClassifier"]
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    which enstack's loaders build the graph from), under a model type transformers refuses:
+    without the graph its answers would differ, so other tools must not load it as a plain
+    RoBERTa classifier."""
+    _own_model_type(
+        export, GRAPH_INPUT_TYPE, "EnstackGraphInputClassifier", {"dfg_length": dfg_length}
+    )
 
 
 def declare_mean_pooling(export: Path) -> None:
@@ -53,20 +49,37 @@ def declare_mean_pooling(export: Path) -> None:
     silently reading it as CLS-pooled."""
     from enstack.models import hf_mean_pooled
 
-    path = export / "config.json"
-    config = json.loads(path.read_text())
-    config["encoder_model_type"] = config["model_type"]
-    config["model_type"] = hf_mean_pooled.MODEL_TYPE
-    config["architectures"] = ["EnstackMeanPooledForSequenceClassification"]
     module = MEAN_POOLED_MODULE.removesuffix(".py")
-    config["auto_map"] = {
+    auto_map = {
         "AutoConfig": f"{module}.EnstackMeanPooledConfig",
         "AutoModelForSequenceClassification": (
             f"{module}.EnstackMeanPooledForSequenceClassification"
         ),
     }
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    _own_model_type(
+        export, MEAN_POOLED_TYPE, "EnstackMeanPooledForSequenceClassification", auto_map=auto_map
+    )
     shutil.copyfile(hf_mean_pooled.__file__, export / MEAN_POOLED_MODULE)
+
+
+def _own_model_type(
+    export: Path,
+    model_type: str,
+    architecture: str,
+    enstack: dict | None = None,
+    auto_map: dict | None = None,
+) -> None:
+    """Rewrite config.json under enstack's own `model_type`, the encoder's kept as
+    `encoder_model_type` (what `models.loading.read_hf_config` reads back)."""
+    path = export / "config.json"
+    config = json.loads(path.read_text())
+    config["enstack"] = {**config.get("enstack", {}), **(enstack or {})}
+    config["encoder_model_type"] = config["model_type"]
+    config["model_type"] = model_type
+    config["architectures"] = [architecture]
+    if auto_map:
+        config["auto_map"] = auto_map
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def frame_like_training(export: Path, family: str, max_length: int) -> None:

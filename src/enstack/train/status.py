@@ -82,3 +82,29 @@ def nothing_asked_beyond_done(resume: str, force_resume: bool) -> bool:
     resume, nothing forced, one process (under torchrun every rank takes the trainer's path,
     which agrees on it collectively)."""
     return resume == "auto" and not force_resume and int(os.environ.get("WORLD_SIZE", "1")) <= 1
+
+
+def train_unless_done(
+    config: Config,
+    name: str,
+    resume: str = "auto",
+    progress: bool | None = None,
+    force_resume: bool = False,
+    manifest: dict | None = None,
+) -> TrainResult:
+    """Train model `name`, or, when nothing asks for more and it is finished, say so without
+    loading torch or transformers: the entry the CLI, the pipeline and the API share.
+    `manifest`: prepared data the caller already checked."""
+    config.model(name)  # a bad name is reported before any work
+    if nothing_asked_beyond_done(resume, force_resume):
+        if manifest is None:
+            from enstack.data.prepare import prepare
+
+            manifest = prepare(config, progress).manifest
+        done = finished_training(config, name, manifest)
+        if done is not None:
+            print(f"{name}: already trained ({done.resumed_from})")
+            return done
+    from enstack.train.trainer import train_model
+
+    return train_model(config, name, resume, progress, force_resume, manifest=manifest)

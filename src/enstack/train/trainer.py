@@ -37,6 +37,7 @@ from enstack.encode import EncodedSplit, ModelInputs, encode_splits
 from enstack.errors import UserError
 from enstack.fsutil import ProcessLock, sha256_json
 from enstack.models.classifier import Classifier
+from enstack.models.families import GRAPH_ENCODER_TYPES
 from enstack.models.loading import load_base, new_classifier, write_base
 from enstack.progress import progress_bar
 from enstack.train.batching import rank_batches
@@ -48,17 +49,11 @@ from enstack.train.optim import make_optimizer, make_scheduler
 from enstack.train.records import TrainResult, TrainState
 from enstack.train.signals import Interrupted, StopSignals
 from enstack.train.status import (
-    finished_training,
-    nothing_asked_beyond_done,
     run_fingerprint,
     staging_path,
     trajectory_settings,
 )
 from enstack.train.validation import evaluate
-
-# Encoders whose positions start after the padding id, as GraphCodeBERT's graph input assumes
-# (nodes at 0, padding at 1, code from 2).
-GRAPH_MODEL_TYPES = {"roberta", "xlm-roberta", "camembert"}
 
 
 class TrainingDiverged(UserError):
@@ -112,12 +107,6 @@ def _train_in_group(
     root = trainer.paths.root
     lock = ProcessLock(root / ".lock", f"model {model_cfg.name!r} ({root})")
     with lock if ranks.main else contextlib.nullcontext():
-        done = None
-        if nothing_asked_beyond_done(resume, force_resume):  # no model built to say so
-            done = finished_training(config, model_cfg.name, manifest)
-        if done is not None:
-            print(f"{model_cfg.name}: already trained ({done.resumed_from})")
-            return done
         checkpoint = trainer.select_checkpoint(resume)
         return trainer.run(checkpoint, force_resume)
 
@@ -155,7 +144,7 @@ class Trainer:
             if self.tc.staging_dir
             else None
         )
-        # built by `_setup` (the data, the parts, the state) and `_start_training`
+        # built by `_setup` (the data, the parts, the state) and `_train`
         self.train_split: EncodedSplit | None = None
         self.val_split: EncodedSplit | None = None
         self.model: Classifier | None = None
@@ -219,7 +208,7 @@ class Trainer:
         fresh, or restored from `checkpoint`."""
         with self.ranks.main_first():  # rank 0 writes base/ and the token cache
             hf_config, _, splits = self._base_and_tokens(self.config.layout.data)
-        if self.dfg_length and hf_config.model_type not in GRAPH_MODEL_TYPES:
+        if self.dfg_length and hf_config.model_type not in GRAPH_ENCODER_TYPES:
             raise UserError(
                 f"models: {self.model_cfg.name} reads a data-flow graph (dfg), whose input "
                 f"needs a RoBERTa-type encoder; its model type is {hf_config.model_type!r}: "
