@@ -110,7 +110,10 @@ class EncodedSplit:
         everything, each node with its subwords both ways, each node with the nodes it reads.
         """
         g = self.graph
-        width = int(self.lengths[rows].max())
+        index = torch.as_tensor(rows)
+        code = self.offsets[index + 1] - self.offsets[index]
+        nodes = g["node_offsets"][index + 1] - g["node_offsets"][index]
+        width = int((code + nodes).max())  # these rows only: this runs for every batch
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         positions = torch.ones((len(rows), width), dtype=torch.long)
         mask = torch.zeros((len(rows), width, width), dtype=torch.bool)
