@@ -24,9 +24,7 @@ EXTRACTOR_VERSION = 1  # part of the token cache's key: a change here re-encodes
 
 # Leaves kept whole as one code token (their insides are not code).
 ATOMS = {"string_literal", "char_literal", "raw_string_literal", "concatenated_string"}
-ASSIGNMENTS = {"assignment_expression"}
 LOOPS = {"for_statement", "while_statement", "do_statement", "for_range_loop"}
-DEFINITION_PARENTS = {"init_declarator", "declaration", "parameter_declaration"}
 # Declarator wrappers around the declared name: `*p`, `a[4]`, `&r`, `(f)`.
 DECLARATOR_WRAPPERS = {
     "pointer_declarator",
@@ -125,13 +123,13 @@ class _Walker:
             return self._use(node, states)
         if kind in ("init_declarator", "parameter_declaration", "declaration"):
             return self._declaration(node, states)
-        if kind in ASSIGNMENTS:
+        if kind == "assignment_expression":
             return self._assignment(node, states)
         if kind == "update_expression":
             return self._update(node, states)
         if kind == "call_expression":
             return self._call(node, states)
-        if kind in ("field_expression",):
+        if kind == "field_expression":
             return self.walk(node.child_by_field_name("argument"), states)
         if kind == "if_statement":
             return self._branches(node, states, ("consequence", "alternative"))
@@ -168,8 +166,9 @@ class _Walker:
         if node.type == "declaration":  # `int a = 1, *b;`: each declarator in turn
             reads: list[int] = []
             for child in node.children_by_field_name("declarator"):
-                reads += self.walk(child, states) if child.type == "init_declarator" else []
-                if child.type != "init_declarator":
+                if child.type == "init_declarator":
+                    reads += self.walk(child, states)
+                else:
                     self._declare(child, [], states)
             return reads
         if node.type == "parameter_declaration":
