@@ -262,3 +262,18 @@ def test_an_unreachable_hub_fails_fast_and_names_a_command_that_exists(tmp_path:
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "hf download acme/no-such-model" in last
     assert "Traceback" not in result.stderr and "Retrying" not in result.stderr
+
+
+def test_damaged_stacking_arrays_are_one_line_naming_the_file(tmp_path: Path) -> None:
+    """evaluate reads arrays.safetensors only when reports are due: a damaged one ends in one
+    error naming it and how to recover, with no reports half-written."""
+    run_dir = tmp_path / "run"
+    stack = run_dir / "stack"
+    stack.mkdir(parents=True)
+    (stack / "ablation.json").write_text('{"fingerprint": "x", "labels": ["a", "b"]}')
+    (stack / "arrays.safetensors").write_bytes(b"\xff" * 64)  # not a safetensors header
+    cfg = write_config(tmp_path / "c.yaml", {"run_dir": str(run_dir)})
+    result = run_cli("evaluate", "--config", str(cfg))
+    assert_user_error(result, "arrays.safetensors", "missing or unreadable", "enstack stack")
+    assert not (run_dir / "reports").exists()
+    assert not any(p.name.startswith(".reports") for p in run_dir.iterdir())
