@@ -316,3 +316,30 @@ def test_scan_with_a_runs_config(bundle: Path, tree: Path, tmp_path: Path, capsy
     )
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and lines[-1].startswith("error: ") and "no bundle yet" in lines[-1]
+
+
+def test_the_learned_ranker_is_the_default_and_refused_when_tampered(
+    bundle: Path, tree: Path, tmp_path: Path, capsys
+) -> None:
+    """The fixture's synthetic data pairs each flaw with its fix: its bundle carries a line
+    ranker, `auto` picks it, and a changed byte in it is refused like any bundle file."""
+    import shutil
+
+    assert (bundle / "lines" / "ranker.safetensors").is_file()
+    assert Scanner(bundle).localise == "learned"
+    export = bundle / "models" / "m"  # a single export: no fix pairs behind it
+    assert Scanner(export).localise == "attention"
+    code, out, err = _scan(
+        str(tree / "a.c"), "--bundle", str(export), "--localise", "learned", capsys=capsys
+    )
+    assert code == 2 and out == "" and err.count("error:") == 1
+    assert "no line ranker" in err and "Traceback" not in err
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    ranker = copy / "lines" / "ranker.safetensors"
+    data = bytearray(ranker.read_bytes())
+    data[-1] ^= 0xFF
+    ranker.write_bytes(bytes(data))
+    code, out, err = _scan(str(tree / "a.c"), "--bundle", str(copy), capsys=capsys)
+    assert code == 2 and out == ""
+    assert err.count("error:") == 1 and "ranker.safetensors" in err and "Traceback" not in err

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from enstack import __version__
 from enstack.errors import UserError
-from enstack.scan import LOCALISE_METHODS
+from enstack.scan import LOCALISE_CHOICES
 
 if TYPE_CHECKING:
     from enstack.config import Config
@@ -156,9 +156,10 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
     scan.add_argument("--top-lines", type=int, default=3, help="lines ranked per finding")
     scan.add_argument(
         "--localise",
-        choices=LOCALISE_METHODS,
-        default="attention",
-        help="line ranking (default: attention)",
+        choices=LOCALISE_CHOICES,
+        default="auto",
+        help="line ranking (default auto: the bundle's learned ranker if it has one, else "
+        "attention)",
     )
     scan.add_argument("--no-cache", action="store_true", help="score every function afresh")
     scan.add_argument("--cache-dir", type=Path, help="default: ~/.cache/enstack/scan")

@@ -7,4 +7,6 @@ together for the CLI and for notebooks.
 """
 
 # Line-ranking methods (localise.py); here so that the CLI can list them without importing torch.
-LOCALISE_METHODS = ("attention", "gradient", "occlusion")
+# `learned` needs a bundle with a line ranker; `auto` is it when there is one, else attention.
+LOCALISE_METHODS = ("learned", "attention", "gradient", "occlusion")
+LOCALISE_CHOICES = ("auto", *LOCALISE_METHODS)

@@ -10,10 +10,11 @@ import numpy as np
 
 from enstack.errors import UserError
 from enstack.progress import progress_bar
+from enstack.scan import LOCALISE_CHOICES
 from enstack.scan.cache import ScanCache, code_key, code_key_bytes
 from enstack.scan.files import FileTally, SourceFile, check_paths, source_files
 from enstack.scan.functions import EXTRACTOR_VERSION, Function, extract_functions, language_of
-from enstack.scan.localise import METHODS, rank_lines
+from enstack.scan.localise import LOCALISE_VERSION, rank_lines, resolve_method
 from enstack.scan.model import ScanModel, load_scan_model
 
 LEVELS = ("none", "note", "warning", "error")
@@ -84,19 +85,19 @@ class Scanner:
         model: ScanModel | Path,
         threshold: float = 0.5,
         top_lines: int = 3,
-        localise: str = "attention",
+        localise: str = "auto",
         cache_dir: Path | None = None,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise UserError(f"--threshold: {threshold} is not in (0, 1]")
-        if localise not in METHODS:
-            raise UserError(f"--localise: {localise!r} is not one of {', '.join(METHODS)}")
+        if localise not in LOCALISE_CHOICES:
+            raise UserError(f"--localise: {localise!r} is not one of {', '.join(LOCALISE_CHOICES)}")
         if top_lines < 0:
             raise UserError("--top-lines: must be 0 or more")
         self.model = model if isinstance(model, ScanModel) else load_scan_model(model)
         self.threshold = threshold
         self.top_lines = top_lines
-        self.localise = localise
+        self.localise = resolve_method(self.model, localise)
         self.cache_dir = cache_dir
 
     def predict_proba(self, codes: list[str]) -> np.ndarray:
@@ -183,12 +184,13 @@ class Scanner:
 
     def _lines(self, item: Scored, cache: ScanCache | None) -> list[tuple[int, float]]:
         key = code_key(item.function.code)
-        relative = cache.get_lines(key, self.localise) if cache else None
+        method = f"{self.localise}@{LOCALISE_VERSION}"
+        relative = cache.get_lines(key, method) if cache else None
         if relative is None:
             target = self.model.labels.index(item.label)
             relative = rank_lines(self.model, item.function.code, 0, target, self.localise)
             if cache:
-                cache.put_lines(key, self.localise, relative)
+                cache.put_lines(key, method, relative)
         return [(item.function.start_line + line, score) for line, score in relative]
 
 

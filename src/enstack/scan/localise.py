@@ -1,6 +1,8 @@
-"""Which lines of a flagged function drive its prediction.
+"""Which lines of a flagged function hold its flaw.
 
-Three attribution methods:
+`learned` (the default when the bundle has one): the line ranker `enstack stack` fitted on the
+training data's fix pairs (see enstack.line_ranker), given the finding's class.
+Three attribution methods, for any model:
 - `attention` (as LineVul does): the attention each token receives, summed over the layers,
   heads and query positions of the encoder, then summed per line.
 - `gradient`: integrated gradients of the model's target probability with respect to the
@@ -11,6 +13,7 @@ Three attribution methods:
   asks (would it still call this vulnerable without the line?) rather than reading internals.
 The target is P(vulnerable) = 1 - P(benign) with a benign class, else the predicted class.
 For an ensemble, each base model's line scores are normalised to sum to 1 and averaged.
+Every method ranks statement lines only: not the signature, braces or preprocessor lines.
 """
 
 from __future__ import annotations
@@ -19,11 +22,26 @@ import numpy as np
 import torch
 
 from enstack.encode import pad_id, special_ids
+from enstack.errors import UserError
+from enstack.line_ranker import statement_lines
 from enstack.scan import LOCALISE_METHODS
 from enstack.scan.model import BaseModel, ScanModel
 
 METHODS = LOCALISE_METHODS
+LOCALISE_VERSION = 2  # 2: statement lines only, `learned`; part of the cache's key
 OCCLUSION_BATCH = 32
+
+
+def resolve_method(scan_model: ScanModel, method: str) -> str:
+    """`auto`: the learned ranker when the model has one, else attention."""
+    if method == "auto":
+        return "learned" if scan_model.line_ranker is not None else "attention"
+    if method == "learned" and scan_model.line_ranker is None:
+        raise UserError(
+            f"--localise learned: {scan_model.source} has no line ranker (its training data "
+            "had no fix pairs, or it predates them); use attention, gradient or occlusion"
+        )
+    return method
 
 
 def rank_lines(
@@ -35,6 +53,11 @@ def rank_lines(
     steps: int = 16,
 ) -> list[tuple[int, float]]:
     """(line number in the file, score) for the function's lines, best first; scores sum to 1."""
+    if method == "learned":
+        shares = scan_model.line_ranker.rank(code, scan_model.labels[target_class])
+        ranked = sorted(shares.items(), key=lambda item: (-item[1], item[0]))
+        return [(first_line + line, value) for line, value in ranked]
+    statements = {first_line + i for i in statement_lines(code)}
     total: dict[int, float] = {}
     for model in scan_model.models:
         ids, lines = _encode_with_lines(model, code, first_line)
@@ -49,6 +72,7 @@ def rank_lines(
                 model, ids, scan_model.device, scan_model.benign_id, target_class, steps
             )
             per_line = _sum_by_line(scores, lines)
+        per_line = {line: v for line, v in per_line.items() if line in statements}
         norm = sum(per_line.values())
         for line, value in per_line.items():
             total[line] = total.get(line, 0.0) + (value / norm if norm > 0 else 0.0)

@@ -19,9 +19,10 @@ from enstack.encode import EncodedSplit, pad_id, tokenize
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json
 from enstack.infer import predict
+from enstack.line_ranker import LineRanker, load_line_ranker
 from enstack.models.classifier import Classifier
 from enstack.models.loading import load_classifier, usable_positions
-from enstack.stack.bundle import Bundle, bundle_model_dir, load_bundle
+from enstack.stack.bundle import Bundle, bundle_lines_dir, bundle_model_dir, load_bundle
 
 BENIGN_DEFAULT = "none"
 
@@ -74,6 +75,7 @@ class ScanModel:
     device: torch.device
     amp: str
     batch_size: int = 32
+    line_ranker: LineRanker | None = None  # from the bundle, when its data had fix pairs
 
     @property
     def benign_id(self) -> int | None:
@@ -127,6 +129,7 @@ def _from_bundle(path: Path, device: torch.device, amp: str) -> ScanModel:
         fingerprint=sha256_json(bundle.manifest),
         device=device,
         amp=amp,
+        line_ranker=load_line_ranker(bundle_lines_dir(path)),
     )
 
 

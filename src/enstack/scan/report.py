@@ -234,6 +234,12 @@ def line_hash(s: Scored) -> str:
     return f"{digest[:16]}:1"
 
 
+def _lines_lead(method: str) -> str:
+    if method == "learned":
+        return "Lines most likely to hold the flaw"
+    return "Lines that drive the prediction most"
+
+
 def _result(report: ScanReport, s: Scored) -> dict:
     f = s.function
     top = s.lines[0][0] if s.lines else f.start_line
@@ -246,7 +252,7 @@ def _result(report: ScanReport, s: Scored) -> dict:
     )
     message = (
         f"Function `{f.name}` (lines {f.start_line}-{f.end_line}) resembles {s.label} ({score})."
-        + (f" Lines that drive the prediction most: {lines}." if lines else "")
+        + (f" {_lines_lead(report.localise)}: {lines}." if lines else "")
     )
     related = [_location(f.path, _region(f.start_line, f.end_line), f"function {f.name}", 1)]
     related += [

@@ -3,6 +3,8 @@
   bundle/manifest.json         what it is, and the size and sha256 of every file
   bundle/models/NAME/          each base model's `best` export (Hugging Face format)
   bundle/meta/                 the meta-classifier: meta.json + meta.skops or meta.xgb.json
+  bundle/lines/                the line ranker, when the training data had fix pairs
+                               (ranker.json + ranker.safetensors: see enstack.line_ranker)
 Loading checks every file against the manifest first, and the skops file is loaded only with
 the types enstack writes: a tampered or crafted file is refused, never unpickled.
 """
@@ -19,6 +21,7 @@ import numpy as np
 
 from enstack.errors import UserError
 from enstack.fsutil import staged_dir
+from enstack.line_ranker import LineRanker
 from enstack.manifest import MANIFEST, describe_files, manifest_bytes, verify_files
 from enstack.stack.meta import MetaClassifier
 
@@ -30,6 +33,11 @@ def bundle_model_dir(bundle: Path, name: str) -> Path:
     return bundle / "models" / name
 
 
+def bundle_lines_dir(bundle: Path) -> Path:
+    """Where a bundle keeps its line ranker (absent when it has none)."""
+    return bundle / "lines"
+
+
 def write_bundle(
     out_dir: Path,
     model_exports: dict[str, Path],
@@ -37,6 +45,7 @@ def write_bundle(
     features: str,
     labels: list[str],
     benign_label: str | None = None,
+    line_ranker: LineRanker | None = None,
 ) -> None:
     with staged_dir(out_dir) as tmp:
         for name, export in model_exports.items():
@@ -46,6 +55,8 @@ def write_bundle(
                 _link_or_copy(f, target / f.name)
         (tmp / "meta").mkdir()
         classifier.save(tmp / "meta")
+        if line_ranker is not None:
+            line_ranker.save(bundle_lines_dir(tmp))
         manifest = manifest_bytes(
             BUNDLE_VERSION,
             describe_files(tmp),

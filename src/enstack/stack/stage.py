@@ -19,6 +19,7 @@ from enstack.config import Config
 from enstack.data.prepare import read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import clean_debris, sha256_json, stage_lock, staged_dir
+from enstack.line_ranker import RANKER_VERSION
 from enstack.stack.features import extract_all
 
 STACK_VERSION = 3  # 2: detection and pair metrics, select_on; 3: grouped folds, 1-SE rule
@@ -47,15 +48,16 @@ def run_stack(config: Config, progress: bool | None = None) -> StackResult:
 def _run_stack(config: Config, progress: bool | None) -> StackResult:
     manifest = read_manifest(config.layout.data)
     features = extract_all(config, manifest, progress)
-    fingerprint = sha256_json(
-        {
-            "version": STACK_VERSION,
-            "seed": config.seed,
-            "labels": manifest["labels"],
-            "stacking": config.stacking.model_dump(mode="json", exclude={"extract_batch_size"}),
-            "features": {name: f.fingerprint for name, f in features.items()},
-        }
-    )
+    inputs = {
+        "version": STACK_VERSION,
+        "seed": config.seed,
+        "labels": manifest["labels"],
+        "stacking": config.stacking.model_dump(mode="json", exclude={"extract_batch_size"}),
+        "features": {name: f.fingerprint for name, f in features.items()},
+    }
+    if _learns_lines(config):  # only then: other runs' stacks keep their fingerprint
+        inputs["line_ranker"] = RANKER_VERSION
+    fingerprint = sha256_json(inputs)
     out = config.layout.stack
     clean_debris(out.parent, out.name)  # what a killed run left (under this stage's lock)
     previous = _read_summary(out)
@@ -72,6 +74,7 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
     )
     chosen = result["selected"]
     labels = manifest["labels"]
+    line_ranker = _fit_line_ranker(config, labels, progress) if _learns_lines(config) else None
     select_on = config.stacking.select_on
     best_single = max(config.models, key=lambda m: _val_score(result["rows"], m.name, select_on))
     summary = {
@@ -85,6 +88,7 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
         "rows": result["rows"],
         "selected": {"models": list(chosen.models), "meta": chosen.meta},
         "best_single": best_single.name,
+        "line_ranker": line_ranker.info if line_ranker else None,
     }
     y_test = result["y"]["test"]
     arrays = {
@@ -114,9 +118,34 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
             config.stacking.features,
             labels,
             summary["benign_label"],
+            line_ranker,
         )
         (tmp / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
     return StackResult(out, summary, skipped=False)
+
+
+def _learns_lines(config: Config) -> bool:
+    """A line ranker needs fixed variants to compare flaws with: pairs and a benign class."""
+    return config.data.has_pairs and config.data.benign_id is not None
+
+
+def _fit_line_ranker(config: Config, labels: list[str], progress: bool | None):
+    """Fitted on the train split alone: val and test stay unseen by every part of the bundle."""
+    from enstack.line_ranker import fit_line_ranker
+
+    path = config.layout.split("train")
+    if "pair" not in pq.read_schema(path).names:
+        return None
+    table = pq.read_table(path, columns=["code", "label", "pair"])
+    return fit_line_ranker(
+        table.column("code").to_pylist(),
+        table.column("label").to_pylist(),
+        table.column("pair").to_pylist(),
+        labels,
+        config.data.benign_id,
+        config.seed,
+        progress,
+    )
 
 
 def _val_score(rows: list[dict], name: str, select_on: str) -> float:

@@ -1,0 +1,237 @@
+"""A line ranker learned from fix pairs: which statement of a flawed function is the flaw.
+
+Attribution (attention, gradients, occlusion) asks which tokens moved the function-level
+prediction; it spreads over declarations and boilerplate. Where the training data pairs each
+flawed function with its fixed variants (a `pair` column and a benign class), the lines a fix
+changed are line-level labels for free, the way LineVul's line labels are the lines a fix
+commit deleted:
+- a flawed function's positive lines are the statements missing from a fixed variant of it
+  (one close enough to be an edit of it: difflib ratio >= `SIMILAR`), over all its variants;
+- every other statement of the function is a negative;
+- each line is hashed into token and token-bigram features, also crossed with the function's
+  class (a CWE-476 flaw looks like a dereference, a CWE-120 one like a copy), and a logistic
+  regression is fitted on them.
+At scan time a finding's statements are scored with the class it was given. The ranker is
+fitted in `enstack stack` on the train split only, and kept in the bundle as plain arrays
+(`lines/ranker.safetensors`, `lines/ranker.json`): nothing to unpickle.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+
+from enstack.progress import progress_bar
+
+RANKER_VERSION = 1  # bump when the features or the labelling change
+SIMILAR = 0.5  # a fixed variant this close (difflib ratio over lines) is an edit of the flaw
+MAX_VARIANTS = 8  # fixed variants compared per flawed function
+MAX_FUNCTIONS = 60_000  # flawed functions labelled at most (a fixed, seeded sample beyond)
+MIN_FUNCTIONS = 20  # fewer labelled functions than this: no ranker
+HASH_FEATURES = 2**18
+C_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|==|!=|<=|>=|->|\+\+|--|&&|\|\||<<|>>|[^\s\w]")
+NOT_A_STATEMENT = re.compile(r"[{};]*|#.*")  # braces alone, preprocessor directives
+STRING_LITERAL = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
+CONTROL_HEADER = re.compile(r"(?:\}\s*)?(?:else\s+)?(?:if|while|for|switch)\s*\(")
+KEYWORDS = frozenset(
+    {"if", "else", "while", "for", "switch", "do", "return", "sizeof"}
+    | {"int", "char", "long", "short", "unsigned"}
+)
+
+
+def _normal(line: str) -> str:
+    return " ".join(line.split())
+
+
+def statement_lines(code: str) -> list[int]:
+    """0-based indices of the function's lines that hold a statement: not blank, not braces
+    alone, not a preprocessor directive, not the signature before the body's brace. All lines
+    when that leaves none (a one-line function)."""
+    lines = [_normal(line) for line in code.split("\n")]
+    body = next((i for i, line in enumerate(lines) if "{" in line), 0)
+    # the line that opens the body is still signature unless code follows its brace
+    first = body + 1 if lines and lines[body].endswith("{") else body
+    kept = [
+        i for i in range(first, len(lines)) if lines[i] and not NOT_A_STATEMENT.fullmatch(lines[i])
+    ]
+    return kept or list(range(len(lines)))
+
+
+def _features(line: str, class_name: str) -> str:
+    tokens = C_TOKEN.findall(line)
+    plain = tokens + [f"{a}_{b}" for a, b in pairwise(tokens)]
+    return " ".join(plain + [f"{class_name}|{t}" for t in plain])
+
+
+def _vectorizer():
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    # stateless: the same object is rebuilt at scan time from these settings alone
+    return HashingVectorizer(
+        n_features=HASH_FEATURES,
+        token_pattern=r"\S+",
+        lowercase=False,
+        alternate_sign=False,
+        norm="l2",
+    )
+
+
+def _edited_text(line: str) -> str:
+    """A line as a fix compares it: rewording a message (a string literal) is not a fix."""
+    return STRING_LITERAL.sub('""', _normal(line))
+
+
+def _is_guard(lines: list[str], index: int) -> bool:
+    """A control header whose condition reads nothing the rest of the function touches
+    (`if(1)`, `if(GLOBAL_CONST_TRUE)`, `for(j = 0; j < 1; j++)`): a fix that flips it makes the
+    flawed code unreachable, which says nothing about which line is the flaw."""
+    if not CONTROL_HEADER.match(lines[index]):
+        return False
+    names = set(C_TOKEN.findall(lines[index])) - KEYWORDS
+    names = {n for n in names if n[0].isalpha() or n[0] == "_"}
+    elsewhere = {
+        token for i, line in enumerate(lines) if i != index for token in C_TOKEN.findall(line)
+    }
+    return not names & elsewhere - _declared_only(lines, index)
+
+
+def _declared_only(lines: list[str], index: int) -> set[str]:
+    """Names whose only other appearance is a declaration (`int j;`)."""
+    counts: dict[str, int] = defaultdict(int)
+    declared: set[str] = set()
+    for i, line in enumerate(lines):
+        if i == index:
+            continue
+        tokens = C_TOKEN.findall(line)
+        for token in tokens:
+            counts[token] += 1
+        if re.fullmatch(r"(?:\w+\s+)+[\w\s,*]+;", line):
+            declared.update(tokens)
+    return {n for n in declared if counts[n] == 1}
+
+
+def fixed_lines(flawed: str, fixes: Sequence[str]) -> set[int]:
+    """Statement lines of `flawed` (0-based) that some close fixed variant does without,
+    leaving out reworded messages and flipped guards."""
+    lines = [_edited_text(line) for line in flawed.split("\n")]
+    statements = [i for i in statement_lines(flawed) if not _is_guard(lines, i)]
+    changed: set[int] = set()
+    for fix in fixes[:MAX_VARIANTS]:
+        fix_lines = [_edited_text(line) for line in fix.split("\n")]
+        if difflib.SequenceMatcher(None, lines, fix_lines, autojunk=False).ratio() < SIMILAR:
+            continue
+        kept = set(fix_lines)
+        changed.update(i for i in statements if lines[i] not in kept)
+    return changed
+
+
+@dataclass
+class LineRanker:
+    coef: np.ndarray  # (HASH_FEATURES,) float32
+    intercept: float
+    info: dict  # what it was fitted on
+
+    def rank(self, code: str, class_name: str) -> dict[int, float]:
+        """0-based line index -> share of the function's flaw score (softmax; sums to 1)."""
+        lines = code.split("\n")
+        candidates = statement_lines(code)
+        x = _vectorizer().transform([_features(lines[i], class_name) for i in candidates])
+        logits = x @ self.coef + self.intercept
+        shares = np.exp(logits - logits.max())
+        shares /= shares.sum()
+        return {i: float(s) for i, s in zip(candidates, shares, strict=True)}
+
+    def save(self, directory: Path) -> None:
+        from safetensors.numpy import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file(
+            {
+                "coef": self.coef.astype(np.float32),
+                "intercept": np.array([self.intercept], np.float32),
+            },
+            str(directory / "ranker.safetensors"),
+        )
+        header = {"version": RANKER_VERSION, "hash_features": HASH_FEATURES, **self.info}
+        (directory / "ranker.json").write_text(json.dumps(header, indent=2) + "\n")
+
+
+def load_line_ranker(directory: Path) -> LineRanker | None:
+    """The bundle's ranker, or None when it has none (or one this version cannot read).
+
+    The bundle's manifest has already vouched for these files' bytes."""
+    header_path = directory / "ranker.json"
+    if not header_path.is_file():
+        return None
+    from safetensors.numpy import load_file
+
+    header = json.loads(header_path.read_text())
+    if header.get("version") != RANKER_VERSION or header.get("hash_features") != HASH_FEATURES:
+        return None
+    arrays = load_file(str(directory / "ranker.safetensors"))
+    coef, intercept = arrays["coef"], arrays["intercept"]
+    if coef.shape != (HASH_FEATURES,) or intercept.shape != (1,):
+        return None
+    info = {k: v for k, v in header.items() if k not in ("version", "hash_features")}
+    return LineRanker(coef, float(intercept[0]), info)
+
+
+def fit_line_ranker(
+    codes: Sequence[str],
+    labels: Sequence[int],
+    pairs: Sequence[str | None],
+    label_names: Sequence[str],
+    benign_id: int,
+    seed: int,
+    progress: bool | None = None,
+) -> LineRanker | None:
+    """Fit on the fix pairs of a training split; None when too few flawed functions have a
+    fixed variant to learn from."""
+    variants: dict[str, list[int]] = defaultdict(list)
+    for row, pair in enumerate(pairs):
+        if pair is not None:
+            variants[str(pair)].append(row)
+    flawed = [
+        (row, [codes[r] for r in rows if labels[r] == benign_id])
+        for rows in variants.values()
+        for row in rows
+        if labels[row] != benign_id
+    ]
+    rng = np.random.default_rng(seed)
+    if len(flawed) > MAX_FUNCTIONS:
+        flawed = [flawed[i] for i in sorted(rng.choice(len(flawed), MAX_FUNCTIONS, replace=False))]
+    texts: list[str] = []
+    targets: list[int] = []
+    functions = 0
+    for row, fixes in progress_bar(flawed, enabled=progress, desc="line labels", leave=False):
+        positives = fixed_lines(codes[row], fixes) if fixes else set()
+        if not positives:
+            continue
+        functions += 1
+        lines = codes[row].split("\n")
+        name = label_names[labels[row]]
+        for i in statement_lines(codes[row]):
+            texts.append(_features(lines[i], name))
+            targets.append(int(i in positives))
+    if functions < MIN_FUNCTIONS:
+        return None
+    from sklearn.linear_model import LogisticRegression
+
+    classifier = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
+    classifier.fit(_vectorizer().transform(texts), np.asarray(targets))
+    info = {
+        "functions": functions,
+        "lines": len(texts),
+        "flaw_lines": int(sum(targets)),
+    }
+    # float32 as stored: a loaded ranker scores exactly as the fitted one
+    coef = classifier.coef_[0].astype(np.float32)
+    return LineRanker(coef, float(np.float32(classifier.intercept_[0])), info)

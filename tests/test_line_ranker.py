@@ -1,0 +1,135 @@
+"""The line ranker learned from fix pairs: which lines count as statements, which lines a fix
+labels, that a ranker fitted on Juliet's training pairs finds the edited lines of functions
+from families it never saw, and that it survives the bundle's round trip."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enstack.line_ranker import fit_line_ranker, fixed_lines, load_line_ranker, statement_lines
+
+from conftest import SHARED_DATA
+
+FLAWED = """void copy(char *src)
+{
+    char buf[8];
+#ifdef DEBUG
+    printLine("copying");
+#endif
+    if(GLOBAL_CONST_TRUE)
+    {
+        strcpy(buf, src);
+    }
+    printLine("done");
+}"""
+
+# the fix bounds the copy, rewords a message and flips the guard (as Juliet's good1 does)
+FIXED = """void copy(char *src)
+{
+    char buf[8];
+#ifdef DEBUG
+    printLine("copying");
+#endif
+    if(GLOBAL_CONST_FALSE)
+    {
+        strncpy(buf, src, sizeof(buf) - 1);
+    }
+    printLine("finished");
+}"""
+
+
+def test_statement_lines_leave_out_signature_braces_and_directives() -> None:
+    assert statement_lines(FLAWED) == [2, 4, 6, 8, 10]
+    assert statement_lines("int f(void) {\n  return 1;\n}") == [1]
+    assert statement_lines("int f(void) { return 1; }") == [0]  # one line: itself
+    kr = "int kr(a, b)\nint a; char *b;\n{\n    return a + b[0];\n}"
+    assert statement_lines(kr) == [3]  # a K&R parameter list is signature too
+
+
+def test_a_fix_labels_the_edited_statement_only() -> None:
+    # not the reworded message, not the flipped guard, not the unchanged lines
+    assert fixed_lines(FLAWED, [FIXED]) == {8}
+    unrelated = "int other(void)\n{\n    return 4;\n}"
+    assert fixed_lines(FLAWED, [unrelated]) == set()  # not an edit of it: no labels
+    # a condition on the function's own data is a statement like any other
+    bounded = FLAWED.replace("if(GLOBAL_CONST_TRUE)", "if(src != NULL)")
+    assert fixed_lines(bounded, [FIXED]) == {6, 8}
+
+
+def _juliet_rows(split: str) -> list[dict]:
+    path = SHARED_DATA / "juliet6" / f"{split}.jsonl"
+    if not path.is_file():
+        pytest.skip(f"{path} is not here")
+    return [json.loads(line) for line in path.open()]
+
+
+LABELS = ["CWE-119", "CWE-120", "CWE-469", "CWE-476", "CWE-other", "none"]
+
+
+def test_ranker_from_juliet_train_pairs_finds_the_fixed_lines_of_unseen_families() -> None:
+    """Fitted on 3,000 train pairs, scored on val families (never in train) against what
+    their own fixes changed: the top line is an edited one far more often than chance."""
+    train = _juliet_rows("train")
+    pairs = sorted({row["pair"] for row in train})[:3000]
+    kept = set(pairs)
+    train = [row for row in train if row["pair"] in kept]
+    ranker = fit_line_ranker(
+        [r["code"] for r in train],
+        [r["label"] for r in train],
+        [r["pair"] for r in train],
+        LABELS,
+        benign_id=5,
+        seed=0,
+        progress=False,
+    )
+    assert ranker is not None and ranker.info["functions"] > 1000
+    variants: dict[str, list[dict]] = defaultdict(list)
+    for row in _juliet_rows("val"):
+        variants[row["pair"]].append(row)
+    hits, chance, scored = 0, 0.0, 0
+    for rows in list(variants.values())[:400]:
+        fixes = [r["code"] for r in rows if r["label"] == 5]
+        for row in (r for r in rows if r["label"] != 5):
+            truth = fixed_lines(row["code"], fixes)
+            if not truth:
+                continue
+            shares = ranker.rank(row["code"], row["cwe"])
+            assert sum(shares.values()) == pytest.approx(1.0)
+            hits += max(shares, key=shares.get) in truth
+            chance += len(truth) / len(shares)
+            scored += 1
+    assert scored > 100
+    print(f"top line edited: {hits / scored:.3f}, chance {chance / scored:.3f}")
+    assert hits / scored > 0.45 and hits / scored > 2.5 * chance / scored
+
+
+def test_too_few_pairs_fit_no_ranker() -> None:
+    codes = [FLAWED, FIXED] * 3
+    pairs = ["p1", "p1", "p2", "p2", "p3", "p3"]
+    # three flawed functions are too few to learn from; rows without a pair give none
+    assert fit_line_ranker(codes, [0, 5] * 3, pairs, LABELS, 5, 0, progress=False) is None
+    assert fit_line_ranker(codes * 10, [0, 5] * 30, [None] * 60, LABELS, 5, 0) is None
+
+
+def test_save_and_load_give_the_same_ranking(tmp_path: Path) -> None:
+    codes = [FLAWED, FIXED] * 30
+    pairs = [f"p{i // 2}" for i in range(len(codes))]
+    ranker = fit_line_ranker(codes, [1, 5] * 30, pairs, LABELS, 5, 0, progress=False)
+    assert ranker is not None
+    ranker.save(tmp_path / "lines")
+    loaded = load_line_ranker(tmp_path / "lines")
+    assert loaded is not None and loaded.info == ranker.info
+    assert loaded.rank(FLAWED, "CWE-120") == ranker.rank(FLAWED, "CWE-120")
+    top = max(loaded.rank(FLAWED, "CWE-120").items(), key=lambda item: item[1])[0]
+    assert FLAWED.split("\n")[top].strip() == "strcpy(buf, src);"
+    # another version's ranker is not read as this one's
+    header = json.loads((tmp_path / "lines" / "ranker.json").read_text())
+    (tmp_path / "lines" / "ranker.json").write_text(json.dumps({**header, "version": 99}))
+    assert load_line_ranker(tmp_path / "lines") is None
+    assert load_line_ranker(tmp_path / "none-here") is None
+    assert np.isfinite(ranker.coef).all()
