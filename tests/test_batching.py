@@ -49,3 +49,18 @@ def test_eval_batches_longest_first() -> None:
     maxima = [int(lengths[b].max()) for b in batches]
     assert maxima == sorted(maxima, reverse=True)
     assert sorted(np.concatenate(batches).tolist()) == list(range(100))
+
+
+def test_eval_batches_keep_the_first_batchs_token_budget() -> None:
+    """Short rows travel in bigger batches, but no batch holds more tokens, nor more
+    attention cells (rows x width^2), than the first, longest one."""
+    lengths = _lengths(3000)
+    batches = eval_batches(lengths, 16)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(3000))
+    widths = [int(lengths[b].max()) for b in batches]
+    tokens = [len(b) * w for b, w in zip(batches, widths, strict=True)]
+    cells = [len(b) * w * w for b, w in zip(batches, widths, strict=True)]
+    assert max(tokens) == tokens[0] and max(cells) == cells[0]
+    assert all(16 <= len(b) <= 16 * 8 for b in batches[:-1])
+    assert len(batches[-1]) > 16  # the shortest rows share far fewer passes
+    assert len(batches) < len(lengths) / 16

@@ -12,6 +12,8 @@ from enstack.encode import EncodedSplit
 from enstack.models.classifier import Classifier
 from enstack.progress import progress_bar
 
+ROWS_PER_BATCH_CAP = 8  # inference batches hold at most this many times batch_size rows
+
 
 def predict(
     model: Classifier,
@@ -71,6 +73,21 @@ def padded_baseline(
 
 
 def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Longest first, so padding is minimal and a too-large batch fails at once."""
+    """Longest first, so padding is minimal and a too-large batch fails at once.
+
+    The first batch sets a token budget (`batch_size` x the longest row); later, shorter rows
+    fill it with more rows per batch (up to `ROWS_PER_BATCH_CAP` x `batch_size`). No batch
+    asks more memory than the first, for the activations or the attention (rows x width^2
+    falls as width does), and short functions, most of a scan, take far fewer forward passes:
+    on CPU a small batch's fixed cost is most of its time."""
     order = np.argsort(-lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if not len(order):
+        return []
+    budget = batch_size * max(int(lengths[order[0]]), 1)
+    batches, start = [], 0
+    while start < len(order):
+        width = max(int(lengths[order[start]]), 1)  # the longest row of this batch
+        size = min(max(batch_size, budget // width), batch_size * ROWS_PER_BATCH_CAP)
+        batches.append(order[start : start + size])
+        start += size
+    return batches
