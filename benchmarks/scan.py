@@ -81,13 +81,16 @@ def _bundle(workdir: Path, quick: bool) -> tuple[Path, float]:
 def _quality(
     scanner, sources: list[str], workdir: Path, bundle: Path, train_seconds: float
 ) -> Result:
-    from enstack.scan.localise import METHODS
+    from enstack.scan.localise import METHODS, resolve_method
     from enstack.scan.report import render
 
     out = workdir / "scan-sarif"
     out.mkdir(exist_ok=True)
     rows = {}
+    default_method = resolve_method(scanner.model, "auto")
     for method in METHODS:
+        if method == "learned" and scanner.model.line_ranker is None:
+            continue
         scanner.localise = method
         started = time.perf_counter()
         report = scanner.scan(sources, progress=False)
@@ -95,15 +98,17 @@ def _quality(
         sarif = out / f"enstack-{method}.sarif"
         sarif.write_text(render(report, "sarif"))
         rows[method] = {**_score(sarif, f"enstack ({method})"), "seconds": round(seconds, 1)}
-    scanner.localise = "attention"
+    scanner.localise = default_method
     flawfinder = _flawfinder(out / "flawfinder.sarif")
-    default = rows["attention"]
+    default = rows[default_method]
     return Result(
         default["f1"],
         "F1",
         ">= 0.95",
         {
             "bundle": str(bundle),
+            "models": scanner.model.bundle.models if scanner.model.bundle else None,
+            "line_ranker": scanner.model.line_ranker.info if scanner.model.line_ranker else None,
             "train_seconds": round(train_seconds, 1),
             "enstack": default,
             "localised_by_method": {m: r["localised_of_tp"] for m, r in rows.items()},

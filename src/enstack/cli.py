@@ -333,14 +333,14 @@ def cmd_ckpt_clean(args: argparse.Namespace) -> int:
 
 def cmd_stack(args: argparse.Namespace) -> int:
     from enstack.evaluate.tables import candidate_name
-    from enstack.stack.stage import run_stack
+    from enstack.stack.stage import line_ranker_text, run_stack
 
     config = _load(args)
     result = run_stack(config)
     state = "unchanged, nothing to do" if result.skipped else "done"
     print(
         f"{result.stack_dir}: {state}; selected on validation: "
-        f"{candidate_name(result.summary['selected'])}"
+        f"{candidate_name(result.summary['selected'])}; {line_ranker_text(result.summary)}"
     )
     return EXIT_OK
 

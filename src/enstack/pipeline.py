@@ -19,7 +19,7 @@ from enstack.errors import UserError
 from enstack.evaluate.stage import run_evaluate
 from enstack.evaluate.tables import plain_table
 from enstack.fsutil import atomic_write_json, sha256_json
-from enstack.stack.stage import run_stack
+from enstack.stack.stage import line_ranker_text, run_stack
 from enstack.train.status import NON_TRAJECTORY_KEYS, train_unless_done
 
 IDENTITY_KEYS = ("seed", "data", "models")
@@ -55,7 +55,10 @@ def run_pipeline(config: Config, progress: bool | None = None, force_resume: boo
             file=sys.stderr,
         )
     stacked = run_stack(config, progress)
-    print(f"stack: {'unchanged' if stacked.skipped else 'done'}", file=sys.stderr)
+    print(
+        f"stack: {'unchanged' if stacked.skipped else 'done'}; {line_ranker_text(stacked.summary)}",
+        file=sys.stderr,
+    )
     reports, summary, skipped = run_evaluate(config)
     print(f"evaluate: {'unchanged' if skipped else 'done'} -> {reports}", file=sys.stderr)
     print(plain_table(summary))

@@ -124,6 +124,17 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
     return StackResult(out, summary, skipped=False)
 
 
+def line_ranker_text(summary: dict) -> str:
+    """What the bundle ranks a finding's lines with, for the stage's one-line report."""
+    info = summary.get("line_ranker")
+    if not info:
+        return "lines ranked by attribution (no fix pairs to learn a line ranker from)"
+    return (
+        f"line ranker learned from the fixes of {info['functions']:,} flawed functions "
+        f"({info['flaw_lines']:,} changed lines)"
+    )
+
+
 def _learns_lines(config: Config) -> bool:
     """A line ranker needs fixed variants to compare flaws with: pairs and a benign class."""
     return config.data.has_pairs and config.data.benign_id is not None
