@@ -41,6 +41,7 @@ C_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|==|!=|<=|>=|->|\+\+|--|&&|\|\||<<|>>|[^\
 NOT_A_STATEMENT = re.compile(r"[{};]*|#.*")  # braces alone, preprocessor directives
 STRING_LITERAL = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
 CONTROL_HEADER = re.compile(r"(?:\}\s*)?(?:else\s+)?(?:if|while|for|switch)\s*\(")
+DECLARATION = re.compile(r"(?!(?:return|delete|goto|throw)\b)(?:\w+\s+)+[\w\s,*]+;")  # int i, j;
 KEYWORDS = frozenset(
     {"if", "else", "while", "for", "switch", "do", "return", "sizeof"}
     | {"int", "char", "long", "short", "unsigned"}
@@ -100,7 +101,7 @@ def _is_guard(lines: list[str], index: int) -> bool:
     elsewhere = {
         token for i, line in enumerate(lines) if i != index for token in C_TOKEN.findall(line)
     }
-    return not names & elsewhere - _declared_only(lines, index)
+    return not names & (elsewhere - _declared_only(lines, index))
 
 
 def _declared_only(lines: list[str], index: int) -> set[str]:
@@ -113,7 +114,7 @@ def _declared_only(lines: list[str], index: int) -> set[str]:
         tokens = C_TOKEN.findall(line)
         for token in tokens:
             counts[token] += 1
-        if re.fullmatch(r"(?:\w+\s+)+[\w\s,*]+;", line):
+        if DECLARATION.fullmatch(line):
             declared.update(tokens)
     return {n for n in declared if counts[n] == 1}
 
