@@ -165,7 +165,14 @@ def _versus_pipeline(scanner, sources: list[str], quick: bool) -> Result:
 
     sample = codes[:PIPELINE_FUNCTIONS_QUICK] if quick else codes
     pipes = [
-        (pipeline("text-classification", model=str(model.export), device=-1), model.max_length)
+        # enstack's own exports: a mean-pooled one (UniXcoder) ships its modeling file, which
+        # transformers runs only when told to
+        (
+            pipeline(
+                "text-classification", model=str(model.export), device=-1, trust_remote_code=True
+            ),
+            model.max_length,
+        )
         for model in scanner.model.models
     ]
     started = time.perf_counter()
