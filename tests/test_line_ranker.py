@@ -56,6 +56,11 @@ def test_a_fix_labels_the_edited_statement_only() -> None:
     assert fixed_lines(FLAWED, [FIXED]) == {8}
     unrelated = "int other(void)\n{\n    return 4;\n}"
     assert fixed_lines(FLAWED, [unrelated]) == set()  # not an edit of it: no labels
+    # a loop whose counter is otherwise only declared guards like a constant condition
+    looped = FLAWED.replace("if(GLOBAL_CONST_TRUE)", "for(j = 0; j < 1; j++)").replace(
+        "char buf[8];", "char buf[8];\n    int j;"
+    )
+    assert fixed_lines(looped, [FIXED.replace("char buf[8];", "char buf[8];\n    int j;")]) == {9}
     # a condition on the function's own data is a statement like any other
     bounded = FLAWED.replace("if(GLOBAL_CONST_TRUE)", "if(src != NULL)")
     assert fixed_lines(bounded, [FIXED]) == {6, 8}

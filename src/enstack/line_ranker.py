@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -90,40 +90,37 @@ def _edited_text(line: str) -> str:
     return STRING_LITERAL.sub('""', _normal(line))
 
 
-def _is_guard(lines: list[str], index: int) -> bool:
-    """A control header whose condition reads nothing the rest of the function touches
-    (`if(1)`, `if(GLOBAL_CONST_TRUE)`, `for(j = 0; j < 1; j++)`): a fix that flips it makes the
-    flawed code unreachable, which says nothing about which line is the flaw."""
-    if not CONTROL_HEADER.match(lines[index]):
-        return False
-    names = set(C_TOKEN.findall(lines[index])) - KEYWORDS
-    names = {n for n in names if n[0].isalpha() or n[0] == "_"}
-    elsewhere = {
-        token for i, line in enumerate(lines) if i != index for token in C_TOKEN.findall(line)
+def _guards(lines: list[str]) -> set[int]:
+    """Control headers whose condition reads nothing the rest of the function touches
+    (`if(1)`, `if(GLOBAL_CONST_TRUE)`, `for(j = 0; j < 1; j++)`, where `j` is otherwise only
+    declared): a fix that flips one makes the flawed code unreachable, which says nothing
+    about which line is the flaw. Each line is tokenised once for the whole function."""
+    tokens = [C_TOKEN.findall(line) for line in lines]
+    total = Counter(token for row in tokens for token in row)
+    declared = {  # names in declarations (`int j;`): one mention there is not a use
+        token
+        for line, row in zip(lines, tokens, strict=True)
+        if DECLARATION.fullmatch(line) and not CONTROL_HEADER.match(line)
+        for token in row
     }
-    return not names & (elsewhere - _declared_only(lines, index))
-
-
-def _declared_only(lines: list[str], index: int) -> set[str]:
-    """Names whose only other appearance is a declaration (`int j;`)."""
-    counts: dict[str, int] = defaultdict(int)
-    declared: set[str] = set()
-    for i, line in enumerate(lines):
-        if i == index:
+    guards = set()
+    for index, line in enumerate(lines):
+        if not CONTROL_HEADER.match(line):
             continue
-        tokens = C_TOKEN.findall(line)
-        for token in tokens:
-            counts[token] += 1
-        if DECLARATION.fullmatch(line):
-            declared.update(tokens)
-    return {n for n in declared if counts[n] == 1}
+        own = Counter(tokens[index])
+        names = {t for t in own if t not in KEYWORDS and (t[0].isalpha() or t[0] == "_")}
+        elsewhere = {n: total[n] - own[n] for n in names}  # mentions on the other lines
+        if not any(n > 1 or (n == 1 and name not in declared) for name, n in elsewhere.items()):
+            guards.add(index)
+    return guards
 
 
 def fixed_lines(flawed: str, fixes: Sequence[str]) -> set[int]:
     """Statement lines of `flawed` (0-based) that some close fixed variant does without,
     leaving out reworded messages and flipped guards."""
     lines = [_edited_text(line) for line in flawed.split("\n")]
-    statements = [i for i in statement_lines(flawed) if not _is_guard(lines, i)]
+    guards = _guards(lines)
+    statements = [i for i in statement_lines(flawed) if i not in guards]
     changed: set[int] = set()
     for fix in fixes[:MAX_VARIANTS]:
         fix_lines = [_edited_text(line) for line in fix.split("\n")]
