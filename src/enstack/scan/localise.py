@@ -55,12 +55,14 @@ def rank_lines(
     """(line number in the file, score) for the function's lines, best first; scores sum to 1."""
     if method == "learned":
         shares = scan_model.line_ranker.rank(code, scan_model.labels[target_class])
-        ranked = sorted(shares.items(), key=lambda item: (-item[1], item[0]))
-        return [(first_line + line, value) for line, value in ranked]
-    statements = {first_line + i for i in statement_lines(code)}
+        return _best_first({first_line + line: value for line, value in shares.items()})
+    statements = [first_line + i for i in statement_lines(code)]
     total: dict[int, float] = {}
     for model in scan_model.models:
         ids, lines = _encode_with_lines(model, code, first_line)
+        # tokens of other lines (signature, braces, directives) still feed the model, but are
+        # neither summed nor occluded
+        lines = np.where(np.isin(lines, statements), lines, -1)
         if not len(lines):
             continue
         if method == "occlusion":
@@ -72,13 +74,16 @@ def rank_lines(
                 model, ids, scan_model.device, scan_model.benign_id, target_class, steps
             )
             per_line = _sum_by_line(scores, lines)
-        per_line = {line: v for line, v in per_line.items() if line in statements}
         norm = sum(per_line.values())
         for line, value in per_line.items():
             total[line] = total.get(line, 0.0) + (value / norm if norm > 0 else 0.0)
     count = max(len(scan_model.models), 1)
-    ranked = sorted(total.items(), key=lambda item: (-item[1], item[0]))
-    return [(line, value / count) for line, value in ranked]
+    return _best_first({line: value / count for line, value in total.items()})
+
+
+def _best_first(scores: dict[int, float]) -> list[tuple[int, float]]:
+    """Highest score first; ties by line number, so a ranking is the same on every run."""
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
 def _encode_with_lines(

@@ -19,7 +19,7 @@ from enstack.config import Config
 from enstack.data.prepare import read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import clean_debris, sha256_json, stage_lock, staged_dir
-from enstack.line_ranker import RANKER_VERSION
+from enstack.line_ranker import RANKER_VERSION, fit_line_ranker
 from enstack.stack.features import extract_all
 
 STACK_VERSION = 3  # 2: detection and pair metrics, select_on; 3: grouped folds, 1-SE rule
@@ -142,8 +142,6 @@ def _learns_lines(config: Config) -> bool:
 
 def _fit_line_ranker(config: Config, labels: list[str], progress: bool | None):
     """Fitted on the train split alone: val and test stay unseen by every part of the bundle."""
-    from enstack.line_ranker import fit_line_ranker
-
     path = config.layout.split("train")
     if "pair" not in pq.read_schema(path).names:
         return None
