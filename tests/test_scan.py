@@ -336,3 +336,37 @@ def test_the_learned_ranker_is_the_default_where_there_is_one(
     )
     assert code == 2 and out == "" and err.count("error:") == 1
     assert "no line ranker" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        ("ranker.json", b"[]"),
+        ("ranker.json", b"{nope"),
+        ("ranker.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "),
+        ("ranker.safetensors", b"not safetensors at all"),
+    ],
+    ids=["json-list", "json-broken", "no-arrays", "garbage-weights"],
+)
+def test_a_forged_ranker_with_a_rewritten_manifest_is_one_error(
+    bundle: Path, tree: Path, tmp_path: Path, capsys, forge: tuple[str, bytes]
+) -> None:
+    """An attacker who rewrites the ranker and re-signs the manifest to match gets past the
+    hashes, not past the loader: one `error:` line naming the ranker, no traceback."""
+    import hashlib
+    import shutil
+
+    name, data = forge
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    (copy / "lines" / name).write_bytes(data)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][f"lines/{name}"] = {
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = _scan(str(tree / "a.c"), "--bundle", str(copy), capsys=capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "ranker" in lines[0]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from enstack.errors import UserError
 from enstack.progress import progress_bar
 
 RANKER_VERSION = 1  # bump when the features or the labelling change
@@ -163,21 +164,35 @@ class LineRanker:
 
 
 def load_line_ranker(directory: Path) -> LineRanker | None:
-    """The bundle's ranker, or None when it has none (or one this version cannot read).
+    """The bundle's ranker; None when it has none, or one from another ranker version.
 
-    The bundle's manifest has already vouched for these files' bytes."""
+    The bundle's manifest has vouched for these files' bytes, but a manifest can be rewritten
+    along with them: anything but the two files `save` writes is refused in one line."""
     header_path = directory / "ranker.json"
     if not header_path.is_file():
         return None
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    header = json.loads(header_path.read_text())
+    try:
+        header = json.loads(header_path.read_text())
+        arrays = load_file(str(directory / "ranker.safetensors"))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise UserError(f"{directory}: line ranker unreadable ({exc})") from None
+    if not isinstance(header, dict):
+        raise UserError(f"{header_path}: not a JSON object; not a ranker enstack wrote")
     if header.get("version") != RANKER_VERSION or header.get("hash_features") != HASH_FEATURES:
         return None
-    arrays = load_file(str(directory / "ranker.safetensors"))
-    coef, intercept = arrays["coef"], arrays["intercept"]
-    if coef.shape != (HASH_FEATURES,) or intercept.shape != (1,):
-        return None
+    coef, intercept = arrays.get("coef"), arrays.get("intercept")
+    shapes = {"coef": (HASH_FEATURES,), "intercept": (1,)}
+    for name, array in (("coef", coef), ("intercept", intercept)):
+        if array is None or array.dtype != np.float32 or array.shape != shapes[name]:
+            raise UserError(
+                f"{directory / 'ranker.safetensors'}: `{name}` is not float32 of shape "
+                f"{shapes[name]}; not a ranker enstack wrote"
+            )
+    if not np.isfinite(coef).all() or not np.isfinite(intercept).all():
+        raise UserError(f"{directory / 'ranker.safetensors'}: weights that are not finite")
     info = {k: v for k, v in header.items() if k not in ("version", "hash_features")}
     return LineRanker(coef, float(intercept[0]), info)
 
