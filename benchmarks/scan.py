@@ -4,10 +4,12 @@
   `configs/juliet6.yaml` (trained here first, or resumed from `--workdir`), scored by the
   fixture's own scorer (`shared/tools/scan_score.py`), with flawfinder's row (`flawfinder
   --sarif`) scored the same way in the same run. Every method of line ranking is scored too.
-- `scan_speedup_vs_pipeline`: functions/s of enstack's scoring (length-sorted batches under
-  `torch.inference_mode`, every base model, the meta-classifier) over a naive loop calling a
-  Hugging Face `pipeline("text-classification")` per function and per base model (the same
-  exports, truncated to the same max_length; scoring only: no localisation on either side).
+- `scan_speedup_vs_pipeline`: functions/s of `Scanner.scan` (walk, parse, score each distinct
+  text once in length-sorted batches under `torch.inference_mode`, every base model, the
+  meta-classifier; no cache, no line ranking) over a naive loop calling a Hugging Face
+  `pipeline("text-classification")` per extracted function and per base model (the same
+  exports, truncated to the same max_length). Beside it, `scoring_only_speedup`: enstack's
+  `predict_proba` on every function, repeats included, over the same loop.
 - `rescan_speedup_cached`: a cold scan (empty cache) over a re-scan of the unchanged tree.
   Both are whole `Scanner.scan` calls (walk, parse, score, rank lines), the model loaded once.
 
@@ -159,9 +161,18 @@ def _versus_pipeline(scanner, sources: list[str], quick: bool) -> Result:
             source.data, source.display, language_of(source.language_path)
         )[0]
     ]
+    # `enstack scan` as run, less the output: walk, parse, score (each distinct text once),
+    # no cache and no line ranking (the pipeline loop ranks none)
+    top_lines, cache_dir = scanner.top_lines, scanner.cache_dir
+    scanner.top_lines, scanner.cache_dir = 0, None
+    started = time.perf_counter()
+    scanned = scanner.scan(sources, progress=False)
+    enstack_rate = len(scanned.scored) / (time.perf_counter() - started)
+    scanner.top_lines, scanner.cache_dir = top_lines, cache_dir
+    # scoring alone, every function however often its text recurs: the model's own pace
     started = time.perf_counter()
     scanner.predict_proba(codes)
-    enstack_rate = len(codes) / (time.perf_counter() - started)
+    scoring_rate = len(codes) / (time.perf_counter() - started)
 
     sample = codes[:PIPELINE_FUNCTIONS_QUICK] if quick else codes
     pipes = [
@@ -187,7 +198,10 @@ def _versus_pipeline(scanner, sources: list[str], quick: bool) -> Result:
         {
             "enstack_functions_per_s": round(enstack_rate, 1),
             "pipeline_functions_per_s": round(pipeline_rate, 1),
+            "scoring_only_functions_per_s": round(scoring_rate, 1),
+            "scoring_only_speedup": round(scoring_rate / pipeline_rate, 2),
             "functions": len(codes),
+            "distinct_functions": len(set(codes)),
             "pipeline_functions": len(sample),
             "base_models": len(pipes),
         },

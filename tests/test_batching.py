@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from enstack.infer import eval_batches
+from enstack.infer import ROWS_PER_BATCH_CAP, eval_batches
 from enstack.train.batching import epoch_batches
 
 
@@ -64,3 +64,15 @@ def test_eval_batches_keep_the_first_batchs_token_budget() -> None:
     assert all(16 <= len(b) <= 16 * 8 for b in batches[:-1])
     assert len(batches[-1]) > 16  # the shortest rows share far fewer passes
     assert len(batches) < len(lengths) / 16
+
+
+def test_eval_batches_take_the_budget_of_the_longest_a_row_can_be() -> None:
+    """A scan scores its functions in chunks: a chunk of short functions still fills the
+    model's budget (batch_size rows of max_length), not one set by its own longest row."""
+    lengths = np.full(1000, 20)
+    own = eval_batches(lengths, 16)
+    model_wide = eval_batches(lengths, 16, longest=256)
+    assert len(own) == -(-1000 // 16)  # the rows' own budget: 16 rows of 20
+    assert len(model_wide) == -(-1000 // (16 * ROWS_PER_BATCH_CAP))
+    assert all(len(b) * 20 <= 16 * 256 for b in model_wide)
+    assert sorted(np.concatenate(model_wide).tolist()) == list(range(1000))

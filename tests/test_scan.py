@@ -12,6 +12,7 @@ import pytest
 
 from enstack.cli import main
 from enstack.scan import LOCALISE_METHODS
+from enstack.scan import api as scan_api
 from enstack.scan.api import Scanner
 from enstack.scan.functions import extract_functions
 from enstack.scan.localise import rank_lines
@@ -170,6 +171,8 @@ def test_scan_every_format_and_sarif_validates(
     header = outputs["csv"].splitlines()[0].split(",")
     assert header[:3] == ["path", "function", "start_line"] and "p_none" in header
     assert "copy" in outputs["text"]
+    # the text table names the line-ranking method, as JSON does
+    assert f"top lines ({report['localisation']})" in outputs["text"].splitlines()[0]
 
 
 def test_fingerprint_survives_moving_the_function(bundle: Path, tmp_path: Path) -> None:
@@ -272,10 +275,25 @@ def test_cache_rescores_only_changed_functions(
 
 
 def test_predict_proba_api(bundle: Path) -> None:
-    scanner = Scanner(bundle)
+    scanner = Scanner(str(bundle))  # a notebook's string path as well as a Path
     probs = scanner.predict_proba(["int f(void) { return 0; }", C_FILE])
     assert probs.shape == (2, 6)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_scan_scores_each_function_as_predict_proba_does(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan scores distinct texts once, longest first, in chunks; each function still gets
+    its own probabilities, the same as scoring it alone."""
+    monkeypatch.setattr(scan_api, "SCORE_BATCH", 2)  # several chunks from one small file
+    (tmp_path / "a.c").write_text(C_FILE + "\nint twin(void) { return 0; }\n")
+    (tmp_path / "b.c").write_text("int twin(void) { return 0; }\n")  # the same text twice
+    scanner = Scanner(bundle, top_lines=0)
+    scored = scanner.scan([str(tmp_path)], progress=False).scored
+    assert len(scored) >= 4 and sum(s.function.name == "twin" for s in scored) == 2
+    alone = np.stack([scanner.predict_proba([s.function.code])[0] for s in scored])
+    np.testing.assert_allclose(np.stack([s.probs for s in scored]), alone, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", LOCALISE_METHODS)

@@ -23,14 +23,16 @@ def predict(
     amp: str,
     desc: str = "",
     progress: bool | None = None,
+    longest: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Logits, probabilities and pooled embeddings for every row, in row order (batches
-    sorted by length, no autograd; the model is left in the mode it was in)."""
+    sorted by length, no autograd; the model is left in the mode it was in). `longest`: the
+    longest a row can be (see `eval_batches`)."""
     n, hidden = len(split), model.config.hidden_size
     was_training = model.training
     logits = np.zeros((n, model.config.num_labels), dtype=np.float32)
     embedding = np.zeros((n, hidden), dtype=np.float32)
-    batches = eval_batches(split.lengths, batch_size)
+    batches = eval_batches(split.lengths, batch_size, longest)
     model.eval()
     with torch.inference_mode():
         for rows in progress_bar(batches, enabled=progress, desc=desc, leave=False):
@@ -72,18 +74,23 @@ def padded_baseline(
                 model.classifier(model.embed(full.to(device), full_mask.to(device)))
 
 
-def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+def eval_batches(
+    lengths: np.ndarray, batch_size: int, longest: int | None = None
+) -> list[np.ndarray]:
     """Longest first, so padding is minimal and a too-large batch fails at once.
 
-    The first batch sets a token budget (`batch_size` x the longest row); later, shorter rows
-    fill it with more rows per batch (up to `ROWS_PER_BATCH_CAP` x `batch_size`). No batch
-    asks more memory than the first, for the activations or the attention (rows x width^2
-    falls as width does), and short functions, most of a scan, take far fewer forward passes:
-    on CPU a small batch's fixed cost is most of its time."""
+    A token budget of `batch_size` rows of `longest` tokens (by default the longest row here;
+    the model's max_length when rows come in several calls, as a scan's do) bounds every
+    batch: shorter rows fill it with more rows per batch (up to `ROWS_PER_BATCH_CAP` x
+    `batch_size`). No batch asks more memory than `batch_size` rows of `longest`, for the
+    activations or the attention (rows x width^2 falls as width does), and short functions,
+    most of a scan, take far fewer forward passes: on CPU a small batch's fixed cost is most
+    of its time."""
     order = np.argsort(-lengths, kind="stable")
     if not len(order):
         return []
-    budget = batch_size * max(int(lengths[order[0]]), 1)
+    longest = max(int(lengths[order[0]]), longest or 0, 1)
+    budget = batch_size * longest
     batches, start = [], 0
     while start < len(order):
         width = max(int(lengths[order[start]]), 1)  # the longest row of this batch

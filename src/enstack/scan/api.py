@@ -82,7 +82,7 @@ class Scanner:
 
     def __init__(
         self,
-        model: ScanModel | Path,
+        model: ScanModel | Path | str,
         threshold: float = 0.5,
         top_lines: int = 3,
         localise: str = "auto",
@@ -142,8 +142,11 @@ class Scanner:
     ) -> list[Scored]:
         keys = [code_key(f.code) for f in functions]
         known = cache.get_scores(list(set(keys))) if cache else {}
+        # each distinct text once, longest first: the chunks below then hold functions of like
+        # length, which batch with little padding
         todo = sorted(
-            {k: f.code for k, f in zip(keys, functions, strict=True) if k not in known}.items()
+            {k: f.code for k, f in zip(keys, functions, strict=True) if k not in known}.items(),
+            key=lambda item: (-len(item[1]), item[0]),
         )
         bar = progress_bar(
             enabled=progress,

@@ -95,11 +95,15 @@ class ScanModel:
         return probs, per_model
 
     def _outputs(self, model: BaseModel, codes: list[str]) -> dict[str, np.ndarray]:
-        return predict(model.model, model.encode(codes), self.batch_size, self.device, self.amp)
+        split = model.encode(codes)
+        # a scan scores its functions in several calls: the budget is the model's, not the call's
+        longest = model.max_length + model.dfg_length
+        return predict(model.model, split, self.batch_size, self.device, self.amp, longest=longest)
 
 
-def load_scan_model(path: Path, device: str = "auto", amp: str = "auto") -> ScanModel:
+def load_scan_model(path: Path | str, device: str = "auto", amp: str = "auto") -> ScanModel:
     """A bundle directory (`run_dir/stack/bundle`) or a model export (`models/NAME/best`)."""
+    path = Path(path)  # notebooks pass strings
     if not path.is_dir():
         raise UserError(f"{path}: no such directory (give a bundle or a model export)")
     torch_device = pick_device(device)

@@ -56,7 +56,7 @@ def as_text(report: ScanReport) -> str:
         "class",
         "level",
         "P(vuln)" if report.detects else "P(class)",
-        "top lines",
+        f"top lines ({report.localise})",  # which method ranked them, as JSON and SARIF say
     )
     table = [
         (
