@@ -77,7 +77,15 @@ def test_model_needs_exactly_one_weight_source(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["demo.yaml", "paper.yaml", "custom-csv.yaml", "juliet5.yaml", "juliet6.yaml"]
+    "name",
+    [
+        "demo.yaml",
+        "paper.yaml",
+        "custom-csv.yaml",
+        "juliet5.yaml",
+        "juliet6.yaml",
+        "juliet6-scan.yaml",
+    ],
 )
 def test_shipped_configs_validate(name: str) -> None:
     load_config(REPO / "configs" / name)
