@@ -1,11 +1,10 @@
 """The line ranker learned from fix pairs: which lines count as statements, which lines a fix
-labels, that a ranker fitted on Juliet's training pairs finds the edited lines of functions
-from families it never saw, and that it survives the bundle's round trip."""
+labels, that a ranker fitted on Juliet's training pairs finds the lines Juliet marks as flaws in
+whole files of families it never saw, and that it survives the bundle's round trip."""
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +65,37 @@ def test_a_fix_labels_the_edited_statement_only() -> None:
     assert fixed_lines(bounded, [FIXED]) == {6, 8}
 
 
+SINK = """void sink(int data)
+{
+    {
+        int result = data - 1;
+        printIntLine(result);
+    }
+}"""
+
+# Juliet's goodB2G: the sink stays as it was, behind a check the fix adds
+SINK_CHECKED = """void sink(int data)
+{
+    if (data > INT_MIN)
+    {
+        int result = data - 1;
+        printIntLine(result);
+    }
+    else
+    {
+        printLine("data value is too small to perform subtraction.");
+    }
+}"""
+
+
+def test_a_check_the_fix_adds_labels_the_statement_it_protects() -> None:
+    assert fixed_lines(SINK, [SINK_CHECKED]) == {3}  # the subtraction, not the print after it
+    # a check that protects nothing the function keeps labels nothing
+    assert fixed_lines(
+        SINK, [SINK_CHECKED.replace("int result = data - 1;", "int result = 0;")]
+    ) == {3}  # the rewritten statement itself, as before
+
+
 def _juliet_rows(split: str) -> list[dict]:
     path = SHARED_DATA / "juliet6" / f"{split}.jsonl"
     if not path.is_file():
@@ -76,12 +106,13 @@ def _juliet_rows(split: str) -> list[dict]:
 LABELS = ["CWE-119", "CWE-120", "CWE-469", "CWE-476", "CWE-other", "none"]
 
 
-def test_ranker_from_juliet_train_pairs_finds_the_fixed_lines_of_unseen_families() -> None:
-    """Fitted on 3,000 train pairs, scored on val families (never in train) against what
-    their own fixes changed: the top line is an edited one far more often than chance."""
+def test_ranker_from_juliet_train_pairs_finds_juliets_own_flaw_lines_in_unseen_files() -> None:
+    """Fitted on 3,000 train pairs, scored on whole files of val families (never in train)
+    against the lines Juliet itself marks as the flaw (the scan fixture's truth): the top
+    line is one far more often than chance."""
     train = _juliet_rows("train")
-    pairs = sorted({row["pair"] for row in train})[:3000]
-    kept = set(pairs)
+    pairs = sorted({row["pair"] for row in train})
+    kept = set(np.random.default_rng(0).choice(pairs, 3000, replace=False).tolist())
     train = [row for row in train if row["pair"] in kept]
     ranker = fit_line_ranker(
         [r["code"] for r in train],
@@ -93,24 +124,23 @@ def test_ranker_from_juliet_train_pairs_finds_the_fixed_lines_of_unseen_families
         progress=False,
     )
     assert ranker is not None and ranker.info["functions"] > 1000
-    variants: dict[str, list[dict]] = defaultdict(list)
-    for row in _juliet_rows("val"):
-        variants[row["pair"]].append(row)
+    fixture = SHARED_DATA / "juliet-scan-val"
+    if not (fixture / "truth.json").is_file():
+        pytest.skip(f"{fixture} is not here")
     hits, chance, scored = 0, 0.0, 0
-    for rows in list(variants.values())[:400]:
-        fixes = [r["code"] for r in rows if r["label"] == 5]
-        for row in (r for r in rows if r["label"] != 5):
-            truth = fixed_lines(row["code"], fixes)
-            if not truth:
-                continue
-            shares = ranker.rank(row["code"], row["cwe"])
+    for name, functions in sorted(json.loads((fixture / "truth.json").read_text()).items()):
+        source = (fixture / "src" / name).read_text().split("\n")
+        for truth in (f for f in functions if f["label"] != 5):
+            code = "\n".join(source[truth["start_line"] - 1 : truth["end_line"]])
+            flaws = {line - truth["start_line"] for line in truth["flaw_lines"]}
+            shares = ranker.rank(code, truth["class"])
             assert sum(shares.values()) == pytest.approx(1.0)
-            hits += max(shares, key=shares.get) in truth
-            chance += len(truth) / len(shares)
+            hits += max(shares, key=shares.get) in flaws
+            chance += len(flaws & set(shares)) / len(shares)
             scored += 1
-    assert scored > 100
-    print(f"top line edited: {hits / scored:.3f}, chance {chance / scored:.3f}")
-    assert hits / scored > 0.45 and hits / scored > 2.5 * chance / scored
+    assert scored > 600
+    print(f"top line a flaw line: {hits / scored:.3f}, chance {chance / scored:.3f}")
+    assert hits / scored > 0.5 and hits / scored > 3 * chance / scored
 
 
 def test_too_few_pairs_fit_no_ranker() -> None:

@@ -6,7 +6,9 @@ flawed function with its fixed variants (a `pair` column and a benign class), th
 changed are line-level labels for free, the way LineVul's line labels are the lines a fix
 commit deleted:
 - a flawed function's positive lines are the statements missing from a fixed variant of it
-  (one close enough to be an edit of it: difflib ratio >= `SIMILAR`), over all its variants;
+  (one close enough to be an edit of it: difflib ratio >= `SIMILAR`), and the statements a
+  fixed variant keeps but puts behind a check it inserts (a bounds or NULL test), over all
+  its variants;
 - every other statement of the function is a negative;
 - each line is hashed into token and token-bigram features, also crossed with the function's
   class (a CWE-476 flaw looks like a dereference, a CWE-120 one like a copy), and a logistic
@@ -32,7 +34,8 @@ import numpy as np
 from enstack.errors import UserError
 from enstack.progress import progress_bar
 
-RANKER_VERSION = 1  # bump when the features or the labelling change
+RANKER_VERSION = 1  # bump when the stored arrays or the features change: others are not loaded
+LABELS_VERSION = 2  # bump when the labelling changes: `enstack stack` then fits a new ranker
 SIMILAR = 0.5  # a fixed variant this close (difflib ratio over lines) is an edit of the flaw
 MAX_VARIANTS = 8  # fixed variants compared per flawed function
 MAX_FUNCTIONS = 60_000  # flawed functions labelled at most (a fixed, seeded sample beyond)
@@ -117,19 +120,43 @@ def _guards(lines: list[str]) -> set[int]:
 
 
 def fixed_lines(flawed: str, fixes: Sequence[str]) -> set[int]:
-    """Statement lines of `flawed` (0-based) that some close fixed variant does without,
-    leaving out reworded messages and flipped guards."""
+    """Statement lines of `flawed` (0-based) that some close fixed variant does without, or
+    puts behind a check it adds; leaving out reworded messages and flipped guards."""
     lines = [_edited_text(line) for line in flawed.split("\n")]
     guards = _guards(lines)
     statements = [i for i in statement_lines(flawed) if i not in guards]
     changed: set[int] = set()
     for fix in fixes[:MAX_VARIANTS]:
         fix_lines = [_edited_text(line) for line in fix.split("\n")]
-        if difflib.SequenceMatcher(None, lines, fix_lines, autojunk=False).ratio() < SIMILAR:
+        matcher = difflib.SequenceMatcher(None, lines, fix_lines, autojunk=False)
+        if matcher.ratio() < SIMILAR:
             continue
         kept = set(fix_lines)
         changed.update(i for i in statements if lines[i] not in kept)
+        changed.update(_checked_statements(matcher, statements, fix_lines, kept, lines))
     return changed
+
+
+def _checked_statements(
+    matcher: difflib.SequenceMatcher,
+    statements: list[int],
+    fix_lines: list[str],
+    kept: set[str],
+    lines: list[str],
+) -> set[int]:
+    """Statements a fix keeps but puts behind a check it inserts (`if (data > INT_MIN)` before
+    `int result = data - 1;`): the check points at the statement it protects. Without these a
+    sink that its fix guards rather than rewrites would only ever be labelled safe."""
+    checked = set()
+    for tag, start, _, fix_start, fix_end in matcher.get_opcodes():
+        if tag != "insert" or not any(
+            CONTROL_HEADER.match(fix_lines[j]) for j in range(fix_start, fix_end)
+        ):
+            continue
+        protected = next((i for i in statements if i >= start), None)
+        if protected is not None and lines[protected] in kept:
+            checked.add(protected)
+    return checked
 
 
 @dataclass
@@ -241,6 +268,7 @@ def fit_line_ranker(
     classifier = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
     classifier.fit(_vectorizer().transform(texts), np.asarray(targets))
     info = {
+        "labels_version": LABELS_VERSION,
         "functions": functions,
         "lines": len(texts),
         "flaw_lines": int(sum(targets)),
