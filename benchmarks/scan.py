@@ -148,24 +148,15 @@ def _flawfinder(sarif: Path) -> dict:
 def _versus_pipeline(scanner, sources: list[str], quick: bool) -> Result:
     from transformers import pipeline
 
-    from enstack.scan.files import FileTally, source_files
-    from enstack.scan.functions import extract_functions, language_of
+    from enstack.scan.api import Scanner
 
-    codes = [
-        function.code
-        for source in source_files(sources, FileTally())
-        for function in extract_functions(
-            source.data, source.display, language_of(source.language_path)
-        )[0]
-    ]
     # `enstack scan` as run, less the output: walk, parse, score (each distinct text once),
-    # no cache and no line ranking (the pipeline loop ranks none)
-    top_lines, cache_dir = scanner.top_lines, scanner.cache_dir
-    scanner.top_lines, scanner.cache_dir = 0, None
+    # no cache and no line ranking (the pipeline loop ranks none); the same loaded model
+    plain = Scanner(scanner.model, threshold=scanner.threshold, top_lines=0)
     started = time.perf_counter()
-    scanned = scanner.scan(sources, progress=False)
+    scanned = plain.scan(sources, progress=False)
     enstack_rate = len(scanned.scored) / (time.perf_counter() - started)
-    scanner.top_lines, scanner.cache_dir = top_lines, cache_dir
+    codes = [item.function.code for item in scanned.scored]  # every function the scan cut out
     # scoring alone, every function however often its text recurs: the model's own pace
     started = time.perf_counter()
     scanner.predict_proba(codes)

@@ -90,10 +90,11 @@ SINK_CHECKED = """void sink(int data)
 
 def test_a_check_the_fix_adds_labels_the_statement_it_protects() -> None:
     assert fixed_lines(SINK, [SINK_CHECKED]) == {3}  # the subtraction, not the print after it
-    # a check that protects nothing the function keeps labels nothing
+    # where the fix rewrites the statement after its check, that statement is labelled as
+    # changed, and the check labels nothing more (not the print it also wraps)
     assert fixed_lines(
         SINK, [SINK_CHECKED.replace("int result = data - 1;", "int result = 0;")]
-    ) == {3}  # the rewritten statement itself, as before
+    ) == {3}
 
 
 def _juliet_rows(split: str) -> list[dict]:
