@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enstack.line_ranker import fit_line_ranker, fixed_lines, load_line_ranker, statement_lines
+from enstack.line_ranker import (
+    fit_line_ranker,
+    fixed_lines,
+    load_line_ranker,
+    statement_lines,
+    statement_spans,
+)
 
 from conftest import SHARED_DATA
 
@@ -48,6 +54,27 @@ def test_statement_lines_leave_out_signature_braces_and_directives() -> None:
     assert statement_lines("int f(void) { return 1; }") == [0]  # one line: itself
     kr = "int kr(a, b)\nint a; char *b;\n{\n    return a + b[0];\n}"
     assert statement_lines(kr) == [3]  # a K&R parameter list is signature too
+
+
+def test_a_statement_over_several_lines_is_one_statement_at_its_first_line() -> None:
+    code = """int login(char *user)
+{
+    int ok = 0;
+    if (LogonUserA(
+            user,
+            domain,
+            password) != 0)
+    {
+        ok = 1;
+    }
+    return ok | FLAGS_A |
+        FLAGS_B;
+}"""
+    assert statement_spans(code) == {2: [2], 3: [3, 4, 5, 6], 8: [8], 10: [10, 11]}
+    assert statement_lines(code) == [2, 3, 8, 10]
+    # a fix that edits one argument's line labels the statement, at its first line
+    assert fixed_lines(code, [code.replace("password)", "password, LOGON32_PROVIDER)")]) == {3}
+    assert statement_spans("void f(void)\n{\n    i++\n    j--;\n}") == {2: [2], 3: [3]}
 
 
 def test_a_fix_labels_the_edited_statement_only() -> None:
@@ -141,7 +168,9 @@ def test_ranker_from_juliet_train_pairs_finds_juliets_own_flaw_lines_in_unseen_f
             scored += 1
     assert scored > 600
     print(f"top line a flaw line: {hits / scored:.3f}, chance {chance / scored:.3f}")
-    assert hits / scored > 0.5 and hits / scored > 3 * chance / scored
+    # 0.665 before statements over several lines counted once, a length feature and each
+    # function's flaw weighted as one unit; 0.700 with them
+    assert hits / scored > 0.68 and hits / scored > 3 * chance / scored
 
 
 def test_too_few_pairs_fit_no_ranker() -> None:

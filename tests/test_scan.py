@@ -314,6 +314,18 @@ def test_each_localisation_ranks_the_functions_own_lines(bundle: Path, method: s
     assert ranked == rank_lines(scanner.model, function.code, function.start_line, 0, method)
 
 
+@pytest.mark.parametrize("method", LOCALISE_METHODS)
+def test_a_statement_over_several_lines_is_ranked_once_at_its_first_line(
+    bundle: Path, method: str
+) -> None:
+    code = "int call(int a, int b)\n{\n    int total = sum3(a,\n        b,\n        a + b);\n"
+    code += "    return total;\n}"
+    ranked = rank_lines(Scanner(bundle).model, code, 10, 0, method)
+    assert {line for line, _ in ranked} == {12, 15}  # never 13 or 14, the arguments' lines
+    total = sum(score for _, score in ranked)  # occlusion: 0 when no line moves the model
+    assert total == pytest.approx(1.0, abs=1e-6) or (method == "occlusion" and total == 0.0)
+
+
 def test_scan_with_a_runs_config(bundle: Path, tree: Path, tmp_path: Path, capsys) -> None:
     """`--config CFG` scans with the run's selected bundle; a run without one is one error."""
     config = bundle.parents[2] / "c.yaml"

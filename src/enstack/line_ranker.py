@@ -34,18 +34,20 @@ import numpy as np
 from enstack.errors import UserError
 from enstack.progress import progress_bar
 
-RANKER_VERSION = 1  # bump when the stored arrays or the features change: others are not loaded
-LABELS_VERSION = 2  # bump when the labelling changes: `enstack stack` then fits a new ranker
+RANKER_VERSION = 2  # bump when the stored arrays or the features change: others are not loaded
+LABELS_VERSION = 3  # bump when the labelling changes: `enstack stack` then fits a new ranker
 SIMILAR = 0.5  # a fixed variant this close (difflib ratio over lines) is an edit of the flaw
 MAX_VARIANTS = 8  # fixed variants compared per flawed function
 MAX_FUNCTIONS = 60_000  # flawed functions labelled at most (a fixed, seeded sample beyond)
 MIN_FUNCTIONS = 20  # fewer labelled functions than this: no ranker
 HASH_FEATURES = 2**18
+MAX_LENGTH_FEATURE = 12  # statements of this many tokens or more share one length feature
 C_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|==|!=|<=|>=|->|\+\+|--|&&|\|\||<<|>>|[^\s\w]")
 NOT_A_STATEMENT = re.compile(r"[{};]*|#.*")  # braces alone, preprocessor directives
 STRING_LITERAL = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
 CONTROL_HEADER = re.compile(r"(?:\}\s*)?(?:else\s+)?(?:if|while|for|switch)\s*\(")
 DECLARATION = re.compile(r"(?!(?:return|delete|goto|throw)\b)(?:\w+\s+)+[\w\s,*]+;")  # int i, j;
+CONTINUATION_ENDS = tuple(",([|&+-*/%=?<>^!~")  # a line that ends so goes on on the next
 KEYWORDS = frozenset(
     {"if", "else", "while", "for", "switch", "do", "return", "sizeof"}
     | {"int", "char", "long", "short", "unsigned"}
@@ -56,10 +58,12 @@ def _normal(line: str) -> str:
     return " ".join(line.split())
 
 
-def statement_lines(code: str) -> list[int]:
-    """0-based indices of the function's lines that hold a statement: not blank, not braces
-    alone, not a preprocessor directive, not the signature before the body's brace. All lines
-    when that leaves none (a one-line function)."""
+def statement_spans(code: str) -> dict[int, list[int]]:
+    """The function's statements: 0-based first line -> every line the statement spans. Not
+    blank lines, braces alone, preprocessor directives, nor the signature before the body's
+    brace; all lines when that leaves none (a one-line function). A statement written over
+    several lines (`if (LogonUserA(` then one argument per line) is one statement, reported at
+    its first line, as a reader (and Juliet's flaw comments) would point at it."""
     lines = [_normal(line) for line in code.split("\n")]
     body = next((i for i, line in enumerate(lines) if "{" in line), 0)
     # the line that opens the body is still signature unless code follows its brace
@@ -67,12 +71,36 @@ def statement_lines(code: str) -> list[int]:
     kept = [
         i for i in range(first, len(lines)) if lines[i] and not NOT_A_STATEMENT.fullmatch(lines[i])
     ]
-    return kept or list(range(len(lines)))
+    spans: dict[int, list[int]] = {}
+    for i in kept:
+        head = next(reversed(spans), None)
+        if head is not None and _continues(lines[spans[head][-1]]):
+            spans[head].append(i)
+        else:
+            spans[i] = [i]
+    return spans or {i: [i] for i in range(len(lines))}
 
 
-def _features(line: str, class_name: str) -> str:
-    tokens = C_TOKEN.findall(line)
-    plain = tokens + [f"{a}_{b}" for a, b in pairwise(tokens)]
+def _continues(line: str) -> bool:
+    """Whether a statement line stops mid-expression, so that the next line carries it on."""
+    return line.endswith(CONTINUATION_ENDS) and not line.endswith(("++", "--", "*/", "->"))
+
+
+def statement_lines(code: str) -> list[int]:
+    """0-based first lines of the function's statements (see `statement_spans`)."""
+    return list(statement_spans(code))
+
+
+def _statement_text(lines: list[str], span: list[int]) -> str:
+    return " ".join(lines[i] for i in span)
+
+
+def _features(statement: str, class_name: str) -> str:
+    tokens = C_TOKEN.findall(statement)
+    # its length in tokens: each statement's features are scaled to unit length, so without
+    # it a short line of common tokens (`fn0(&data);`) outscores a longer one holding the flaw
+    length = f"LEN{min(len(tokens), MAX_LENGTH_FEATURE)}"
+    plain = [*tokens, *(f"{a}_{b}" for a, b in pairwise(tokens)), length]
     return " ".join(plain + [f"{class_name}|{t}" for t in plain])
 
 
@@ -94,7 +122,7 @@ def _edited_text(line: str) -> str:
     return STRING_LITERAL.sub('""', _normal(line))
 
 
-def _guards(lines: list[str]) -> set[int]:
+def _guards(lines: list[str], spans: dict[int, list[int]]) -> set[int]:
     """Control headers whose condition reads nothing the rest of the function touches
     (`if(1)`, `if(GLOBAL_CONST_TRUE)`, `for(j = 0; j < 1; j++)`, where `j` is otherwise only
     declared): a fix that flips one makes the flawed code unreachable, which says nothing
@@ -108,10 +136,10 @@ def _guards(lines: list[str]) -> set[int]:
         for token in row
     }
     guards = set()
-    for index, line in enumerate(lines):
-        if not CONTROL_HEADER.match(line):
+    for index, span in spans.items():
+        if not CONTROL_HEADER.match(lines[index]):
             continue
-        own = Counter(tokens[index])
+        own = Counter(token for line in span for token in tokens[line])  # the whole condition
         names = {t for t in own if t not in KEYWORDS and (t[0].isalpha() or t[0] == "_")}
         elsewhere = {n: total[n] - own[n] for n in names}  # mentions on the other lines
         if not any(n > 1 or (n == 1 and name not in declared) for name, n in elsewhere.items()):
@@ -120,11 +148,13 @@ def _guards(lines: list[str]) -> set[int]:
 
 
 def fixed_lines(flawed: str, fixes: Sequence[str]) -> set[int]:
-    """Statement lines of `flawed` (0-based) that some close fixed variant does without, or
-    puts behind a check it adds; leaving out reworded messages and flipped guards."""
+    """Statements of `flawed` (their first lines, 0-based) that some close fixed variant does
+    without, in whole or in part, or puts behind a check it adds; leaving out reworded messages
+    and flipped guards."""
     lines = [_edited_text(line) for line in flawed.split("\n")]
-    guards = _guards(lines)
-    statements = [i for i in statement_lines(flawed) if i not in guards]
+    spans = statement_spans(flawed)
+    guards = _guards(lines, spans)
+    statements = [i for i in spans if i not in guards]
     changed: set[int] = set()
     for fix in fixes[:MAX_VARIANTS]:
         fix_lines = [_edited_text(line) for line in fix.split("\n")]
@@ -132,7 +162,7 @@ def fixed_lines(flawed: str, fixes: Sequence[str]) -> set[int]:
         if matcher.ratio() < SIMILAR:
             continue
         kept = set(fix_lines)
-        changed.update(i for i in statements if lines[i] not in kept)
+        changed.update(i for i in statements if any(lines[j] not in kept for j in spans[i]))
         changed.update(_checked_statements(matcher, statements, fix_lines, kept, lines))
     return changed
 
@@ -168,8 +198,11 @@ class LineRanker:
     def rank(self, code: str, class_name: str) -> dict[int, float]:
         """0-based line index -> share of the function's flaw score (softmax; sums to 1)."""
         lines = code.split("\n")
-        candidates = statement_lines(code)
-        x = _vectorizer().transform([_features(lines[i], class_name) for i in candidates])
+        spans = statement_spans(code)
+        candidates = list(spans)
+        x = _vectorizer().transform(
+            [_features(_statement_text(lines, spans[i]), class_name) for i in candidates]
+        )
         logits = x @ self.coef + self.intercept
         shares = np.exp(logits - logits.max())
         shares /= shares.sum()
@@ -250,6 +283,7 @@ def fit_line_ranker(
         flawed = [flawed[i] for i in sorted(rng.choice(len(flawed), MAX_FUNCTIONS, replace=False))]
     texts: list[str] = []
     targets: list[int] = []
+    weights: list[float] = []
     functions = 0
     for row, fixes in progress_bar(flawed, enabled=progress, desc="line labels", leave=False):
         positives = fixed_lines(codes[row], fixes) if fixes else set()
@@ -258,15 +292,22 @@ def fit_line_ranker(
         functions += 1
         lines = codes[row].split("\n")
         name = label_names[labels[row]]
-        for i in statement_lines(codes[row]):
-            texts.append(_features(lines[i], name))
+        for i, span in statement_spans(codes[row]).items():
+            texts.append(_features(_statement_text(lines, span), name))
             targets.append(int(i in positives))
+            # each function's flaw is one unit of evidence, however many lines its fix
+            # touched: a fix that replaces a whole block (a socket source) says less about
+            # each of its lines than a one-line fix says about its one line
+            weights.append(1.0 / len(positives) if i in positives else 1.0)
     if functions < MIN_FUNCTIONS:
         return None
     from sklearn.linear_model import LogisticRegression
 
     classifier = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
-    classifier.fit(_vectorizer().transform(texts), np.asarray(targets))
+    weight = np.asarray(weights)
+    classifier.fit(
+        _vectorizer().transform(texts), np.asarray(targets), sample_weight=weight / weight.mean()
+    )
     info = {
         "labels_version": LABELS_VERSION,
         "functions": functions,

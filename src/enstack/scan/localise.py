@@ -23,12 +23,12 @@ import torch
 
 from enstack.encode import pad_id, special_ids
 from enstack.errors import UserError
-from enstack.line_ranker import statement_lines
+from enstack.line_ranker import statement_spans
 from enstack.scan import LOCALISE_METHODS
 from enstack.scan.model import BaseModel, ScanModel
 
 METHODS = LOCALISE_METHODS
-LOCALISE_VERSION = 2  # 2: statement lines only, `learned`; part of the cache's key
+LOCALISE_VERSION = 3  # 2: statement lines, `learned`; 3: a statement's lines as one (cache key)
 OCCLUSION_BATCH = 32
 
 
@@ -56,13 +56,18 @@ def rank_lines(
     if method == "learned":
         shares = scan_model.line_ranker.rank(code, scan_model.labels[target_class])
         return _best_first({first_line + line: value for line, value in shares.items()})
-    statements = [first_line + i for i in statement_lines(code)]
+    # each line of a statement counts toward the statement's first line
+    statement_of = {
+        first_line + line: first_line + head
+        for head, span in statement_spans(code).items()
+        for line in span
+    }
     total: dict[int, float] = {}
     for model in scan_model.models:
         ids, lines = _encode_with_lines(model, code, first_line)
         # tokens of other lines (signature, braces, directives) still feed the model, but are
         # neither summed nor occluded
-        lines = np.where(np.isin(lines, statements), lines, -1)
+        lines = np.asarray([statement_of.get(line, -1) for line in lines.tolist()])
         if not len(lines):
             continue
         if method == "occlusion":
