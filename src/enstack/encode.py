@@ -94,15 +94,16 @@ class EncodedSplit:
         labels = self.labels[torch.as_tensor(rows)]
         if self.graph is not None:
             return self._collate_graph(rows), labels
-        starts = self.offsets[rows].tolist()
-        ends = self.offsets[rows + 1].tolist()
-        width = max(e - s for s, e in zip(starts, ends, strict=True))
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
-            ids[i, : e - s] = self.tokens[s:e]
-            mask[i, : e - s] = 1
-        return ModelInputs(ids, mask), labels
+        index = torch.as_tensor(rows)
+        starts = self.offsets[index]
+        lengths = self.offsets[index + 1] - starts
+        # one gather for the whole batch rather than a copy per row (on CPU, a scan's batches
+        # of a hundred short functions spent a tenth of their time in those copies)
+        columns = torch.arange(int(lengths.max()))
+        mask = columns < lengths[:, None]
+        where = (starts[:, None] + columns).clamp(max=max(len(self.tokens) - 1, 0))
+        ids = torch.where(mask, self.tokens[where].long(), self.pad_id)
+        return ModelInputs(ids, mask.long()), labels
 
     def _collate_graph(self, rows: np.ndarray) -> ModelInputs:
         """GraphCodeBERT's input: each row's code, then one position per graph node, then
