@@ -38,8 +38,9 @@ def resolve_method(scan_model: ScanModel, method: str) -> str:
         return "learned" if scan_model.line_ranker is not None else "attention"
     if method == "learned" and scan_model.line_ranker is None:
         raise UserError(
-            f"--localise learned: {scan_model.source} has no line ranker (its training data "
-            "had no fix pairs, or it predates them); use attention, gradient or occlusion"
+            f"--localise learned: {scan_model.source} has no line ranker this enstack reads "
+            "(its training data had no fix pairs, or an older enstack fitted it: `enstack "
+            "stack` fits it anew); use attention, gradient or occlusion"
         )
     return method
 
