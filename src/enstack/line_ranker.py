@@ -5,14 +5,16 @@ prediction; it spreads over declarations and boilerplate. Where the training dat
 flawed function with its fixed variants (a `pair` column and a benign class), the lines a fix
 changed are line-level labels for free, the way LineVul's line labels are the lines a fix
 commit deleted:
-- a flawed function's positive lines are the statements missing from a fixed variant of it
-  (one close enough to be an edit of it: difflib ratio >= `SIMILAR`), and the statements a
-  fixed variant keeps but puts behind a check it inserts (a bounds or NULL test), over all
-  its variants;
+- a statement is one candidate however many lines it spans, named by its first line;
+- a flawed function's positive statements are those a fixed variant of it does without, in
+  whole or in part (a variant close enough to be an edit of it: difflib ratio >= `SIMILAR`),
+  and those a fixed variant keeps but puts behind a check it inserts (a bounds or NULL
+  test), over all its variants;
 - every other statement of the function is a negative;
-- each line is hashed into token and token-bigram features, also crossed with the function's
-  class (a CWE-476 flaw looks like a dereference, a CWE-120 one like a copy), and a logistic
-  regression is fitted on them.
+- each statement is hashed into token, token-bigram and length features, also crossed with
+  the function's class (a CWE-476 flaw looks like a dereference, a CWE-120 one like a copy),
+  and a logistic regression is fitted on them, each function's positives weighing one unit
+  together.
 At scan time a finding's statements are scored with the class it was given. The ranker is
 fitted in `enstack stack` on the train split only, and kept in the bundle as plain arrays
 (`lines/ranker.safetensors`, `lines/ranker.json`): nothing to unpickle.
