@@ -88,11 +88,6 @@ def _continues(line: str) -> bool:
     return line.endswith(CONTINUATION_ENDS) and not line.endswith(("++", "--", "*/", "->"))
 
 
-def statement_lines(code: str) -> list[int]:
-    """0-based first lines of the function's statements (see `statement_spans`)."""
-    return list(statement_spans(code))
-
-
 def _statement_text(lines: list[str], span: list[int]) -> str:
     return " ".join(lines[i] for i in span)
 
