@@ -80,15 +80,16 @@ def _bundle(workdir: Path, quick: bool) -> tuple[Path, float]:
 def _quality(
     scanner, sources: list[str], workdir: Path, bundle: Path, train_seconds: float
 ) -> Result:
-    from enstack.scan.localise import METHODS, resolve_method
+    from enstack.scan.card import resolve_method
+    from enstack.scan.localise import METHODS
     from enstack.scan.report import render
 
     out = workdir / "scan-sarif"
     out.mkdir(exist_ok=True)
     rows = {}
-    default_method = resolve_method(scanner.model, "auto")
+    default_method = resolve_method(scanner.card, "auto")
     for method in METHODS:
-        if method == "learned" and scanner.model.line_ranker is None:
+        if method == "learned" and not scanner.card.has_line_ranker:
             continue
         scanner.localise = method
         started = time.perf_counter()

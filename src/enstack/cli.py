@@ -20,6 +20,8 @@ from enstack import __version__
 from enstack.errors import UserError
 from enstack.scan import LOCALISE_CHOICES
 
+PRECISIONS = ("fp32", "int8")  # enstack.scan.card's, without importing it here
+
 if TYPE_CHECKING:
     from enstack.config import Config
 
@@ -130,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _scan_parser(scan: argparse.ArgumentParser) -> None:
-    scan.add_argument("paths", nargs="+", metavar="PATH", help="files, directories, or - (stdin)")
+    scan.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files, directories, or - (stdin); with --changed-since, default: .",
+    )
     source = scan.add_mutually_exclusive_group(required=True)
     source.add_argument("--bundle", type=Path, help="a bundle (run_dir/stack/bundle) or an export")
     source.add_argument("--config", type=Path, help="use the selected bundle of this run")
@@ -163,6 +170,40 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
     )
     scan.add_argument("--no-cache", action="store_true", help="score every function afresh")
     scan.add_argument("--cache-dir", type=Path, help="default: ~/.cache/enstack/scan")
+    scan.add_argument(
+        "--changed-since",
+        metavar="REV",
+        help="only functions with lines added or modified since git revision REV "
+        "(e.g. origin/main in a pull request's CI job)",
+    )
+    scan.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out matching paths (gitignore syntax; repeatable); the tree's "
+        ".enstackignore is read too",
+    )
+    scan.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="SUFFIX",
+        help="scan files with these suffixes (repeatable, e.g. --include .c --include .h; "
+        "default: every C and C++ suffix)",
+    )
+    scan.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SARIF",
+        help="findings whose fingerprint is in this earlier SARIF report are suppressed",
+    )
+    scan.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="int8: linear layers quantised for CPU inference (faster; a little different)",
+    )
 
 
 def _with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -384,30 +425,92 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from enstack.fsutil import atomic_write_text
     from enstack.scan.api import LEVELS, Scanner
     from enstack.scan.cache import default_cache_dir
     from enstack.scan.report import render
-    from enstack.stack.stage import selected_bundle
 
-    bundle = args.bundle if args.bundle is not None else selected_bundle(_load(args))
-    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    scanner = Scanner(bundle, args.threshold, args.top_lines, args.localise, cache_dir)
-    report = scanner.scan(args.paths)
-    text = render(report, args.format)
-    if args.output is None:
-        sys.stdout.write(text)
+    if args.overrides and args.config is None:
+        raise UserError("--set: only with --config (a bundle's settings are fixed)")
+    paths = _scan_paths(args)
+    selection = _scan_selection(args, paths)
+    baseline = _scan_baseline(args)
+    if args.bundle is not None:
+        bundle = args.bundle
     else:
-        try:
-            atomic_write_text(args.output, text)
-        except OSError as exc:
-            raise UserError(f"--output {args.output}: cannot write it ({exc.strerror})") from None
+        from enstack.stack.stage import selected_bundle
+
+        bundle = selected_bundle(_load(args))
+    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    scanner = Scanner(
+        bundle, args.threshold, args.top_lines, args.localise, cache_dir, args.precision
+    )
+    report = scanner.scan(paths, selection=selection, baseline=baseline)
+    _write_scan_output(args.output, render(report, args.format), report)
+    # after the scan: a scan that fails says one `error:` line and nothing else
+    print(scanner.card.headline(), file=sys.stderr)
+    for warning in scanner.card.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     print(report.summary(), file=sys.stderr)
     if args.fail_on != "none":
         bar = LEVELS.index(args.fail_on)
-        if any(LEVELS.index(s.level) >= bar for s in report.findings):
+        if any(LEVELS.index(s.level) >= bar for s in report.unsuppressed):
             return EXIT_FINDINGS
     return EXIT_OK
+
+
+def _scan_paths(args: argparse.Namespace) -> list[str]:
+    if args.paths:
+        return list(args.paths)
+    if args.changed_since is not None:
+        return ["."]  # a pull request's changes anywhere in the tree
+    raise UserError("scan: name the files or directories to scan (or - for standard input)")
+
+
+def _scan_selection(args: argparse.Namespace, paths: list[str]):  # -> Selection
+    from enstack.scan.files import Selection
+    from enstack.scan.functions import SOURCE_SUFFIXES
+    from enstack.scan.scope import PathFilter, changed_since
+
+    suffixes = SOURCE_SUFFIXES
+    if args.include:
+        suffixes = {s if s.startswith(".") else f".{s}" for s in args.include}
+    roots = [Path.cwd(), *(Path(p) for p in paths if p != "-" and Path(p).is_dir())]
+    changes = changed_since(args.changed_since) if args.changed_since is not None else None
+    return Selection(PathFilter.build(suffixes, args.exclude, roots), changes)
+
+
+def _scan_baseline(args: argparse.Namespace):  # -> Baseline | None
+    if args.baseline is None:
+        return None
+    from enstack.scan.suppress import load_baseline
+
+    return load_baseline(args.baseline)
+
+
+def _write_scan_output(output: Path | None, text: str, report) -> None:
+    """Standard output for none or `-`; never over one of the files just scanned; a regular
+    file (or a new one) replaced atomically, anything else (a pipe, a device) written to."""
+    from enstack.fsutil import atomic_write_text
+
+    if output is None or str(output) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        stat = output.stat()
+    except OSError:
+        stat = None
+    if stat is not None and (stat.st_dev, stat.st_ino) in report.tally.inodes:
+        raise UserError(f"--output {output}: is one of the files scanned; refusing to replace it")
+    if not output.parent.is_dir():
+        raise UserError(f"--output {output}: its directory {output.parent} does not exist")
+    try:
+        if stat is not None and (output.is_symlink() or not output.is_file()):
+            with output.open("w", encoding="utf-8") as handle:  # a FIFO or device: write through
+                handle.write(text)
+        else:
+            atomic_write_text(output, text)
+    except OSError as exc:
+        raise UserError(f"--output {output}: cannot write it ({exc.strerror})") from None
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

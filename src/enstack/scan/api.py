@@ -5,17 +5,35 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from enstack.errors import UserError
 from enstack.progress import progress_bar
-from enstack.scan import LOCALISE_CHOICES
+from enstack.scan import LOCALISE_CHOICES, LOCALISE_VERSION
 from enstack.scan.cache import ScanCache, code_key, code_key_bytes
-from enstack.scan.files import FileTally, SourceFile, check_paths, source_files
+from enstack.scan.card import PRECISIONS, ModelCard, read_card, resolve_method
+from enstack.scan.files import (
+    FileTally,
+    Selection,
+    SourceFile,
+    check_paths,
+    default_selection,
+    source_files,
+)
 from enstack.scan.functions import EXTRACTOR_VERSION, Function, extract_functions, language_of
-from enstack.scan.localise import LOCALISE_VERSION, rank_lines, resolve_method
-from enstack.scan.model import ScanModel, load_scan_model
+from enstack.scan.suppress import (
+    Baseline,
+    InlineMark,
+    Suppression,
+    fingerprint,
+    inline_marks,
+    inline_suppression,
+)
+
+if TYPE_CHECKING:  # torch and transformers load only when something must be scored
+    from enstack.scan.model import ScanModel
 
 LEVELS = ("none", "note", "warning", "error")
 ERROR_AT = 0.9  # P(vulnerable) at or above which a finding is an error, not a warning
@@ -33,52 +51,82 @@ class Scored:
     p_vulnerable: float | None  # 1 - P(benign); None without a benign class
     level: str  # none, note, warning or error
     lines: list[tuple[int, float]] = field(default_factory=list)  # file lines, best first
+    suppression: Suppression | None = None  # an enstack-ignore comment or the baseline
 
     @property
     def confidence(self) -> float:
         return self.p_vulnerable if self.p_vulnerable is not None else float(self.probs.max())
 
+    @property
+    def fingerprint(self) -> str:
+        """SARIF's primaryLocationLineHash: what a baseline matches on."""
+        return fingerprint(self.function.name, self.label, self.function.code)
+
 
 @dataclass
 class ScanReport:
-    model: ScanModel
+    model: ModelCard
     scored: list[Scored]
     tally: FileTally
     damaged_functions: int
     damaged_files: int
     threshold: float
     localise: str
+    damaged_paths: list[str] = field(default_factory=list)
+    changed_since: str | None = None  # the revision of --changed-since
+    functions_seen: int = 0  # in the files read, before --changed-since kept the changed ones
 
     @property
     def findings(self) -> list[Scored]:
+        """Every function at or above the threshold, suppressed ones included."""
         return [s for s in self.scored if s.level != "none"]
+
+    @property
+    def unsuppressed(self) -> list[Scored]:
+        """The findings nobody has judged yet: what `--fail-on` counts."""
+        return [s for s in self.findings if s.suppression is None]
 
     @property
     def detects(self) -> bool:
         return self.model.benign_label is not None
 
     def summary(self) -> str:
-        levels = {lv: sum(1 for s in self.findings if s.level == lv) for lv in LEVELS[1:]}
+        new = self.unsuppressed
+        levels = {lv: sum(1 for s in new if s.level == lv) for lv in LEVELS[1:]}
         counted = ", ".join(f"{n} {lv}" for lv, n in levels.items() if n)
         skipped = sum(self.tally.skipped.values())
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(self.tally.skipped.items()))
+        functions = f"{len(self.scored)} functions"
+        if self.changed_since is not None:
+            functions = (
+                f"{len(self.scored)} of their {self.functions_seen} functions in scope "
+                f"(changed since {self.changed_since})"
+            )
+        suppressed = len(self.findings) - len(new)
         parts = [
-            f"scanned {self.tally.files} files, {len(self.scored)} functions"
+            f"scanned {self.tally.files} files, {functions}"
             + (
                 f" ({self.damaged_functions} from damaged regions)"
                 if self.damaged_functions
                 else ""
             ),
             f"skipped {skipped} files" + (f" ({reasons})" if reasons else ""),
-            f"{len(self.findings)} findings" + (f" ({counted})" if counted else ""),
+            f"{len(new)} findings" + (f" ({counted})" if counted else ""),
         ]
+        if suppressed:
+            parts.append(f"{suppressed} suppressed")
+        if self.tally.excluded:
+            parts.append(f"{self.tally.excluded} files excluded")
         if self.tally.non_utf8:
             parts.append(f"{self.tally.non_utf8} files not UTF-8 (bytes replaced)")
         return "; ".join(parts)
 
 
 class Scanner:
-    """A loaded model and the scan settings; no state between scans but the model."""
+    """A model and the scan settings; no state between scans but the model.
+
+    Given a path, the model is loaded on first need: a scan that the cache answers whole
+    (every function scored before, every finding's lines ranked) never loads it."""
 
     def __init__(
         self,
@@ -87,6 +135,7 @@ class Scanner:
         top_lines: int = 3,
         localise: str = "auto",
         cache_dir: Path | None = None,
+        precision: str = "fp32",
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise UserError(f"--threshold: {threshold} is not in (0, 1]")
@@ -94,47 +143,102 @@ class Scanner:
             raise UserError(f"--localise: {localise!r} is not one of {', '.join(LOCALISE_CHOICES)}")
         if top_lines < 0:
             raise UserError("--top-lines: must be 0 or more")
-        self.model = model if isinstance(model, ScanModel) else load_scan_model(model)
+        if precision not in PRECISIONS:
+            raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if isinstance(model, (str, Path)):
+            self.card, self._model = read_card(model), None
+        else:
+            self.card, self._model = model.card, model
+            precision = model.precision
+        self.precision = precision
         self.threshold = threshold
         self.top_lines = top_lines
-        self.localise = resolve_method(self.model, localise)
+        self.localise = resolve_method(self.card, localise)
+        if self.localise == "gradient" and precision == "int8":
+            raise UserError("--localise gradient: needs --precision fp32 (int8 has no gradients)")
         self.cache_dir = cache_dir
+
+    @property
+    def model(self) -> ScanModel:
+        """The loaded model (loading it now if this is its first use)."""
+        if self._model is None:
+            from enstack.scan.model import load_scan_model
+
+            self._model = load_scan_model(
+                self.card.source, precision=self.precision, card=self.card
+            )
+        return self._model
+
+    @property
+    def cache_key(self) -> str:
+        """Scores differ by precision: each keeps its own rows."""
+        return self.card.fingerprint + ("" if self.precision == "fp32" else f"@{self.precision}")
 
     def predict_proba(self, codes: list[str]) -> np.ndarray:
         """Class probabilities (columns: `self.model.labels`) for each function's code."""
         return self.model.predict_proba(list(codes))[0]
 
-    def scan(self, paths: list[str], progress: bool | None = None) -> ScanReport:
-        check_paths(paths)
+    def scan(
+        self,
+        paths: list[str],
+        progress: bool | None = None,
+        selection: Selection | None = None,
+        baseline: Baseline | None = None,
+    ) -> ScanReport:
+        """Score every function in `paths` (files, directories, `-`). `selection` narrows what
+        is read (excludes, `--changed-since`); `baseline` marks findings already known."""
+        selection = selection or default_selection(paths)
+        changes = selection.changes
+        check_paths(paths, changes)
         tally = FileTally()
         functions: list[Function] = []
-        damaged_files = 0
-        cache = ScanCache(self.cache_dir, self.model.fingerprint) if self.cache_dir else None
+        marks: dict[int, list[InlineMark]] = {}
+        damaged_paths: list[str] = []
+        seen = 0
+        cache = ScanCache(self.cache_dir, self.cache_key) if self.cache_dir else None
         try:
-            for source in source_files(paths, tally):
+            for source in source_files(paths, tally, selection):
                 found, has_errors = _functions_of(source, cache)
-                functions += found
-                damaged_files += has_errors
-            if tally.files == 0 and paths:
-                raise UserError(
-                    f"no readable C or C++ file in {', '.join(paths)} "
-                    f"(extensions: .c .h .cc .cpp .cxx .hh .hpp .hxx)"
-                )
+                seen += len(found)
+                if changes is not None:
+                    found = [
+                        f
+                        for f in found
+                        if changes.touches(source.language_path, f.start_line, f.end_line)
+                    ]
+                for function, found_marks in zip(
+                    found, _marks_of(source, found, self.card.labels), strict=True
+                ):
+                    if found_marks:
+                        marks[len(functions)] = found_marks
+                    functions.append(function)
+                if has_errors:
+                    damaged_paths.append(source.display)
+            if tally.files == 0 and paths and changes is None and not tally.excluded:
+                raise UserError(_nothing_readable(paths, tally))
             scored = self._score(functions, cache, progress)
-            for item in scored:
-                if item.level != "none" and self.top_lines:
+            for index, item in enumerate(scored):
+                if item.level == "none":
+                    continue
+                item.suppression = inline_suppression(marks.get(index, []), item.label) or (
+                    baseline.suppression(item.fingerprint) if baseline else None
+                )
+                if self.top_lines:
                     item.lines = self._lines(item, cache)[: self.top_lines]
         finally:
             if cache is not None:
                 cache.close()
         return ScanReport(
-            self.model,
+            self.card,
             scored,
             tally,
             sum(f.damaged for f in functions),
-            damaged_files,
+            len(damaged_paths),
             self.threshold,
             self.localise,
+            damaged_paths,
+            changes.rev if changes is not None else None,
+            seen,
         )
 
     def _score(
@@ -170,7 +274,7 @@ class Scanner:
         return [self._judge(f, *known[k]) for f, k in zip(functions, keys, strict=True)]
 
     def _judge(self, function: Function, probs: np.ndarray, per_model: dict) -> Scored:
-        labels, benign = self.model.labels, self.model.benign_id
+        labels, benign = self.card.labels, self.card.benign_id
         if benign is None:
             label = labels[int(probs.argmax())]
             return Scored(function, probs, per_model, label, None, "note")
@@ -190,11 +294,33 @@ class Scanner:
         method = f"{self.localise}@{LOCALISE_VERSION}"
         relative = cache.get_lines(key, method) if cache else None
         if relative is None:
-            target = self.model.labels.index(item.label)
+            from enstack.scan.localise import rank_lines
+
+            target = self.card.labels.index(item.label)
             relative = rank_lines(self.model, item.function.code, 0, target, self.localise)
             if cache:
                 cache.put_lines(key, method, relative)
         return [(item.function.start_line + line, score) for line, score in relative]
+
+
+def _nothing_readable(paths: list[str], tally: FileTally) -> str:
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(tally.skipped.items()))
+    return f"no readable C or C++ file in {', '.join(paths)} " + (
+        f"(skipped: {why})" if why else "(extensions: .c .h .cc .cpp .cxx .hh .hpp .hxx)"
+    )
+
+
+def _marks_of(
+    source: SourceFile, functions: list[Function], labels: list[str]
+) -> list[list[InlineMark]]:
+    """Each function's `enstack-ignore` comments (in it, or on the line just above it)."""
+    if b"enstack-ignore" not in source.data.lower():
+        return [[] for _ in functions]
+    lines = source.data.decode("utf-8", errors="replace").splitlines()
+    return [
+        inline_marks(f.code, lines[f.start_line - 2] if f.start_line >= 2 else "", labels)
+        for f in functions
+    ]
 
 
 def _functions_of(source: SourceFile, cache: ScanCache | None) -> tuple[list[Function], bool]:

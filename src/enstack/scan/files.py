@@ -12,9 +12,11 @@ from pathlib import Path
 
 from enstack.errors import UserError
 from enstack.scan.functions import SOURCE_SUFFIXES
+from enstack.scan.scope import ChangeSet, PathFilter
 
 MAX_FILE_BYTES = 4 << 20  # larger "source" files are generated tables, not code to review
 STDIN = "-"
+TOO_BIG = f"over {MAX_FILE_BYTES >> 20} MiB"
 
 
 @dataclass
@@ -28,52 +30,112 @@ class SourceFile:
 class FileTally:
     files: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    excluded: int = 0  # left out by --exclude, an ignore file or --changed-since: not skipped
     non_utf8: int = 0  # read with undecodable bytes replaced
+    inodes: set[tuple[int, int]] = field(default_factory=set)  # of every file read
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, path: Path | None = None) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if path is not None:
+            shown = path.as_posix() if path.as_posix() == "<stdin>" else _display(path)
+            self.skipped_files.append((shown, reason))
 
 
-def check_paths(paths: list[str]) -> None:
-    """Every named path must exist (a typo is an error, not an empty scan)."""
+@dataclass
+class Selection:
+    """What a scan reads: suffixes, excludes and ignore files, and (with `--changed-since`)
+    only the files that changed."""
+
+    filter: PathFilter
+    changes: ChangeSet | None = None
+
+    def wants(self, path: Path, tally: FileTally) -> bool:
+        if self.filter.excluded(path) or (
+            self.changes is not None and not self.changes.has_file(path)
+        ):
+            tally.excluded += 1
+            return False
+        return True
+
+
+def default_selection(paths: list[str]) -> Selection:
+    dirs = [Path(p) for p in paths if p != STDIN and os.path.isdir(p)]
+    return Selection(PathFilter.build(SOURCE_SUFFIXES, [], [Path.cwd(), *dirs]))
+
+
+def check_paths(paths: list[str], changes: ChangeSet | None = None) -> None:
+    """Every named path must exist (a typo is an error, not an empty scan); with
+    `--changed-since`, a named file the change deleted is simply not there to scan."""
     for name in paths:
-        if name != STDIN and not os.path.lexists(name):
+        if name != STDIN and not os.path.lexists(name) and changes is None:
             raise UserError(f"{name}: no such file or directory")
 
 
-def source_files(paths: list[str], tally: FileTally) -> Iterator[SourceFile]:
+def source_files(
+    paths: list[str], tally: FileTally, selection: Selection | None = None
+) -> Iterator[SourceFile]:
+    selection = selection or default_selection(paths)
     seen: set[tuple[int, int]] = set()
     for name in paths:
         if name == STDIN:
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+            if _refused(data, Path("<stdin>"), tally, len(data)):
+                continue
             tally.files += 1
-            yield SourceFile("<stdin>", sys.stdin.buffer.read(), Path("stdin.cpp"))
+            yield SourceFile("<stdin>", data, Path("stdin.cpp"))
             continue
         path = Path(name)
+        if not os.path.lexists(path):
+            continue  # deleted since --changed-since's revision (check_paths allowed it)
         if path.is_dir():
-            yield from _walk(path, tally, seen)
-        else:
+            yield from _walk(path, tally, seen, selection)
+        elif selection.wants(path, tally):
             found = _read(path, tally, seen)
             if found is not None:
                 yield found
 
 
-def _walk(root: Path, tally: FileTally, seen: set[tuple[int, int]]) -> Iterator[SourceFile]:
+def _walk(
+    root: Path, tally: FileTally, seen: set[tuple[int, int]], selection: Selection
+) -> Iterator[SourceFile]:
+    """Every wanted file below `root`. Symlinks are followed only where they stay inside the
+    tree: a link to `/usr` or `/etc/shadow` is someone else's file, not this tree's code."""
     visited_dirs: set[tuple[int, int]] = set()
+    inside = os.path.realpath(root)
     for current, dirs, files in os.walk(root, followlinks=True):
         stat = os.stat(current)
         key = (stat.st_dev, stat.st_ino)
         if key in visited_dirs:  # a symlink loop, or a directory reached twice
-            tally.skip("symlink loop")
+            tally.skip("symlink loop", Path(current))
             dirs[:] = []
             continue
         visited_dirs.add(key)
-        dirs.sort()
+        kept = []
+        for name in sorted(dirs):
+            path = Path(current) / name
+            if selection.filter.excluded(path):
+                continue  # an excluded directory is not walked at all
+            if path.is_symlink() and not _within(path, inside):
+                tally.skip("symlink out of the tree", path)
+                continue
+            kept.append(name)
+        dirs[:] = kept
         for name in sorted(files):
             path = Path(current) / name
-            if path.suffix.lower() in SOURCE_SUFFIXES:
-                found = _read(path, tally, seen)
-                if found is not None:
-                    yield found
+            if not selection.filter.wants_suffix(path) or not selection.wants(path, tally):
+                continue
+            if path.is_symlink() and not _within(path, inside):
+                tally.skip("symlink out of the tree", path)
+                continue
+            found = _read(path, tally, seen)
+            if found is not None:
+                yield found
+
+
+def _within(path: Path, root: str) -> bool:
+    target = os.path.realpath(path)
+    return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _read(path: Path, tally: FileTally, seen: set) -> SourceFile | None:
@@ -83,24 +145,35 @@ def _read(path: Path, tally: FileTally, seen: set) -> SourceFile | None:
             return None  # the same file through a symlink: scanned once
         seen.add((stat.st_dev, stat.st_ino))
         if not path.is_file():
-            tally.skip("not a regular file")
+            tally.skip("not a regular file", path)
             return None
         if stat.st_size > MAX_FILE_BYTES:
-            tally.skip(f"over {MAX_FILE_BYTES >> 20} MiB")
+            tally.skip(TOO_BIG, path)
             return None
         data = path.read_bytes()
     except OSError:
-        tally.skip("unreadable")
+        tally.skip("unreadable", path)
         return None
-    if b"\0" in data[:8192]:
-        tally.skip("binary")
+    if _refused(data, path, tally, len(data)):
         return None
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
         tally.non_utf8 += 1
     tally.files += 1
+    tally.inodes.add((stat.st_dev, stat.st_ino))
     return SourceFile(_display(path), data, path)
+
+
+def _refused(data: bytes, path: Path, tally: FileTally, size: int) -> bool:
+    """Binary or oversized content (the same checks for standard input as for files)."""
+    if size > MAX_FILE_BYTES:
+        tally.skip(TOO_BIG, path)
+        return True
+    if b"\0" in data[:8192]:
+        tally.skip("binary", path)
+        return True
+    return False
 
 
 def _display(path: Path) -> str:

@@ -22,27 +22,12 @@ import numpy as np
 import torch
 
 from enstack.encode import pad_id, special_ids
-from enstack.errors import UserError
 from enstack.line_ranker import statement_spans
-from enstack.scan import LOCALISE_METHODS
+from enstack.scan import LOCALISE_METHODS, LOCALISE_VERSION  # noqa: F401 (re-exported)
 from enstack.scan.model import BaseModel, ScanModel
 
 METHODS = LOCALISE_METHODS
-LOCALISE_VERSION = 3  # 2: statement lines, `learned`; 3: a statement's lines as one (cache key)
 OCCLUSION_BATCH = 32
-
-
-def resolve_method(scan_model: ScanModel, method: str) -> str:
-    """`auto`: the learned ranker when the model has one, else attention."""
-    if method == "auto":
-        return "learned" if scan_model.line_ranker is not None else "attention"
-    if method == "learned" and scan_model.line_ranker is None:
-        raise UserError(
-            f"--localise learned: {scan_model.source} has no line ranker this enstack reads "
-            "(its training data had no fix pairs, or an older enstack fitted it: `enstack "
-            "stack` fits it anew); use attention, gradient or occlusion"
-        )
-    return method
 
 
 def rank_lines(

@@ -8,6 +8,7 @@ model's probabilities for the report. Nothing is kept between calls but the load
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,14 +18,12 @@ import torch
 from enstack.device import amp_mode, pick_device
 from enstack.encode import EncodedSplit, pad_id, tokenize
 from enstack.errors import UserError
-from enstack.fsutil import sha256_file, sha256_json
 from enstack.infer import predict
 from enstack.line_ranker import LineRanker, load_line_ranker
 from enstack.models.classifier import Classifier
 from enstack.models.loading import load_classifier, usable_positions
+from enstack.scan.card import PRECISIONS, ModelCard, read_card
 from enstack.stack.bundle import Bundle, bundle_lines_dir, bundle_model_dir, load_bundle
-
-BENIGN_DEFAULT = "none"
 
 
 @dataclass
@@ -74,8 +73,10 @@ class ScanModel:
     fingerprint: str  # changes whenever any file that affects a prediction does
     device: torch.device
     amp: str
+    card: ModelCard
     batch_size: int = 32
     line_ranker: LineRanker | None = None  # from the bundle, when its data had fix pairs
+    precision: str = "fp32"  # int8: linear layers dynamically quantised (CPU inference)
 
     @property
     def benign_id(self) -> int | None:
@@ -101,63 +102,84 @@ class ScanModel:
         return predict(model.model, split, self.batch_size, self.device, self.amp, longest=longest)
 
 
-def load_scan_model(path: Path | str, device: str = "auto", amp: str = "auto") -> ScanModel:
-    """A bundle directory (`run_dir/stack/bundle`) or a model export (`models/NAME/best`)."""
-    path = Path(path)  # notebooks pass strings
-    if not path.is_dir():
-        raise UserError(f"{path}: no such directory (give a bundle or a model export)")
+def load_scan_model(
+    path: Path | str,
+    device: str = "auto",
+    amp: str = "auto",
+    precision: str = "fp32",
+    card: ModelCard | None = None,
+) -> ScanModel:
+    """A bundle directory (`run_dir/stack/bundle`) or a model export (`models/NAME/best`).
+    `precision="int8"` quantises every linear layer's weights to int8 (dynamic quantisation,
+    CPU only): about a quarter of the memory and several times the speed on a CPU runner."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    card = card or read_card(path)  # notebooks pass strings
     torch_device = pick_device(device)
-    mode = amp_mode(amp, torch_device)
-    if (path / "manifest.json").is_file():
-        return _from_bundle(path, torch_device, mode)
-    if (path / "model.safetensors").is_file():
-        return _from_export(path, torch_device, mode)
-    raise UserError(
-        f"{path}: neither an enstack bundle (manifest.json) nor a model export "
-        "(model.safetensors); give run_dir/stack/bundle or run_dir/models/NAME/best"
-    )
+    if precision == "int8" and torch_device.type != "cpu":
+        raise UserError("--precision int8: quantised inference runs on the CPU (use --device cpu)")
+    mode = amp_mode(amp, torch_device) if precision == "fp32" else "off"
+    if card.kind == "bundle":
+        return _from_bundle(card, torch_device, mode, precision)
+    return _from_export(card, torch_device, mode, precision)
 
 
-def _from_bundle(path: Path, device: torch.device, amp: str) -> ScanModel:
+def _from_bundle(card: ModelCard, device: torch.device, amp: str, precision: str) -> ScanModel:
+    path = card.source
     bundle = load_bundle(path)  # verifies every file against the manifest first
-    labels = list(bundle.manifest["labels"])
-    models = [_base_model(bundle_model_dir(path, name), name, device) for name in bundle.models]
+    labels = card.labels
+    models = [
+        _base_model(bundle_model_dir(path, name), name, device, precision) for name in bundle.models
+    ]
     for model in models:
         _check_labels(model, labels, path)
     return ScanModel(
         source=path,
         labels=labels,
-        benign_label=_benign(bundle.manifest.get("benign_label", BENIGN_DEFAULT), labels),
+        benign_label=card.benign_label,
         models=models,
         bundle=bundle,
-        fingerprint=sha256_json(bundle.manifest),
+        fingerprint=card.fingerprint,
         device=device,
         amp=amp,
+        card=card,
         line_ranker=load_line_ranker(bundle_lines_dir(path)),
+        precision=precision,
     )
 
 
-def _from_export(path: Path, device: torch.device, amp: str) -> ScanModel:
-    model = _base_model(
-        path, path.parent.name if path.name in ("best", "final") else path.name, device
-    )
-    labels = model.labels
+def _from_export(card: ModelCard, device: torch.device, amp: str, precision: str) -> ScanModel:
+    model = _base_model(card.source, card.members[0], device, precision)
     return ScanModel(
-        source=path,
-        labels=labels,
-        benign_label=_benign(BENIGN_DEFAULT, labels),
+        source=card.source,
+        labels=card.labels,
+        benign_label=card.benign_label,
         models=[model],
         bundle=None,
-        fingerprint=sha256_json({"weights": sha256_file(path / "model.safetensors")}),
+        fingerprint=card.fingerprint,
         device=device,
         amp=amp,
+        card=card,
+        precision=precision,
     )
 
 
-def _base_model(export: Path, name: str, device: torch.device) -> BaseModel:
+def _base_model(export: Path, name: str, device: torch.device, precision: str) -> BaseModel:
     model, tokenizer = load_classifier(export, str(device))
     family = model.config.enstack["family"]
+    if precision == "int8":
+        model = quantise_int8(model)
     return BaseModel(name, model, tokenizer, family, _max_length(export, model), export)
+
+
+def quantise_int8(model: Classifier) -> Classifier:
+    """Linear layers with int8 weights, activations quantised on the fly (PyTorch's dynamic
+    quantisation): attention and feed-forward matrices are where a CPU spends its time."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice, on every call
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _max_length(export: Path, model: Classifier) -> int:
@@ -179,7 +201,3 @@ def _check_labels(model: BaseModel, labels: list[str], bundle: Path) -> None:
             f"{bundle}: model {model.name} has classes {own}, the bundle {labels}; "
             "the bundle is not one enstack wrote"
         )
-
-
-def _benign(label: str | None, labels: list[str]) -> str | None:
-    return label if label is not None and label in labels else None

@@ -9,15 +9,17 @@ stays put when unrelated lines move), and the per-model probabilities in `proper
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import re
+from urllib.parse import quote
 
 from enstack import __version__
 from enstack.scan.api import ScanReport, Scored
 
-INFORMATION_URI = "https://github.com/enstack/enstack"
+INFORMATION_URI = "https://arxiv.org/abs/2411.16561"  # the EnStack paper this implements
+AUTOMATION_ID = "enstack/"  # one analysis category: alerts carry over from scan to scan
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 # GitHub's security-severity (CVSS-like, 0-10) per class: how bad the flaw class usually is
 SEVERITY = {"119": "8.8", "120": "9.8", "469": "5.5", "476": "7.5"}
@@ -39,6 +41,18 @@ def render(report: ScanReport, fmt: str) -> str:
     return as_text(report)
 
 
+def escape_markdown(text: str) -> str:
+    """Text that code scanning renders as Markdown, shown as written: a name like
+    f<"`](https://x)[`"> stays text, not a link."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def printable(text: str) -> str:
+    """A file or function name in a line-oriented format: control characters (a newline in a
+    file name would forge a row) written as escapes."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _lines_text(item: Scored) -> str:
     return ", ".join(str(line) for line, _ in item.lines)
 
@@ -48,7 +62,7 @@ def _lines_text(item: Scored) -> str:
 
 def as_text(report: ScanReport) -> str:
     rows = sorted(
-        report.findings, key=lambda s: (-s.confidence, s.function.path, s.function.start_line)
+        report.unsuppressed, key=lambda s: (-s.confidence, s.function.path, s.function.start_line)
     )
     header = (
         "location",
@@ -60,9 +74,9 @@ def as_text(report: ScanReport) -> str:
     )
     table = [
         (
-            f"{s.function.path}:{s.function.start_line}",
-            s.function.name,
-            s.label,
+            f"{printable(s.function.path)}:{s.function.start_line}",
+            printable(s.function.name),
+            printable(s.label),
             s.level,
             f"{s.confidence:.3f}",
             _lines_text(s),
@@ -80,6 +94,9 @@ def as_text(report: ScanReport) -> str:
         ]
     else:
         out.append(f"no findings at P(vulnerable) >= {report.threshold}")
+    suppressed = len(report.findings) - len(rows)
+    if suppressed:
+        out.append(f"({suppressed} suppressed findings not shown: see --format json or sarif)")
     return "\n".join(out) + "\n"
 
 
@@ -100,6 +117,8 @@ def _finding_json(report: ScanReport, s: Scored) -> dict:
         "models": {name: _by_label(report, p) for name, p in s.per_model.items()},
         "top_lines": [{"line": line, "score": round(score, 4)} for line, score in s.lines],
         "damaged": s.function.damaged,
+        "fingerprint": s.fingerprint,
+        "suppressed": None if s.suppression is None else s.suppression.as_sarif(),
     }
 
 
@@ -110,7 +129,7 @@ def _by_label(report: ScanReport, probs) -> dict[str, float]:
 def as_json(report: ScanReport) -> dict:
     return {
         "tool": {"name": "enstack", "version": __version__},
-        "model": str(report.model.source),
+        "model": report.model.describe(),
         "labels": report.model.labels,
         "benign_label": report.model.benign_label,
         "threshold": report.threshold,
@@ -120,8 +139,12 @@ def as_json(report: ScanReport) -> dict:
             "functions": len(report.scored),
             "damaged_functions": report.damaged_functions,
             "skipped_files": report.tally.skipped,
+            "excluded_files": report.tally.excluded,
             "non_utf8_files": report.tally.non_utf8,
-            "findings": len(report.findings),
+            "findings": len(report.unsuppressed),
+            "suppressed": len(report.findings) - len(report.unsuppressed),
+            "changed_since": report.changed_since,
+            "functions_in_changed_files": report.functions_seen,
         },
         "warning": None if report.detects else FIVE_CLASS_WARNING,
         "findings": [_finding_json(report, s) for s in report.findings],
@@ -142,20 +165,22 @@ def as_csv(report: ScanReport) -> str:
             "level",
             "p_vulnerable",
             "top_lines",
+            "suppressed",
         ]
-        + [f"p_{label}" for label in labels]
+        + [f"p_{printable(label)}" for label in labels]
     )
     for s in report.findings:
         writer.writerow(
             [
-                s.function.path,
-                s.function.name,
+                printable(s.function.path),
+                printable(s.function.name),
                 s.function.start_line,
                 s.function.end_line,
-                s.label,
+                printable(s.label),
                 s.level,
                 "" if s.p_vulnerable is None else f"{s.p_vulnerable:.6f}",
                 " ".join(str(line) for line, _ in s.lines),
+                "" if s.suppression is None else s.suppression.kind,
             ]
             + [f"{p:.6f}" for p in s.probs]
         )
@@ -170,14 +195,15 @@ def rule_id(label: str) -> str:
 
 
 def _rule(label: str) -> dict:
-    match = CWE_NUMBER.search(label)
+    match = CWE_NUMBER.fullmatch(label.strip())
     number = match.group(1) if match else None
+    shown = escape_markdown(printable(label))  # a class name comes from the bundle: untrusted
     rule = {
         "id": rule_id(label),
         "name": re.sub(r"[^A-Za-z0-9]", "", label.title()) or "Flaw",
-        "shortDescription": {"text": f"Function resembles {label} flaws"},
+        "shortDescription": {"text": f"Function resembles {shown} flaws"},
         "fullDescription": {
-            "text": f"enstack's stacked code models classify this function's code as {label}. "
+            "text": f"enstack's stacked code models classify this function's code as {shown}. "
             "A model's prediction, not a proof: review the function and its top lines."
         },
         "defaultConfiguration": {"level": "warning"},
@@ -190,11 +216,11 @@ def _rule(label: str) -> dict:
         url = f"https://cwe.mitre.org/data/definitions/{number}.html"
         rule["helpUri"] = url
         rule["help"] = {
-            "text": f"{label}: see {url}",
-            "markdown": f"[{label}]({url}) on MITRE's CWE list.",
+            "text": f"CWE-{number}: see {url}",
+            "markdown": f"[CWE-{number}]({url}) on MITRE's CWE list.",
         }
     else:
-        rule["help"] = {"text": f"{label}: a flaw class of the training data, not one CWE entry."}
+        rule["help"] = {"text": f"{shown}: a flaw class of the training data, not one CWE entry."}
     return rule
 
 
@@ -222,16 +248,16 @@ def _location(
 
 
 def _artifact(path: str) -> dict:
+    """An RFC 3986 reference: `#`, `?`, `%`, spaces and non-ASCII percent-encoded, so
+    `hash#frag?q=1.c` names that file and not another."""
     if path.startswith("/"):
-        return {"uri": "file://" + path}
-    return {"uri": path, "uriBaseId": "%SRCROOT%"}
+        return {"uri": "file://" + quote(path, safe="/")}
+    return {"uri": quote(path, safe="/"), "uriBaseId": "%SRCROOT%"}
 
 
 def line_hash(s: Scored) -> str:
     """Stable while the function's own text, name and class are: moving it changes nothing."""
-    text = " ".join(s.function.code.split())
-    digest = hashlib.sha256(f"{s.function.name}\0{s.label}\0{text}".encode()).hexdigest()
-    return f"{digest[:16]}:1"
+    return s.fingerprint
 
 
 def _lines_lead(method: str) -> str:
@@ -245,27 +271,28 @@ def _result(report: ScanReport, s: Scored) -> dict:
     top = s.lines[0][0] if s.lines else f.start_line
     lines = _lines_text(s)
     p_class = float(s.probs[report.model.labels.index(s.label)])
+    name, label = escape_markdown(printable(f.name)), escape_markdown(printable(s.label))
     score = (
-        f"P(vulnerable) {s.p_vulnerable:.2f}, P({s.label}) {p_class:.2f}"
+        f"P(vulnerable) {s.p_vulnerable:.2f}, P({label}) {p_class:.2f}"
         if s.p_vulnerable is not None
-        else f"P({s.label}) {s.confidence:.2f}"
+        else f"P({label}) {s.confidence:.2f}"
     )
     message = (
-        f"Function `{f.name}` (lines {f.start_line}-{f.end_line}) resembles {s.label} ({score})."
+        f"Function {name} (lines {f.start_line}-{f.end_line}) resembles {label} ({score})."
         + (f" {_lines_lead(report.localise)}: {lines}." if lines else "")
     )
-    related = [_location(f.path, _region(f.start_line, f.end_line), f"function {f.name}", 1)]
+    related = [_location(f.path, _region(f.start_line, f.end_line), f"function {name}", 1)]
     related += [
         _location(f.path, _region(line), f"top line {rank + 2}", rank + 2)
         for rank, (line, _) in enumerate(s.lines[1:])
     ]
-    return {
+    result = {
         "ruleId": rule_id(s.label),
         "level": s.level,
         "message": {"text": message},
         "locations": [_location(f.path, _region(top))],
         "relatedLocations": related,
-        "partialFingerprints": {"primaryLocationLineHash": line_hash(s)},
+        "partialFingerprints": {"primaryLocationLineHash": s.fingerprint},
         "properties": {
             "function": f.name,
             "p_vulnerable": s.p_vulnerable,
@@ -274,6 +301,37 @@ def _result(report: ScanReport, s: Scored) -> dict:
             "damaged": f.damaged,
         },
     }
+    if s.suppression is not None:
+        result["suppressions"] = [s.suppression.as_sarif()]
+    return result
+
+
+def _notifications(report: ScanReport) -> list[dict]:
+    """What the scan could not read or parse, for code scanning's tool status page."""
+    out = []
+    if not report.detects:
+        out.append({"level": "warning", "message": {"text": FIVE_CLASS_WARNING}})
+    out += [{"level": "warning", "message": {"text": text}} for text in report.model.warnings()]
+    for path, reason in report.tally.skipped_files:
+        out.append(
+            {
+                "level": "note",
+                "message": {"text": f"skipped: {printable(reason)}"},
+                "locations": [_location(path, _region(1))] if path != "<stdin>" else [],
+            }
+        )
+    for path in report.damaged_paths:
+        out.append(
+            {
+                "level": "note",
+                "message": {
+                    "text": "parts of this file did not parse (a macro or #if tree-sitter "
+                    "cannot read without a preprocessor): functions there may be missed"
+                },
+                "locations": [_location(path, _region(1))],
+            }
+        )
+    return out
 
 
 def as_sarif(report: ScanReport) -> dict:
@@ -291,21 +349,17 @@ def as_sarif(report: ScanReport) -> dict:
         "originalUriBaseIds": {
             "%SRCROOT%": {"description": {"text": "the scan's working directory"}}
         },
+        "automationDetails": {"id": AUTOMATION_ID},
+        "invocations": [
+            {"executionSuccessful": True, "toolExecutionNotifications": _notifications(report)}
+        ],
         "results": [_result(report, s) for s in report.findings],
         "properties": {
-            "model": str(report.model.source),
+            "model": report.model.describe(),
             "threshold": report.threshold,
             "localisation": report.localise,
             "functions": len(report.scored),
+            "changedSince": report.changed_since,
         },
     }
-    if not report.detects:
-        run["invocations"] = [
-            {
-                "executionSuccessful": True,
-                "toolExecutionNotifications": [
-                    {"level": "warning", "message": {"text": FIVE_CLASS_WARNING}}
-                ],
-            }
-        ]
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}

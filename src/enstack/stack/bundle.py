@@ -46,7 +46,10 @@ def write_bundle(
     labels: list[str],
     benign_label: str | None = None,
     line_ranker: LineRanker | None = None,
+    trained_on: dict | None = None,
 ) -> None:
+    """`trained_on`: what the bundle learned from (data format and source names, split sizes,
+    base models, held-out test metrics), so that whoever scans with it knows what it is."""
     with staged_dir(out_dir) as tmp:
         for name, export in model_exports.items():
             target = bundle_model_dir(tmp, name)
@@ -65,6 +68,7 @@ def write_bundle(
             features=features,
             labels=labels,
             benign_label=benign_label,  # the class of safe code; None for the paper's task
+            trained_on=trained_on,
         )
         (tmp / MANIFEST).write_bytes(manifest)
 

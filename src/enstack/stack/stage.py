@@ -119,9 +119,37 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
             labels,
             summary["benign_label"],
             line_ranker,
+            _provenance(config, manifest, summary),
         )
         (tmp / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
     return StackResult(out, summary, skipped=False)
+
+
+def _provenance(config: Config, manifest: dict, summary: dict) -> dict:
+    """What the bundle was trained on, for `enstack scan` to say: source file names only (no
+    local paths leave the machine inside a shared bundle)."""
+    sources = sorted(
+        Path(str(info["path"])).name if "path" in info else "synthetic"
+        for info in manifest.get("sources", {}).values()
+    )
+    test = summary["selected_test"]
+    return {
+        "format": manifest.get("format"),
+        "synthetic": manifest.get("format") == "synthetic",
+        "sources": sources,
+        "rows": {split: info["total"] for split, info in manifest["splits"].items()},
+        "labels": summary["labels"],
+        "models": {
+            m.name: {
+                "family": m.family,
+                "init": "scratch" if m.scratch is not None else Path(str(m.pretrained)).name,
+            }
+            for m in config.models
+            if m.name in summary["selected"]["models"]
+        },
+        "meta": summary["selected"]["meta"],
+        "test": {k: test[k] for k in ("accuracy", "macro_f1") if k in test},
+    }
 
 
 def line_ranker_text(summary: dict) -> str:

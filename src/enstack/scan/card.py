@@ -1,0 +1,200 @@
+"""What a scan model is, read without loading it: its classes, its fingerprint (the cache's
+key), whether it has a line ranker, and what it was trained on.
+
+Reading this takes milliseconds and imports no torch, transformers or scikit-learn, so a
+re-scan whose every function is in the cache answers without loading a model at all. The
+models themselves are loaded (and verified against the manifest) only when something must be
+scored: `enstack.scan.model.load_scan_model`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from enstack.errors import UserError
+from enstack.fsutil import sha256_json
+from enstack.line_ranker import HASH_FEATURES, RANKER_VERSION
+
+BENIGN_DEFAULT = "none"
+PRECISIONS = ("fp32", "int8")
+MAX_JSON_BYTES = 16 << 20  # a manifest or config larger than this is not one enstack wrote
+SYNTHETIC_WARNING = (
+    "this model was trained on synthetic functions (the demo's data, not a benchmark): its "
+    "findings on real code mean nothing"
+)
+UNKNOWN_WARNING = (
+    "this bundle does not say what it was trained on (an enstack before 0.1 wrote it, or a "
+    "single model's export): judge its findings with care"
+)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    source: Path
+    kind: str  # "bundle" or "export"
+    labels: list[str]
+    benign_label: str | None  # None: the paper's five classes, no notion of safe code
+    fingerprint: str  # changes whenever any file that decides a score does
+    has_line_ranker: bool
+    members: list[str]  # base model names
+    meta: str | None  # the meta-classifier (bundles)
+    trained_on: dict | None
+
+    @property
+    def benign_id(self) -> int | None:
+        return self.labels.index(self.benign_label) if self.benign_label is not None else None
+
+    def describe(self) -> dict:
+        """For JSON and SARIF: names, not local paths."""
+        return {
+            "name": self.source.name,
+            "kind": self.kind,
+            "fingerprint": self.fingerprint[:16],
+            "models": self.members,
+            "meta": self.meta,
+            "trained_on": self.trained_on,
+        }
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.trained_on is None:
+            out.append(UNKNOWN_WARNING)
+        elif self.trained_on.get("synthetic"):
+            out.append(SYNTHETIC_WARNING)
+        return out
+
+    def headline(self) -> str:
+        """One line for the terminal: what is scoring the code."""
+        what = f"{self.kind} {self.source.name}: " + ", ".join(self.members)
+        if self.meta:
+            what += f" stacked by {self.meta}"
+        info = self.trained_on
+        if info is None:
+            return f"model: {what}; training data unknown"
+        rows = info.get("rows", {})
+        data = "synthetic data" if info.get("synthetic") else ", ".join(info.get("sources", []))
+        size = f"{rows.get('train', 0):,} train functions" if rows else "size unknown"
+        test = info.get("test", {})
+        held = f"; held-out test macro-F1 {test['macro_f1']:.3f}" if "macro_f1" in test else ""
+        return f"model: {what}; trained on {data or info.get('format')} ({size}){held}"
+
+
+def read_card(path: Path | str) -> ModelCard:
+    """A bundle directory (`run_dir/stack/bundle`) or a model export (`models/NAME/best`)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such directory (give a bundle or a model export)")
+    if (path / "manifest.json").is_file():
+        return _bundle_card(path)
+    if (path / "model.safetensors").is_file():
+        return _export_card(path)
+    raise UserError(
+        f"{path}: neither an enstack bundle (manifest.json) nor a model export "
+        "(model.safetensors); give run_dir/stack/bundle or run_dir/models/NAME/best"
+    )
+
+
+def _json(path: Path, what: str) -> dict:
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise UserError(f"{path}: over {MAX_JSON_BYTES >> 20} MiB; not {what} enstack wrote")
+        value = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror})") from None
+    except (ValueError, RecursionError):
+        raise UserError(f"{path}: not JSON; not {what} enstack wrote") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: not a JSON object; not {what} enstack wrote")
+    return value
+
+
+def _string_list(value: object, path: Path, key: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise UserError(f"{path}: `{key}` is not a list of names; not a bundle enstack wrote")
+    return list(value)
+
+
+def _bundle_card(path: Path) -> ModelCard:
+    manifest_path = path / "manifest.json"
+    manifest = _json(manifest_path, "a bundle")
+    labels = _string_list(manifest.get("labels"), manifest_path, "labels")
+    members = _string_list(manifest.get("models"), manifest_path, "models")
+    trained_on = manifest.get("trained_on")
+    benign = manifest.get("benign_label", BENIGN_DEFAULT)
+    return ModelCard(
+        source=path,
+        kind="bundle",
+        labels=labels,
+        benign_label=benign if isinstance(benign, str) and benign in labels else None,
+        fingerprint=sha256_json(manifest),  # the manifest holds every file's sha256
+        has_line_ranker=_has_line_ranker(path / "lines"),
+        members=members,
+        meta=str(manifest.get("meta")) if manifest.get("meta") is not None else None,
+        trained_on=trained_on if isinstance(trained_on, dict) else None,
+    )
+
+
+def _export_card(path: Path) -> ModelCard:
+    config = _json(path / "config.json", "an export")
+    id2label = config.get("id2label")
+    try:
+        labels = [str(id2label[str(i)]) for i in range(len(id2label))]
+    except (KeyError, TypeError):
+        raise UserError(
+            f"{path / 'config.json'}: no id2label; not an export enstack wrote"
+        ) from None
+    name = path.parent.name if path.name in ("best", "final") else path.name
+    return ModelCard(
+        source=path,
+        kind="export",
+        labels=labels,
+        benign_label=BENIGN_DEFAULT if BENIGN_DEFAULT in labels else None,
+        fingerprint=_export_fingerprint(path),
+        has_line_ranker=False,
+        members=[name],
+        meta=None,
+        trained_on=None,
+    )
+
+
+def _export_fingerprint(path: Path) -> str:
+    """Every file inference reads (weights, config, enstack.json's max_length, tokenizer):
+    a changed max_length must not repeat the old scores from the cache."""
+    digests = {}
+    for item in sorted(path.iterdir()):
+        if item.is_file():
+            digest = hashlib.sha256()
+            with item.open("rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+            digests[item.name] = digest.hexdigest()
+    return sha256_json({"export": digests})
+
+
+def _has_line_ranker(directory: Path) -> bool:
+    """A ranker this enstack reads (an older version's is ignored, as loading does)."""
+    try:
+        header = json.loads((directory / "ranker.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (
+        isinstance(header, dict)
+        and header.get("version") == RANKER_VERSION
+        and header.get("hash_features") == HASH_FEATURES
+    )
+
+
+def resolve_method(card: ModelCard, method: str) -> str:
+    """`auto`: the learned ranker when the model has one, else attention."""
+    if method == "auto":
+        return "learned" if card.has_line_ranker else "attention"
+    if method == "learned" and not card.has_line_ranker:
+        raise UserError(
+            f"--localise learned: {card.source} has no line ranker this enstack reads "
+            "(its training data had no fix pairs, or an older enstack fitted it: `enstack "
+            "stack` fits it anew); use attention, gradient or occlusion"
+        )
+    return method

@@ -1,0 +1,117 @@
+"""Findings a user has already judged: an `enstack-ignore` comment in the code, or a baseline
+(an earlier scan's SARIF). A suppressed finding is still reported, marked with its kind and
+justification as SARIF's `suppressions` says (`inSource`, `external`), and `--fail-on` does not
+count it.
+
+Inline, in the function or on the line just above it:
+
+    // enstack-ignore: CWE-476 the pointer is checked by every caller
+    /* enstack-ignore: reviewed in #123 */        (no class named: every class)
+
+A baseline matches on the fingerprint each SARIF result carries
+(`partialFingerprints.primaryLocationLineHash`): the function's name, class and text, so a
+finding stays suppressed when the function moves and comes back when its text changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from enstack.errors import UserError
+
+MARK = re.compile(r"enstack-ignore\b:?[ \t]*([^\r\n]*)", re.IGNORECASE)
+COMMENT_END = re.compile(r"\s*\*/.*$")
+ANY_CLASS = {"*", "all"}
+FINGERPRINT = "primaryLocationLineHash"
+MAX_BASELINE_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class Suppression:
+    kind: str  # SARIF's: "inSource" (a comment) or "external" (a baseline)
+    justification: str
+
+    def as_sarif(self) -> dict:
+        return {"kind": self.kind, "status": "accepted", "justification": self.justification}
+
+
+def fingerprint(name: str, label: str, code: str) -> str:
+    """Stable while the function's own text, name and class are: moving it changes nothing."""
+    text = " ".join(code.split())
+    digest = hashlib.sha256(f"{name}\0{label}\0{text}".encode()).hexdigest()
+    return f"{digest[:16]}:1"
+
+
+@dataclass(frozen=True)
+class InlineMark:
+    classes: frozenset[str]  # upper-cased; empty: every class
+    reason: str
+
+    def covers(self, label: str) -> bool:
+        return not self.classes or label.upper() in self.classes
+
+
+def inline_marks(code: str, line_above: str, labels: list[str]) -> list[InlineMark]:
+    """`enstack-ignore` comments in a function's text or on the line just above it. The first
+    word after the colon is a class when it names one of the model's classes (any case),
+    a CWE id, `*` or `all`; otherwise it begins the reason and every class is covered."""
+    known = {label.upper() for label in labels}
+    marks = []
+    for text in (line_above, code):
+        for match in MARK.finditer(text):
+            rest = COMMENT_END.sub("", match.group(1)).strip()
+            first, _, reason = rest.partition(" ")
+            named = {c.strip().upper() for c in first.split(",") if c.strip()}
+            if named and (named <= known | ANY_CLASS or all(c.startswith("CWE-") for c in named)):
+                classes = frozenset() if named & ANY_CLASS else frozenset(named)
+                marks.append(InlineMark(classes, reason.strip()))
+            else:
+                marks.append(InlineMark(frozenset(), rest))
+    return marks
+
+
+def inline_suppression(marks: list[InlineMark], label: str) -> Suppression | None:
+    for mark in marks:
+        if mark.covers(label):
+            return Suppression("inSource", mark.reason or "enstack-ignore comment")
+    return None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    path: Path
+    fingerprints: frozenset[str]
+
+    def suppression(self, key: str) -> Suppression | None:
+        if key in self.fingerprints:
+            return Suppression("external", f"in the baseline {self.path.name}")
+        return None
+
+
+def load_baseline(path: Path) -> Baseline:
+    """The fingerprints of every result in a SARIF file (any tool's runs are skipped: only
+    enstack's fingerprints can match)."""
+    try:
+        if path.stat().st_size > MAX_BASELINE_BYTES:
+            raise UserError(f"--baseline {path}: over {MAX_BASELINE_BYTES >> 20} MiB")
+        sarif = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise UserError(f"--baseline {path}: cannot read it ({exc.strerror})") from None
+    except (ValueError, RecursionError):
+        raise UserError(f"--baseline {path}: not JSON, so not a SARIF file") from None
+    runs = sarif.get("runs") if isinstance(sarif, dict) else None
+    if not isinstance(runs, list) or not str(sarif.get("version", "")).startswith("2."):
+        raise UserError(f"--baseline {path}: not a SARIF 2.x file (no version and runs)")
+    found = set()
+    for run in runs:
+        results = run.get("results") if isinstance(run, dict) else None
+        for result in results if isinstance(results, list) else []:
+            prints = result.get("partialFingerprints") if isinstance(result, dict) else None
+            value = prints.get(FINGERPRINT) if isinstance(prints, dict) else None
+            if isinstance(value, str):
+                found.add(value)
+    return Baseline(path, frozenset(found))
