@@ -263,3 +263,35 @@ def trained_run(tmp_path_factory) -> Path:
     )
     train_model(config, "m", progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory) -> Path:
+    """A bundle for the scan tests, trained in place on synthetic data with a benign class:
+    one tiny model."""
+    root = tmp_path_factory.mktemp("scanbundle")
+    cfg = write_config(
+        root / "c.yaml",
+        {
+            "run_dir": str(root / "run"),
+            "data": {
+                "format": "synthetic",
+                "labels": ["CWE-119", "CWE-120", "CWE-469", "CWE-476", "CWE-other", "none"],
+                "synthetic": {"n_per_class": 30},
+            },
+            "models": [{"name": "m", "family": "codebert", "scratch": TINY_MODEL}],
+            "training": {
+                "epochs": 1,
+                "batch_size": 16,
+                "learning_rate": 1e-3,
+                "max_length": 128,
+                "save_steps": 0,
+                "device": "cpu",
+            },
+            "stacking": {"meta": ["lr"], "mode": "paper"},
+        },
+    )
+    from enstack.cli import main
+
+    assert main(["run", "--config", str(cfg)]) == 0
+    return root / "run" / "stack" / "bundle"

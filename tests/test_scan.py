@@ -17,9 +17,9 @@ from enstack.scan.api import Scanner
 from enstack.scan.functions import extract_functions
 from enstack.scan.localise import rank_lines
 
-from conftest import REPO, TINY_MODEL, write_config
+from conftest import REPO
 
-SCHEMA = REPO.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
+SCHEMA = REPO / "tests" / "data" / "sarif-schema-2.1.0.json"  # the official schema, shipped
 
 C_FILE = """#include <string.h>
 static int helper(int x) { return x + 1; }
@@ -74,35 +74,6 @@ def test_a_damaged_file_still_yields_its_functions() -> None:
 
 
 # --- a real (tiny) six-class bundle ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    """A bundle trained in place on synthetic data with a benign class: one tiny model."""
-    root = tmp_path_factory.mktemp("scanbundle")
-    cfg = write_config(
-        root / "c.yaml",
-        {
-            "run_dir": str(root / "run"),
-            "data": {
-                "format": "synthetic",
-                "labels": ["CWE-119", "CWE-120", "CWE-469", "CWE-476", "CWE-other", "none"],
-                "synthetic": {"n_per_class": 30},
-            },
-            "models": [{"name": "m", "family": "codebert", "scratch": TINY_MODEL}],
-            "training": {
-                "epochs": 1,
-                "batch_size": 16,
-                "learning_rate": 1e-3,
-                "max_length": 128,
-                "save_steps": 0,
-                "device": "cpu",
-            },
-            "stacking": {"meta": ["lr"], "mode": "paper"},
-        },
-    )
-    assert main(["run", "--config", str(cfg)]) == 0
-    return root / "run" / "stack" / "bundle"
 
 
 @pytest.fixture

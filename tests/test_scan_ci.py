@@ -1,0 +1,419 @@
+"""`enstack scan` in a CI job: --changed-since on a real git repository, excludes and the
+ignore file, both kinds of suppression (validated against the SARIF schema), notifications, a
+re-scan the cache answers without loading the model, int8 agreement, the pre-commit hook and
+the GitHub Actions example, and bad input ending in one `error:` line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from enstack.cli import build_parser, main
+from enstack.scan.api import Scanner
+
+from conftest import REPO
+
+SCHEMA = REPO / "tests" / "data" / "sarif-schema-2.1.0.json"
+
+
+def _fn(name: str, body: str = "return x + 1;") -> str:
+    return f"int {name}(int x)\n{{\n    {body}\n}}\n"
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch) -> Path:
+    """A repository with one commit, then a working tree that modifies one function, adds
+    one (in a new file), renames a file with a change, deletes a file, and leaves the rest."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    _git(root, "init", "-q", "-b", "main")
+    (root / "a.c").write_text(_fn("kept") + "\n" + _fn("edited"))
+    (root / "old.c").write_text(_fn("deleted"))
+    (root / "mv.c").write_text(_fn("moved_same") + "\n" + _fn("moved_edited"))
+    _git(root, "add", "-A")
+    _git(root, "commit", "-qm", "base")
+    (root / "a.c").write_text(_fn("kept") + "\n" + _fn("edited", "return x * 2;"))
+    (root / "old.c").unlink()
+    _git(root, "mv", "mv.c", "moved.c")
+    (root / "moved.c").write_text(_fn("moved_same") + "\n" + _fn("moved_edited", "return x - 1;"))
+    (root / "new.c").write_text(_fn("added"))
+    monkeypatch.chdir(root)
+    return root
+
+
+def _scan_json(bundle: Path, capsys, *args: str) -> tuple[int, dict | None, str]:
+    code = main(["scan", "--bundle", str(bundle), "--format", "json", "--threshold", "0.01",
+                 "--no-cache", *args])  # fmt: skip
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code != 2 else None), err
+
+
+def _names(report: dict) -> set[str]:
+    return {f["function"] for f in report["findings"]}
+
+
+def test_changed_since_scans_only_changed_functions(bundle: Path, repo: Path, capsys) -> None:
+    code, report, err = _scan_json(bundle, capsys, "--changed-since", "HEAD")
+    assert code == 0, err
+    # threshold 0.01: every function in scope is a finding
+    assert _names(report) == {"edited", "moved_edited", "added"}
+    assert {f["path"] for f in report["findings"]} == {"a.c", "moved.c", "new.c"}
+    assert report["summary"]["changed_since"] == "HEAD"
+    assert report["summary"]["functions_in_changed_files"] == 5
+    assert "3 of their 5 functions in scope (changed since HEAD)" in err
+    # a deleted file named by hand (as a hook passes it) is not an error with --changed-since
+    code, report, err = _scan_json(bundle, capsys, "--changed-since", "HEAD", "old.c", "a.c")
+    assert code == 0, err
+    assert _names(report) == {"edited"}
+
+
+def test_an_empty_change_is_a_clean_scan(bundle: Path, repo: Path, capsys) -> None:
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "all")
+    code, report, err = _scan_json(bundle, capsys, "--changed-since", "HEAD", "--fail-on", "note")
+    assert code == 0, err
+    assert report["findings"] == [] and report["summary"]["functions"] == 0
+
+
+def test_changed_since_in_a_shallow_clone(bundle: Path, repo: Path, tmp_path, capsys) -> None:
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "second")
+    clone = tmp_path / "shallow"
+    _git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(clone))
+    os.chdir(clone)
+    code, _, err = _scan_json(bundle, capsys, "--changed-since", "HEAD~1")
+    assert code == 2 and err.count("error:") == 1 and "Traceback" not in err
+    assert "HEAD~1: not a commit in this repository" in err and "git fetch" in err
+    _git(clone, "fetch", "-q", "--deepen", "1")  # what the message says to do
+    code, report, err = _scan_json(bundle, capsys, "--changed-since", "HEAD~1")
+    assert code == 0, err
+    assert _names(report) == {"edited", "moved_edited", "added"}
+
+
+@pytest.mark.parametrize(
+    ("rev", "fragment"),
+    [("no-such-branch", "not a commit"), ("HEAD:a.c", "not a commit"), ("-x", "not a commit")],
+)
+def test_a_revision_that_is_not_a_commit(bundle: Path, repo: Path, capsys, rev, fragment) -> None:
+    output = repo / "out.json"
+    output.write_text("kept")
+    # --changed-since=REV: an option-like revision ("-x") reaches git as a revision, not a flag
+    code = main(["scan", "--bundle", str(bundle), f"--changed-since={rev}", "--output",
+                 str(output)])  # fmt: skip
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("error:") == 1 and fragment in err
+    assert output.read_text() == "kept"  # nothing half-written
+
+
+def test_changed_since_outside_a_repository(bundle: Path, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.c").write_text(_fn("f"))
+    code, _, err = _scan_json(bundle, capsys, "--changed-since", "HEAD")
+    assert code == 2 and err.count("error:") == 1 and "git rev-parse failed" in err
+
+
+def test_excludes_ignore_file_and_include(bundle: Path, tmp_path, monkeypatch, capsys) -> None:
+    tree = tmp_path / "tree"
+    for rel in ("src/a.c", "src/a.h", "vendor/lib.c", "tests/t.c", "gen/big.c"):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(_fn(Path(rel).stem.replace(".", "_")))
+    (tree / ".enstackignore").write_text("# third-party code\nvendor/\n")
+    monkeypatch.chdir(tmp_path)
+    code, report, err = _scan_json(
+        bundle, capsys, "tree", "--exclude", "tests/", "--exclude", "**/gen/*.c"
+    )
+    assert code == 0, err
+    assert {f["path"] for f in report["findings"]} == {"tree/src/a.c", "tree/src/a.h"}
+    code, report, _ = _scan_json(bundle, capsys, "tree", "--include", ".h")
+    assert {f["path"] for f in report["findings"]} == {"tree/src/a.h"}
+    # the patterns apply to files named by hand too (a hook passes every staged file)
+    code, report, err = _scan_json(bundle, capsys, "tree/src/a.c", "--exclude", "*.c")
+    assert code == 0 and report["findings"] == [] and "1 files excluded" in err
+
+
+SUPPRESSED_C = """int plain(int *p)
+{
+    return p[4];
+}
+
+// enstack-ignore: reviewed in #12, callers pass 8 elements
+int above(int *p)
+{
+    return p[4];
+}
+
+int inside(int *p)
+{
+    /* enstack-ignore: CWE-NOPE only this class */
+    return p[4];
+}
+"""
+
+
+def test_inline_and_baseline_suppressions(bundle: Path, tmp_path, monkeypatch, capsys) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA.read_text())
+    monkeypatch.chdir(tmp_path)
+    Path("s.c").write_text(SUPPRESSED_C)
+    args = ["scan", "s.c", "--bundle", str(bundle), "--threshold", "0.01", "--no-cache"]
+    assert main([*args, "--format", "sarif", "--output", "first.sarif"]) == 0
+    capsys.readouterr()
+    sarif = json.loads(Path("first.sarif").read_text())
+    jsonschema.validate(sarif, schema)
+    results = {r["properties"]["function"]: r for r in sarif["runs"][0]["results"]}
+    assert "suppressions" not in results["plain"]
+    reason = "reviewed in #12, callers pass 8 elements"
+    assert results["above"]["suppressions"] == [
+        {"kind": "inSource", "status": "accepted", "justification": reason}
+    ]
+    # a comment naming another class leaves this one's finding standing
+    assert "suppressions" not in results["inside"]
+    # --fail-on counts the two unsuppressed findings; the baseline then suppresses them
+    assert main([*args, "--fail-on", "note"]) == 1
+    capsys.readouterr()
+    base = [*args, "--baseline", "first.sarif"]
+    assert main([*base, "--fail-on", "note", "--format", "sarif", "--output", "b.sarif"]) == 0
+    _, err = capsys.readouterr()
+    assert "0 findings" in err and "3 suppressed" in err
+    second = json.loads(Path("b.sarif").read_text())
+    jsonschema.validate(second, schema)
+    kinds = {r["properties"]["function"]: r["suppressions"][0]["kind"]
+             for r in second["runs"][0]["results"]}  # fmt: skip
+    assert kinds == {"plain": "external", "above": "inSource", "inside": "external"}
+    # a changed function is new again
+    Path("s.c").write_text(SUPPRESSED_C.replace("return p[4];\n}\n\n//", "return p[5];\n}\n\n//"))
+    assert main([*base, "--fail-on", "note"]) == 1
+    out, _ = capsys.readouterr()
+    assert "plain" in out and "inside" not in out  # the text table leaves suppressed out
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"not json", "not JSON"),
+        (b'{"version": "2.1.0"}', "not a SARIF 2.x file"),
+        (b"[" * 100_000, "not JSON"),
+        (b'{"runs": [], "version": "1.0"}', "not a SARIF 2.x file"),
+    ],
+)
+def test_a_baseline_that_is_not_sarif(bundle: Path, tmp_path, capsys, content, fragment) -> None:
+    (tmp_path / "a.c").write_text(_fn("f"))
+    baseline = tmp_path / "base.sarif"
+    baseline.write_bytes(content)
+    code = main(["scan", str(tmp_path / "a.c"), "--bundle", str(bundle), "--baseline",
+                 str(baseline)])  # fmt: skip
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("error:") == 1 and "Traceback" not in err
+    assert "base.sarif" in err and fragment in err
+
+
+def test_sarif_for_code_scanning(bundle: Path, tmp_path, monkeypatch, capsys) -> None:
+    """Notifications for what was skipped or damaged, the run's status, a category, paths
+    relative to %SRCROOT% and percent-encoded, no local path, names that stay text."""
+    jsonschema = pytest.importorskip("jsonschema")
+    monkeypatch.chdir(tmp_path)
+    tree = Path("t")
+    tree.mkdir()
+    (tree / "hash#frag?q=1 é.c").write_text(_fn("f"))
+    (tree / "bin.c").write_bytes(b"\x7fELF\0\0binary")
+    (tree / "broken.c").write_text("void broken( { int x = ; }\n" + _fn("g"))
+    evil = 'template <typename T> int h<"`](https://evil.example/x)[`">(T v) { return 1; }\n'
+    (tree / "evil.cpp").write_text(evil)
+    os.symlink("/etc", tree / "etc")  # a link out of the tree is not followed
+    args = ["scan", "t", "--bundle", str(bundle), "--threshold", "0.01", "--no-cache"]
+    assert main([*args, "--format", "sarif"]) == 0
+    out, err = capsys.readouterr()
+    assert "1 symlink out of the tree" in err
+    sarif = json.loads(out)
+    jsonschema.validate(sarif, json.loads(SCHEMA.read_text()))
+    run = sarif["runs"][0]
+    assert run["automationDetails"]["id"] == "enstack/"
+    invocation = run["invocations"][0]
+    assert invocation["executionSuccessful"] is True
+    notes = [n["message"]["text"] for n in invocation["toolExecutionNotifications"]]
+    assert "skipped: binary" in notes and "skipped: symlink out of the tree" in notes
+    assert any("did not parse" in n for n in notes)
+    assert any("synthetic functions" in n for n in notes)  # the fixture's data is synthetic
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            for r in run["results"]}  # fmt: skip
+    assert "t/hash%23frag%3Fq%3D1%20%C3%A9.c" in uris
+    assert str(tmp_path) not in out and str(bundle) not in out
+    assert run["tool"]["driver"]["informationUri"].startswith("https://arxiv.org/")
+    for result in run["results"]:
+        assert "](https://evil" not in result["message"]["text"]
+
+
+def test_the_model_says_what_it_is(bundle: Path, tmp_path, capsys) -> None:
+    (tmp_path / "a.c").write_text(_fn("f"))
+    assert main(["scan", str(tmp_path / "a.c"), "--bundle", str(bundle), "--no-cache"]) == 0
+    _, err = capsys.readouterr()
+    assert "model: bundle bundle: m stacked by lr; trained on synthetic data (" in err
+    assert "warning: this model was trained on synthetic functions" in err
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    trained_on = manifest["trained_on"]
+    assert trained_on["synthetic"] and trained_on["rows"]["train"] > 0
+    assert set(trained_on["labels"]) >= {"none", "CWE-119"} and "macro_f1" in trained_on["test"]
+
+
+def test_a_cached_rescan_loads_no_model(bundle: Path, tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "a.c").write_text(_fn("f") + "\n" + _fn("g", "char b[4]; b[x] = 0; return 0;"))
+    args = ["scan", str(tmp_path / "a.c"), "--bundle", str(bundle), "--threshold", "0.01",
+            "--cache-dir", str(tmp_path / "cache"), "--format", "json"]  # fmt: skip
+    assert main(args) == 0
+    cold = json.loads(capsys.readouterr()[0])
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the model was loaded although the cache held every answer")
+
+    monkeypatch.setattr("enstack.scan.model.load_scan_model", refuse)
+    assert main(args) == 0
+    warm = json.loads(capsys.readouterr()[0])
+    assert warm["findings"] == cold["findings"] and len(warm["findings"]) == 2
+    # a new function needs the model: the same refusal now fires
+    (tmp_path / "a.c").write_text(_fn("f") + "\n" + _fn("h", "return -x;"))
+    with pytest.raises(AssertionError, match="the model was loaded"):
+        main(args)
+
+
+def test_int8_agrees_with_full_precision(bundle: Path) -> None:
+    import pyarrow.parquet as pq
+
+    codes = pq.read_table(bundle.parents[1] / "data" / "test.parquet").column("code").to_pylist()
+    full = Scanner(bundle).predict_proba(codes)
+    int8 = Scanner(bundle, precision="int8")
+    assert int8.model.precision == "int8"
+    quantised = int8.predict_proba(codes)
+    benign = int8.card.benign_id
+    assert np.abs(full - quantised).max() < 0.02
+    same = ((1 - full[:, benign]) >= 0.5) == ((1 - quantised[:, benign]) >= 0.5)
+    assert same.mean() >= 0.99
+    assert int8.cache_key != Scanner(bundle).cache_key  # their scores are cached apart
+
+
+def test_output_never_replaces_what_was_scanned(
+    bundle: Path, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "a.c"
+    source.write_text(_fn("f"))
+    code = main(["scan", str(source), "--bundle", str(bundle), "--output", str(source)])
+    _, err = capsys.readouterr()
+    assert code == 2 and "is one of the files scanned" in err
+    assert source.read_text() == _fn("f")
+    assert main(["scan", str(source), "--bundle", str(bundle), "--output", "-"]) == 0
+    out = capsys.readouterr()[0]
+    assert "no findings" in out or "f" in out.split()  # standard output, not a file named -
+    assert not (tmp_path / "-").exists()
+    code = main(["scan", str(source), "--bundle", str(bundle), "--set", "seed=1"])
+    assert code == 2 and "--set: only with --config" in capsys.readouterr()[1]
+
+
+# --- integrations ------------------------------------------------------------------------------
+
+
+def test_the_pre_commit_hook_runs_on_staged_files(bundle: Path, tmp_path, monkeypatch) -> None:
+    """pre-commit, as a user runs it: this repository's .pre-commit-hooks.yaml, at a commit,
+    on a project with a staged C file."""
+    if shutil.which("pre-commit", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("pre-commit is not installed (pip install -e '.[dev]')")
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    assert {h["id"] for h in hooks} >= {"enstack-scan", "enstack-scan-changed"}
+    # the hooks repository: this checkout's files at one commit (its working tree as it is)
+    hook_repo = tmp_path / "hooks"
+    hook_repo.mkdir()
+    shutil.copy(REPO / ".pre-commit-hooks.yaml", hook_repo)
+    _git(hook_repo, "init", "-q", "-b", "main")
+    _git(hook_repo, "add", "-A")
+    _git(hook_repo, "commit", "-qm", "hooks")
+    rev = _git(hook_repo, "rev-parse", "HEAD").strip()
+    project = tmp_path / "project"
+    project.mkdir()
+    _git(project, "init", "-q", "-b", "main")
+    config = {
+        "repos": [
+            {
+                "repo": str(hook_repo),
+                "rev": rev,
+                "hooks": [
+                    {
+                        "id": "enstack-scan",
+                        "args": [
+                            *("--bundle", str(bundle), "--threshold", "0.01"),
+                            *("--no-cache", "--fail-on", "note"),  # the last --fail-on counts
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
+    (project / "a.c").write_text(_fn("f"))
+    (project / "notes.txt").write_text("not code")
+    _git(project, "add", "-A")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "pre-commit"), "run"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # threshold 0.01 makes the staged function a finding: the hook fails
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "enstack" in done.stdout and "a.c:1" in done.stdout
+    assert "notes.txt" not in done.stdout
+    # above every score, the same hook passes
+    config["repos"][0]["hooks"][0]["args"][3] = "1.0"
+    (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
+    _git(project, "add", "-A")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "pre-commit"), "run"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_github_actions_example_uses_real_flags() -> None:
+    workflow = yaml.safe_load((REPO / "examples" / "github-code-scanning.yml").read_text())
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    scans = [s["run"] for s in steps if "enstack scan" in s.get("run", "")]
+    assert scans, "the workflow runs enstack scan"
+    command = " ".join(scans[0].replace("\\\n", " ").split())
+    command = command[command.index("enstack scan") :].replace("${{", "").replace("}}", "")
+    argv = shlex.split(command)
+    args = build_parser().parse_args(argv[1:])
+    assert args.changed_since and args.format == "sarif" and args.output
+    assert any(s.get("uses", "").startswith("github/codeql-action/upload-sarif") for s in steps)
+    assert any(s.get("with", {}).get("fetch-depth") == 0 for s in steps)
