@@ -22,6 +22,7 @@ from benchmarks import (
     prepare_hdf5,
     resume,
     scan,
+    scan_ci,
     training,
 )
 
@@ -35,6 +36,7 @@ MODULES = {
     "cuda_resume": cuda_resume,
     "scan": scan,
     "dfg": dfg,  # minutes: `--only dfg`
+    "scan_ci": scan_ci,  # full-size encoders on the CPU, a C project: `--only scan_ci`
 }
 # what each device measures by default; modules that take a device get it
 DEFAULT = {

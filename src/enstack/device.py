@@ -48,3 +48,25 @@ def autocast(mode: str, device: torch.device):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if mode == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def cpus_available() -> int:
+    """The CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (what a
+    CI container is given), not the host's core count that PyTorch sees by default."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = count or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def fit_cpu_threads() -> None:
+    """Inference threads: as many as the CPUs this process may use, unless the user chose
+    (OMP_NUM_THREADS). More threads than CPUs on a shared runner make every step wait on
+    descheduled threads, which is where throughput collapses."""
+    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > cpus_available():
+        torch.set_num_threads(cpus_available())

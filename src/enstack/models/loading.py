@@ -7,6 +7,7 @@ models get a byte-level BPE tokenizer trained on the train split here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterable
@@ -259,6 +260,16 @@ def new_classifier(config: PretrainedConfig, weights_from: str | None) -> Classi
     return Classifier(encoder, config, config.enstack["pooling"])
 
 
+def _skip_random_init() -> contextlib.AbstractContextManager:
+    """Building a full-size encoder draws 125M random numbers (about 2 s on a CPU) that the
+    export's weights then replace: transformers' own switch skips them where it has one."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # an older transformers: initialise, only slower
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
 def load_classifier(export_dir: Path, device: str = "cpu") -> tuple[Classifier, object]:
     """Load a `best/` or `final/` export: the classifier (eval mode) and its tokenizer."""
     config_path = export_dir / "config.json"
@@ -270,7 +281,8 @@ def load_classifier(export_dir: Path, device: str = "cpu") -> tuple[Classifier, 
     config, tokenizer = load_base(export_dir)
     if not isinstance(getattr(config, "enstack", None), dict):
         raise UserError(f"{config_path}: no 'enstack' section; not exported by enstack")
-    model = new_classifier(config, None)
+    with _skip_random_init():  # every tensor is overwritten below, or the load is refused
+        model = new_classifier(config, None)
     state = load_file(str(weights), device=device)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from enstack.device import amp_mode, pick_device
+from enstack.device import amp_mode, fit_cpu_threads, pick_device
 from enstack.encode import EncodedSplit, pad_id, tokenize
 from enstack.errors import UserError
 from enstack.infer import predict
@@ -119,6 +119,8 @@ def load_scan_model(
     if precision == "int8" and torch_device.type != "cpu":
         raise UserError("--precision int8: quantised inference runs on the CPU (use --device cpu)")
     mode = amp_mode(amp, torch_device) if precision == "fp32" else "off"
+    if torch_device.type == "cpu":
+        fit_cpu_threads()
     if card.kind == "bundle":
         return _from_bundle(card, torch_device, mode, precision)
     return _from_export(card, torch_device, mode, precision)
@@ -177,9 +179,18 @@ def quantise_int8(model: Classifier) -> Classifier:
     quantisation): attention and feed-forward matrices are where a CPU spends its time."""
     from torch.ao.quantization import quantize_dynamic
 
+    engines = torch.backends.quantized.supported_engines
+    previous = torch.backends.quantized.engine
+    # oneDNN's int8 kernels were the fastest measured on an AVX2 CPU (benchmarks/scan_ci.py);
+    # the packed weights keep the engine they were packed for, so the global is restored
+    engine = "onednn" if "onednn" in engines else previous
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice, on every call
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        try:
+            torch.backends.quantized.engine = engine
+            return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        finally:
+            torch.backends.quantized.engine = previous
 
 
 def _max_length(export: Path, model: Classifier) -> int:

@@ -62,7 +62,7 @@ class PathFilter:
 
 def _spec(patterns: list[str], origin: str) -> pathspec.PathSpec:
     try:
-        return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+        return pathspec.GitIgnoreSpec.from_lines(patterns)  # git's own rules, edge cases too
     except (ValueError, TypeError) as exc:
         raise UserError(f"{origin}: not a valid pattern ({exc})") from None
 
