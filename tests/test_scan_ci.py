@@ -378,14 +378,14 @@ def test_the_pre_commit_hook_runs_on_staged_files(bundle: Path, tmp_path, monkey
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
     }
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "pre-commit"), "run"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def run_hooks() -> subprocess.CompletedProcess:
+        pre_commit = str(Path(sys.executable).parent / "pre-commit")
+        return subprocess.run(
+            [pre_commit, "run"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    done = run_hooks()
     # threshold 0.01 makes the staged function a finding: the hook fails
     assert done.returncode == 1, done.stdout + done.stderr
     assert "enstack" in done.stdout and "a.c:1" in done.stdout
@@ -394,14 +394,7 @@ def test_the_pre_commit_hook_runs_on_staged_files(bundle: Path, tmp_path, monkey
     config["repos"][0]["hooks"][0]["args"][3] = "1.0"
     (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
     _git(project, "add", "-A")
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "pre-commit"), "run"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_hooks()
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -417,3 +410,124 @@ def test_the_github_actions_example_uses_real_flags() -> None:
     assert args.changed_since and args.format == "sarif" and args.output
     assert any(s.get("uses", "").startswith("github/codeql-action/upload-sarif") for s in steps)
     assert any(s.get("with", {}).get("fetch-depth") == 0 for s in steps)
+
+
+# --- what notebooks pass, what a cache or a bundle can hold ---------------------------------------
+
+
+def test_the_api_takes_one_path_or_one_function(bundle: Path, tmp_path: Path) -> None:
+    from enstack.errors import UserError
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.c").write_text(_fn("f") + "\n" + _fn("g"))
+    scanner = Scanner(str(bundle), threshold=0.01, cache_dir=str(tmp_path / "cache"))
+    report = scanner.scan(str(tmp_path / "src"), progress=False)  # a string, not characters
+    assert sorted(s.function.name for s in report.scored) == ["f", "g"]
+    one = scanner.predict_proba(_fn("f"))
+    assert one.shape == (1, len(scanner.card.labels))
+    np.testing.assert_allclose(one, scanner.predict_proba([_fn("f")]))
+    bad = [
+        ({"threshold": "0.5"}, "threshold: '0.5' is not a number"),
+        ({"top_lines": 2.5}, "--top-lines: 2.5 is not a whole number"),
+        ({"cache_dir": 3}, "cache_dir: 3 is not a path"),
+        ({"precision": "int4"}, "--precision: 'int4'"),
+    ]
+    for settings, message in bad:
+        with pytest.raises(UserError, match=message.replace("(", r"\(")):
+            Scanner(bundle, **settings)
+    for codes in (None, b"int f(void);", [1, 2], ["ok", "\udc80"]):
+        with pytest.raises(UserError):
+            scanner.predict_proba(codes)  # type: ignore[arg-type]
+    with pytest.raises(UserError):
+        scanner.scan([None])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "poison"),
+    [
+        ("scores", "probs", "[0.5, 0.5]"),  # another number of classes
+        ("scores", "probs", '"text"'),
+        ("scores", "per_model", '{"m": [NaN, 1, 1, 1, 1, 1]}'),
+        ("lines", "ranked", "[[-4, 0.5]]"),  # a negative line number
+        ("lines", "ranked", "{}"),
+        ("files", "functions", '[{"path": "a.c"}]'),
+        ("files", "functions", "[[[[[[[["),
+    ],
+)
+def test_a_poisoned_cache_row_is_a_miss(
+    bundle: Path, tmp_path: Path, capsys, table: str, column: str, poison: str
+) -> None:
+    import sqlite3
+
+    (tmp_path / "a.c").write_text(_fn("f") + "\n" + _fn("g", "char b[4]; b[x] = 0; return 0;"))
+    args = ["scan", str(tmp_path / "a.c"), "--bundle", str(bundle), "--threshold", "0.01",
+            "--format", "json"]  # fmt: skip
+    assert main([*args, "--no-cache"]) == 0
+    truth = json.loads(capsys.readouterr()[0])["findings"]
+    cached = [*args, "--cache-dir", str(tmp_path / "cache")]
+    assert main(cached) == 0
+    capsys.readouterr()
+    with sqlite3.connect(tmp_path / "cache" / "scan.sqlite") as db:
+        assert db.execute(f"UPDATE {table} SET {column} = ?", (poison,)).rowcount > 0
+    assert main(cached) == 0  # re-scored, not a crash
+    out, err = capsys.readouterr()
+    assert json.loads(out)["findings"] == truth and "Traceback" not in err
+    assert main(cached) == 0  # and rewritten: the next scan reads good rows
+    assert json.loads(capsys.readouterr()[0])["findings"] == truth
+
+
+def _re_manifested(bundle: Path, tmp_path: Path, change) -> Path:
+    """A copy of the bundle changed by `change(copy, manifest)`, its manifest re-signed."""
+    import hashlib
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    change(copy, manifest)
+    manifest["files"] = {
+        str(p.relative_to(copy)): {
+            "bytes": p.stat().st_size,
+            "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+        }
+        for p in sorted(copy.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def _outside(copy: Path, manifest: dict) -> None:
+    manifest["models"] = ["../../outside"]
+
+
+def _no_tokenizer(copy: Path, manifest: dict) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        for path in copy.glob(f"models/*/{name}"):
+            path.unlink()
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [(_outside, "not a plain directory name"), (_no_tokenizer, "cannot encode code")],
+)
+def test_a_re_manifested_bundle_is_refused(
+    bundle: Path, tmp_path: Path, capsys, change, fragment: str
+) -> None:
+    copy = _re_manifested(bundle, tmp_path, change)
+    (tmp_path / "a.c").write_text(_fn("f"))
+    code = main(["scan", str(tmp_path / "a.c"), "--bundle", str(copy), "--no-cache"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("error:") == 1 and "Traceback" not in err
+    assert fragment in err
+
+
+def test_oversized_standard_input_is_skipped(bundle: Path, monkeypatch, capsys) -> None:
+    import io
+
+    from enstack.scan.files import MAX_FILE_BYTES
+
+    data = (_fn("f") * (MAX_FILE_BYTES // 30 + 10)).encode()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code = main(["scan", "-", "--bundle", str(bundle), "--no-cache"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "over 4 MiB" in err and err.count("error:") == 1

@@ -121,7 +121,7 @@ def run(config: Config, progress: bool | None = None, force_resume: bool = False
 
 
 def scan(
-    paths: Iterable[str | Path],
+    paths: Iterable[str | Path] | str | Path,
     bundle: str | Path | None = None,
     config: Config | None = None,
     **options: Any,
@@ -135,7 +135,7 @@ def scan(
     if (bundle is None) == (config is None):
         raise UserError("scan: give a bundle or a config, not both or neither")
     where = Path(bundle) if bundle is not None else selected_bundle(config)
-    return Scanner(where, **options).scan([str(p) for p in paths])
+    return Scanner(where, **options).scan(paths)
 
 
 def _merge(base: dict, settings: dict) -> dict:

@@ -209,3 +209,19 @@ def _same_file(fd: int, path: Path) -> bool:
 def stage_lock(run_dir: Path, stage: str) -> ProcessLock:
     """The lock a stage holds on a run directory while it writes there."""
     return ProcessLock(run_dir / f".lock-{stage}", f"{run_dir} ({stage})")
+
+
+def read_untrusted_json(path: Path, max_bytes: int, culprit: str, hint: str = "") -> Any:
+    """A JSON file someone handed us: its size checked before reading, deep nesting refused,
+    every failure one `UserError` naming `culprit` (and `hint`: what the file should be)."""
+    from enstack.errors import UserError
+
+    tail = f"; {hint}" if hint else ""
+    try:
+        if path.stat().st_size > max_bytes:
+            raise UserError(f"{culprit}: over {max_bytes >> 20} MiB{tail}")
+        return json.loads(path.read_bytes())
+    except OSError as exc:
+        raise UserError(f"{culprit}: cannot read it ({exc.strerror})") from None
+    except (ValueError, RecursionError):
+        raise UserError(f"{culprit}: not JSON{tail}") from None

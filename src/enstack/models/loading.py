@@ -279,6 +279,7 @@ def load_classifier(export_dir: Path, device: str = "cpu") -> tuple[Classifier, 
             f"{export_dir}: not an enstack export (needs config.json, model.safetensors)"
         )
     config, tokenizer = load_base(export_dir)
+    check_tokenizer(tokenizer, str(export_dir))  # a bundle's files may have been swapped
     if not isinstance(getattr(config, "enstack", None), dict):
         raise UserError(f"{config_path}: no 'enstack' section; not exported by enstack")
     with _skip_random_init():  # every tensor is overwritten below, or the load is refused

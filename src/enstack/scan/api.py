@@ -15,6 +15,7 @@ from enstack.scan import LOCALISE_CHOICES, LOCALISE_VERSION
 from enstack.scan.cache import ScanCache, code_key, code_key_bytes
 from enstack.scan.card import PRECISIONS, ModelCard, read_card, resolve_method
 from enstack.scan.files import (
+    MAX_FILE_BYTES,
     FileTally,
     Selection,
     SourceFile,
@@ -137,14 +138,7 @@ class Scanner:
         cache_dir: Path | None = None,
         precision: str = "fp32",
     ) -> None:
-        if not 0.0 < threshold <= 1.0:
-            raise UserError(f"--threshold: {threshold} is not in (0, 1]")
-        if localise not in LOCALISE_CHOICES:
-            raise UserError(f"--localise: {localise!r} is not one of {', '.join(LOCALISE_CHOICES)}")
-        if top_lines < 0:
-            raise UserError("--top-lines: must be 0 or more")
-        if precision not in PRECISIONS:
-            raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+        _check_settings(threshold, top_lines, localise, precision, cache_dir)
         if isinstance(model, (str, Path)):
             self.card, self._model = read_card(model), None
         else:
@@ -156,7 +150,7 @@ class Scanner:
         self.localise = resolve_method(self.card, localise)
         if self.localise == "gradient" and precision == "int8":
             raise UserError("--localise gradient: needs --precision fp32 (int8 has no gradients)")
-        self.cache_dir = cache_dir
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
 
     @property
     def model(self) -> ScanModel:
@@ -174,9 +168,16 @@ class Scanner:
         """Scores differ by precision: each keeps its own rows."""
         return self.card.fingerprint + ("" if self.precision == "fp32" else f"@{self.precision}")
 
-    def predict_proba(self, codes: list[str]) -> np.ndarray:
-        """Class probabilities (columns: `self.model.labels`) for each function's code."""
-        return self.model.predict_proba(list(codes))[0]
+    def predict_proba(self, codes: list[str] | str) -> np.ndarray:
+        """Class probabilities (columns: `self.model.labels`) for each function's code; one
+        string is one function (one row), not a sequence of characters."""
+        codes = [codes] if isinstance(codes, str) else codes
+        if not isinstance(codes, (list, tuple)) or not all(isinstance(c, str) for c in codes):
+            raise UserError("predict_proba: give a function's code as a string, or a list of them")
+        for i, code in enumerate(codes):
+            if len(code) > MAX_FILE_BYTES:
+                raise UserError(f"predict_proba: code {i} is over {MAX_FILE_BYTES >> 20} MiB")
+        return self.model.predict_proba([_valid_text(c) for c in codes])[0]
 
     def scan(
         self,
@@ -187,6 +188,7 @@ class Scanner:
     ) -> ScanReport:
         """Score every function in `paths` (files, directories, `-`). `selection` narrows what
         is read (excludes, `--changed-since`); `baseline` marks findings already known."""
+        paths = _path_list(paths)
         selection = selection or default_selection(paths)
         changes = selection.changes
         check_paths(paths, changes)
@@ -195,7 +197,11 @@ class Scanner:
         marks: dict[int, list[InlineMark]] = {}
         damaged_paths: list[str] = []
         seen = 0
-        cache = ScanCache(self.cache_dir, self.cache_key) if self.cache_dir else None
+        cache = (
+            ScanCache(self.cache_dir, self.cache_key, len(self.card.labels))
+            if self.cache_dir
+            else None
+        )
         try:
             for source in source_files(paths, tally, selection):
                 found, has_errors = _functions_of(source, cache)
@@ -301,6 +307,44 @@ class Scanner:
             if cache:
                 cache.put_lines(key, method, relative)
         return [(item.function.start_line + line, score) for line, score in relative]
+
+
+def _check_settings(
+    threshold: object, top_lines: object, localise: object, precision: object, cache_dir: object
+) -> None:
+    """The Scanner's settings, checked where notebooks pass them (a string threshold, a
+    fractional line count), with the CLI's one-line errors."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise UserError(f"threshold: {threshold!r} is not a number")
+    if not 0.0 < threshold <= 1.0:
+        raise UserError(f"--threshold: {threshold} is not in (0, 1]")
+    if localise not in LOCALISE_CHOICES:
+        raise UserError(f"--localise: {localise!r} is not one of {', '.join(LOCALISE_CHOICES)}")
+    if isinstance(top_lines, bool) or not isinstance(top_lines, int) or top_lines < 0:
+        raise UserError(f"--top-lines: {top_lines!r} is not a whole number, 0 or more")
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if cache_dir is not None and not isinstance(cache_dir, (str, Path)):
+        raise UserError(f"cache_dir: {cache_dir!r} is not a path")
+
+
+def _path_list(paths: object) -> list[str]:
+    """One path (a string, as notebooks pass it) or several; never a string's characters."""
+    if isinstance(paths, (str, Path)):
+        return [str(paths)]
+    if not isinstance(paths, (list, tuple)) or not all(isinstance(p, (str, Path)) for p in paths):
+        raise UserError("scan: give a path, or a list of paths (files, directories, or -)")
+    return [_valid_text(str(p)) for p in paths]
+
+
+def _valid_text(text: str) -> str:
+    """Text Python can encode: a lone surrogate (from a bad decode upstream) is refused here,
+    not as a UnicodeEncodeError deep inside the tokenizer."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{text[:40]!r}...: holds a lone surrogate; not valid text") from None
+    return text
 
 
 def _nothing_readable(paths: list[str], tally: FileTally) -> str:

@@ -4,13 +4,17 @@ the functions cut out of each file, keyed by the file's bytes and the extractor'
 an unchanged file is not parsed again.
 
 One SQLite file (atomic writes, safe with several scans at once). A cache that cannot be opened
-or read is not an error: the scan goes on without it and says so.
+or read is not an error: the scan goes on without it and says so. Every row is checked as it is
+read (shapes, types, finite numbers, line numbers): one that does not fit is a miss, scored
+again and rewritten, never a crash. Writes are batched (one transaction per WRITE_BATCH rows and
+at close), so the cache never makes a cold scan of many small files slower.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -30,6 +34,11 @@ CREATE TABLE IF NOT EXISTS files (
 """
 
 
+WRITE_BATCH = 2000  # rows per transaction
+FUNCTION_FIELDS = {"path": str, "name": str, "start_line": int, "end_line": int, "code": str,
+                   "damaged": bool}  # fmt: skip
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "enstack" / "scan"
@@ -43,10 +52,51 @@ def code_key_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _probabilities(value: object, width: int | None) -> np.ndarray | None:
+    """A row of class probabilities as written, or None."""
+    if not isinstance(value, list) or (width is not None and len(value) != width):
+        return None
+    if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in value):
+        return None
+    array = np.asarray(value, dtype=np.float64)
+    return array if np.isfinite(array).all() and len(array) else None
+
+
+def _ranked_lines(value: object) -> list[tuple[int, float]] | None:
+    if not isinstance(value, list):
+        return None
+    out = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 2):
+            return None
+        line, score = item
+        if not isinstance(line, int) or isinstance(line, bool) or line < 0:
+            return None
+        if not isinstance(score, (int, float)) or not math.isfinite(score):
+            return None
+        out.append((line, float(score)))
+    return out
+
+
+def _functions(value: object) -> list[dict] | None:
+    if not isinstance(value, list):
+        return None
+    for item in value:
+        if not isinstance(item, dict) or set(item) != set(FUNCTION_FIELDS):
+            return None
+        if not all(type(item[k]) is kind for k, kind in FUNCTION_FIELDS.items()):
+            return None
+        if not 1 <= item["start_line"] <= item["end_line"]:
+            return None
+    return value
+
+
 class ScanCache:
-    def __init__(self, directory: Path, model_fingerprint: str) -> None:
+    def __init__(self, directory: Path, model_fingerprint: str, width: int | None = None) -> None:
         self.model = model_fingerprint
+        self.width = width  # the model's number of classes: rows of another width are misses
         self.db: sqlite3.Connection | None = None
+        self.pending: dict[str, list[tuple]] = {}
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(directory / "scan.sqlite", timeout=30)
@@ -74,14 +124,29 @@ class ScanCache:
                     [self.model, *part],
                 ).fetchall()
                 for code, probs, per_model in rows:
-                    found[code] = (
-                        np.asarray(json.loads(probs)),
-                        {k: np.asarray(v) for k, v in json.loads(per_model).items()},
-                    )
-        except (sqlite3.Error, ValueError) as exc:
+                    row = self._scores_row(probs, per_model)
+                    if row is not None:
+                        found[code] = row
+        except sqlite3.Error as exc:
             self._give_up("its database", exc)
             return {}
         return found
+
+    def _scores_row(
+        self, probs: object, per_model: object
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """A stored row, or None when it is not what put_scores writes."""
+        try:
+            probs, per_model = json.loads(str(probs)), json.loads(str(per_model))
+        except (ValueError, RecursionError):
+            return None
+        mean = _probabilities(probs, self.width)
+        if mean is None or not isinstance(per_model, dict) or not per_model:
+            return None
+        models = {str(k): _probabilities(v, self.width) for k, v in per_model.items()}
+        if any(v is None for v in models.values()):
+            return None
+        return mean, models  # type: ignore[return-value]
 
     def put_scores(self, items: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]) -> None:
         rows = [
@@ -103,10 +168,8 @@ class ScanCache:
                 "SELECT ranked FROM lines WHERE model = ? AND code = ? AND method = ?",
                 (self.model, key, method),
             ).fetchone()
-            return (
-                [(int(line), float(score)) for line, score in json.loads(row[0])] if row else None
-            )
-        except (sqlite3.Error, ValueError, TypeError) as exc:
+            return _ranked_lines(_json_or_none(row[0])) if row else None
+        except sqlite3.Error as exc:
             self._give_up("its database", exc)
             return None
 
@@ -124,8 +187,9 @@ class ScanCache:
             row = self.db.execute(
                 "SELECT functions, damaged FROM files WHERE source = ?", (key,)
             ).fetchone()
-            return (json.loads(row[0]), bool(row[1])) if row else None
-        except (sqlite3.Error, ValueError) as exc:
+            functions = _functions(_json_or_none(row[0])) if row else None
+            return (functions, bool(row[1])) if functions is not None else None
+        except sqlite3.Error as exc:
             self._give_up("its database", exc)
             return None
 
@@ -138,13 +202,31 @@ class ScanCache:
     def _write(self, statement: str, rows: list[tuple]) -> None:
         if self.db is None or not rows:
             return
+        self.pending.setdefault(statement, []).extend(rows)
+        if sum(len(r) for r in self.pending.values()) >= WRITE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending in one transaction."""
+        pending, self.pending = self.pending, {}
+        if self.db is None or not pending:
+            return
         try:
             with self.db:
-                self.db.executemany(statement, rows)
+                for statement, rows in pending.items():
+                    self.db.executemany(statement, rows)
         except sqlite3.Error as exc:
             self._give_up("its database", exc)
 
     def close(self) -> None:
+        self.flush()
         if self.db is not None:
             self.db.close()
             self.db = None
+
+
+def _json_or_none(text: object) -> object:
+    try:
+        return json.loads(str(text))
+    except (ValueError, RecursionError):
+        return None

@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from enstack.errors import UserError
-from enstack.fsutil import sha256_json
+from enstack.fsutil import read_untrusted_json, sha256_json
 from enstack.line_ranker import HASH_FEATURES, RANKER_VERSION
 
 BENIGN_DEFAULT = "none"
 PRECISIONS = ("fp32", "int8")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # as config model names are
 MAX_JSON_BYTES = 16 << 20  # a manifest or config larger than this is not one enstack wrote
 SYNTHETIC_WARNING = (
     "this model was trained on synthetic functions (the demo's data, not a benchmark): its "
     "findings on real code mean nothing"
+)
+FIVE_CLASS_WARNING = (
+    "this model has no benign class (the paper's five-class task): it gives every function a "
+    "flaw class and cannot tell safe code from unsafe"
 )
 UNKNOWN_WARNING = (
     "this bundle does not say what it was trained on (an enstack before 0.1 wrote it, or a "
@@ -59,7 +65,7 @@ class ModelCard:
         }
 
     def warnings(self) -> list[str]:
-        out = []
+        out = [] if self.benign_label is not None else [FIVE_CLASS_WARNING]
         if self.trained_on is None:
             out.append(UNKNOWN_WARNING)
         elif self.trained_on.get("synthetic"):
@@ -98,14 +104,7 @@ def read_card(path: Path | str) -> ModelCard:
 
 
 def _json(path: Path, what: str) -> dict:
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise UserError(f"{path}: over {MAX_JSON_BYTES >> 20} MiB; not {what} enstack wrote")
-        value = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read it ({exc.strerror})") from None
-    except (ValueError, RecursionError):
-        raise UserError(f"{path}: not JSON; not {what} enstack wrote") from None
+    value = read_untrusted_json(path, MAX_JSON_BYTES, str(path), f"not {what} enstack wrote")
     if not isinstance(value, dict):
         raise UserError(f"{path}: not a JSON object; not {what} enstack wrote")
     return value
@@ -122,6 +121,12 @@ def _bundle_card(path: Path) -> ModelCard:
     manifest = _json(manifest_path, "a bundle")
     labels = _string_list(manifest.get("labels"), manifest_path, "labels")
     members = _string_list(manifest.get("models"), manifest_path, "models")
+    for name in members:  # each names a directory inside the bundle, never one outside it
+        if not PLAIN_NAME.fullmatch(name):
+            raise UserError(
+                f"{manifest_path}: model name {name!r} is not a plain directory name; "
+                "not a bundle enstack wrote"
+            )
     trained_on = manifest.get("trained_on")
     benign = manifest.get("benign_label", BENIGN_DEFAULT)
     return ModelCard(

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from enstack import __version__
 from enstack.scan.api import ScanReport, Scored
+from enstack.scan.card import FIVE_CLASS_WARNING
 
 INFORMATION_URI = "https://arxiv.org/abs/2411.16561"  # the EnStack paper this implements
 AUTOMATION_ID = "enstack/"  # one analysis category: alerts carry over from scan to scan
@@ -25,10 +26,6 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SEVERITY = {"119": "8.8", "120": "9.8", "469": "5.5", "476": "7.5"}
 SEVERITY_OTHER = "6.5"
 CWE_NUMBER = re.compile(r"CWE[-_ ]?(\d+)", re.IGNORECASE)
-FIVE_CLASS_WARNING = (
-    "this model has no benign class (the paper's five-class task): it gives every function a "
-    "flaw class and cannot tell safe code from unsafe"
-)
 
 
 def render(report: ScanReport, fmt: str) -> str:

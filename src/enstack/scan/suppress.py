@@ -16,12 +16,12 @@ finding stays suppressed when the function moves and comes back when its text ch
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from enstack.errors import UserError
+from enstack.fsutil import read_untrusted_json
 
 MARK = re.compile(r"enstack-ignore\b:?[ \t]*([^\r\n]*)", re.IGNORECASE)
 COMMENT_END = re.compile(r"\s*\*/.*$")
@@ -95,14 +95,7 @@ class Baseline:
 def load_baseline(path: Path) -> Baseline:
     """The fingerprints of every result in a SARIF file (any tool's runs are skipped: only
     enstack's fingerprints can match)."""
-    try:
-        if path.stat().st_size > MAX_BASELINE_BYTES:
-            raise UserError(f"--baseline {path}: over {MAX_BASELINE_BYTES >> 20} MiB")
-        sarif = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise UserError(f"--baseline {path}: cannot read it ({exc.strerror})") from None
-    except (ValueError, RecursionError):
-        raise UserError(f"--baseline {path}: not JSON, so not a SARIF file") from None
+    sarif = read_untrusted_json(path, MAX_BASELINE_BYTES, f"--baseline {path}", "not SARIF")
     runs = sarif.get("runs") if isinstance(sarif, dict) else None
     if not isinstance(runs, list) or not str(sarif.get("version", "")).startswith("2."):
         raise UserError(f"--baseline {path}: not a SARIF 2.x file (no version and runs)")
