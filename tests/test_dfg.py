@@ -254,3 +254,23 @@ def test_a_graph_model_trains_exports_and_loads_back_to_the_same_answers(tmp_pat
     ours = predict(model, splits["val"], 16, torch.device("cpu"), "off")["probs"]
     scanned = load_scan_model(export, device="cpu").predict_proba(codes.to_pylist())[0]
     np.testing.assert_allclose(scanned, ours, atol=1e-5)
+
+
+def test_pathological_nesting_is_bounded() -> None:
+    """30 nested loops (2^30 passes if every level were walked twice) and 10,000 nested
+    parentheses (past Python's recursion limit): seconds, a graph, and the cut said."""
+    import time
+
+    from enstack.dfg import parse_function
+
+    loops = "int f(int n) {\n int a = 0;\n"
+    loops += "".join(f" for (int i{k} = 0; i{k} < n; i{k}++) {{\n" for k in range(30))
+    loops += "  a = a + 1;\n" + " }\n" * 30 + " return a;\n}\n"
+    parens = "int g(int x) { return " + "(" * 10_000 + "x" + ")" * 10_000 + "; }"
+    started = time.perf_counter()
+    deep = parse_function(loops)
+    wide = parse_function(parens)
+    assert time.perf_counter() - started < 20
+    uses = [e for e in deep.edges if e.name == "a" and e.relation == "comesFrom"]
+    assert uses, "the loop body's read of a still has its edges"
+    assert wide.truncated and not deep.truncated

@@ -1,5 +1,5 @@
-"""The data-flow graph of a C or C++ function, as GraphCodeBERT reads code (issue 13: not yet
-fed to the model; this is the extractor and its tests).
+"""The data-flow graph of a C or C++ function, as GraphCodeBERT reads code: GraphCodeBERT
+models read it after the code tokens (`encode.py` batches it, `models/classifier.py` reads it).
 
 GraphCodeBERT's own code builds graphs for seven languages, not C or C++. This extractor works
 over tree-sitter's C and C++ grammars in the way the official ones do for the others: every
@@ -9,6 +9,11 @@ from. `comesFrom`: a use reads the definitions that reach it, a declaration its 
 (and, for `+=` and the like, from its own previous value). Branches (if/else, switch) see the
 definitions from before them and merge theirs after; loop bodies are walked twice, so a use at
 the top of a body also reads what the end of the previous iteration wrote.
+
+The work is bounded for generated or hostile code: only the four outermost levels of nested
+loops are walked twice, and syntax nested deeper than MAX_DEPTH levels is not walked at all
+(`DataFlow.truncated` says so), so neither 30 nested loops nor 10,000 parentheses take more
+than a moment or exhaust Python's stack.
 
 Nodes are variables, not function names, types or fields: in `p->len = strlen(s)`, `p` and `s`
 are nodes, `len` and `strlen` are not.
@@ -25,6 +30,10 @@ EXTRACTOR_VERSION = 1  # part of the token cache's key: a change here re-encodes
 # Leaves kept whole as one code token (their insides are not code).
 ATOMS = {"string_literal", "char_literal", "raw_string_literal", "concatenated_string"}
 LOOPS = {"for_statement", "while_statement", "do_statement", "for_range_loop"}
+# Syntax nested deeper than this (3,000 parentheses, generated code) is not walked: the walk
+# recurses once per level, and Python's stack is not a resource an input may exhaust.
+MAX_DEPTH = 150
+TWICE_LOOPS = 4  # nested loops walked twice (at most 2^4 passes over the innermost)
 # Declarator wrappers around the declared name: `*p`, `a[4]`, `&r`, `(f)`.
 DECLARATOR_WRAPPERS = {
     "pointer_declarator",
@@ -50,6 +59,7 @@ class DataFlow:
     spans: list[tuple[int, int]]  # each token's byte span in the function's source
     edges: list[Edge] = field(default_factory=list)  # one per node, in token order
     damaged: bool = False  # tree-sitter recovered from a parse error somewhere in it
+    truncated: bool = False  # nested deeper than MAX_DEPTH: the deeper part has no edges
 
 
 def extract(source: bytes, language: str = "c") -> DataFlow:
@@ -66,6 +76,7 @@ def extract(source: bytes, language: str = "c") -> DataFlow:
     walker = _Walker({(n.start_byte, n.end_byte): i for i, n in enumerate(leaves)}, source)
     walker.walk(root, {})
     flow.edges = walker.edges()
+    flow.truncated = walker.truncated
     return flow
 
 
@@ -92,6 +103,9 @@ class _Walker:
         self.token_of = token_of
         self.source = source
         self.found: dict[int, tuple[str, str, set[int]]] = {}
+        self.depth = 0  # syntax levels being walked
+        self.loops = 0  # loops being walked, the current one included
+        self.truncated = False
 
     def edges(self) -> list[Edge]:
         return [
@@ -118,6 +132,16 @@ class _Walker:
 
     def walk(self, node: Node, states: States) -> list[int]:
         """Record the graph of `node`'s subtree; the tokens of the variables it reads."""
+        if self.depth >= MAX_DEPTH:
+            self.truncated = True
+            return []
+        self.depth += 1
+        try:
+            return self._walk(node, states)
+        finally:
+            self.depth -= 1
+
+    def _walk(self, node: Node, states: States) -> list[int]:
         kind = node.type
         if kind == "identifier":
             return self._use(node, states)
@@ -285,7 +309,9 @@ class _Walker:
     def _loop(self, node: Node, states: States) -> list[int]:
         """A for loop's initialiser once; then its condition, body and update (in the order
         they run) twice, so the second pass's uses read what the first pass defined; the
-        loop may also run zero times."""
+        loop may also run zero times. Only the outermost TWICE_LOOPS levels of nested loops
+        are walked twice (deeper ones once per pass of their parent): twice at every level
+        would cost 2^depth (24 nested loops: minutes); real code rarely nests deeper."""
         reads: list[int] = []
         if node.type == "for_statement":
             initializer = node.child_by_field_name("initializer")
@@ -301,9 +327,13 @@ class _Walker:
             if node.type == "do_statement":
                 parts.reverse()
         before = _copy(states)
-        for _ in range(2):
-            for part in parts:
-                reads += self.walk(part, states) if part is not None else []
+        self.loops += 1
+        try:
+            for _ in range(2 if self.loops <= TWICE_LOOPS else 1):
+                for part in parts:
+                    reads += self.walk(part, states) if part is not None else []
+        finally:
+            self.loops -= 1
         _merge_into(states, [before])
         return sorted(set(reads))
 
