@@ -506,9 +506,27 @@ def _no_tokenizer(copy: Path, manifest: dict) -> None:
             path.unlink()
 
 
+def _dummy_meta(copy: Path, manifest: dict) -> None:
+    """A scikit-learn type skops trusts by default: it would call every function benign."""
+    import skops.io as sio
+    from sklearn.dummy import DummyClassifier
+
+    dummy = DummyClassifier(strategy="constant", constant=0).fit([[0.0], [1.0]], [0, 1])
+    sio.dump(dummy, copy / "meta" / "meta.skops")
+
+
+def _meta_not_a_zip(copy: Path, manifest: dict) -> None:
+    (copy / "meta" / "meta.skops").write_bytes(b"PK\x03\x04 not really a zip")
+
+
 @pytest.mark.parametrize(
     ("change", "fragment"),
-    [(_outside, "not a plain directory name"), (_no_tokenizer, "cannot encode code")],
+    [
+        (_outside, "not a plain directory name"),
+        (_no_tokenizer, "cannot encode code"),
+        (_dummy_meta, "sklearn.dummy.DummyClassifier"),
+        (_meta_not_a_zip, "not a skops file enstack wrote"),
+    ],
 )
 def test_a_re_manifested_bundle_is_refused(
     bundle: Path, tmp_path: Path, capsys, change, fragment: str

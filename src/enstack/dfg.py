@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node
 
-EXTRACTOR_VERSION = 2  # part of the token cache's key: a change here re-encodes (2: bounded nesting)
+EXTRACTOR_VERSION = (
+    2  # part of the token cache's key: a change here re-encodes (2: bounded nesting)
+)
 
 # Leaves kept whole as one code token (their insides are not code).
 ATOMS = {"string_literal", "char_literal", "raw_string_literal", "concatenated_string"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,13 @@ from sklearn.svm import SVC
 from enstack.errors import UserError
 from enstack.stack.registry import COMBINERS, META_NAMES
 
+MAX_SKOPS_SCHEMA = 64 << 20  # the schema of a 200-tree forest is a few MiB
+# Plain containers and numbers a skops schema names beside the estimators.
+SKOPS_PLAIN = {
+    *(f"builtins.{t}" for t in ("dict", "list", "str", "tuple", "int", "float", "bool")),
+    *(f"numpy.{t}" for t in ("ndarray", "dtype", "float64", "float32", "int64", "int32")),
+    "numpy.bool_",
+}
 # The types a skops file written by enstack may contain; anything else is refused on load.
 SKOPS_TRUSTED = {
     "sklearn.pipeline.Pipeline",
@@ -266,8 +274,15 @@ def _weights(value: object, directory: Path) -> np.ndarray:
 
 
 def _load_skops(path: Path):
+    """Only the types enstack writes, every one of them checked: skops itself trusts every
+    scikit-learn type, so a DummyClassifier that calls everything benign would load."""
     import skops.io as sio
 
+    unexpected = sorted(_skops_types(path) - SKOPS_TRUSTED - SKOPS_PLAIN)
+    if unexpected:
+        raise UserError(
+            f"{path}: holds types enstack never writes ({unexpected[0]}); refusing to load it"
+        )
     untrusted = set(sio.get_untrusted_types(file=path))
     unexpected = sorted(untrusted - SKOPS_TRUSTED)
     if unexpected:
@@ -275,6 +290,31 @@ def _load_skops(path: Path):
             f"{path}: holds types enstack never writes ({unexpected[0]}); refusing to load it"
         )
     return sio.load(path, trusted=sorted(untrusted))
+
+
+def _skops_types(path: Path) -> set[str]:
+    """Every `module.Class` that a skops file's schema names, read with its size bounded
+    (a zip bomb's 800 MB schema stops at MAX_SKOPS_SCHEMA) and walked without recursion."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("schema.json") as handle:
+            data = handle.read(MAX_SKOPS_SCHEMA + 1)
+        if len(data) > MAX_SKOPS_SCHEMA:
+            raise UserError(f"{path}: schema over {MAX_SKOPS_SCHEMA >> 20} MiB; refusing it")
+        schema = json.loads(data)
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile):
+        raise UserError(f"{path}: not a skops file enstack wrote (unreadable schema)") from None
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            module, name = item.get("__module__"), item.get("__class__")
+            if isinstance(module, str) and isinstance(name, str):
+                found.add(f"{module}.{name}")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _scaler_to_json(scaler: StandardScaler) -> dict:
