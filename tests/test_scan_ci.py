@@ -519,9 +519,39 @@ def _meta_not_a_zip(copy: Path, manifest: dict) -> None:
     (copy / "meta" / "meta.skops").write_bytes(b"PK\x03\x04 not really a zip")
 
 
+def _garbage_tokenizer(copy: Path, manifest: dict) -> None:
+    next(copy.glob("models/*/tokenizer.json")).write_text('{"model": {"type": "nope"}}')
+
+
+def _remote_code(copy: Path, manifest: dict) -> None:
+    path = next(copy.glob("models/*/config.json"))
+    config = json.loads(path.read_text())
+    config["auto_map"] = {"AutoModel": "evil.EvilModel"}
+    config["model_type"] = "evil"
+    path.write_text(json.dumps(config))
+
+
+def _beyond_positions(copy: Path, manifest: dict) -> None:
+    path = next(copy.glob("models/*/enstack.json"))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "max_length": 100_000}))
+
+
+def _meta_json_wrong(copy: Path, manifest: dict) -> None:
+    (copy / "meta" / "meta.json").write_text("[1, 2, 3]")
+
+
+def _no_such_features(copy: Path, manifest: dict) -> None:
+    manifest["features"] = "nope"
+
+
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
+        (_garbage_tokenizer, "cannot load it"),
+        (_remote_code, "cannot load it"),
+        (_beyond_positions, "exceeds the model's"),
+        (_meta_json_wrong, "meta"),
+        (_no_such_features, "meta"),
         (_outside, "not a plain directory name"),
         (_no_tokenizer, "cannot encode code"),
         (_dummy_meta, "sklearn.dummy.DummyClassifier"),

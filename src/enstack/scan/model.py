@@ -7,8 +7,10 @@ model's probabilities for the report. Nothing is kept between calls but the load
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +94,13 @@ class ScanModel:
         if self.bundle is None:
             return per_model[self.models[0].name], per_model
         kind = self.bundle.manifest["features"]
-        probs = self.bundle.predict_proba({name: out[kind] for name, out in outputs.items()})
+        with untrusted_files(self.source / "meta"):
+            probs = self.bundle.predict_proba({name: out[kind] for name, out in outputs.items()})
+        if not np.isfinite(probs).all():
+            raise UserError(
+                f"{self.source / 'meta'}: the meta-classifier gives probabilities that are not "
+                "finite (its weights are damaged or crafted)"
+            )
         return probs, per_model
 
     def _outputs(self, model: BaseModel, codes: list[str]) -> dict[str, np.ndarray]:
@@ -128,7 +136,8 @@ def load_scan_model(
 
 def _from_bundle(card: ModelCard, device: torch.device, amp: str, precision: str) -> ScanModel:
     path = card.source
-    bundle = load_bundle(path)  # verifies every file against the manifest first
+    with untrusted_files(path):
+        bundle = load_bundle(path)  # verifies every file against the manifest first
     labels = card.labels
     models = [
         _base_model(bundle_model_dir(path, name), name, device, precision) for name in bundle.models
@@ -167,11 +176,27 @@ def _from_export(card: ModelCard, device: torch.device, amp: str, precision: str
 
 
 def _base_model(export: Path, name: str, device: torch.device, precision: str) -> BaseModel:
-    model, tokenizer = load_classifier(export, str(device))
-    family = model.config.enstack["family"]
-    if precision == "int8":
-        model = quantise_int8(model)
-    return BaseModel(name, model, tokenizer, family, _max_length(export, model), export)
+    with untrusted_files(export):
+        model, tokenizer = load_classifier(export, str(device))
+        family = model.config.enstack["family"]
+        if precision == "int8":
+            model = quantise_int8(model)
+        return BaseModel(name, model, tokenizer, family, _max_length(export, model), export)
+
+
+@contextlib.contextmanager
+def untrusted_files(where: Path) -> Iterator[None]:
+    """Loading files someone handed us: whatever the libraries underneath raise on a crafted
+    file (a tokenizer whose regex panics in Rust, a config asking for remote code, a header
+    that overflows) is one `UserError` naming where, never a traceback. Checks enstack makes
+    itself raise UserError already and pass through."""
+    try:
+        yield
+    except (UserError, KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"{where}: cannot load it ({type(exc).__name__}: {reason})") from None
 
 
 def quantise_int8(model: Classifier) -> Classifier:
@@ -200,9 +225,15 @@ def _max_length(export: Path, model: Classifier) -> int:
         recorded = json.loads((export / "enstack.json").read_text()).get("max_length")
     except (OSError, ValueError, AttributeError):
         recorded = None
+    positions = usable_positions(model.config)
+    if isinstance(recorded, int) and recorded > positions:  # graph nodes take position 0
+        raise UserError(
+            f"{export / 'enstack.json'}: max_length {recorded} exceeds the model's "
+            f"{positions} positions; not an export enstack wrote"
+        )
     if isinstance(recorded, int) and recorded > 8:
         return recorded
-    return usable_positions(model.config)
+    return positions
 
 
 def _check_labels(model: BaseModel, labels: list[str], bundle: Path) -> None:

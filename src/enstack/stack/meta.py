@@ -239,7 +239,7 @@ class MetaClassifier:
 
     @classmethod
     def load(cls, directory: Path) -> MetaClassifier:
-        info = json.loads((directory / "meta.json").read_text())
+        info = _meta_info(directory / "meta.json")
         meta = cls(info["name"], info["n_classes"], info["seed"], info["params"], info["scale"])
         meta.classes_ = np.asarray(info["classes"])
         if isinstance(meta.estimator, ProbabilityMean):
@@ -260,6 +260,25 @@ class MetaClassifier:
         else:
             meta.estimator = _load_skops(directory / "meta.skops")
         return meta
+
+
+META_KEYS = {"name": str, "n_classes": int, "seed": int, "params": dict, "scale": bool,
+             "classes": list}  # fmt: skip
+
+
+def _meta_info(path: Path) -> dict:
+    """meta.json, its keys and their types checked before anything is built from it."""
+    from enstack.fsutil import read_untrusted_json
+
+    info = read_untrusted_json(path, 16 << 20, str(path), "not a meta-classifier enstack wrote")
+    if not isinstance(info, dict):
+        raise UserError(f"{path}: not a JSON object; not a meta-classifier enstack wrote")
+    for key, kind in META_KEYS.items():
+        if not isinstance(info.get(key), kind):
+            raise UserError(f"{path}: `{key}` missing or not a {kind.__name__}")
+    if info["name"] not in META_NAMES:
+        raise UserError(f"{path}: unknown meta-classifier {info['name']!r}")
+    return info
 
 
 def _weights(value: object, directory: Path) -> np.ndarray:
