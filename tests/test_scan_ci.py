@@ -270,7 +270,7 @@ def test_the_model_says_what_it_is(bundle: Path, tmp_path, capsys) -> None:
     (tmp_path / "a.c").write_text(_fn("f"))
     assert main(["scan", str(tmp_path / "a.c"), "--bundle", str(bundle), "--no-cache"]) == 0
     _, err = capsys.readouterr()
-    assert "model: bundle bundle: m stacked by lr; trained on synthetic data (" in err
+    assert f"model: {bundle} (bundle: m stacked by lr); trained on synthetic data (" in err
     assert "warning: this model was trained on synthetic functions" in err
     manifest = json.loads((bundle / "manifest.json").read_text())
     trained_on = manifest["trained_on"]

@@ -74,9 +74,8 @@ class ModelCard:
 
     def headline(self) -> str:
         """One line for the terminal: what is scoring the code."""
-        what = f"{self.kind} {self.source.name}: " + ", ".join(self.members)
-        if self.meta:
-            what += f" stacked by {self.meta}"
+        what = f"{self.source} ({self.kind}: " + ", ".join(self.members)
+        what += f" stacked by {self.meta})" if self.meta else ")"
         info = self.trained_on
         if info is None:
             return f"model: {what}; training data unknown"

@@ -144,6 +144,7 @@ def as_json(report: ScanReport) -> dict:
             "functions_in_changed_files": report.functions_seen,
         },
         "warning": None if report.detects else FIVE_CLASS_WARNING,
+        "warnings": report.model.warnings(),  # about the model: synthetic data, no benign class
         "findings": [_finding_json(report, s) for s in report.findings],
     }
 
