@@ -126,7 +126,8 @@ def _by_label(report: ScanReport, probs) -> dict[str, float]:
 def as_json(report: ScanReport) -> dict:
     return {
         "tool": {"name": "enstack", "version": __version__},
-        "model": report.model.describe(),
+        "model": report.model.source.name,  # a name, never a local path
+        "model_card": report.model.describe(),
         "labels": report.model.labels,
         "benign_label": report.model.benign_label,
         "threshold": report.threshold,
@@ -353,7 +354,8 @@ def as_sarif(report: ScanReport) -> dict:
         ],
         "results": [_result(report, s) for s in report.findings],
         "properties": {
-            "model": report.model.describe(),
+            "model": report.model.source.name,
+            "modelCard": report.model.describe(),
             "threshold": report.threshold,
             "localisation": report.localise,
             "functions": len(report.scored),
