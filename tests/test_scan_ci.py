@@ -334,6 +334,7 @@ def test_output_never_replaces_what_was_scanned(
 # --- integrations ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # two pre-commit runs, each starting enstack in a fresh process
 def test_the_pre_commit_hook_runs_on_staged_files(bundle: Path, tmp_path, monkeypatch) -> None:
     """pre-commit, as a user runs it: this repository's .pre-commit-hooks.yaml, at a commit,
     on a project with a staged C file."""
