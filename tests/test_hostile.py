@@ -208,7 +208,45 @@ def _truncated_parquet(root: Path) -> dict:
     return {"format": "parquet", "path": str(path)}
 
 
+def _csv_bytes(root: Path, tail: bytes) -> dict:
+    """A good CSV file with `tail` appended as its last rows."""
+    path = write_source("csv", root / "d.csv", GOOD_ROWS)
+    path.write_bytes(path.read_bytes() + tail)
+    return {"format": "csv", "path": str(path)}
+
+
+def _corrupt_parquet_page(root: Path) -> dict:
+    """A Parquet file whose footer is intact but whose snappy data page is overwritten."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = root / "d.parquet"
+    codes = [f"int f{i}(int a) {{ return a + {i}; }}" * 20 for i in range(40)]
+    table = pa.table({"code": codes, "label": [i % 5 for i in range(40)]})
+    pq.write_table(table, path, compression="snappy")
+    data = bytearray(path.read_bytes())
+    for i in range(8, len(data) // 2):  # the first column's pages, well before the footer
+        data[i] = (data[i] * 7 + 13) % 256
+    path.write_bytes(bytes(data))
+    return {"format": "parquet", "path": str(path)}
+
+
 DATA_CASES = [
+    _data_case("csv-bare-carriage-return", lambda r: _csv_bytes(r, b"r9,int f\rg;,0\n"), "d.csv"),
+    _data_case("csv-random-bytes", lambda r: _csv_bytes(r, bytes(range(256)) * 8 + b"\n"), "d.csv"),
+    _data_case(
+        "jsonl-lone-surrogate",
+        lambda r: _after(
+            (r / "d.jsonl").write_text(
+                "".join(json.dumps({"code": c, "label": lb}) + "\n" for c, lb in GOOD_ROWS)
+                + '{"code": "int f(void) { return \\ud800; }", "label": 0}\n'
+            ),
+            {"format": "jsonl", "path": str(r / "d.jsonl")},
+        ),
+        "d.jsonl",
+        "41",
+    ),
+    _data_case("parquet-corrupt-page", _corrupt_parquet_page, "d.parquet"),
     _data_case(
         "data-missing-file", lambda r: {"format": "csv", "path": str(r / "nope.csv")}, "nope.csv"
     ),

@@ -240,7 +240,7 @@ def _csv_records(path: Path, columns: Columns) -> Iterator[Record]:
     bad_lines: set[int] = set()
     lines = _utf8_lines(path, bad_lines)
     reader = csv.reader(lines)
-    header = next(reader, None)
+    header = next(_csv_rows(reader, path), None)
     if header is None:
         raise UserError(f"{path}: empty CSV file (no header row)")
     header = [h.lstrip("\ufeff") for h in header]
@@ -251,7 +251,7 @@ def _csv_records(path: Path, columns: Columns) -> Iterator[Record]:
     pair_i = header.index(columns.pair) if columns.pair is not None else None
     group_i = header.index(columns.group) if columns.group is not None else None
     last_line = reader.line_num
-    for row, fields in enumerate(reader, start=1):
+    for row, fields in enumerate(_csv_rows(reader, path), start=1):
         if len(fields) != len(header):
             raise UserError(
                 f"{path}: row {row} (line {reader.line_num}) has {len(fields)} fields, "
@@ -263,6 +263,21 @@ def _csv_records(path: Path, columns: Columns) -> Iterator[Record]:
         pair = fields[pair_i] if pair_i is not None else None
         group = fields[group_i] if group_i is not None else None
         yield Record(fields[code_i], fields[label_i], row_id, pair, group, replaced)
+
+
+def _csv_rows(reader, path: Path) -> Iterator[list[str]]:
+    """The reader's rows; a malformed line (a bare carriage return in an unquoted field,
+    random bytes) is one error naming the file and line, not csv's exception."""
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise UserError(
+                f"{path}: line {reader.line_num + 1} is not valid CSV ({exc})"
+            ) from None
+        yield fields
 
 
 def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
@@ -289,6 +304,7 @@ def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
                 )
         pair = obj[columns.pair] if columns.pair is not None else None
         group = obj[columns.group] if columns.group is not None else None
+        _check_text(obj[columns.code], path, f"row {row} (line {number})", columns.code)
         yield Record(
             obj[columns.code],
             obj[columns.label],
@@ -297,6 +313,17 @@ def _jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
             group,
             number in bad_lines,
         )
+
+
+def _check_text(value: object, path: Path, where: str, column: str) -> None:
+    """JSON may escape a lone surrogate (`\\ud800`) that no encoder can write back."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(
+                f"{path}: {where}: '{column}' holds a lone surrogate escape, not valid text"
+            ) from None
 
 
 def _parquet_records(path: Path, columns: Columns, chunk_rows: int) -> Iterator[Record]:
@@ -322,7 +349,15 @@ def _parquet_records(path: Path, columns: Columns, chunk_rows: int) -> Iterator[
         )
     wanted = [columns.code, columns.label]
     wanted += [c for c in (columns.id, columns.pair, columns.group) if c is not None and c in names]
-    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=list(dict.fromkeys(wanted))):
+    batches = parquet.iter_batches(batch_size=chunk_rows, columns=list(dict.fromkeys(wanted)))
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as exc:  # a damaged page: snappy, thrift, checksum
+            reason = " ".join(str(exc).split())[:160]
+            raise UserError(f"{path}: a damaged Parquet page ({reason})") from None
         values = [_column(batch, name, names) for name in columns]
         for code, label, row_id, pair, group in zip(*values, strict=True):
             yield Record(code, label, row_id, pair, group, False)
