@@ -372,7 +372,12 @@ def _set(key: str, value: object) -> Callable[[dict], None]:
     return edit
 
 
+def _deep_manifest(ckpt: Path) -> None:
+    (ckpt / "manifest.json").write_text('{"files": ' + "[" * 100_000 + "]" * 100_000 + "}")
+
+
 CKPT_CASES = [
+    _ckpt_case("manifest-nested-100k-deep", _deep_manifest, "manifest.json"),
     _ckpt_case(
         "manifest-names-etc-passwd",
         _manifest_edit(lambda m: m["files"].update({"/etc/passwd": {"bytes": 1, "sha256": "0"}})),
@@ -587,3 +592,30 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
     ckpts = sorted((tmp_path / "run" / "models" / "m" / "checkpoints").iterdir())
     assert [c.name for c in ckpts] == ["ckpt-g000000003", "ckpt-g000000006"]  # none after
     assert str(ckpts[-1]) in error[0]
+
+
+@pytest.mark.parametrize(
+    ("relative", "content"),
+    [
+        ("run.json", "[1, 2]"),  # a list, not the record
+        ("reports/results.json", "{not json"),
+        ("reports/results.json", "[" * 100_000),
+        ("stack/ablation.json", '{"rows": []}'),  # no fingerprint
+    ],
+)
+def test_a_damaged_run_file_is_stale_not_a_crash(
+    bundle: Path, tmp_path: Path, capsys, relative: str, content: str
+) -> None:
+    """Files enstack wrote into a finished run directory, damaged afterwards: `enstack run`
+    redoes what they recorded (stale), with no traceback."""
+    run = tmp_path / "run"
+    shutil.copytree(bundle.parents[1], run)
+    config = yaml.safe_load((bundle.parents[2] / "c.yaml").read_text())
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump({**config, "run_dir": str(run)}))
+    (run / relative).write_text(content)
+    code = main(["run", "--config", str(config_path)])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert json.loads((run / "reports" / "results.json").read_text())["stack_fingerprint"]

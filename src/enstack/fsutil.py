@@ -211,6 +211,16 @@ def stage_lock(run_dir: Path, stage: str) -> ProcessLock:
     return ProcessLock(run_dir / f".lock-{stage}", f"{run_dir} ({stage})")
 
 
+def read_json_object(path: Path) -> dict | None:
+    """A JSON object enstack wrote earlier (a stage's record, a cache's meta), or None when it
+    is missing, damaged, nested too deeply or not an object: the caller redoes the work."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def read_untrusted_json(path: Path, max_bytes: int, culprit: str, hint: str = "") -> Any:
     """A JSON file someone handed us: its size checked before reading, deep nesting refused,
     every failure one `UserError` naming `culprit` (and `hint`: what the file should be)."""

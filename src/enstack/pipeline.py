@@ -6,7 +6,6 @@ training setup pointed at the same directory is refused rather than mixed in.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from importlib import resources
@@ -18,7 +17,7 @@ from enstack.data.prepare import prepare, split_warnings
 from enstack.errors import UserError
 from enstack.evaluate.stage import run_evaluate
 from enstack.evaluate.tables import plain_table
-from enstack.fsutil import atomic_write_json, sha256_json
+from enstack.fsutil import atomic_write_json, read_json_object, sha256_json
 from enstack.stack.stage import line_ranker_text, run_stack
 from enstack.train.status import NON_TRAJECTORY_KEYS, train_unless_done
 
@@ -83,10 +82,7 @@ def check_run_dir(config: Config) -> None:
     identity = _identity(config)
     path = config.layout.record
     if path.is_file():
-        try:
-            recorded = json.loads(path.read_text())
-        except ValueError:
-            recorded = {}
+        recorded = read_json_object(path) or {}
         if recorded.get("identity_hash") not in (None, sha256_json(identity)):
             differs = changed_keys(recorded.get("identity", {}), identity)
             if not differs and isinstance(recorded.get("identity"), dict):

@@ -83,7 +83,7 @@ def _read_json(path: Path, what: str) -> dict:
         raise CheckpointError(f"{path}: missing (an incomplete save, or not a checkpoint)")
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{path}: not valid JSON, so not an enstack {what} file") from None
     if not isinstance(value, dict):
         raise CheckpointError(f"{path}: not a JSON object")

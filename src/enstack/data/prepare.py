@@ -25,7 +25,14 @@ from enstack.data.readers import read_source
 from enstack.data.selection import SplitPlan, SplitRules, StagedSource, plan_splits
 from enstack.data.synthetic import generate, synthetic_labels
 from enstack.errors import UserError
-from enstack.fsutil import clean_debris, sha256_file, sha256_json, stage_lock, staged_dir
+from enstack.fsutil import (
+    clean_debris,
+    read_json_object,
+    sha256_file,
+    sha256_json,
+    stage_lock,
+    staged_dir,
+)
 from enstack.labels import PAPER_LABELS, SPLITS
 from enstack.progress import progress_bar
 
@@ -112,12 +119,10 @@ def read_manifest(data_dir: Path, required: bool = True) -> dict | None:
         if required:
             raise UserError(f"no prepared data at {data_dir} (run `enstack prepare` first)")
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        if required:
-            raise UserError(f"{path}: not valid JSON; run `enstack prepare` again") from None
-        return None
+    manifest = read_json_object(path)
+    if manifest is None and required:
+        raise UserError(f"{path}: damaged (not a JSON object); run `enstack prepare` again")
+    return manifest
 
 
 # --- sources and fingerprints ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from enstack.evaluate.tables import (
     per_class_markdown,
     results_json,
 )
-from enstack.fsutil import clean_debris, stage_lock, staged_dir
+from enstack.fsutil import clean_debris, read_json_object, stage_lock, staged_dir
 
 
 def run_evaluate(config: Config) -> tuple[Path, dict, bool]:
@@ -33,17 +33,14 @@ def run_evaluate(config: Config) -> tuple[Path, dict, bool]:
 
 def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
     stack_dir = config.layout.stack
-    try:
-        summary = json.loads((stack_dir / "ablation.json").read_text())
-    except (OSError, ValueError):
-        raise UserError(f"no stacking results in {stack_dir} (run `enstack stack` first)") from None
+    summary = read_json_object(stack_dir / "ablation.json")
+    if summary is None or "fingerprint" not in summary:
+        raise UserError(f"no stacking results in {stack_dir} (run `enstack stack` first)")
     out = config.layout.reports
     clean_debris(out.parent, out.name)  # what a killed run left (under this stage's lock)
     done = out / "results.json"
-    if (
-        done.is_file()
-        and json.loads(done.read_text()).get("stack_fingerprint") == summary["fingerprint"]
-    ):
+    previous = read_json_object(done)  # damaged or foreign: stale, so redone
+    if previous is not None and previous.get("stack_fingerprint") == summary["fingerprint"]:
         return out, summary, True
     try:
         arrays = load_file(str(stack_dir / "arrays.safetensors"))

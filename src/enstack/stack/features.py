@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save_file
 
 from enstack.config import Config
 from enstack.errors import UserError
-from enstack.fsutil import sha256_file, sha256_json, staged_dir
+from enstack.fsutil import read_json_object, sha256_file, sha256_json, staged_dir
 
 FEATURE_VERSION = 2  # 2: val and test only
 KINDS = ("probs", "logits", "embedding")
@@ -79,10 +79,8 @@ def encode_as_trained(
 
 
 def _cached(out_dir: Path) -> str | None:
-    try:
-        return json.loads((out_dir / "meta.json").read_text())["fingerprint"]
-    except (OSError, ValueError, KeyError):
-        return None
+    meta = read_json_object(out_dir / "meta.json")
+    return meta.get("fingerprint") if meta is not None else None
 
 
 def _load(out_dir: Path, split: str) -> dict[str, np.ndarray]:

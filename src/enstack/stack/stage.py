@@ -18,7 +18,7 @@ from safetensors.numpy import save_file
 from enstack.config import Config
 from enstack.data.prepare import read_manifest
 from enstack.errors import UserError
-from enstack.fsutil import clean_debris, sha256_json, stage_lock, staged_dir
+from enstack.fsutil import clean_debris, read_json_object, sha256_json, stage_lock, staged_dir
 from enstack.line_ranker import LABELS_VERSION, RANKER_VERSION, fit_line_ranker
 from enstack.stack.features import extract_all
 
@@ -223,7 +223,4 @@ def _split_ids(config: Config, column: str) -> dict[str, np.ndarray | None]:
 
 
 def _read_summary(out: Path) -> dict | None:
-    try:
-        return json.loads((out / "ablation.json").read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json_object(out / "ablation.json")
