@@ -603,6 +603,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
         ("stack/ablation.json", '{"rows": []}'),  # no fingerprint
     ],
 )
+@pytest.mark.slow  # `enstack run` redoes a stage each time
 def test_a_damaged_run_file_is_stale_not_a_crash(
     bundle: Path, tmp_path: Path, capsys, relative: str, content: str
 ) -> None:
