@@ -580,3 +580,27 @@ def test_oversized_standard_input_is_skipped(bundle: Path, monkeypatch, capsys) 
     code = main(["scan", "-", "--bundle", str(bundle), "--no-cache"])
     _, err = capsys.readouterr()
     assert code == 2 and "over 4 MiB" in err and err.count("error:") == 1
+
+
+def test_a_five_class_model_is_warned_about_once() -> None:
+    """A model without a benign class: one warning in SARIF's notifications, not one from the
+    report and another from the model's card."""
+    from enstack.scan.api import ScanReport
+    from enstack.scan.card import FIVE_CLASS_WARNING, ModelCard
+    from enstack.scan.files import FileTally
+    from enstack.scan.report import as_sarif
+
+    card = ModelCard(
+        source=Path("bundle"),
+        kind="bundle",
+        labels=["CWE-119", "CWE-120", "CWE-469", "CWE-476", "CWE-other"],
+        benign_label=None,
+        fingerprint="0" * 64,
+        has_line_ranker=False,
+        members=["m"],
+        meta="lr",
+        trained_on={"synthetic": False, "rows": {"train": 10}},
+    )
+    report = ScanReport(card, [], FileTally(), 0, 0, 0.5, "attention")
+    notes = as_sarif(report)["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert [n["message"]["text"] for n in notes] == [FIVE_CLASS_WARNING]

@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from enstack import __version__
 from enstack.errors import UserError
-from enstack.scan import LOCALISE_CHOICES
-
-PRECISIONS = ("fp32", "int8")  # enstack.scan.card's, without importing it here
+from enstack.scan import LOCALISE_CHOICES, PRECISIONS
 
 if TYPE_CHECKING:
     from enstack.config import Config

@@ -12,6 +12,8 @@ and api.py ties them together for the CLI and for notebooks.
 # `learned` needs a bundle with a line ranker; `auto` is it when there is one, else attention.
 LOCALISE_METHODS = ("learned", "attention", "gradient", "occlusion")
 LOCALISE_CHOICES = ("auto", *LOCALISE_METHODS)
+# `--precision`: int8 quantises the linear layers for CPU inference (scan/model.py)
+PRECISIONS = ("fp32", "int8")
 # The line rankings' cache key: bump when a method's output changes for the same model.
 # 2: statement lines, `learned`; 3: a statement's lines as one
 LOCALISE_VERSION = 3

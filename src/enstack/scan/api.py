@@ -11,9 +11,9 @@ import numpy as np
 
 from enstack.errors import UserError
 from enstack.progress import progress_bar
-from enstack.scan import LOCALISE_CHOICES, LOCALISE_VERSION
+from enstack.scan import LOCALISE_CHOICES, LOCALISE_VERSION, PRECISIONS
 from enstack.scan.cache import ScanCache, code_key, code_key_bytes
-from enstack.scan.card import PRECISIONS, ModelCard, read_card, resolve_method
+from enstack.scan.card import ModelCard, read_card, resolve_method
 from enstack.scan.files import (
     MAX_FILE_BYTES,
     FileTally,

@@ -20,7 +20,6 @@ from enstack.fsutil import read_untrusted_json, sha256_json
 from enstack.line_ranker import HASH_FEATURES, RANKER_VERSION
 
 BENIGN_DEFAULT = "none"
-PRECISIONS = ("fp32", "int8")
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # as config model names are
 MAX_JSON_BYTES = 16 << 20  # a manifest or config larger than this is not one enstack wrote
 SYNTHETIC_WARNING = (

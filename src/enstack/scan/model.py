@@ -24,7 +24,8 @@ from enstack.infer import predict
 from enstack.line_ranker import LineRanker, load_line_ranker
 from enstack.models.classifier import Classifier
 from enstack.models.loading import load_classifier, usable_positions
-from enstack.scan.card import PRECISIONS, ModelCard, read_card
+from enstack.scan import PRECISIONS
+from enstack.scan.card import ModelCard, read_card
 from enstack.stack.bundle import Bundle, bundle_lines_dir, bundle_model_dir, load_bundle
 
 
@@ -67,22 +68,36 @@ class BaseModel:
 class ScanModel:
     """The models behind a scan, and how their outputs become class probabilities."""
 
-    source: Path
-    labels: list[str]
-    benign_label: str | None  # None: the paper's five classes, no notion of safe code
+    card: ModelCard  # what it is: source, classes, fingerprint (read before loading)
     models: list[BaseModel]
     bundle: Bundle | None  # None: a single export, its own probabilities
-    fingerprint: str  # changes whenever any file that affects a prediction does
     device: torch.device
     amp: str
-    card: ModelCard
     batch_size: int = 32
     line_ranker: LineRanker | None = None  # from the bundle, when its data had fix pairs
     precision: str = "fp32"  # int8: linear layers dynamically quantised (CPU inference)
 
     @property
+    def source(self) -> Path:
+        return self.card.source
+
+    @property
+    def labels(self) -> list[str]:
+        return self.card.labels
+
+    @property
+    def benign_label(self) -> str | None:
+        """None: the paper's five classes, no notion of safe code."""
+        return self.card.benign_label
+
+    @property
     def benign_id(self) -> int | None:
-        return self.labels.index(self.benign_label) if self.benign_label is not None else None
+        return self.card.benign_id
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever any file that affects a prediction does."""
+        return self.card.fingerprint
 
     def predict_proba(self, codes: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Class probabilities for each function, and each base model's own."""
@@ -145,15 +160,11 @@ def _from_bundle(card: ModelCard, device: torch.device, amp: str, precision: str
     for model in models:
         _check_labels(model, labels, path)
     return ScanModel(
-        source=path,
-        labels=labels,
-        benign_label=card.benign_label,
+        card=card,
         models=models,
         bundle=bundle,
-        fingerprint=card.fingerprint,
         device=device,
         amp=amp,
-        card=card,
         line_ranker=load_line_ranker(bundle_lines_dir(path)),
         precision=precision,
     )
@@ -162,15 +173,11 @@ def _from_bundle(card: ModelCard, device: torch.device, amp: str, precision: str
 def _from_export(card: ModelCard, device: torch.device, amp: str, precision: str) -> ScanModel:
     model = _base_model(card.source, card.members[0], device, precision)
     return ScanModel(
-        source=card.source,
-        labels=card.labels,
-        benign_label=card.benign_label,
+        card=card,
         models=[model],
         bundle=None,
-        fingerprint=card.fingerprint,
         device=device,
         amp=amp,
-        card=card,
         precision=precision,
     )
 

@@ -254,11 +254,6 @@ def _artifact(path: str) -> dict:
     return {"uri": quote(path, safe="/"), "uriBaseId": "%SRCROOT%"}
 
 
-def line_hash(s: Scored) -> str:
-    """Stable while the function's own text, name and class are: moving it changes nothing."""
-    return s.fingerprint
-
-
 def _lines_lead(method: str) -> str:
     if method == "learned":
         return "Lines most likely to hold the flaw"
@@ -307,10 +302,7 @@ def _result(report: ScanReport, s: Scored) -> dict:
 
 def _notifications(report: ScanReport) -> list[dict]:
     """What the scan could not read or parse, for code scanning's tool status page."""
-    out = []
-    if not report.detects:
-        out.append({"level": "warning", "message": {"text": FIVE_CLASS_WARNING}})
-    out += [{"level": "warning", "message": {"text": text}} for text in report.model.warnings()]
+    out = [{"level": "warning", "message": {"text": text}} for text in report.model.warnings()]
     for path, reason in report.tally.skipped_files:
         out.append(
             {
