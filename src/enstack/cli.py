@@ -465,16 +465,15 @@ def _scan_paths(args: argparse.Namespace) -> list[str]:
 
 
 def _scan_selection(args: argparse.Namespace, paths: list[str]):  # -> Selection
-    from enstack.scan.files import Selection
+    from enstack.scan.files import selection_for
     from enstack.scan.functions import SOURCE_SUFFIXES
-    from enstack.scan.scope import PathFilter, changed_since
+    from enstack.scan.scope import changed_since
 
     suffixes = SOURCE_SUFFIXES
     if args.include:
         suffixes = {s if s.startswith(".") else f".{s}" for s in args.include}
-    roots = [Path.cwd(), *(Path(p) for p in paths if p != "-" and Path(p).is_dir())]
     changes = changed_since(args.changed_since) if args.changed_since is not None else None
-    return Selection(PathFilter.build(suffixes, args.exclude, roots), changes)
+    return selection_for(paths, suffixes, args.exclude, changes)
 
 
 def _scan_baseline(args: argparse.Namespace):  # -> Baseline | None

@@ -69,5 +69,8 @@ def fit_cpu_threads() -> None:
     """Inference threads: as many as the CPUs this process may use, unless the user chose
     (OMP_NUM_THREADS). More threads than CPUs on a shared runner make every step wait on
     descheduled threads, which is where throughput collapses."""
-    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > cpus_available():
-        torch.set_num_threads(cpus_available())
+    if "OMP_NUM_THREADS" in os.environ:
+        return
+    available = cpus_available()
+    if torch.get_num_threads() > available:
+        torch.set_num_threads(available)

@@ -20,7 +20,7 @@ from enstack.scan.files import (
     Selection,
     SourceFile,
     check_paths,
-    default_selection,
+    selection_for,
     source_files,
 )
 from enstack.scan.functions import EXTRACTOR_VERSION, Function, extract_functions, language_of
@@ -189,7 +189,7 @@ class Scanner:
         """Score every function in `paths` (files, directories, `-`). `selection` narrows what
         is read (excludes, `--changed-since`); `baseline` marks findings already known."""
         paths = _path_list(paths)
-        selection = selection or default_selection(paths)
+        selection = selection or selection_for(paths)
         changes = selection.changes
         check_paths(paths, changes)
         tally = FileTally()

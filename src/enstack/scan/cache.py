@@ -136,10 +136,7 @@ class ScanCache:
         self, probs: object, per_model: object
     ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """A stored row, or None when it is not what put_scores writes."""
-        try:
-            probs, per_model = json.loads(str(probs)), json.loads(str(per_model))
-        except (ValueError, RecursionError):
-            return None
+        probs, per_model = _json_or_none(probs), _json_or_none(per_model)
         mean = _probabilities(probs, self.width)
         if mean is None or not isinstance(per_model, dict) or not per_model:
             return None

@@ -9,14 +9,13 @@ scored: `enstack.scan.model.load_scan_model`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from enstack.errors import UserError
-from enstack.fsutil import read_untrusted_json, sha256_json
+from enstack.fsutil import read_untrusted_json, sha256_file, sha256_json
 from enstack.line_ranker import HASH_FEATURES, RANKER_VERSION
 
 BENIGN_DEFAULT = "none"
@@ -166,14 +165,7 @@ def _export_card(path: Path) -> ModelCard:
 def _export_fingerprint(path: Path) -> str:
     """Every file inference reads (weights, config, enstack.json's max_length, tokenizer):
     a changed max_length must not repeat the old scores from the cache."""
-    digests = {}
-    for item in sorted(path.iterdir()):
-        if item.is_file():
-            digest = hashlib.sha256()
-            with item.open("rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(block)
-            digests[item.name] = digest.hexdigest()
+    digests = {item.name: sha256_file(item) for item in sorted(path.iterdir()) if item.is_file()}
     return sha256_json({"export": digests})
 
 

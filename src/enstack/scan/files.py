@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,9 +59,16 @@ class Selection:
         return True
 
 
-def default_selection(paths: list[str]) -> Selection:
+def selection_for(
+    paths: list[str],
+    suffixes: Iterable[str] = SOURCE_SUFFIXES,
+    excludes: list[str] | None = None,
+    changes: ChangeSet | None = None,
+) -> Selection:
+    """What a scan of `paths` reads: the ignore files of the working directory and of every
+    directory named, besides `excludes`; with `changes`, only the files that changed."""
     dirs = [Path(p) for p in paths if p != STDIN and os.path.isdir(p)]
-    return Selection(PathFilter.build(SOURCE_SUFFIXES, [], [Path.cwd(), *dirs]))
+    return Selection(PathFilter.build(suffixes, excludes or [], [Path.cwd(), *dirs]), changes)
 
 
 def check_paths(paths: list[str], changes: ChangeSet | None = None) -> None:
@@ -75,12 +82,12 @@ def check_paths(paths: list[str], changes: ChangeSet | None = None) -> None:
 def source_files(
     paths: list[str], tally: FileTally, selection: Selection | None = None
 ) -> Iterator[SourceFile]:
-    selection = selection or default_selection(paths)
+    selection = selection or selection_for(paths)
     seen: set[tuple[int, int]] = set()
     for name in paths:
         if name == STDIN:
             data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
-            if _refused(data, Path("<stdin>"), tally, len(data)):
+            if _refused(data, Path("<stdin>"), tally):
                 continue
             tally.files += 1
             yield SourceFile("<stdin>", data, Path("stdin.cpp"))
@@ -154,7 +161,7 @@ def _read(path: Path, tally: FileTally, seen: set) -> SourceFile | None:
     except OSError:
         tally.skip("unreadable", path)
         return None
-    if _refused(data, path, tally, len(data)):
+    if _refused(data, path, tally):
         return None
     try:
         data.decode("utf-8")
@@ -165,9 +172,9 @@ def _read(path: Path, tally: FileTally, seen: set) -> SourceFile | None:
     return SourceFile(_display(path), data, path)
 
 
-def _refused(data: bytes, path: Path, tally: FileTally, size: int) -> bool:
+def _refused(data: bytes, path: Path, tally: FileTally) -> bool:
     """Binary or oversized content (the same checks for standard input as for files)."""
-    if size > MAX_FILE_BYTES:
+    if len(data) > MAX_FILE_BYTES:
         tally.skip(TOO_BIG, path)
         return True
     if b"\0" in data[:8192]:

@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from enstack.errors import UserError
+from enstack.fsutil import read_untrusted_json
 from enstack.stack.registry import COMBINERS, META_NAMES
 
 MAX_SKOPS_SCHEMA = 64 << 20  # the schema of a 200-tree forest is a few MiB
@@ -268,8 +269,6 @@ META_KEYS = {"name": str, "n_classes": int, "seed": int, "params": dict, "scale"
 
 def _meta_info(path: Path) -> dict:
     """meta.json, its keys and their types checked before anything is built from it."""
-    from enstack.fsutil import read_untrusted_json
-
     info = read_untrusted_json(path, 16 << 20, str(path), "not a meta-classifier enstack wrote")
     if not isinstance(info, dict):
         raise UserError(f"{path}: not a JSON object; not a meta-classifier enstack wrote")
