@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +59,7 @@ class Scored:
     def confidence(self) -> float:
         return self.p_vulnerable if self.p_vulnerable is not None else float(self.probs.max())
 
-    @property
+    @cached_property  # read by the baseline, JSON and SARIF: hash the function's text once
     def fingerprint(self) -> str:
         """SARIF's primaryLocationLineHash: what a baseline matches on."""
         return fingerprint(self.function.name, self.label, self.function.code)
