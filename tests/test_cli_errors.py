@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from conftest import assert_user_error, run_cli, wait_for, write_config, write_source
+from conftest import assert_user_error, run_cli, until_event, write_config, write_source
 
 GOOD = [(f"int f{i}(void) {{ return {i}; }}", i % 5) for i in range(40)]
 
@@ -187,7 +187,7 @@ def test_sigterm_at_any_moment_exits_130_with_one_line(tmp_path: Path, delay: fl
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     lock = tmp_path / "run" / ".lock-prepare"
-    assert wait_for(lambda: lock.exists() or proc.poll() is not None, timeout=60)
+    until_event(proc, lock.exists)
     time.sleep(delay)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)

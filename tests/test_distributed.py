@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import save_in_progress, tiny_config, train_args, wait_for
+from conftest import save_in_progress, sleep, tiny_config, train_args, until_event
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
@@ -72,12 +72,10 @@ def test_a_killed_rank_ends_the_job_and_resume_is_bit_exact(tmp_path: Path) -> N
             text=True,
         )
         if attempt == 0:  # while rank 0 is writing a checkpoint: surely mid-run
-            assert wait_for(
-                lambda j=job: save_in_progress(ckpts) or j.poll() is not None, timeout=120
-            )
+            until_event(job, lambda: save_in_progress(ckpts))
         else:  # a random moment once training runs
-            assert wait_for(lambda j=job: ckpts.is_dir() or j.poll() is not None, timeout=120)
-            wait_for(lambda: False, timeout=rng.uniform(0.0, 2.0))
+            until_event(job, ckpts.is_dir)
+            sleep(rng.uniform(0.0, 2.0))
         workers = _workers(job.pid)
         if job.poll() is not None or not workers:
             job.communicate()

@@ -17,7 +17,7 @@ from enstack.line_ranker import (
     statement_spans,
 )
 
-from conftest import SHARED_DATA
+from conftest import shared_file
 
 FLAWED = """void copy(char *src)
 {
@@ -123,9 +123,7 @@ def test_a_check_the_fix_adds_labels_the_statement_it_protects() -> None:
 
 
 def _juliet_rows(split: str) -> list[dict]:
-    path = SHARED_DATA / "juliet6" / f"{split}.jsonl"
-    if not path.is_file():
-        pytest.skip(f"{path} is not here")
+    path = shared_file("juliet6", f"{split}.jsonl")
     return [json.loads(line) for line in path.open()]
 
 
@@ -150,9 +148,7 @@ def test_ranker_from_juliet_train_pairs_finds_juliets_own_flaw_lines_in_unseen_f
         progress=False,
     )
     assert ranker is not None and ranker.info["functions"] > 1000
-    fixture = SHARED_DATA / "juliet-scan-val"
-    if not (fixture / "truth.json").is_file():
-        pytest.skip(f"{fixture} is not here")
+    fixture = shared_file("juliet-scan-val", "truth.json").parent
     hits, chance, scored = 0, 0.0, 0
     for name, functions in sorted(json.loads((fixture / "truth.json").read_text()).items()):
         source = (fixture / "src" / name).read_text().split("\n")

@@ -14,7 +14,7 @@ import pytest
 
 from enstack.errors import UserError
 
-from conftest import REPO, TINY_MODEL, assert_user_error, run_cli, wait_for, write_config
+from conftest import REPO, TINY_MODEL, assert_user_error, run_cli, until_event, write_config
 
 REPORTS = ("results.json", "results.csv", "results.md")
 
@@ -66,7 +66,7 @@ def test_run_killed_anywhere_ends_with_the_same_results(tmp_path: Path) -> None:
     ]
     for moment in moments:
         proc = _run(cfg)
-        assert wait_for(lambda p=proc, m=moment: m() or p.poll() is not None, timeout=120)
+        until_event(proc, moment)
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
     final = run_cli("run", "--config", str(cfg))

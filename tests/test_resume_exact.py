@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import kill_repeatedly, popen_train, tiny_config, train_args, wait_for
+from conftest import kill_repeatedly, popen_train, tiny_config, train_args, until_event
 
 SETTINGS = {"epochs": 3, "grad_accum_steps": 2, "save_steps": 2, "n_per_class": 60}
 PAUSE = {"ENSTACK_TEST_SAVE_PAUSE": "0.08"}  # keeps each save open long enough to be hit
@@ -53,11 +53,12 @@ def test_sigterm_saves_exits_130_and_resumes_exactly(tmp_path: Path) -> None:
     model_dir = tmp_path / "twin" / "models" / "m"
     # save_steps is large here so that the only mid-epoch checkpoint is the one SIGTERM writes
     proc = popen_train(cfg, PAUSE, "--set", "training.save_steps=1000")
-    assert wait_for(
+    assert until_event(
+        proc,
         lambda: (
             (model_dir / "metrics.jsonl").is_file()
             and len((model_dir / "metrics.jsonl").read_text().splitlines()) >= 4
-        )
+        ),
     )
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -546,9 +547,86 @@ def _no_such_features(copy: Path, manifest: dict) -> None:
     manifest["features"] = "nope"
 
 
+def _meta_of(name: str, damage) -> Callable:
+    """A meta-classifier `name` fitted to the bundle's shape, then `damage(estimator, dir)`."""
+    from enstack.stack.meta import MetaClassifier
+
+    def change(copy: Path, manifest: dict) -> None:
+        classes = len(manifest["labels"])
+        rng = np.random.default_rng(0)
+        x, y = rng.random((60, classes)), np.arange(60) % classes
+        meta = MetaClassifier(name, classes, scale=name == "svm").fit(x, y)
+        shutil.rmtree(copy / "meta")
+        (copy / "meta").mkdir()
+        damage(meta.estimator, copy / "meta", before_save=True)
+        meta.save(copy / "meta")
+        damage(meta.estimator, copy / "meta", before_save=False)
+        manifest["meta"] = name
+
+    return change
+
+
+def _nan_svm(estimator, meta_dir: Path, before_save: bool) -> None:
+    if before_save:
+        estimator.steps[-1][1]._dual_coef_[:] = np.nan
+
+
+def _xgb_edit(edit) -> Callable:
+    """Damage to meta.xgb.json after saving: `edit(text)` returns the new text."""
+
+    def damage(estimator, meta_dir: Path, before_save: bool) -> None:
+        if not before_save:
+            path = meta_dir / "meta.xgb.json"
+            path.write_text(edit(path.read_text()))
+
+    return damage
+
+
+def _in_json(edit) -> Callable:
+    def on_text(text: str) -> str:
+        model = json.loads(text)
+        edit(model)
+        return json.dumps(model)
+
+    return on_text
+
+
+def _first_tree(model: dict) -> dict:
+    return model["learner"]["gradient_booster"]["model"]["trees"][0]
+
+
+def _children_outside(model: dict) -> None:
+    tree = _first_tree(model)
+    tree["left_children"] = [999_999] * len(tree["left_children"])  # segfaulted XGBoost
+
+
+def _absurd_nodes(model: dict) -> None:
+    _first_tree(model)["tree_param"]["num_nodes"] = "2000000000"
+
+
+def _absurd_classes(model: dict) -> None:
+    model["learner"]["learner_model_param"]["num_class"] = "100000000"
+
+
+def _safetensors_header(size: int) -> Callable:
+    def change(copy: Path, manifest: dict) -> None:
+        path = next(copy.glob("models/*/model.safetensors"))
+        body = path.read_bytes()
+        path.write_bytes(size.to_bytes(8, "little") + body[8:])
+
+    return change
+
+
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
+        (_meta_of("svm", _nan_svm), "not finite"),
+        (_meta_of("xgboost", _xgb_edit(lambda t: t[: len(t) // 2])), "not JSON"),
+        (_meta_of("xgboost", _xgb_edit(_in_json(_children_outside))), "outside the tree"),
+        (_meta_of("xgboost", _xgb_edit(_in_json(_absurd_nodes))), "is not a size"),
+        (_meta_of("xgboost", _xgb_edit(_in_json(_absurd_classes))), "where meta.json has"),
+        (_safetensors_header(2**64 - 1), "cannot load it"),
+        (_safetensors_header(500 << 20), "cannot load it"),
         (_garbage_tokenizer, "cannot load it"),
         (_remote_code, "cannot load it"),
         (_beyond_positions, "exceeds the model's"),

@@ -8,6 +8,7 @@ through skops, XGBoost through its own JSON model format.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 import zipfile
@@ -26,8 +27,10 @@ from sklearn.svm import SVC
 from enstack.errors import UserError
 from enstack.fsutil import read_untrusted_json
 from enstack.stack.registry import COMBINERS, META_NAMES
+from enstack.stack.xgb_file import read_xgb_model
 
 MAX_SKOPS_SCHEMA = 64 << 20  # the schema of a 200-tree forest is a few MiB
+MAX_SKOPS_ARRAYS = 1 << 30  # its arrays, about 5 MiB
 # Plain containers and numbers a skops schema names beside the estimators.
 SKOPS_PLAIN = {
     *(f"builtins.{t}" for t in ("dict", "list", "str", "tuple", "int", "float", "bool")),
@@ -248,19 +251,34 @@ class MetaClassifier:
         elif len(meta.classes_) == 1:
             meta.estimator = None
         elif info["name"] == "xgboost":
-            from xgboost import XGBClassifier
-
-            model = XGBClassifier()
-            model.load_model(str(directory / "meta.xgb.json"))
+            model = _load_xgboost(directory / "meta.xgb.json", len(meta.classes_))
             if info["scale"]:
-                meta.estimator = Pipeline(
-                    [("scale", _scaler_from_json(info["scaler"])), ("model", model)]
-                )
+                scaler = _scaler_from_json(info.get("scaler"), directory / "meta.json")
+                meta.estimator = Pipeline([("scale", scaler), ("model", model)])
             else:
                 meta.estimator = model
         else:
             meta.estimator = _load_skops(directory / "meta.skops")
+        meta._probe(directory)
         return meta
+
+    def _probe(self, directory: Path) -> None:
+        """One row of zeros through the loaded estimator: damaged or crafted weights (NaN in
+        an SVM, a forest of the wrong width) are refused here, at load, not mid-scan."""
+        width = getattr(self.estimator, "n_features_in_", None)
+        if self.estimator is None or isinstance(self.estimator, ProbabilityMean) or not width:
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                probs = self.predict_proba(np.zeros((1, int(width))))
+        except (ValueError, TypeError, IndexError):
+            probs = np.full((1, 1), np.nan)
+        if probs.shape != (1, self.n_classes) or not np.isfinite(probs).all():
+            raise UserError(
+                f"{directory}: the meta-classifier gives no finite probabilities for "
+                f"{self.n_classes} classes (its weights are damaged or crafted)"
+            )
 
 
 META_KEYS = {"name": str, "n_classes": int, "seed": int, "params": dict, "scale": bool,
@@ -314,10 +332,12 @@ def _skops_types(path: Path) -> set[str]:
     """Every `module.Class` that a skops file's schema names, read with its size bounded
     (a zip bomb's 800 MB schema stops at MAX_SKOPS_SCHEMA) and walked without recursion."""
     try:
-        with zipfile.ZipFile(path) as archive, archive.open("schema.json") as handle:
-            data = handle.read(MAX_SKOPS_SCHEMA + 1)
-        if len(data) > MAX_SKOPS_SCHEMA:
-            raise UserError(f"{path}: schema over {MAX_SKOPS_SCHEMA >> 20} MiB; refusing it")
+        with zipfile.ZipFile(path) as archive:
+            with archive.open("schema.json") as handle:
+                data = handle.read(MAX_SKOPS_SCHEMA + 1)
+            if len(data) > MAX_SKOPS_SCHEMA:
+                raise UserError(f"{path}: schema over {MAX_SKOPS_SCHEMA >> 20} MiB; refusing it")
+            _check_skops_arrays(archive, path)
         schema = json.loads(data)
     except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile):
         raise UserError(f"{path}: not a skops file enstack wrote (unreadable schema)") from None
@@ -335,14 +355,53 @@ def _skops_types(path: Path) -> set[str]:
     return found
 
 
+def _check_skops_arrays(archive: zipfile.ZipFile, path: Path) -> None:
+    """Every array in the file, read as plain numbers (no pickle) with their total size
+    bounded: NaN or infinite weights (an SVM's coefficients) are refused before loading."""
+    arrays = [info for info in archive.infolist() if info.filename.endswith(".npy")]
+    if sum(info.file_size for info in arrays) > MAX_SKOPS_ARRAYS:
+        raise UserError(f"{path}: arrays over {MAX_SKOPS_ARRAYS >> 20} MiB; refusing it")
+    for info in arrays:
+        array = np.load(io.BytesIO(archive.read(info)), allow_pickle=False)
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise UserError(f"{path}: holds weights that are not finite (damaged or crafted)")
+
+
 def _scaler_to_json(scaler: StandardScaler) -> dict:
     return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}
 
 
-def _scaler_from_json(data: dict) -> StandardScaler:
+def _load_xgboost(path: Path, classes: int):
+    from xgboost import XGBClassifier
+    from xgboost.core import XGBoostError
+
+    model = XGBClassifier()
+    try:
+        model.load_model(
+            read_xgb_model(path, classes)
+        )  # every tree checked before XGBoost reads it
+    except XGBoostError as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise UserError(f"{path}: XGBoost cannot load it ({reason})") from None
+    return model
+
+
+def _scaler_from_json(data: object, where: Path) -> StandardScaler:
+    try:
+        mean = np.asarray(data["mean"], dtype=np.float64)  # type: ignore[index]
+        scale = np.asarray(data["scale"], dtype=np.float64)  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        mean = scale = np.empty(0)
+    if (
+        mean.ndim != 1
+        or mean.shape != scale.shape
+        or not len(mean)
+        or not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all())
+    ):
+        raise UserError(f"{where}: 'scaler' is not a mean and a positive scale per feature")
     scaler = StandardScaler()
-    scaler.mean_ = np.asarray(data["mean"])
-    scaler.scale_ = np.asarray(data["scale"])
+    scaler.mean_ = mean
+    scaler.scale_ = scale
     scaler.var_ = scaler.scale_**2
     scaler.n_features_in_ = len(scaler.mean_)
     return scaler
