@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -91,14 +90,22 @@ def test_shipped_configs_validate(name: str) -> None:
     load_config(REPO / "configs" / name)
 
 
-def test_embedded_demo_config_matches_the_shipped_one() -> None:
-    embedded = yaml.safe_load(
-        resources.files("enstack").joinpath("resources/demo.yaml").read_text()
-    )
-    shipped = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
-    embedded.pop("run_dir")
-    shipped.pop("run_dir")
-    assert embedded == shipped
+def test_shipped_configs_are_found_by_name_from_anywhere(tmp_path: Path, monkeypatch) -> None:
+    """A notebook's working directory has no `configs/`: the shipped ones come with the
+    package, by name; a file of that name in the working directory still wins."""
+    from enstack.api import load_config as api_load_config
+    from enstack.config import shipped_names
+
+    monkeypatch.chdir(tmp_path)
+    assert {"demo", "juliet6", "paper", "custom-csv"} <= set(shipped_names())
+    assert load_config(Path("juliet6")).run_dir == tmp_path / "runs" / "juliet6"
+    assert api_load_config("paper.yaml").data.format == "draper-hdf5"
+    # the checkout's configs/ is the package's: one copy of each
+    assert (REPO / "configs").resolve() == (REPO / "src" / "enstack" / "configs").resolve()
+    (tmp_path / "juliet6").write_text("run_dir: mine\n")
+    assert load_config(Path("juliet6")).run_dir == tmp_path / "mine"
+    with pytest.raises(UserError, match="shipped config's name: custom-csv, demo"):
+        load_config(Path("juliet7"))
 
 
 def test_the_custom_csv_template_prepares_a_users_csv_as_shipped(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
     import enstack.api as es
 
-    config = es.load_config("configs/juliet6.yaml", run_dir="/content/drive/MyDrive/j6",
+    config = es.load_config("juliet6", run_dir="/content/drive/MyDrive/j6",
                             training={"staging_dir": "/content/staging"})
     es.run(config)                          # every stage; finished work is skipped
     report = es.scan(["src/"], config=config)

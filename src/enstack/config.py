@@ -7,6 +7,7 @@ synthetic data). Unknown keys and wrong types are rejected with the dotted key's
 from __future__ import annotations
 
 import copy
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -354,9 +355,39 @@ def _expanded_size(value: Any, limit: int) -> int:
     return count
 
 
+def shipped_names() -> list[str]:
+    """The configs that ship inside the package (`configs/` in a checkout), by name."""
+    folder = resources.files("enstack").joinpath("configs")
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def shipped_config(name: str) -> Path:
+    """A shipped config by name (`juliet6` or `juliet6.yaml`), from a pip install as from a
+    checkout: `configs/` is not where a notebook's working directory is."""
+    stem = name.removesuffix(".yaml")
+    if stem not in shipped_names():
+        raise UserError(f"no shipped config {name!r} (shipped: {', '.join(shipped_names())})")
+    return Path(str(resources.files("enstack").joinpath("configs", f"{stem}.yaml")))
+
+
+def config_file(path: Path | str) -> Path:
+    """Where a `--config` value points: the file, when it exists; else a bare name of a
+    shipped config (`--config juliet6`); else an error naming both."""
+    path = Path(path)
+    if path.is_file() or len(path.parts) != 1:
+        return path
+    if path.name.removesuffix(".yaml") in shipped_names():
+        return shipped_config(path.name)
+    return path
+
+
 def read_config_yaml(path: Path) -> dict[str, Any]:
+    path = config_file(path)
     if not path.is_file():
-        raise UserError(f"config file not found: {path}")
+        shipped = ", ".join(shipped_names())
+        raise UserError(f"config file not found: {path} (or a shipped config's name: {shipped})")
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise UserError(f"{path}: over {MAX_CONFIG_BYTES} bytes; not an enstack config")

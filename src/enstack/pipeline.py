@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 from enstack import IMPORTED_AT
-from enstack.config import Config, changed_keys, load_config_text
+from enstack.config import Config, changed_keys, load_config_text, shipped_config
 from enstack.data.prepare import prepare, split_warnings
 from enstack.errors import UserError
 from enstack.evaluate.stage import run_evaluate
@@ -25,8 +24,9 @@ IDENTITY_KEYS = ("seed", "data", "models")
 
 
 def demo_yaml() -> str:
-    """The demo's config as shipped inside the package (configs/demo.yaml is its copy)."""
-    return resources.files("enstack").joinpath("resources/demo.yaml").read_text()
+    """The demo's config as shipped inside the package (`configs/demo.yaml` in a checkout);
+    its run_dir is always replaced by the demo's own."""
+    return shipped_config("demo").read_text(encoding="utf-8")
 
 
 def demo_config(run_dir: Path, overrides: list[str]) -> Config:
