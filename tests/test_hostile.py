@@ -620,3 +620,189 @@ def test_a_damaged_run_file_is_stale_not_a_crash(
     assert code == 0, err
     assert "Traceback" not in err
     assert json.loads((run / "reports" / "results.json").read_text())["stack_fingerprint"]
+
+
+# --- training on what a run directory or a pretrained directory holds ------------------------
+
+
+def _copied_run(trained_run: Path, tmp_path: Path, **model: object) -> tuple[Path, Path]:
+    """A copy of the trained run whose model `m` is unfinished again (no exports), and its
+    config (with `model` replacing the model's entry, when given)."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run / "run", run)
+    for export in ("best", "final"):
+        shutil.rmtree(run / "models" / "m" / export, ignore_errors=True)
+    config = yaml.safe_load((trained_run / "c.yaml").read_text())
+    config["run_dir"] = str(run)
+    if model:
+        config["models"] = [{"name": "m", **model}]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return run, path
+
+
+def _newest(run: Path) -> Path:
+    return sorted((run / "models" / "m" / "checkpoints").iterdir())[-1]
+
+
+def _other_param_groups(run: Path, tmp_path: Path) -> list[str]:
+    from enstack.ckpt.layout import write_manifest
+
+    ckpt = _newest(run)
+    state = json.loads((ckpt / "state.json").read_text())
+    groups = state["optimizer"]["param_groups"]
+    groups.append(dict(groups[0]))
+    (ckpt / "state.json").write_text(json.dumps(state))
+    write_manifest(ckpt)  # re-signed: only loading it can tell
+    return []
+
+
+def _pretrained_dir(run: Path, tmp_path: Path, damage: Callable[[Path], None]) -> Path:
+    source = tmp_path / "pretrained"
+    shutil.copytree(run / "models" / "m" / "base", source)
+    from safetensors.torch import save_file
+
+    from enstack.models.loading import new_classifier, read_hf_config
+
+    model = new_classifier(read_hf_config(source), None)
+    save_file(model.encoder_module.state_dict(), str(source / "model.safetensors"))
+    damage(source)
+    return source
+
+
+class _Payload:
+    """What an attacker pickles: a call that would leave a mark if unpickling ran it."""
+
+    def __init__(self, mark: Path) -> None:
+        self.mark = mark
+
+    def __reduce__(self):
+        return (Path.touch, (self.mark,))
+
+
+def _pickled_weights(source: Path) -> None:
+    import pickle
+
+    (source / "model.safetensors").unlink()
+    with (source / "pytorch_model.bin").open("wb") as handle:
+        pickle.dump({"weight": _Payload(source.parent / "pwned")}, handle)
+
+
+def _truncated_weights(source: Path) -> None:
+    data = (source / "model.safetensors").read_bytes()
+    (source / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("param-groups", "state.json: its optimizer or schedule does not fit this model"),
+        ("other-architecture", "model.safetensors: does not match the model (size mismatch"),
+        ("pickled-pretrained", "pytorch_model.bin is a pickle holding more than tensors"),
+        ("truncated-pretrained", "cannot read its weights"),
+    ],
+)
+def test_training_from_damaged_or_foreign_weights_is_one_error(
+    trained_run: Path, tmp_path: Path, capsys, case: str, fragment: str
+) -> None:
+    if case == "param-groups":
+        run, config = _copied_run(trained_run, tmp_path)
+        _other_param_groups(run, tmp_path)
+        argv = ["train", "--config", str(config), "--model", "m"]
+    elif case == "other-architecture":  # --force-resume past the refusal, onto other shapes
+        scratch = {**TINY_MODEL, "hidden": 48}
+        run, config = _copied_run(trained_run, tmp_path, family="codebert", scratch=scratch)
+        shutil.rmtree(run / "models" / "m" / "base")
+        argv = ["train", "--config", str(config), "--model", "m", "--force-resume"]
+    else:
+        damage = _pickled_weights if case == "pickled-pretrained" else _truncated_weights
+        source = _pretrained_dir(trained_run / "run", tmp_path, damage)
+        run, config = _copied_run(trained_run, tmp_path, family="codebert", pretrained=str(source))
+        shutil.rmtree(run / "models" / "m")
+        argv = ["train", "--config", str(config), "--model", "m"]
+    before = (
+        sorted(p.name for p in (run / "models" / "m" / "checkpoints").glob("*"))
+        if (run / "models" / "m" / "checkpoints").is_dir()
+        else []
+    )
+    code = main(argv)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert fragment in errors[0], errors[0]
+    assert not (tmp_path / "pwned").exists()  # nothing in the pickle ran
+    checkpoints = run / "models" / "m" / "checkpoints"
+    after = sorted(p.name for p in checkpoints.glob("*")) if checkpoints.is_dir() else []
+    assert after == before  # no checkpoint lost or added
+
+
+@pytest.mark.parametrize("damaged", ["token-cache", "data-manifest"])
+def test_damaged_derived_files_are_redone_with_a_warning(
+    trained_run: Path, tmp_path: Path, capsys, damaged: str
+) -> None:
+    """A token cache or a prepared data manifest is enstack's own derived data: damage means
+    stale, redone and said, never a traceback nor silence; training then gives the same
+    model as the undamaged run."""
+    run, config = _copied_run(trained_run, tmp_path)
+    shutil.rmtree(run / "models" / "m")
+    if damaged == "token-cache":
+        for path in (run / "cache" / "tokens").rglob("*.safetensors"):
+            path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+        expected = "token cache damaged (stale): redone"
+    else:
+        (run / "data" / "manifest.json").write_text("{damaged")
+        expected = "manifest.json: damaged (stale): preparing the data again"
+    code = main(["train", "--config", str(config), "--model", "m", "--resume", "never"])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err, err
+    assert expected in err
+    redone = run / "models" / "m" / "final" / "model.safetensors"
+    original = trained_run / "run" / "models" / "m" / "final" / "model.safetensors"
+    assert redone.read_bytes() == original.read_bytes()
+
+
+FULL_DISK_PROBE = """
+import resource, signal, sys
+from pathlib import Path
+import numpy as np
+from safetensors.numpy import save_file
+from enstack.fsutil import staged_dir
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, writes fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+def plain_write(path):  # as skops writes its zip: the error carries no file name
+    with path.open("wb") as handle:
+        handle.write(b"x" * 65536)
+
+
+writers = {"safetensors": lambda p: save_file({"a": np.zeros(65536)}, str(p)), "plain": plain_write}
+final = Path(sys.argv[1])
+for name, write in writers.items():
+    try:
+        with staged_dir(final) as tmp:
+            write(tmp / "out")
+    except OSError as exc:
+        print(name, exc.errno, exc.filename)
+"""
+
+
+def test_a_full_disk_names_what_was_being_written(tmp_path: Path) -> None:
+    """A write past the process's file-size limit fails as a full disk does (EFBIG, no root
+    needed); libraries writing into a staged directory lose the file name (a zip writer) or
+    raise their own error (safetensors): either way the error names what was being written."""
+    import errno
+    import subprocess
+    import sys
+
+    final = tmp_path / "stack"
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_PROBE, str(final)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"safetensors {errno.EFBIG} {final}",
+        f"plain {errno.EFBIG} {final}",
+    ]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written kept

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 # storage that refuses a write (full, read-only, over quota, no permission): the machine's
 # state, not a bug; reported in one line like bad input
-DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM}
 EXIT_FINDINGS = 1  # enstack scan --fail-on: a finding reached the level
 EXIT_USER = 2
 EXIT_INTERRUPTED = 130

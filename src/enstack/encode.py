@@ -7,6 +7,7 @@ is a slice and a pad, and nothing is tokenised twice: not across epochs, not on 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -14,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from enstack.dfg import EXTRACTOR_VERSION, parse_function, row_graph
@@ -175,28 +177,47 @@ def encode_splits(
         }
     )[:20]
     cache = cache_root / key
-    if not (cache / "meta.json").is_file():
-        with staged_dir(cache) as tmp:
-            for split in SPLITS:
-                codes, labels = _read_split(data_dir / f"{split}.parquet")
-                tokens, offsets, graph = tokenize(
-                    codes, tokenizer, family, max_length, split, progress, dfg_length=dfg_length
-                )
-                arrays = {
-                    "tokens": tokens,
-                    "offsets": offsets,
-                    "labels": torch.as_tensor(labels, dtype=torch.long),
-                    **{f"graph.{k}": v for k, v in (graph or {}).items()},
-                }
-                save_file(arrays, str(tmp / f"{split}.safetensors"))
-            (tmp / "meta.json").write_text(json.dumps({"max_length": max_length}) + "\n")
+    if (cache / "meta.json").is_file():
+        cached = _read_cache(cache, pad_id(tokenizer))
+        if cached is not None:
+            return cached
+        print(f"warning: {cache}: token cache damaged (stale): redone", file=sys.stderr)
+    with staged_dir(cache) as tmp:
+        for split in SPLITS:
+            codes, labels = _read_split(data_dir / f"{split}.parquet")
+            tokens, offsets, graph = tokenize(
+                codes, tokenizer, family, max_length, split, progress, dfg_length=dfg_length
+            )
+            arrays = {
+                "tokens": tokens,
+                "offsets": offsets,
+                "labels": torch.as_tensor(labels, dtype=torch.long),
+                **{f"graph.{k}": v for k, v in (graph or {}).items()},
+            }
+            save_file(arrays, str(tmp / f"{split}.safetensors"))
+        (tmp / "meta.json").write_text(json.dumps({"max_length": max_length}) + "\n")
+    cached = _read_cache(cache, pad_id(tokenizer))
+    assert cached is not None, f"{cache}: just written, unreadable"
+    return cached
+
+
+def _read_cache(cache: Path, pad: int) -> dict[str, EncodedSplit] | None:
+    """The cached splits, or None where a file is damaged or its arrays do not fit together
+    (a cache is derived data: damage means redo it, never a traceback)."""
     out = {}
     for split in SPLITS:
-        t = load_file(str(cache / f"{split}.safetensors"))
+        try:
+            t = load_file(str(cache / f"{split}.safetensors"))
+            tokens, offsets, labels = t["tokens"], t["offsets"], t["labels"]
+        except (OSError, KeyError, SafetensorError):
+            return None
+        rows = len(labels)
+        if offsets.ndim != 1 or len(offsets) != rows + 1 or int(offsets[-1]) != len(tokens):
+            return None
+        if rows and bool((offsets[1:] < offsets[:-1]).any()):
+            return None
         graph = {k.removeprefix("graph."): v for k, v in t.items() if k.startswith("graph.")}
-        out[split] = EncodedSplit(
-            t["tokens"], t["offsets"], t["labels"], pad_id(tokenizer), graph or None
-        )
+        out[split] = EncodedSplit(tokens, offsets, labels, pad, graph or None)
     return out
 
 

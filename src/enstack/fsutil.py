@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -77,9 +78,29 @@ def staged_dir(final: Path) -> Iterator[Path]:
     try:
         yield tmp
         publish_dir(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        storage = _storage_error(exc, final, tmp)
+        if storage is not None:
+            raise storage from None
         raise
+
+
+def _storage_error(exc: BaseException, final: Path, tmp: Path) -> OSError | None:
+    """A full or read-only disk met while writing `final`, as an OSError that names it:
+    libraries writing into the staged directory (skops, safetensors' Rust writer) often lose
+    the file name, or report the OS error as their own exception; a temporary name inside
+    `tmp` (which is gone now) means nothing to the user either."""
+    if isinstance(exc, OSError):
+        unnamed = exc.filename is None or str(exc.filename).startswith(str(tmp))
+        if unnamed and exc.errno is not None:
+            return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(final))
+        return None
+    found = re.search(r"os error (\d+)", str(exc))
+    if found and type(exc).__name__ == "SafetensorError":
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code), str(final))
+    return None
 
 
 def publish_dir(tmp: Path, final: Path) -> None:

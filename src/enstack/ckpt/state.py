@@ -148,17 +148,35 @@ def restore(ckpt: Checkpoint, parts: TrainingParts, ranks: Ranks) -> list[str]:
         )
     except Exception as exc:  # safetensors rejects anything that is not its format
         raise CheckpointError(f"{ckpt.path}: unreadable tensors ({exc})") from None
-    missing, unexpected = parts.model.load_state_dict(weights, strict=False)
+    try:  # shapes of another architecture (a --force-resume after changing the model)
+        missing, unexpected = parts.model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:
+        missing, unexpected = [_first_mismatch(exc)], []
     if missing or unexpected:
+        first = (missing + unexpected)[0]
         raise CheckpointError(
-            f"{ckpt.path / TENSOR_FILES[0]}: does not match the model ({(missing + unexpected)[0]})"
+            f"{ckpt.path / TENSOR_FILES[0]}: does not match the model ({first}); "
+            "--resume never starts over (old checkpoints are kept aside)"
         )
-    parts.optimizer.load_state_dict(optimizer_from_flat(opt_tensors, saved["optimizer"]))
-    parts.scheduler.load_state_dict(saved["scheduler"])
-    if parts.scaler.is_enabled() and saved.get("scaler"):
-        parts.scaler.load_state_dict(saved["scaler"])
+    try:  # another number of parameter groups, or of parameters in one, is another optimizer
+        parts.optimizer.load_state_dict(optimizer_from_flat(opt_tensors, saved["optimizer"]))
+        parts.scheduler.load_state_dict(saved["scheduler"])
+        if parts.scaler.is_enabled() and saved.get("scaler"):
+            parts.scaler.load_state_dict(saved["scaler"])
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise CheckpointError(
+            f"{ckpt.path / 'state.json'}: its optimizer or schedule does not fit this model "
+            f"({reason})"
+        ) from None
     own, meta, warnings = _own_rng(rng_tensors, saved, ranks.rank)
     return warnings + restore_rng(own, meta)
+
+
+def _first_mismatch(exc: RuntimeError) -> str:
+    """The first line of torch's size-mismatch report: which weight, which two shapes."""
+    lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+    return lines[0] if lines else " ".join(str(exc).split())[:160]
 
 
 def _own_rng(tensors: dict, saved: dict, rank: int) -> tuple[dict, dict, list[str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,11 @@ def _prepare(config: Config, progress: bool | None) -> PrepareResult:
     }
     inputs = _inputs_fingerprint(config, fingerprints)
     existing = read_manifest(data_dir, required=False)
+    if existing is None and (data_dir / "manifest.json").exists():
+        print(
+            f"warning: {data_dir / 'manifest.json'}: damaged (stale): preparing the data again",
+            file=sys.stderr,
+        )
     if (
         existing is not None
         and existing.get("fingerprint") == inputs

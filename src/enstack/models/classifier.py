@@ -8,7 +8,11 @@ loads its encoder with `AutoModel`. Mean pooling (UniXcoder) needs `load_classif
 
 from __future__ import annotations
 
+import pickle
+import warnings
+
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModel, PretrainedConfig
 
@@ -99,9 +103,23 @@ def build_encoder(config: PretrainedConfig, weights_dir: str | None) -> nn.Modul
     kwargs = {"add_pooling_layer": False} if config.model_type in {"roberta", "bert"} else {}
     if weights_dir is None:
         return AutoModel.from_config(config, **kwargs)
-    encoder, info = AutoModel.from_pretrained(
-        weights_dir, config=config, output_loading_info=True, **kwargs
-    )
+    try:
+        with warnings.catch_warnings():  # its notes on pickle protocols, before a refusal
+            warnings.filterwarnings("ignore", module="torch._weights_only_unpickler")
+            encoder, info = AutoModel.from_pretrained(
+                weights_dir, config=config, output_loading_info=True, **kwargs
+            )
+    except pickle.UnpicklingError:
+        # torch's weights-only loader refused a pytorch_model.bin (no code ran): its advice
+        # to load it with weights_only=False is exactly what must not be done here
+        raise UserError(
+            f"{weights_dir}: its pytorch_model.bin is a pickle holding more than tensors; "
+            "refused by torch's weights-only loader (nothing in it ran). Use a "
+            "model.safetensors of the weights instead"
+        ) from None
+    except (OSError, ValueError, RuntimeError, EOFError, SafetensorError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__  # a truncated file
+        raise UserError(f"{weights_dir}: cannot read its weights ({reason})") from None
     # strict: a tensor the architecture expects but the file lacks (a damaged or renamed
     # entry) would silently start from random weights. Extra tensors are fine: an MLM or
     # classification head, or a pooler, that the encoder does not use.
