@@ -700,6 +700,7 @@ def _truncated_weights(source: Path) -> None:
         ("other-architecture", "model.safetensors: does not match the model (size mismatch"),
         ("pickled-pretrained", "pytorch_model.bin is a pickle holding more than tensors"),
         ("truncated-pretrained", "cannot read its weights"),
+        ("export-past-positions", "is longer than models[m].pretrained can read (128 tokens"),
     ],
 )
 def test_training_from_damaged_or_foreign_weights_is_one_error(
@@ -714,6 +715,12 @@ def test_training_from_damaged_or_foreign_weights_is_one_error(
         run, config = _copied_run(trained_run, tmp_path, family="codebert", scratch=scratch)
         shutil.rmtree(run / "models" / "m" / "base")
         argv = ["train", "--config", str(config), "--model", "m", "--force-resume"]
+    elif case == "export-past-positions":  # an enstack export as the starting point
+        export = str(trained_run / "run" / "models" / "m" / "best")
+        run, config = _copied_run(trained_run, tmp_path, family="codebert", pretrained=export)
+        shutil.rmtree(run / "models" / "m")
+        argv = ["train", "--config", str(config), "--model", "m", "--set"]
+        argv.append("training.max_length=4096")
     else:
         damage = _pickled_weights if case == "pickled-pretrained" else _truncated_weights
         source = _pretrained_dir(trained_run / "run", tmp_path, damage)
