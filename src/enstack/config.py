@@ -7,6 +7,7 @@ synthetic data). Unknown keys and wrong types are rejected with the dotted key's
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,7 +15,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from enstack.data.cwe import cwe_ids
 from enstack.data.formats import FORMATS, TABULAR
+from enstack.data.presets import PRESETS
 from enstack.errors import UserError
 from enstack.labels import PAPER_LABELS
 from enstack.models.families import FAMILIES
@@ -35,7 +38,19 @@ class SyntheticConfig(Strict):
     n_per_class: Annotated[int, Field(gt=0)] = 200
 
 
+class PairColumns(Strict):
+    """Pairs stored in one row: the function before its fix and after it."""
+
+    vulnerable: Annotated[str, Field(min_length=1)]
+    fixed: Annotated[str, Field(min_length=1)]
+
+
+COLUMN_KEYS = ("pair_column", "group_column", "cwe_column", "target_column", "pair_columns")
+
+
 class DataConfig(Strict):
+    # a published dataset's layout (data/presets.py): fills in the keys below that are unset
+    preset: Literal[tuple(PRESETS)] | None = None  # type: ignore[valid-type]
     format: Literal[FORMATS] = "synthetic"  # type: ignore[valid-type]  # data/formats.py
     train: Path | None = None
     val: Path | None = None
@@ -59,7 +74,28 @@ class DataConfig(Strict):
     # to every split; where enstack makes the splits, a group lands in one split only (its pairs
     # with it), so test measures groups never seen, and stacking cross-validates by group.
     group_column: Annotated[str, Field(min_length=1)] | None = None
+    # A regular expression whose first group cuts the group out of group_column's value
+    # (SVEN's project from its commit link); a value it does not match is its own group.
+    group_pattern: str | None = None
+    # Real datasets' labels: MITRE CWE ids mapped onto `labels` through the CWE hierarchy
+    # (data/cwe.py), `cwe_map` overriding single ids; a binary target (0: the benign class);
+    # pairs as two columns of one row (the fixed text becomes a benign row of the same pair).
+    cwe_column: Annotated[str, Field(min_length=1)] | None = None
+    cwe_map: dict[str, str] = Field(default_factory=dict)
+    target_column: Annotated[str, Field(min_length=1)] | None = None
+    pair_columns: PairColumns | None = None
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, raw: Any) -> Any:
+        """A preset's keys under the user's: whatever the config sets itself wins."""
+        if isinstance(raw, dict) and isinstance(raw.get("preset"), str):
+            preset = PRESETS.get(raw["preset"])
+            if preset is not None:
+                return {**copy.deepcopy(preset), **raw}
+        return raw
+
     chunk_rows: Annotated[int, Field(gt=0)] = 20_000  # rows read per chunk while streaming
 
     @field_validator("labels")
@@ -78,9 +114,10 @@ class DataConfig(Strict):
             raise ValueError(
                 f"benign_ratio needs the benign class {self.benign_label!r} in data.labels"
             )
-        for key in ("pair_column", "group_column"):
+        for key in COLUMN_KEYS:
             if getattr(self, key) is not None and self.format not in TABULAR:
                 raise ValueError(f"{key}: format {self.format!r} has no columns to read it from")
+        self._check_real_labels()
         if self.format == "synthetic":
             return self
         if self.path is not None and any(p is not None for p in split_paths):
@@ -91,6 +128,32 @@ class DataConfig(Strict):
             raise ValueError("data.test is given without data.val")
         return self
 
+    def _check_real_labels(self) -> None:
+        """CWE ids, targets and pairs: what each needs from the rest of the config."""
+        if self.pair_columns is not None and self.pair_column is not None:
+            raise ValueError("give pair_column (pairs over rows) or pair_columns (in one row)")
+        if (self.pair_columns or self.target_column) and self.benign_label not in self.labels:
+            key = "pair_columns" if self.pair_columns else "target_column"
+            raise ValueError(
+                f"{key}: fixed or target-0 functions are the benign class, so data.labels needs "
+                f"{self.benign_label!r} (data.benign_label)"
+            )
+        if self.group_pattern is not None:
+            try:
+                if re.compile(self.group_pattern).groups < 1:
+                    raise ValueError("group_pattern: needs a (group) that captures the name")
+            except re.error as exc:
+                raise ValueError(f"group_pattern: not a regular expression ({exc})") from None
+        normalised = {}
+        for key, value in self.cwe_map.items():
+            ids = cwe_ids(key)
+            if len(ids) != 1:
+                raise ValueError(f"cwe_map: {key!r} is not one CWE id (CWE-787, NVD-CWE-Other)")
+            if value not in self.labels:
+                raise ValueError(f"cwe_map: {key} maps to {value!r}, not one of data.labels")
+            normalised[ids[0]] = value
+        self.cwe_map = normalised
+
     @property
     def benign_id(self) -> int | None:
         """The benign class's id when this is a detection task, else None."""
@@ -99,8 +162,10 @@ class DataConfig(Strict):
     @property
     def has_pairs(self) -> bool:
         # synthetic data makes its own pairs when it has a benign class
-        return self.pair_column is not None or (
-            self.format == "synthetic" and self.benign_label in self.labels
+        return (
+            self.pair_column is not None
+            or self.pair_columns is not None
+            or (self.format == "synthetic" and self.benign_label in self.labels)
         )
 
     @property

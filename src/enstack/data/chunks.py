@@ -20,6 +20,8 @@ class Chunk:
     pairs: list[str | None] | None = None  # pair ids when data.pair_column is read
     groups: list[str | None] | None = None  # group names when data.group_column is read
     unflagged_benign: int = 0  # Draper rows with no flag kept as the benign class
+    identical_pairs: int = 0  # pairs in one row whose fixed text is the vulnerable one
+    cwe_seen: dict[str, int] | None = None  # rows per CWE id, where data.cwe_column is read
 
     def __len__(self) -> int:
         return len(self.codes)

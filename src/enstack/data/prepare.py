@@ -10,8 +10,11 @@ directory that replaces `run_dir/data` only when complete.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ import pyarrow.parquet as pq
 
 from enstack.config import Config, DataConfig
 from enstack.data.chunks import MULTI_DROPPED, NO_LABEL, Chunk
+from enstack.data.cwe import CweMapper
 from enstack.data.readers import read_source
 from enstack.data.selection import SplitPlan, SplitRules, StagedSource, plan_splits
 from enstack.data.synthetic import generate, synthetic_labels
@@ -71,7 +75,7 @@ def _prepare(config: Config, progress: bool | None) -> PrepareResult:
     data_dir = config.layout.data
     sources = _source_paths(data)
     fingerprints = {
-        key: _source_fingerprint(data, path, config.seed) for key, path in sources.items()
+        key: _source_fingerprint(data, paths, config.seed) for key, paths in sources.items()
     }
     inputs = _inputs_fingerprint(config, fingerprints)
     existing = read_manifest(data_dir, required=False)
@@ -96,8 +100,8 @@ def _prepare(config: Config, progress: bool | None) -> PrepareResult:
         schema = split_schema(data)
         # one numbering across sources, so that a group in val and in train has one id
         ids = {name: DenseIds() for name in ("pair", "group") if name in schema.names}
-        for key, path in sources.items():
-            chunks = _chunks(data, path, config.seed)
+        for key, paths in sources.items():
+            chunks = _chunks(data, paths, config.seed)
             out = staging / f"{key}.parquet"
             staged[key], counts[key] = _stage(chunks, out, schema, ids, key, progress)
         _check_labelled(sources, staged, counts)
@@ -147,35 +151,67 @@ def _check_rules(data: DataConfig) -> None:
         )
 
 
-def _source_paths(data: DataConfig) -> dict[str, Path | None]:
+def _source_paths(data: DataConfig) -> dict[str, list[Path] | None]:
     if data.format == "synthetic":
         return {"all": None}
     if data.path is not None:
-        return {"all": data.path}
+        return {"all": source_files(data.path, data.format)}
     assert data.train is not None  # the config validator guarantees it
+    named = {"train": data.train, "val": data.val, "test": data.test}
     if data.val is None:
-        return {"all": data.train}
-    if data.test is None:
-        return {"train": data.train, "val": data.val}
-    return {"train": data.train, "val": data.val, "test": data.test}
+        named = {"all": data.train}
+    return {key: source_files(path, data.format) for key, path in named.items() if path}
 
 
-def _source_fingerprint(data: DataConfig, path: Path | None, seed: int) -> dict:
-    if path is None:
+GLOB = re.compile(r"[*?\[]")
+
+
+def source_files(path: Path, fmt: str) -> list[Path]:
+    """The files one source names: a file; a directory (its files of the format, sorted, as
+    datasets published one file per CWE come); or a glob pattern (`pairvul/train/*.json`)."""
+    if path.is_dir():
+        suffixes = {"jsonl": (".jsonl", ".json"), "draper-hdf5": (".hdf5", ".h5")}
+        wanted = suffixes.get(fmt, (f".{fmt}",))
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in wanted)
+        if not files:
+            raise UserError(f"{path}: a directory with no {' or '.join(wanted)} files")
+        return files
+    if GLOB.search(path.name):
+        files = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+        if not files:
+            raise UserError(f"{path}: no files match this pattern")
+        return files
+    return [path]
+
+
+def _source_fingerprint(data: DataConfig, paths: list[Path] | None, seed: int) -> dict:
+    if paths is None:
         return {
             "synthetic": SYNTHETIC_VERSION,
             "n_per_class": data.synthetic.n_per_class,
             "seed": seed,
         }
-    if not path.is_file():
-        raise UserError(f"data file not found: {path}")
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    files = []
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"data file not found: {path}")
+        files.append({"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+    if len(files) == 1:
+        return files[0]
+    return {"files": files, "sha256": sha256_json([f["sha256"] for f in files])}
+
+
+# data keys added after runs existed: absent from the fingerprint while they are unset
+LATER_RULES = ("preset", "group_pattern", "cwe_column", "cwe_map", "target_column", "pair_columns")
 
 
 def _inputs_fingerprint(config: Config, fingerprints: dict) -> str:
     rules = config.data.model_dump(
         mode="json", exclude={"train", "val", "test", "path", "chunk_rows"}
     )
+    for key in LATER_RULES:  # unset, they leave an older run's fingerprint as it was
+        if not rules.get(key):
+            rules.pop(key, None)
     return sha256_json(
         {
             "version": FORMAT_VERSION,
@@ -186,10 +222,10 @@ def _inputs_fingerprint(config: Config, fingerprints: dict) -> str:
     )
 
 
-def _chunks(data: DataConfig, path: Path | None, seed: int) -> Iterator[Chunk]:
-    if path is None:
+def _chunks(data: DataConfig, paths: list[Path] | None, seed: int) -> Iterator[Chunk]:
+    if paths is None:
         return generate(data, seed)
-    return read_source(data, path)
+    return itertools.chain.from_iterable(read_source(data, path) for path in paths)
 
 
 def _downsample_rule(data: DataConfig) -> str | int:
@@ -215,6 +251,7 @@ COUNTS = (
     "multi_label_resolved",
     "undecodable",
     "unflagged_benign",
+    "identical_pairs",
 )
 
 
@@ -227,6 +264,7 @@ def _stage(
     progress: bool | None,
 ) -> tuple[StagedSource, dict[str, int]]:
     counts = dict.fromkeys(COUNTS, 0)
+    cwe_seen: Counter[str] = Counter()
     labels: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
     dense: dict[str, list[np.ndarray]] = {name: [] for name in ids}
@@ -242,6 +280,8 @@ def _stage(
             counts["rows"] += len(chunk)
             counts["undecodable"] += chunk.undecodable
             counts["unflagged_benign"] += chunk.unflagged_benign
+            counts["identical_pairs"] += chunk.identical_pairs
+            cwe_seen.update(chunk.cwe_seen or {})
             keep, chunk_hashes = _filter(chunk, counts)
             if not keep:
                 continue
@@ -265,7 +305,7 @@ def _stage(
         pairs=_joined(dense["pair"]) if "pair" in dense else None,
         groups=_joined(dense["group"]) if "group" in dense else None,
     )
-    return staged, counts
+    return staged, {**counts, "cwe_seen": cwe_seen}
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -309,13 +349,14 @@ def _filter(chunk: Chunk, counts: dict[str, int]) -> tuple[list[int], list[int]]
 
 
 def _check_labelled(
-    sources: dict[str, Path | None], staged: dict[str, StagedSource], counts: dict
+    sources: dict[str, list[Path] | None], staged: dict[str, StagedSource], counts: dict
 ) -> None:
     for key, source in staged.items():
         if len(source.labels) == 0:
             c = counts[key]
+            where = ", ".join(str(path) for path in sources[key] or []) or "synthetic data"
             raise UserError(
-                f"{sources[key]}: no usable rows ({c['rows']} read: {c['no_label']} without a "
+                f"{where}: no usable rows ({c['rows']} read: {c['no_label']} without a "
                 f"label, {c['multi_label']} with several, {c['empty_code']} with empty code)"
             )
 
@@ -392,6 +433,7 @@ def _manifest(
         "no_label": sum(c["no_label"] for c in counts.values()),
         "multi_label": sum(c["multi_label"] for c in counts.values()),
         "empty_code": sum(c["empty_code"] for c in counts.values()),
+        "identical_pairs": sum(c["identical_pairs"] for c in counts.values()),
         "duplicates": sum(plan.duplicates.values()),
         "cross_split_duplicates": sum(plan.cross_split_duplicates.values()),
         "downsampled": sum(plan.downsampled.values()),
@@ -423,8 +465,20 @@ def _manifest(
             "undecodable_replaced": sum(c["undecodable"] for c in counts.values()),
             "unflagged_kept_as_benign": sum(c["unflagged_benign"] for c in counts.values()),
             "downsample": _downsample_rule(config.data),
+            "texts_with_conflicting_labels": sum(plan.conflicting_labels.values()),
         },
+        **_cwe_mapping(config.data, counts),
     }
+
+
+def _cwe_mapping(data: DataConfig, counts: dict) -> dict:
+    """Where each CWE id in the data went, and why (data.cwe_column only)."""
+    if data.cwe_column is None:
+        return {}
+    seen: Counter[str] = Counter()
+    for source in counts.values():
+        seen.update(source["cwe_seen"])
+    return {"cwe_mapping": CweMapper(data.labels, data.cwe_map).table(seen)}
 
 
 def _pairs_in(
@@ -498,6 +552,18 @@ def format_table(manifest: dict) -> str:
             f"unflagged rows kept as {manifest['benign_label']}: "
             f"{notes['unflagged_kept_as_benign']}"
         )
+    conflicting = notes.get("texts_with_conflicting_labels")
+    if conflicting:
+        lines.append(
+            f"warning: {conflicting} text(s) occur with different labels (kept once, with the "
+            "first row's label)"
+        )
+    if manifest["dropped"].get("identical_pairs"):
+        lines.append(
+            f"warning: {manifest['dropped']['identical_pairs']} pair(s) whose fixed text is the "
+            "vulnerable one (up to whitespace) dropped: flawed and fixed at once"
+        )
+    lines += _cwe_lines(manifest.get("cwe_mapping"))
     if "pairs" in manifest["splits"]["train"]:
         pairs = ", ".join(f"{s} {manifest['splits'][s]['pairs']}" for s in SPLITS)
         lines.append(f"pairs (a flawed row and a fixed one): {pairs}")
@@ -507,6 +573,18 @@ def format_table(manifest: dict) -> str:
             "groups: " + ", ".join(_group_counts(manifest["splits"][s], s) for s in SPLITS)
         )
     return "\n".join(lines)
+
+
+def _cwe_lines(mapping: dict | None, shown: int = 12) -> list[str]:
+    """Where the data's CWE ids went, most rows first (the whole table is in the manifest)."""
+    if not mapping:
+        return []
+    lines = ["CWE ids -> classes (rows; why):"]
+    for cwe, info in list(mapping.items())[:shown]:
+        lines.append(f"  {cwe:<14} -> {info['class'] or 'dropped'} ({info['rows']}; {info['why']})")
+    if len(mapping) > shown:
+        lines.append(f"  ... {len(mapping) - shown} more in the manifest's cwe_mapping")
+    return lines
 
 
 def split_warnings(manifest: dict) -> list[str]:

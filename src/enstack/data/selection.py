@@ -41,12 +41,24 @@ class SplitPlan:
     duplicates: dict[str, int] = field(default_factory=dict)  # per source
     cross_split_duplicates: dict[str, int] = field(default_factory=dict)  # per split
     downsampled: dict[str, int] = field(default_factory=dict)  # per split
+    # texts that occur with more than one label (a fixed function identical to a flawed one,
+    # one pair under two CWEs): kept once, with the first row's label; counted per source
+    conflicting_labels: dict[str, int] = field(default_factory=dict)
 
 
 def first_occurrences(hashes: np.ndarray) -> np.ndarray:
     """Positions of the first row of each distinct hash, in file order."""
     _, first = np.unique(hashes, return_index=True)
     return np.sort(first)
+
+
+def conflicting_labels(hashes: np.ndarray, labels: np.ndarray) -> int:
+    """How many distinct texts occur with more than one label."""
+    if not len(hashes):
+        return 0
+    pairs = np.unique(np.stack([hashes, labels.astype(np.uint64)], axis=1), axis=0)
+    _, per_text = np.unique(pairs[:, 0], return_counts=True)
+    return int((per_text > 1).sum())
 
 
 def stratified_split(
@@ -147,6 +159,7 @@ def plan_splits(sources: dict[str, StagedSource], rules: SplitRules) -> SplitPla
     for key, source in sources.items():
         unique[key] = first_occurrences(source.hashes)
         plan.duplicates[key] = len(source.hashes) - len(unique[key])
+        plan.conflicting_labels[key] = conflicting_labels(source.hashes, source.labels)
 
     # Leakage: a val/test row whose code is in train (or a test row in val) is removed.
     for key, earlier in (("val", ["train"]), ("test", ["train", "val"])):

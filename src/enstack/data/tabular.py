@@ -1,0 +1,281 @@
+"""Tabular files (CSV, JSON lines, a JSON array, Parquet) as records of named columns.
+
+Each reader yields a `Record` per row, in file order, holding the value of every column the
+config names (None where a column is not read or an optional one is absent); what the values
+mean (a label, a CWE id, a target, a pair's fixed text) is decided in `data.rows`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from enstack.config import DataConfig
+from enstack.errors import UserError
+
+JSON_BLOCK = 1 << 20  # a JSON array is read in blocks of this many characters
+
+
+class Columns(NamedTuple):
+    """The column behind each role; None: not read."""
+
+    code: str
+    label: str | None
+    id: str  # optional in the file: ids are generated when it is absent
+    pair: str | None
+    group: str | None
+    cwe: str | None
+    target: str | None
+    fixed: str | None  # the fixed text of a pair stored in one row (code is the vulnerable one)
+
+    @classmethod
+    def of(cls, data: DataConfig, label_needed: bool) -> Columns:
+        pairs = data.pair_columns
+        return cls(
+            code=pairs.vulnerable if pairs else data.code_column,
+            label=data.label_column if label_needed else None,
+            id=data.id_column,
+            pair=data.pair_column,
+            group=data.group_column,
+            cwe=data.cwe_column,
+            target=data.target_column,
+            fixed=pairs.fixed if pairs else None,
+        )
+
+    def required(self) -> list[tuple[str, str]]:
+        """(column, config key) of the columns every row must have."""
+        keys = {
+            "code": "pair_columns.vulnerable" if self.fixed else "code_column",
+            "label": "label_column",
+            "pair": "pair_column",
+            "group": "group_column",
+            "cwe": "cwe_column",
+            "target": "target_column",
+            "fixed": "pair_columns.fixed",
+        }
+        return [(column, keys[role]) for role, column in self.roles() if role != "id"]
+
+    def roles(self) -> list[tuple[str, str]]:
+        """(role, column) of every column read."""
+        return [(role, column) for role, column in self._asdict().items() if column is not None]
+
+
+class Record(NamedTuple):
+    code: object
+    label: object = None
+    id: object = None  # None when the file has no id column
+    pair: object = None
+    group: object = None
+    cwe: object = None
+    target: object = None
+    fixed: object = None
+    replaced: bool = False  # the line had bytes that are not UTF-8
+
+
+def _require(path: Path, available: list[str], column: str, role: str) -> None:
+    if column not in available:
+        raise UserError(
+            f"{path}: no column '{column}' (data.{role}); columns: {', '.join(available) or 'none'}"
+        )
+
+
+def _utf8_lines(path: Path, bad_lines: set[int]) -> Iterator[str]:
+    """Lines of a file as text; a line with undecodable bytes is replaced and remembered."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad_lines.add(number)
+                yield raw.decode("utf-8", errors="replace")
+
+
+# --- CSV ---------------------------------------------------------------------------------------
+
+
+def csv_records(path: Path, columns: Columns) -> Iterator[Record]:
+    csv.field_size_limit(sys.maxsize)  # functions can be far longer than csv's 128 KiB default
+    bad_lines: set[int] = set()
+    lines = _utf8_lines(path, bad_lines)
+    reader = csv.reader(lines)
+    header = next(_csv_rows(reader, path), None)
+    if header is None:
+        raise UserError(f"{path}: empty CSV file (no header row)")
+    header = [h.lstrip("\ufeff") for h in header]
+    for column, key in columns.required():
+        _require(path, header, column, key)
+    index = {role: header.index(column) for role, column in columns.roles() if column in header}
+    last_line = reader.line_num
+    for row, fields in enumerate(_csv_rows(reader, path), start=1):
+        if len(fields) != len(header):
+            raise UserError(
+                f"{path}: row {row} (line {reader.line_num}) has {len(fields)} fields, "
+                f"the header has {len(header)}"
+            )
+        replaced = any(n in bad_lines for n in range(last_line + 1, reader.line_num + 1))
+        last_line = reader.line_num
+        yield Record(**{role: fields[i] for role, i in index.items()}, replaced=replaced)
+
+
+def _csv_rows(reader, path: Path) -> Iterator[list[str]]:
+    """The reader's rows; a malformed line (a bare carriage return in an unquoted field,
+    random bytes) is one error naming the file and line, not csv's exception."""
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise UserError(
+                f"{path}: line {reader.line_num + 1} is not valid CSV ({exc})"
+            ) from None
+        yield fields
+
+
+# --- JSON lines and JSON arrays -----------------------------------------------------------------
+
+
+def jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
+    bad_lines: set[int] = set()
+    row = 0
+    for number, line in enumerate(_utf8_lines(path, bad_lines), start=1):
+        if not line.strip():
+            continue
+        row += 1
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}: line {number} is nested too deeply to be a row") from None
+        yield _object_record(obj, path, f"row {row} (line {number})", columns, number in bad_lines)
+
+
+def json_array_records(path: Path, columns: Columns) -> Iterator[Record]:
+    """A file holding one JSON array of row objects, read object by object (PairVul's files
+    are arrays; a large one is not held in memory twice)."""
+    for row, obj in enumerate(_array_items(path), start=1):
+        yield _object_record(obj, path, f"row {row}", columns, False)
+
+
+def _array_items(path: Path) -> Iterator[object]:
+    decoder = json.JSONDecoder()
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        buffer, position, started = "", 0, False
+        while True:
+            block = handle.read(JSON_BLOCK)
+            buffer = buffer[position:] + block
+            position = 0
+            while True:
+                position = _skip(buffer, position, "," if started else "")
+                if not started:
+                    if position < len(buffer) and buffer[position] != "[":
+                        raise UserError(f"{path}: not a JSON array of rows (data.format json)")
+                    if position < len(buffer):
+                        started, position = True, position + 1
+                        continue
+                    break
+                if position < len(buffer) and buffer[position] == "]":
+                    return
+                try:
+                    item, end = decoder.raw_decode(buffer, position)
+                except json.JSONDecodeError as exc:
+                    if block:  # the object may continue in the next block
+                        break
+                    raise UserError(f"{path}: not valid JSON ({exc.msg})") from None
+                except RecursionError:
+                    raise UserError(f"{path}: a row nested too deeply") from None
+                if end == len(buffer) and block:
+                    break  # a number may continue in the next block: decode it again with it
+                yield item
+                position = end
+            if not block:
+                raise UserError(f"{path}: the JSON array is cut short (no closing ])")
+
+
+def _skip(text: str, position: int, separators: str) -> int:
+    while position < len(text) and (text[position].isspace() or text[position] in separators):
+        position += 1
+    return position
+
+
+def _object_record(obj: object, path: Path, where: str, columns: Columns, replaced: bool):
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: {where} is not a JSON object")
+    for column, role in columns.required():
+        if column not in obj:
+            raise UserError(
+                f"{path}: {where} has no key '{column}' (data.{role}); keys: {', '.join(obj)}"
+            )
+    for role in ("code", "fixed"):
+        column = getattr(columns, role)
+        if column is not None:
+            _check_text(obj[column], path, where, column)
+    values = {role: obj.get(column) for role, column in columns.roles()}
+    return Record(**values, replaced=replaced)
+
+
+def _check_text(value: object, path: Path, where: str, column: str) -> None:
+    """JSON may escape a lone surrogate (`\\ud800`) that no encoder can write back."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(
+                f"{path}: {where}: '{column}' holds a lone surrogate escape, not valid text"
+            ) from None
+
+
+# --- Parquet -----------------------------------------------------------------------------------
+
+
+def parquet_records(path: Path, columns: Columns, chunk_rows: int) -> Iterator[Record]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception:
+        raise UserError(f"{path}: not a readable Parquet file") from None
+    names = parquet.schema_arrow.names
+    for column, key in columns.required():
+        _require(path, names, column, key)
+    for column, key in ((columns.code, "code_column"), (columns.fixed, "pair_columns.fixed")):
+        if column is not None:
+            _check_text_type(path, parquet.schema_arrow.field(column).type, column, key)
+    roles = [(role, column) for role, column in columns.roles() if column in names]
+    wanted = list(dict.fromkeys(column for _, column in roles))
+    batches = parquet.iter_batches(batch_size=chunk_rows, columns=wanted)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as exc:  # a damaged page: snappy, thrift, checksum
+            reason = " ".join(str(exc).split())[:160]
+            raise UserError(f"{path}: a damaged Parquet page ({reason})") from None
+        values = {role: batch.column(column).to_pylist() for role, column in roles}
+        for i in range(batch.num_rows):
+            yield Record(**{role: column[i] for role, column in values.items()})
+
+
+def _check_text_type(path: Path, kind, column: str, key: str) -> None:
+    import pyarrow as pa
+
+    text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+            pa.types.is_large_binary)  # fmt: skip
+    if not any(check(kind) for check in text):
+        raise UserError(f"{path}: column '{column}' (data.{key}) must hold text, not {kind}")
+
+
+# One reader per tabular format in `data.formats.TABULAR`: (path, columns, chunk_rows) -> records.
+TABULAR_READERS = {
+    "csv": lambda path, columns, _rows: csv_records(path, columns),
+    "jsonl": lambda path, columns, _rows: jsonl_records(path, columns),
+    "json": lambda path, columns, _rows: json_array_records(path, columns),
+    "parquet": parquet_records,
+}
