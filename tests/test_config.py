@@ -84,6 +84,7 @@ def test_model_needs_exactly_one_weight_source(tmp_path: Path) -> None:
         "juliet5.yaml",
         "juliet6.yaml",
         "juliet6-scan.yaml",
+        "pairs-example.yaml",
     ],
 )
 def test_shipped_configs_validate(name: str) -> None:

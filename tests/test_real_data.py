@@ -338,3 +338,23 @@ def test_bad_input_in_the_new_forms(tmp_path: Path, capsys) -> None:
     _bad(tmp_path / "e", capsys,
          {"preset": "pairvul", "path": str(tmp_path / "none" / "*.json"), "labels": labels},
          "no files match")  # fmt: skip
+
+
+def test_the_pairs_example_prepares_the_layout_it_documents(tmp_path: Path) -> None:
+    from conftest import REPO, run_cli
+
+    (tmp_path / "data").mkdir()
+    cwes = ["['CWE-476']", "CWE-787", "cwe-125", "['CWE-362', 'CWE-416']", "NVD-CWE-Other"]
+    with (tmp_path / "data" / "my_fixes.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["before", "after", "cwe", "project"])
+        for i in range(100):
+            writer.writerow([_fn(i), _fn(i, fixed=True), cwes[i % 5], f"project{i % 25}"])
+    result = run_cli("prepare", "--config", str(REPO / "configs" / "pairs-example.yaml"),
+                     cwd=tmp_path)  # fmt: skip
+    assert result.code == 0, result.stderr
+    manifest = json.loads((tmp_path / "runs/my-fixes/data/manifest.json").read_text())
+    total = {n: sum(v.values()) for n, v in manifest["table"].items()}
+    assert total["none"] == 100 and total["CWE-476"] == 20
+    assert total["CWE-119"] == 60  # 787, 125 and the list whose 416 reaches CWE-119
+    assert total["CWE-other"] == 20
