@@ -219,3 +219,43 @@ def test_within_noise_the_simpler_candidate_wins() -> None:
     ]
     assert not simpler_than_chosen
     assert chosen.meta != "lr"  # a fitted combiner never wins within noise of a vote
+
+
+def test_fewer_folds_than_asked_are_said(capsys) -> None:
+    from enstack.stack.ablation import _say_fewer_folds, val_folds
+
+    y = np.array([0] * 20 + [1] * 2)  # the rarest class fills two folds, not five
+    folds = val_folds(y, None, 5, 0)
+    assert len(np.unique(folds)) == 2
+    _say_fewer_folds(len(np.unique(folds)), 5, y, None)
+    err = capsys.readouterr().err
+    assert "stacking.cv_folds 5" in err and "rarest class 2 rows" in err and "2 folds" in err
+    _say_fewer_folds(5, 5, y, None)
+    assert capsys.readouterr().err == ""
+
+
+def test_ties_are_not_bolded_as_best() -> None:
+    from enstack.evaluate.tables import unique_best
+
+    assert unique_best([0.5, 0.7, None, 0.6], max) == 0.7
+    assert unique_best([0.333, 0.333, 0.333], max) is None  # three models at the majority F1
+    assert unique_best([0.1, 0.1, 0.2], min) is None
+    assert unique_best([None, None], max) is None
+
+
+def test_a_model_that_answers_one_class_is_warned_about(tmp_path: Path, capsys) -> None:
+    """On small real data a model can predict the same class for every val row; its F1 is
+    that class's share and looks like a score. Training says so at the epoch's end."""
+    from enstack.cli import main
+
+    from conftest import tiny_config
+
+    config = tiny_config(tmp_path / "c.yaml", tmp_path / "run", epochs=1, learning_rate=1e-7)
+    assert main(["train", "--config", str(config), "--model", "m"]) == 0
+    err = capsys.readouterr().err
+    metrics = [json.loads(line) for line in (tmp_path / "run/models/m/metrics.jsonl").open()]
+    evals = [m for m in metrics if m["event"] == "eval"]
+    assert evals and all("predicted_classes" in m for m in evals)
+    one_class = evals[-1]["predicted_classes"] == 1
+    assert ("predicts one class for every val row" in err) == one_class
+    assert one_class  # a learning rate of 1e-7 leaves the random head's favourite class

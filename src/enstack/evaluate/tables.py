@@ -47,13 +47,14 @@ def _groups(rows: list[dict]) -> list[tuple[str, list[dict]]]:
 
 def markdown(summary: dict, split: str = "test") -> str:
     rows = [r for r in summary["rows"] if r["split"] == split]
-    best = {c: max((r[c] for r in rows if r[c] is not None), default=None) for c in COLUMNS}
+    best = {c: unique_best([r[c] for r in rows], max) for c in COLUMNS}
     sel = summary["selected"]
     lines = [
         f"# Results ({split} set, %)",
         "",
         f"Selected on validation: **{candidate_name(sel)}**; selection: {summary['selection']}; "
-        f"meta-features: {summary['features']}. Best value per column in bold.",
+        f"meta-features: {summary['features']}. Best value per column in bold (none where rows "
+        "tie).",
         "",
     ]
     lines.append("| model | " + " | ".join(HEADERS) + " |")
@@ -148,8 +149,7 @@ def _detection_markdown(rows: list[dict], sel: dict) -> list[str]:
     best = []
     for j, key in enumerate(keys):
         column = [v[j] for v in table if v[j] is not None]
-        pick = min if key in LOWER_IS_BETTER else max
-        best.append(pick(column) if column else None)
+        best.append(unique_best(column, min if key in LOWER_IS_BETTER else max))
     lines = [
         "## Detection: vulnerable vs benign (%)",
         "",
@@ -171,6 +171,16 @@ def _detection_markdown(rows: list[dict], sel: dict) -> list[str]:
         marker = " (selected)" if selected else ""
         lines.append(f"| {candidate_name(row)}{marker} | " + " | ".join(cells) + " |")
     return lines
+
+
+def unique_best(values: list[float | None], pick) -> float | None:
+    """The column's best value, or None where several rows share it: a tie (every model at
+    the majority class's F1) has no best to bold."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    best = pick(present)
+    return best if sum(abs(v - best) < 1e-12 for v in present) == 1 else None
 
 
 def _cell(value: float | None, best: float | None) -> str:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +118,7 @@ def run_ablation(
     if st.mode == "cv":
         units = groups.get("val") if groups.get("val") is not None else pairs.get("val")
         folds = val_folds(y["val"], units, st.cv_folds, config.seed)
+        _say_fewer_folds(len(np.unique(folds)), st.cv_folds, y["val"], units)
 
     rows: list[dict] = []
     combos: list[Combo] = []
@@ -178,9 +181,23 @@ def val_folds(y: np.ndarray, units: np.ndarray | None, folds: int, seed: int) ->
         k = max(2, min(k, len(np.unique(units))))
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         parts = splitter.split(np.zeros(len(y)), y, units)
-    for fold, (_, held) in enumerate(parts):
-        out[held] = fold
+    with warnings.catch_warnings():  # its note on a class smaller than the folds: said above
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for fold, (_, held) in enumerate(parts):
+            out[held] = fold
     return out
+
+
+def _say_fewer_folds(used: int, asked: int, y: np.ndarray, units: np.ndarray | None) -> None:
+    if used >= asked:
+        return
+    rarest = int(np.bincount(y)[np.bincount(y) > 0].min())
+    groups = f", {len(np.unique(units))} groups" if units is not None else ""
+    print(
+        f"warning: stacking.cv_folds {asked}: val has too few rows to fill them (rarest class "
+        f"{rarest} rows{groups}); scoring with {used} folds",
+        file=sys.stderr,
+    )
 
 
 def out_of_fold(make, x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ fingerprints, the stacking settings, the labels) are unchanged.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,18 @@ class StackResult:
     stack_dir: Path
     summary: dict
     skipped: bool
+
+
+def _warn_one_class(chosen, labels: list[str]) -> None:
+    """A selection that answers one class for every val row scores the majority class's F1:
+    on small real data every candidate can be that, and the table alone would not say so."""
+    answers = np.unique(chosen.val_probs.argmax(1))
+    if len(answers) == 1 and len(chosen.val_probs) > 1:
+        print(
+            f"warning: the selection predicts {labels[int(answers[0])]} for every val row: no "
+            "candidate learned to tell the classes apart on this data",
+            file=sys.stderr,
+        )
 
 
 def selected_bundle(config: Config) -> Path:
@@ -104,6 +117,7 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
     summary["selected_test"] = classification_metrics(
         y_test, chosen.test_probs.argmax(1), len(labels)
     )
+    _warn_one_class(chosen, labels)
     with staged_dir(out) as tmp:
         save_file(
             # copies: with a single model selected, two entries are one array, which
