@@ -358,3 +358,50 @@ def test_the_pairs_example_prepares_the_layout_it_documents(tmp_path: Path) -> N
     assert total["none"] == 100 and total["CWE-476"] == 20
     assert total["CWE-119"] == 60  # 787, 125 and the list whose 416 reaches CWE-119
     assert total["CWE-other"] == 20
+
+
+def test_sources_of_different_formats_in_one_training_set(tmp_path: Path, capsys) -> None:
+    """PairVul's JSON arrays beside SVEN's JSON lines, each read by its own preset, under one
+    set of labels; pairs and groups (CVEs, projects) from both."""
+    pairvul = shared_file("realvul", "pairvul", "train", "linux_kernel_CWE-476_data.json")
+    sven = shared_file("realvul", "sven", "train", "cwe-476.jsonl")
+    data = {
+        "labels": ["CWE-119", "CWE-476", "none"],  # every id here reaches one of them
+        "sources": [
+            {"preset": "pairvul", "path": str(pairvul)},
+            {"preset": "sven", "path": str(sven)},
+        ],
+    }
+    code, out, manifest = _prepare(tmp_path, capsys, data)
+    assert code == 0, out
+    assert manifest["format"] == "json+jsonl"
+    assert len(manifest["sources"]["all"]["files"]) == 2
+    rows = _rows(tmp_path)
+    ids = {row["id"] for row in rows}
+    assert any(i.startswith("cwe-476:") for i in ids)  # SVEN's rows (no id column)
+    assert any(i.isdigit() for i in ids)  # PairVul's ids
+    pairs: dict[int, int] = {}
+    for row in rows:
+        pairs[row["pair"]] = pairs.get(row["pair"], 0) + 1
+    assert max(pairs.values()) == 2  # a pair's two rows, never two sources' rows in one pair
+    assert manifest["cwe_mapping"]["CWE-476"]["rows"] > 300
+
+
+@pytest.mark.parametrize(
+    ("sources", "fragment"),
+    [
+        ([{"preset": "sven", "path": "a", "labels": ["x", "y"]}], "'labels' is shared"),
+        (
+            [{"preset": "sven", "path": "a"}, {"preset": "sven", "train": "b", "val": "c"}],
+            "every source gives the same paths",
+        ),
+        ([{"path": "a"}], "needs a format or a preset"),
+        ([{"preset": "nope", "path": "a"}], "sources[0]"),
+        ([], "an empty list"),
+    ],
+)
+def test_bad_sources_are_one_config_error(sources: list, fragment: str) -> None:
+    data = {"labels": ["CWE-119", "none"], "sources": sources}
+    with pytest.raises(UserError) as info:
+        load_config_dict({"data": data}, "c.yaml")
+    assert fragment in str(info.value)

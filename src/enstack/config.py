@@ -46,6 +46,11 @@ class PairColumns(Strict):
 
 
 COLUMN_KEYS = ("pair_column", "group_column", "cwe_column", "target_column", "pair_columns")
+# what each of data.sources sets for itself; every other data key is shared
+SOURCE_KEYS = (
+    *("preset", "format", "path", "train", "val", "test", "code_column", "label_column"),
+    *("id_column", "multi_label", "group_pattern", *COLUMN_KEYS),
+)
 
 
 class DataConfig(Strict):
@@ -84,6 +89,10 @@ class DataConfig(Strict):
     cwe_map: dict[str, str] = Field(default_factory=dict)
     target_column: Annotated[str, Field(min_length=1)] | None = None
     pair_columns: PairColumns | None = None
+    # Several sources, each read by its own keys (SOURCE_KEYS: a preset, a format, its paths
+    # and columns) under the shared ones (labels, cwe_map, downsample, ...): PairVul's JSON
+    # arrays and SVEN's JSON lines in one training set. All give the same split layout.
+    sources: list[dict[str, Any]] | None = None
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
     @model_validator(mode="before")
@@ -114,6 +123,9 @@ class DataConfig(Strict):
             raise ValueError(
                 f"benign_ratio needs the benign class {self.benign_label!r} in data.labels"
             )
+        if self.sources is not None:
+            self._check_sources()
+            return self
         for key in COLUMN_KEYS:
             if getattr(self, key) is not None and self.format not in TABULAR:
                 raise ValueError(f"{key}: format {self.format!r} has no columns to read it from")
@@ -127,6 +139,43 @@ class DataConfig(Strict):
         if self.test is not None and self.val is None:
             raise ValueError("data.test is given without data.val")
         return self
+
+    def _check_sources(self) -> None:
+        if not self.sources:
+            raise ValueError("sources: an empty list (give at least one source, or none)")
+        if any(getattr(self, key) is not None for key in ("path", "train", "val", "test")):
+            raise ValueError("give the paths in each of data.sources, not beside them")
+        layouts = set()
+        for i, source in enumerate(self.sources):
+            if not isinstance(source, dict):
+                raise ValueError(f"sources[{i}]: a mapping of keys, not {type(source).__name__}")
+            foreign = sorted(set(source) - set(SOURCE_KEYS))
+            if foreign:
+                raise ValueError(
+                    f"sources[{i}]: {foreign[0]!r} is shared by every source; set it beside "
+                    f"data.sources (a source sets only {', '.join(SOURCE_KEYS)})"
+                )
+            try:
+                reader = self._reader(source)
+            except ValidationError as exc:
+                raise ValueError(f"sources[{i}]: {_describe(exc)}") from None
+            if reader.format == "synthetic":
+                raise ValueError(f"sources[{i}]: needs a format or a preset (files to read)")
+            layouts.add(tuple(k for k in ("path", "train", "val", "test") if getattr(reader, k)))
+        if len(layouts) > 1:
+            raise ValueError(
+                "sources: every source gives the same paths (all `path`, or all train/val/test)"
+            )
+
+    def _reader(self, source: dict[str, Any]) -> DataConfig:
+        shared = self.model_dump(exclude={"sources", *SOURCE_KEYS})
+        return DataConfig.model_validate({**shared, **source})
+
+    def readers(self) -> list[DataConfig]:
+        """The configs that read the data: one per source, or this one."""
+        if self.sources is None:
+            return [self]
+        return [self._reader(source) for source in self.sources]
 
     def _check_real_labels(self) -> None:
         """CWE ids, targets and pairs: what each needs from the rest of the config."""
@@ -161,6 +210,8 @@ class DataConfig(Strict):
 
     @property
     def has_pairs(self) -> bool:
+        if self.sources is not None:
+            return any(reader.has_pairs for reader in self.readers())
         # synthetic data makes its own pairs when it has a benign class
         return (
             self.pair_column is not None
@@ -170,6 +221,8 @@ class DataConfig(Strict):
 
     @property
     def has_groups(self) -> bool:
+        if self.sources is not None:
+            return any(reader.has_groups for reader in self.readers())
         return self.group_column is not None
 
 
@@ -578,6 +631,13 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     data = config.data.model_copy(
         update={k: fix(getattr(config.data, k)) for k in ("train", "val", "test", "path")}
     )
+    if data.sources is not None:  # each source's paths, as written, against the same base
+        paths = ("train", "val", "test", "path")
+        sources = [
+            {k: str(fix(Path(v))) if k in paths and isinstance(v, str) else v for k, v in s.items()}
+            for s in data.sources
+        ]
+        data = data.model_copy(update={"sources": sources})
     training = config.training.model_copy(update={"staging_dir": fix(config.training.staging_dir)})
     models = [
         m.model_copy(update={"pretrained": _resolve_model_path(m.pretrained, base)})

@@ -75,7 +75,7 @@ def _prepare(config: Config, progress: bool | None) -> PrepareResult:
     data_dir = config.layout.data
     sources = _source_paths(data)
     fingerprints = {
-        key: _source_fingerprint(data, paths, config.seed) for key, paths in sources.items()
+        key: _source_fingerprint(data, units, config.seed) for key, units in sources.items()
     }
     inputs = _inputs_fingerprint(config, fingerprints)
     existing = read_manifest(data_dir, required=False)
@@ -100,8 +100,8 @@ def _prepare(config: Config, progress: bool | None) -> PrepareResult:
         schema = split_schema(data)
         # one numbering across sources, so that a group in val and in train has one id
         ids = {name: DenseIds() for name in ("pair", "group") if name in schema.names}
-        for key, paths in sources.items():
-            chunks = _chunks(data, paths, config.seed)
+        for key, units in sources.items():
+            chunks = _chunks(data, units, config.seed)
             out = staging / f"{key}.parquet"
             staged[key], counts[key] = _stage(chunks, out, schema, ids, key, progress)
         _check_labelled(sources, staged, counts)
@@ -144,23 +144,37 @@ def _check_rules(data: DataConfig) -> None:
             "data.downsample: 'paper' uses Table I's counts, which exist only for the labels "
             f"{', '.join(PAPER_LABELS)}; use none or {{max_per_class: N}} for other labels"
         )
-    if data.format == "synthetic" and sorted(data.labels) != sorted(synthetic_labels(data)):
+    synthetic = data.format == "synthetic" and data.sources is None
+    if synthetic and sorted(data.labels) != sorted(synthetic_labels(data)):
         raise UserError(
             "data.labels: synthetic data has the five paper classes, and optionally the benign "
             f"class ({data.benign_label}): {', '.join(synthetic_labels(data))}"
         )
 
 
-def _source_paths(data: DataConfig) -> dict[str, list[Path] | None]:
-    if data.format == "synthetic":
+# One source's files: the config that reads them (its own format and columns), and each path.
+Units = list[tuple[DataConfig, Path]]
+
+
+def _source_paths(data: DataConfig) -> dict[str, Units | None]:
+    """Split key (`all`, or train/val/test) -> the files to read into it, across sources."""
+    if data.format == "synthetic" and data.sources is None:
         return {"all": None}
+    units: dict[str, Units] = {}
+    for reader in data.readers():
+        for key, path in _split_paths(reader).items():
+            units.setdefault(key, []).extend((reader, f) for f in source_files(path, reader.format))
+    return units
+
+
+def _split_paths(data: DataConfig) -> dict[str, Path]:
     if data.path is not None:
-        return {"all": source_files(data.path, data.format)}
+        return {"all": data.path}
     assert data.train is not None  # the config validator guarantees it
-    named = {"train": data.train, "val": data.val, "test": data.test}
     if data.val is None:
-        named = {"all": data.train}
-    return {key: source_files(path, data.format) for key, path in named.items() if path}
+        return {"all": data.train}
+    named = {"train": data.train, "val": data.val, "test": data.test}
+    return {key: path for key, path in named.items() if path is not None}
 
 
 GLOB = re.compile(r"[*?\[]")
@@ -184,15 +198,15 @@ def source_files(path: Path, fmt: str) -> list[Path]:
     return [path]
 
 
-def _source_fingerprint(data: DataConfig, paths: list[Path] | None, seed: int) -> dict:
-    if paths is None:
+def _source_fingerprint(data: DataConfig, units: Units | None, seed: int) -> dict:
+    if units is None:
         return {
             "synthetic": SYNTHETIC_VERSION,
             "n_per_class": data.synthetic.n_per_class,
             "seed": seed,
         }
     files = []
-    for path in paths:
+    for _, path in units:
         if not path.is_file():
             raise UserError(f"data file not found: {path}")
         files.append({"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
@@ -222,10 +236,10 @@ def _inputs_fingerprint(config: Config, fingerprints: dict) -> str:
     )
 
 
-def _chunks(data: DataConfig, paths: list[Path] | None, seed: int) -> Iterator[Chunk]:
-    if paths is None:
+def _chunks(data: DataConfig, units: Units | None, seed: int) -> Iterator[Chunk]:
+    if units is None:
         return generate(data, seed)
-    return itertools.chain.from_iterable(read_source(data, path) for path in paths)
+    return itertools.chain.from_iterable(read_source(reader, path) for reader, path in units)
 
 
 def _downsample_rule(data: DataConfig) -> str | int:
@@ -349,12 +363,12 @@ def _filter(chunk: Chunk, counts: dict[str, int]) -> tuple[list[int], list[int]]
 
 
 def _check_labelled(
-    sources: dict[str, list[Path] | None], staged: dict[str, StagedSource], counts: dict
+    sources: dict[str, Units | None], staged: dict[str, StagedSource], counts: dict
 ) -> None:
     for key, source in staged.items():
         if len(source.labels) == 0:
             c = counts[key]
-            where = ", ".join(str(path) for path in sources[key] or []) or "synthetic data"
+            where = ", ".join(str(path) for _, path in sources[key] or []) or "synthetic data"
             raise UserError(
                 f"{where}: no usable rows ({c['rows']} read: {c['no_label']} without a "
                 f"label, {c['multi_label']} with several, {c['empty_code']} with empty code)"
@@ -444,7 +458,7 @@ def _manifest(
         "data_fingerprint": sha256_json({s: splits[s]["sha256"] for s in SPLITS}),
         "labels": list(names),
         "benign_label": config.data.benign_label if config.data.benign_id is not None else None,
-        "format": config.data.format,
+        "format": "+".join(dict.fromkeys(r.format for r in config.data.readers())),
         "sources": {
             key: {**fingerprints[key], "rows_read": counts[key]["rows"]} for key in fingerprints
         },
@@ -473,7 +487,7 @@ def _manifest(
 
 def _cwe_mapping(data: DataConfig, counts: dict) -> dict:
     """Where each CWE id in the data went, and why (data.cwe_column only)."""
-    if data.cwe_column is None:
+    if not any(reader.cwe_column for reader in data.readers()):
         return {}
     seen: Counter[str] = Counter()
     for source in counts.values():

@@ -106,12 +106,13 @@ def labelled_chunks(
     for row, record in enumerate(records, start=1):
         label = labeller(record, row)
         row_id = str(record.id) if record.id not in (None, "") else f"{stem}:{row - 1}"
+        # a pair stored in one row is named by its file and row: unique across sources
         group = grouper(record.group)
         if not paired or label in (labeller.benign, NO_LABEL):
             pair = None if record.pair in (None, "") else str(record.pair)
             builder.add(record.code, label, row_id, pair, group, record.replaced)
         else:
-            builder.add_pair(record, label, labeller.benign, row_id, group)
+            builder.add_pair(record, label, labeller.benign, row_id, f"{stem}:{row_id}", group)
         if builder.rows >= data.chunk_rows:
             yield builder.chunk(labeller)
     labeller.finish()
@@ -145,15 +146,17 @@ class _ChunkBuilder:
         self.pairs.append(pair)
         self.groups.append(group)
 
-    def add_pair(self, record: Record, label: int, benign: int | None, row_id: str, group) -> None:
+    def add_pair(
+        self, record: Record, label: int, benign: int | None, row_id: str, pair: str, group
+    ) -> None:
         before = _text(record.code)
         after = _text(record.fixed)
         if " ".join(before.split()) == " ".join(after.split()):
             self.identical_pairs += 1  # flawed and fixed at once: neither label can be learned
             return
         assert benign is not None  # the config requires the benign class with pair_columns
-        self.add(before, label, row_id, row_id, group, record.replaced)
-        self.add(after, benign, f"{row_id}:fixed", row_id, group, record.replaced)
+        self.add(before, label, row_id, pair, group, record.replaced)
+        self.add(after, benign, f"{row_id}:fixed", pair, group, record.replaced)
 
     def chunk(self, labeller: Labeller) -> Chunk:
         seen = labeller.cwe.take_seen() if labeller.cwe is not None else Counter()
