@@ -202,6 +202,13 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
         default="fp32",
         help="int8: linear layers quantised for CPU inference (faster; a little different)",
     )
+    scan.add_argument(
+        "--long-functions",
+        choices=("windows", "truncate"),
+        default="windows",
+        help="a function longer than the model's window: scored whole in overlapping windows "
+        "cut at statement boundaries (default), or truncated to its first window",
+    )
 
 
 def _with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -440,7 +447,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
         bundle = selected_bundle(_load(args))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     scanner = Scanner(
-        bundle, args.threshold, args.top_lines, args.localise, cache_dir, args.precision
+        bundle,
+        args.threshold,
+        args.top_lines,
+        args.localise,
+        cache_dir,
+        args.precision,
+        args.long_functions,
     )
     report = scanner.scan(paths, selection=selection, baseline=baseline)
     _write_scan_output(args.output, render(report, args.format), report)

@@ -33,6 +33,7 @@ from enstack.scan.suppress import (
     inline_marks,
     inline_suppression,
 )
+from enstack.windows import WINDOWS_VERSION, Coverage, LongFunctions
 
 if TYPE_CHECKING:  # torch and transformers load only when something must be scored
     from enstack.scan.model import ScanModel
@@ -77,6 +78,10 @@ class ScanReport:
     damaged_paths: list[str] = field(default_factory=list)
     changed_since: str | None = None  # the revision of --changed-since
     functions_seen: int = 0  # in the files read, before --changed-since kept the changed ones
+    # what the model saw of the functions it scored in this scan (the cache's answers are
+    # not counted): how many were longer than one window, and their lines scored
+    coverage: Coverage | None = None
+    long_mode: str = "windows"
 
     @property
     def findings(self) -> list[Scored]:
@@ -117,6 +122,13 @@ class ScanReport:
         ]
         if suppressed:
             parts.append(f"{suppressed} suppressed")
+        seen = self.coverage
+        if seen is not None and seen.long:
+            how = "scored whole, in windows" if self.long_mode == "windows" else "truncated"
+            parts.append(
+                f"{seen.long} of {seen.functions} functions scored longer than a window ({how}; "
+                f"{seen.lines_seen} of their {seen.lines} lines scored)"
+            )
         if self.tally.excluded:
             parts.append(f"{self.tally.excluded} files excluded")
         if self.tally.non_utf8:
@@ -138,13 +150,18 @@ class Scanner:
         localise: str = "auto",
         cache_dir: Path | None = None,
         precision: str = "fp32",
+        long_functions: LongFunctions = "windows",
     ) -> None:
         _check_settings(threshold, top_lines, localise, precision, cache_dir)
+        if long_functions not in ("windows", "truncate"):
+            raise UserError(f"--long-functions: {long_functions!r} is not windows or truncate")
+        self.long_functions = long_functions
         if isinstance(model, (str, Path)):
             self.card, self._model = read_card(model), None
         else:
             self.card, self._model = model.card, model
             precision = model.precision
+            model.long_functions = long_functions
         self.precision = precision
         self.threshold = threshold
         self.top_lines = top_lines
@@ -162,12 +179,16 @@ class Scanner:
             self._model = load_scan_model(
                 self.card.source, precision=self.precision, card=self.card
             )
+            self._model.long_functions = self.long_functions
         return self._model
 
     @property
     def cache_key(self) -> str:
-        """Scores differ by precision: each keeps its own rows."""
-        return self.card.fingerprint + ("" if self.precision == "fp32" else f"@{self.precision}")
+        """Scores differ by precision and by how long functions are read: each keeps its own
+        rows (truncation keeps the key scans had before windows)."""
+        key = self.card.fingerprint + ("" if self.precision == "fp32" else f"@{self.precision}")
+        windows = f"+windows{WINDOWS_VERSION}" if self.long_functions == "windows" else ""
+        return key + windows
 
     def predict_proba(self, codes: list[str] | str) -> np.ndarray:
         """Class probabilities (columns: `self.model.labels`) for each function's code; one
@@ -246,7 +267,16 @@ class Scanner:
             damaged_paths,
             changes.rev if changes is not None else None,
             seen,
+            self._long_functions_tally(),
+            self.long_functions,
         )
+
+    def _long_functions_tally(self) -> Coverage | None:
+        """What the model saw of the functions it scored in this scan; None without it."""
+        if self._model is None:
+            return None
+        seen, self._model.seen = self._model.seen, Coverage()  # the next scan counts its own
+        return seen
 
     def _score(
         self, functions: list[Function], cache: ScanCache | None, progress: bool | None

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 
 from enstack.encode import pad_id, special_ids
+from enstack.infer import predict
 from enstack.line_ranker import statement_spans
 from enstack.scan import LOCALISE_METHODS, LOCALISE_VERSION  # noqa: F401 (re-exported)
 from enstack.scan.model import BaseModel, ScanModel
+from enstack.windows import Window, expand
 
 METHODS = LOCALISE_METHODS
 OCCLUSION_BATCH = 32
@@ -50,7 +52,8 @@ def rank_lines(
     }
     total: dict[int, float] = {}
     for model in scan_model.models:
-        ids, lines = _encode_with_lines(model, code, first_line)
+        window = _driving_window(scan_model, model, code, target_class)
+        ids, lines = _encode_with_lines(model, window.text, first_line + window.first_line)
         # tokens of other lines (signature, braces, directives) still feed the model, but are
         # neither summed nor occluded
         lines = np.asarray([statement_of.get(line, -1) for line in lines.tolist()])
@@ -70,6 +73,20 @@ def rank_lines(
             total[line] = total.get(line, 0.0) + (value / norm if norm > 0 else 0.0)
     count = max(len(scan_model.models), 1)
     return _best_first({line: value / count for line, value in total.items()})
+
+
+def _driving_window(scan_model: ScanModel, model: BaseModel, code: str, target: int) -> Window:
+    """The window of a long function this model finds most vulnerable (or most the target
+    class, without a benign one): the lines of a finding are ranked where its score came
+    from. A function of one window is that window."""
+    windows = expand([code], model.tokenizer, model.room, scan_model.long_functions).windows
+    if len(windows) == 1:
+        return windows[0]
+    split = model.encode([w.text for w in windows])
+    probs = predict(model.model, split, scan_model.batch_size, scan_model.device, "off")["probs"]
+    benign = scan_model.benign_id
+    score = 1.0 - probs[:, benign] if benign is not None else probs[:, target]
+    return windows[int(np.argmax(score))]
 
 
 def _best_first(scores: dict[int, float]) -> list[tuple[int, float]]:

@@ -11,14 +11,14 @@ import contextlib
 import json
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from enstack.device import amp_mode, fit_cpu_threads, pick_device
-from enstack.encode import EncodedSplit, pad_id, tokenize
+from enstack.encode import EncodedSplit, pad_id, special_ids, tokenize
 from enstack.errors import UserError
 from enstack.infer import predict
 from enstack.line_ranker import LineRanker, load_line_ranker
@@ -27,6 +27,7 @@ from enstack.models.loading import load_classifier, usable_positions
 from enstack.scan import PRECISIONS
 from enstack.scan.card import ModelCard, read_card
 from enstack.stack.bundle import Bundle, bundle_lines_dir, bundle_model_dir, load_bundle
+from enstack.windows import Coverage, LongFunctions, aggregate, expand
 
 
 @dataclass
@@ -44,6 +45,12 @@ class BaseModel:
     def dfg_length(self) -> int:
         """Graph nodes it reads after the code (GraphCodeBERT's data-flow graph); 0: none."""
         return int(self.model.config.enstack.get("dfg_length", 0))
+
+    @property
+    def room(self) -> int:
+        """Tokens of code one window holds: max_length less the family's framing."""
+        head, tail = special_ids(self.tokenizer, self.family)
+        return self.max_length - len(head) - len(tail)
 
     @property
     def labels(self) -> list[str]:
@@ -76,6 +83,8 @@ class ScanModel:
     batch_size: int = 32
     line_ranker: LineRanker | None = None  # from the bundle, when its data had fix pairs
     precision: str = "fp32"  # int8: linear layers dynamically quantised (CPU inference)
+    long_functions: LongFunctions = "windows"  # or "truncate": the first window only
+    seen: Coverage = field(default_factory=lambda: Coverage())  # what scoring has seen
 
     @property
     def source(self) -> Path:
@@ -104,7 +113,7 @@ class ScanModel:
         if not codes:
             empty = np.zeros((0, len(self.labels)))
             return empty, {m.name: empty for m in self.models}
-        outputs = {m.name: self._outputs(m, codes) for m in self.models}
+        outputs = {m.name: self._outputs(m, codes, count=i == 0) for i, m in enumerate(self.models)}
         per_model = {name: out["probs"] for name, out in outputs.items()}
         if self.bundle is None:
             return per_model[self.models[0].name], per_model
@@ -118,11 +127,19 @@ class ScanModel:
             )
         return probs, per_model
 
-    def _outputs(self, model: BaseModel, codes: list[str]) -> dict[str, np.ndarray]:
-        split = model.encode(codes)
+    def _outputs(self, model: BaseModel, codes: list[str], count: bool) -> dict[str, np.ndarray]:
+        """One row of outputs per function: a long function's from the window that drove it
+        (each base model cuts its own windows, with its own tokenizer)."""
+        rows = expand(codes, model.tokenizer, model.room, self.long_functions)
+        split = model.encode([w.text for w in rows.windows])
         # a scan scores its functions in several calls: the budget is the model's, not the call's
         longest = model.max_length + model.dfg_length
-        return predict(model.model, split, self.batch_size, self.device, self.amp, longest=longest)
+        out = predict(model.model, split, self.batch_size, self.device, self.amp, longest=longest)
+        if count:
+            self.seen.add(len(codes), rows)
+        if len(rows.windows) == len(codes):
+            return out
+        return aggregate(out, rows.owner, len(codes), self.benign_id)[0]
 
 
 def load_scan_model(

@@ -1,0 +1,193 @@
+"""Functions longer than a model's window, covered whole: cut into overlapping windows at
+statement boundaries, each scored, the function's answer taken from the window that drove it.
+
+Real vulnerable functions are long: on real CVE fixes most exceed 510 tokens and in about a
+third the first changed line lies past token 510, where truncation cannot see it. A window
+ends only at a line break that no simple statement (an expression, declaration, return, ...)
+and no `if`/`for`/`while`/`switch` header spans, found with tree-sitter; a window holds at
+most the model's room for code (its `max_length` less the framing tokens, less a margin for
+subwords that merge differently at a window's edge), and the next window starts about a
+quarter window before the last one ended, at a boundary, so a statement near a cut is seen
+whole by one of them. A function that fits is one window: its text, unchanged.
+
+Aggregation (`aggregate`): with a benign class, a function is as vulnerable as its most
+vulnerable window (the lowest P(benign)), and every output (probabilities, logits, embedding)
+comes from that window; without one (the paper's five classes), the windows' outputs are
+averaged. The driving window's line range is where a finding points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+WINDOWS_VERSION = 1  # bump when where windows cut changes: cached scores are then redone
+LongFunctions = Literal["windows", "truncate"]
+EDGE_MARGIN = 2  # tokens kept free: a subword at a window's edge may split in two
+OVERLAP = 4  # the next window repeats about 1/OVERLAP of the last one
+# nodes no window may cut inside: a statement of one piece, and a compound's header
+UNSPLITTABLE = {"expression_statement", "declaration", "return_statement", "break_statement",
+                "continue_statement", "goto_statement", "field_declaration"}  # fmt: skip
+HEADED = {"if_statement": "consequence", "while_statement": "body", "for_statement": "body",
+          "switch_statement": "body", "do_statement": "body"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Window:
+    text: str
+    first_line: int  # 0-based lines of the function, inclusive
+    last_line: int
+
+
+def split_windows(code: str, tokenizer, room: int) -> list[Window]:
+    """`code` as windows of at most `room` tokens (see the module's docstring)."""
+    lines = code.split("\n")
+    whole = Window(code, 0, len(lines) - 1)
+    # verbose off: transformers warns of every text longer than the model, which is the point
+    encoded = tokenizer(code, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    if len(encoded["input_ids"]) <= room:
+        return [whole]
+    budget = max(room - EDGE_MARGIN, 1)
+    cum = _tokens_before_line(code, encoded["offset_mapping"], len(lines))
+    cuts = _allowed_cuts(code, len(lines))
+    spans = _window_spans(cum, cuts, budget)
+    return [Window("\n".join(lines[a : b + 1]), a, b) for a, b in spans]
+
+
+def _tokens_before_line(code: str, offsets: list, n_lines: int) -> np.ndarray:
+    """cum[i]: tokens that start before line i (cum[n_lines]: all of them)."""
+    starts = np.cumsum([0, *(len(line) + 1 for line in code.split("\n"))])
+    token_lines = np.searchsorted(starts, [start for start, _ in offsets], side="right") - 1
+    per_line = np.bincount(token_lines, minlength=n_lines)[:n_lines]
+    return np.concatenate([[0], np.cumsum(per_line)])
+
+
+def _allowed_cuts(code: str, n_lines: int) -> list[int]:
+    """Lines L after which a window may end: no unsplittable node spans L and L + 1."""
+    from enstack.scan.functions import parse
+
+    blocked = np.zeros(n_lines, dtype=bool)  # blocked[L]: the break after line L is inside
+    stack = [parse(code.encode("utf-8", errors="surrogatepass"), "cpp")]
+    while stack:
+        node = stack.pop()
+        end_row = None
+        if node.type in UNSPLITTABLE:
+            end_row = node.end_point[0]
+        elif node.type in HEADED:
+            body = node.child_by_field_name(HEADED[node.type])
+            end_row = body.start_point[0] if body is not None else node.end_point[0]
+        if end_row is not None and end_row > node.start_point[0]:
+            blocked[node.start_point[0] : end_row] = True
+        if node.type not in UNSPLITTABLE:
+            stack.extend(node.children)
+    return [line for line in range(n_lines - 1) if not blocked[line]]
+
+
+def _window_spans(cum: np.ndarray, cuts: list[int], budget: int) -> list[tuple[int, int]]:
+    """(first line, last line) of each window, greedy: as long as the budget allows, ending at
+    an allowed cut; the next starts at the earliest cut within the overlap."""
+    n_lines = len(cum) - 1
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        if cum[n_lines] - cum[start] <= budget:
+            spans.append((start, n_lines - 1))
+            return spans
+        fitting = [line for line in cuts if line >= start and cum[line + 1] - cum[start] <= budget]
+        if fitting:
+            end = max(fitting)
+        else:  # one statement longer than the window: cut at a line, or take one long line
+            end = start
+            while end + 1 < n_lines and cum[end + 2] - cum[start] <= budget:
+                end += 1
+        spans.append((start, end))
+        overlap = budget // OVERLAP
+        starts = [
+            c + 1 for c in cuts if start < c + 1 <= end and cum[end + 1] - cum[c + 1] <= overlap
+        ]
+        start = min(starts) if starts else end + 1
+
+
+def aggregate(
+    outputs: dict[str, np.ndarray], owner: np.ndarray, n: int, benign_id: int | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-window outputs (rows of `owner`'s functions) to one row per function; and the row of
+    the window that drove each function (-1 where windows were averaged)."""
+    probs = outputs["probs"]
+    driver = np.full(n, -1, dtype=np.int64)
+    if benign_id is not None:
+        order = np.lexsort((probs[:, benign_id], owner))  # by function, most vulnerable first
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = owner[order][1:] != owner[order][:-1]
+        driver[owner[order][first]] = order[first]
+        return {kind: values[driver] for kind, values in outputs.items()}, driver
+    counts = np.bincount(owner, minlength=n).astype(np.float64)
+    out = {}
+    for kind, values in outputs.items():
+        if kind == "labels":
+            out[kind] = values[np.searchsorted(owner, np.arange(n))]
+            continue
+        sums = np.zeros((n, *values.shape[1:]), dtype=np.float64)
+        np.add.at(sums, owner, values)
+        out[kind] = (sums / counts.reshape(-1, *[1] * (values.ndim - 1))).astype(values.dtype)
+    return out, driver
+
+
+@dataclass
+class Coverage:
+    """Functions scored, how many were longer than one window, and their lines seen."""
+
+    functions: int = 0
+    long: int = 0
+    lines: int = 0
+    lines_seen: int = 0
+
+    def add(self, functions: int, rows: Expanded) -> None:
+        self.functions += functions
+        self.long += rows.long
+        self.lines += rows.lines
+        self.lines_seen += rows.lines_seen
+
+
+@dataclass
+class Expanded:
+    """Functions as the rows a model scores, with what was seen of them."""
+
+    windows: list[Window]
+    owner: np.ndarray  # the function each window belongs to
+    long: int  # functions longer than one window
+    lines: int  # lines of those long functions
+    lines_seen: int  # of those lines, the ones inside some window (all, unless truncated)
+
+
+def expand(codes: list[str], tokenizer, room: int, mode: LongFunctions) -> Expanded:
+    """Every function's windows in order. Truncation keeps each function's text (the tokenizer
+    cuts it) and records the lines its first window reaches."""
+    # a slow tokenizer gives no offsets to count lines by: it truncates, as before windows
+    fast = getattr(tokenizer, "is_fast", False)
+    windows: list[Window] = []
+    owner: list[int] = []
+    long = lines = seen = 0
+    for i, code in enumerate(codes):
+        n_lines = code.count("\n") + 1
+        whole = Window(code, 0, n_lines - 1)
+        pieces = split_windows(code, tokenizer, room) if fast else [whole]
+        if len(pieces) > 1:  # lines are counted for the long functions only
+            long += 1
+            lines += n_lines
+            truncate = mode == "truncate"
+            seen += _truncated_lines(code, tokenizer, room) if truncate else n_lines
+            pieces = [whole] if truncate else pieces
+        windows.extend(pieces)
+        owner.extend([i] * len(pieces))
+    return Expanded(windows, np.asarray(owner, dtype=np.int64), long, lines, seen)
+
+
+def _truncated_lines(code: str, tokenizer, room: int) -> int:
+    """Lines that the first `room` tokens reach into."""
+    encoded = tokenizer(code, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    offsets = encoded["offset_mapping"]
+    last = offsets[min(room, len(offsets)) - 1][1] if offsets else 0
+    return code.count("\n", 0, last) + 1

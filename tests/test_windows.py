@@ -1,0 +1,182 @@
+"""Functions longer than the model's window, scored whole: windows cut at statement
+boundaries cover every line within the model's room, a function of one window is unchanged,
+a flaw past the window is seen (truncation misses it) and its lines are ranked in the window
+that drove the score."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enstack.cli import main
+from enstack.config import load_config_dict
+from enstack.data.synthetic import generate
+from enstack.scan.api import Scanner
+from enstack.windows import aggregate, split_windows
+
+LABELS = ["CWE-119", "CWE-120", "CWE-469", "CWE-476", "CWE-other", "none"]
+CALL = ["    result = combine(first_argument,", "                     second_argument,",
+        "                     third_argument);"]  # fmt: skip
+
+
+def _tokenizer(model: Path):
+    """The tokenizer of a bundle's model `m`, or of an export."""
+    from transformers import AutoTokenizer
+
+    export = model / "models" / "m" if (model / "models").is_dir() else model
+    return AutoTokenizer.from_pretrained(export)
+
+
+def _synthetic() -> tuple[list[str], np.ndarray]:
+    config = load_config_dict(
+        {"data": {"format": "synthetic", "labels": LABELS, "synthetic": {"n_per_class": 20}}},
+        "t",
+    )
+    chunks = list(generate(config.data, 7))
+    return [c for ch in chunks for c in ch.codes], np.concatenate([ch.labels for ch in chunks])
+
+
+def _body(code: str) -> list[str]:
+    lines = code.split("\n")
+    end = max(i for i, line in enumerate(lines) if line == "}")
+    return ["    " + line for line in lines[lines.index("{") + 1 : end]]
+
+
+def _long_function(blocks: list[str], last: str) -> tuple[str, int]:
+    """A function made of the bodies of `blocks`, each in braces, a statement over three lines
+    between them, then `last`'s body: the text, and the line where `last`'s block starts."""
+    lines = ["int long_function(int mode)", "{", "    int result = 0;"]
+    for code in blocks:
+        lines += ["    {", *_body(code), "    }", *CALL]
+    start = len(lines)
+    lines += ["    {", *_body(last), "    }", "    return result;", "}"]
+    return "\n".join(lines) + "\n", start
+
+
+def test_windows_cover_every_line_at_statement_boundaries(bundle: Path) -> None:
+    tokenizer = _tokenizer(bundle)
+    codes, _ = _synthetic()
+    code, _ = _long_function(codes[:8], codes[9])
+    lines = code.split("\n")
+    room = 126
+    windows = split_windows(code, tokenizer, room)
+    assert len(windows) > 3
+    covered: set[int] = set()
+    for window in windows:
+        assert window.text == "\n".join(lines[window.first_line : window.last_line + 1])
+        assert len(tokenizer(window.text, add_special_tokens=False)["input_ids"]) <= room
+        covered |= set(range(window.first_line, window.last_line + 1))
+    assert covered == set(range(len(lines)))
+    for before, after in itertools.pairwise(windows):
+        assert before.first_line < after.first_line <= before.last_line + 1  # no gap
+        assert after.first_line <= before.last_line  # they overlap
+    calls = [i for i, line in enumerate(lines) if line == CALL[0]]
+    for window in windows:  # the three-line call is never cut: no window starts or ends in it
+        for start in calls:
+            assert window.first_line not in (start + 1, start + 2)
+            assert window.last_line not in (start, start + 1)
+    short = "int f(int x)\n{\n    return x + 1;\n}\n"
+    assert [w.text for w in split_windows(short, tokenizer, room)] == [short]
+
+
+def test_aggregation_takes_the_most_vulnerable_window() -> None:
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])  # columns: flaw, benign
+    outputs = {"probs": probs, "labels": np.zeros(4, dtype=np.int64)}
+    owner = np.array([0, 0, 0, 1])
+    merged, driver = aggregate(outputs, owner, 2, benign_id=1)
+    assert driver.tolist() == [0, 3] and merged["probs"].tolist() == [[0.9, 0.1], [0.7, 0.3]]
+    averaged, driver = aggregate(outputs, owner, 2, benign_id=None)
+    assert driver.tolist() == [-1, -1]
+    assert np.allclose(averaged["probs"][0], probs[:3].mean(axis=0))
+
+
+def _probe(model: Path) -> tuple[str, int, Scanner]:
+    """A long function: the six synthetic benign functions `model` finds safest, then the
+    flawed one it finds most vulnerable, past the first window."""
+    codes, labels = _synthetic()
+    scanner = Scanner(model, long_functions="windows")
+    p_vulnerable = 1 - scanner.predict_proba(codes)[:, LABELS.index("none")]
+    flawed = max((i for i in range(len(codes)) if labels[i] != 5), key=lambda i: p_vulnerable[i])
+    safest = sorted((i for i in range(len(codes)) if labels[i] == 5), key=lambda i: p_vulnerable[i])
+    code, flaw_start = _long_function([codes[i] for i in safest[:6]], codes[flawed])
+    return code, flaw_start, scanner
+
+
+def test_a_long_function_scores_as_its_most_vulnerable_window(bundle: Path, tmp_path) -> None:
+    code, _, scanner = _probe(bundle)
+    windows = split_windows(code, _tokenizer(bundle), 126)
+    assert len(windows) > 1
+    # each window scored as a text of its own (one window each, so unchanged)
+    each = 1 - scanner.predict_proba([w.text for w in windows])[:, 5]
+    whole = 1 - scanner.predict_proba([code])[0, 5]
+    assert whole == pytest.approx(each.max(), abs=1e-5)
+    driver = windows[int(each.argmax())]
+    # the finding's lines are ranked inside the window that drove it
+    source = tmp_path / "long.c"
+    source.write_text(code)
+    report = Scanner(bundle, threshold=0.01, top_lines=3, localise="attention").scan([str(source)])
+    (finding,) = report.findings
+    assert finding.lines and all(
+        driver.first_line + 1 <= line <= driver.last_line + 1 for line, _ in finding.lines
+    )
+    assert report.coverage.long == 1 and report.coverage.lines_seen == report.coverage.lines
+
+
+@pytest.fixture(scope="module")
+def learned_export(tmp_path_factory) -> Path:
+    """A model that has learned the synthetic flaws (about 30 s on 2 cores), with a window of
+    128 tokens: most synthetic functions fit, the long probe does not."""
+    from conftest import write_config
+
+    root = tmp_path_factory.mktemp("windows")
+    scratch = {"layers": 2, "hidden": 64, "heads": 2, "intermediate": 128, "vocab_size": 2000,
+               "attention_dropout": 0}  # fmt: skip
+    config = write_config(
+        root / "c.yaml",
+        {
+            "run_dir": str(root / "run"),
+            "data": {"format": "synthetic", "labels": LABELS, "synthetic": {"n_per_class": 200}},
+            "models": [{"name": "m", "family": "codebert", "scratch": scratch}],
+            "training": {
+                "epochs": 3,
+                "batch_size": 16,
+                "learning_rate": 1e-3,
+                "warmup_ratio": 0.1,
+                "max_length": 128,
+                "save_steps": 0,
+                "device": "cpu",
+            },
+        },
+    )
+    assert main(["train", "--config", str(config), "--model", "m"]) == 0
+    return root / "run" / "models" / "m" / "best"
+
+
+@pytest.mark.slow
+def test_a_flaw_past_the_window_is_seen_and_located(learned_export: Path) -> None:
+    code, flaw_start, scanner = _probe(learned_export)
+    windows = split_windows(code, _tokenizer(learned_export), 126)
+    each = 1 - scanner.predict_proba([w.text for w in windows])[:, 5]
+    driver = windows[int(each.argmax())]
+    assert driver.last_line >= flaw_start  # the window that drove the score holds the flaw
+    whole = 1 - scanner.predict_proba([code])[0, 5]
+    truncated = 1 - Scanner(learned_export, long_functions="truncate").predict_proba([code])[0, 5]
+    assert whole > 0.5 > truncated  # windows flag it; the first window alone does not
+
+
+def test_the_scan_summary_says_what_was_long_and_what_was_read(
+    bundle: Path, tmp_path: Path, capsys
+) -> None:
+    codes, _ = _synthetic()
+    code, _ = _long_function(codes[:6], codes[7])
+    (tmp_path / "a.c").write_text(code + codes[8])
+    for mode, fragment in (("windows", "scored whole, in windows"), ("truncate", "truncated")):
+        argv = ["scan", str(tmp_path / "a.c"), "--bundle", str(bundle), "--no-cache"]
+        assert main([*argv, "--long-functions", mode]) in (0, 1)
+        err = capsys.readouterr().err
+        assert f"1 of 2 functions scored longer than a window ({fragment};" in err
+        seen, total = err.split("; ")[-1].split(" lines scored")[0].split(" of their ")
+        assert (int(seen) == int(total)) == (mode == "windows")
