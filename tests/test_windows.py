@@ -180,3 +180,24 @@ def test_the_scan_summary_says_what_was_long_and_what_was_read(
         assert f"1 of 2 functions scored longer than a window ({fragment};" in err
         seen, total = err.split("; ")[-1].split(" lines scored")[0].split(" of their ")
         assert (int(seen) == int(total)) == (mode == "windows")
+
+
+def test_stack_features_read_long_functions_as_the_scanner_does(bundle: Path) -> None:
+    """The bundle's run (max_length 128): its val and test functions longer than the window
+    are scored in windows for stacking too, and a function's features are the scanner's."""
+    import json
+
+    import pyarrow.parquet as pq
+    from safetensors.numpy import load_file
+
+    run = bundle.parents[1]
+    results = json.loads((run / "reports" / "results.json").read_text())
+    info = results["long_functions"]
+    assert info["mode"] == "windows" and info["max_length"] == 128
+    test = info["coverage"]["m"]["test"]
+    assert test["long"] > 0 and test["lines_seen"] == test["lines"]
+    codes = pq.read_table(run / "data" / "test.parquet").column("code").to_pylist()
+    stacked = load_file(str(run / "features" / "m" / "test.safetensors"))["probs"]
+    scanned = Scanner(bundle / "models" / "m").predict_proba(codes)
+    np.testing.assert_allclose(stacked, scanned, atol=1e-5)
+    assert "longer than max_length 128" in (run / "reports" / "results.md").read_text()

@@ -378,7 +378,7 @@ def cmd_ckpt_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from enstack.evaluate.tables import candidate_name
+    from enstack.evaluate.tables import candidate_name, long_functions_text
     from enstack.stack.stage import line_ranker_text, run_stack
 
     config = _load(args)
@@ -388,6 +388,9 @@ def cmd_stack(args: argparse.Namespace) -> int:
         f"{result.stack_dir}: {state}; selected on validation: "
         f"{candidate_name(result.summary['selected'])}; {line_ranker_text(result.summary)}"
     )
+    long = long_functions_text(result.summary)
+    if long:
+        print(long)
     return EXIT_OK
 
 

@@ -309,6 +309,12 @@ class TrainingConfig(Strict):
     # deterministic CUDA kernels (torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG):
     # bit-identical resume on GPU, at some speed; CPU training is deterministic either way
     deterministic: bool = False
+    # A function longer than max_length: scored whole in windows cut at statement boundaries
+    # (stack features, evaluation; `enstack scan --long-functions`), or truncated. Training
+    # still reads each function's first window, so this does not touch checkpoints.
+    long_functions: Annotated[
+        Literal["windows", "truncate"], Field(json_schema_extra=OFF_TRAJECTORY)
+    ] = "windows"
 
 
 MetaName = Literal[META_NAMES]  # type: ignore[valid-type]  # the registry's names

@@ -15,7 +15,7 @@ from enstack.config import Config, changed_keys, load_config_text, shipped_confi
 from enstack.data.prepare import prepare, split_warnings
 from enstack.errors import UserError
 from enstack.evaluate.stage import run_evaluate
-from enstack.evaluate.tables import plain_table
+from enstack.evaluate.tables import long_functions_text, plain_table
 from enstack.fsutil import atomic_write_json, read_json_object, sha256_json
 from enstack.stack.stage import line_ranker_text, run_stack
 from enstack.train.status import NON_TRAJECTORY_KEYS, train_unless_done
@@ -58,6 +58,8 @@ def run_pipeline(config: Config, progress: bool | None = None, force_resume: boo
         f"stack: {'unchanged' if stacked.skipped else 'done'}; {line_ranker_text(stacked.summary)}",
         file=sys.stderr,
     )
+    if long_functions_text(stacked.summary):
+        print(f"stack: {long_functions_text(stacked.summary)}", file=sys.stderr)
     reports, summary, skipped = run_evaluate(config)
     print(f"evaluate: {'unchanged' if skipped else 'done'} -> {reports}", file=sys.stderr)
     print(plain_table(summary))

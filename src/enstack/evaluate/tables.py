@@ -27,6 +27,8 @@ def results_json(summary: dict, extra: dict) -> dict:
         "labels": summary["labels"],
         "benign_label": summary.get("benign_label"),
         "select_on": summary.get("select_on", "f1"),
+        # val and test functions longer than max_length, and how they were read
+        **({"long_functions": summary["long_functions"]} if "long_functions" in summary else {}),
         **extra,
     }
 
@@ -45,6 +47,24 @@ def _groups(rows: list[dict]) -> list[tuple[str, list[dict]]]:
     ]
 
 
+def long_functions_text(summary: dict) -> str:
+    """How many val and test functions were longer than the window, and what was read."""
+    info = summary.get("long_functions")
+    if not info or not info.get("coverage"):
+        return ""
+    first = next(iter(info["coverage"].values()))  # the data is the same for every model
+    if not first:
+        return ""
+    parts = [f"{s} {c['long']} of {c['functions']}" for s, c in first.items()]
+    lines = sum(c["lines"] for c in first.values())
+    seen = sum(c["lines_seen"] for c in first.values())
+    how = "scored in windows" if info["mode"] == "windows" else "truncated"
+    return (
+        f"functions longer than max_length {info['max_length']}: {', '.join(parts)} ({how}; "
+        f"{seen} of their {lines} lines read)"
+    )
+
+
 def markdown(summary: dict, split: str = "test") -> str:
     rows = [r for r in summary["rows"] if r["split"] == split]
     best = {c: unique_best([r[c] for r in rows], max) for c in COLUMNS}
@@ -57,6 +77,9 @@ def markdown(summary: dict, split: str = "test") -> str:
         "tie).",
         "",
     ]
+    long = long_functions_text(summary)
+    if long:
+        lines += [f"{long[0].upper()}{long[1:]}.", ""]
     lines.append("| model | " + " | ".join(HEADERS) + " |")
     lines.append("|---|" + "---|" * len(HEADERS))
     for title, group in _groups(rows):

@@ -177,9 +177,11 @@ class Scanner:
             from enstack.scan.model import load_scan_model
 
             self._model = load_scan_model(
-                self.card.source, precision=self.precision, card=self.card
+                self.card.source,
+                precision=self.precision,
+                card=self.card,
+                long_functions=self.long_functions,
             )
-            self._model.long_functions = self.long_functions
         return self._model
 
     @property

@@ -148,6 +148,7 @@ def load_scan_model(
     amp: str = "auto",
     precision: str = "fp32",
     card: ModelCard | None = None,
+    long_functions: LongFunctions = "windows",
 ) -> ScanModel:
     """A bundle directory (`run_dir/stack/bundle`) or a model export (`models/NAME/best`).
     `precision="int8"` quantises every linear layer's weights to int8 (dynamic quantisation,
@@ -162,8 +163,11 @@ def load_scan_model(
     if torch_device.type == "cpu":
         fit_cpu_threads()
     if card.kind == "bundle":
-        return _from_bundle(card, torch_device, mode, precision)
-    return _from_export(card, torch_device, mode, precision)
+        model = _from_bundle(card, torch_device, mode, precision)
+    else:
+        model = _from_export(card, torch_device, mode, precision)
+    model.long_functions = long_functions
+    return model
 
 
 def _from_bundle(card: ModelCard, device: torch.device, amp: str, precision: str) -> ScanModel:

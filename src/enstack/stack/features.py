@@ -10,7 +10,7 @@ the largest split by far.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 from enstack.config import Config
 from enstack.errors import UserError
 from enstack.fsutil import read_json_object, sha256_file, sha256_json, staged_dir
+from enstack.windows import WINDOWS_VERSION, Expanded, aggregate, expand
 
 FEATURE_VERSION = 2  # 2: val and test only
 KINDS = ("probs", "logits", "embedding")
@@ -31,6 +32,8 @@ class ModelFeatures:
     name: str
     splits: dict[str, dict[str, np.ndarray]]  # split -> kind -> array (rows in data order)
     fingerprint: str
+    # split -> {functions, long, lines, lines_seen}: what the model read of long functions
+    coverage: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def extract_all(config: Config, manifest: dict, progress: bool | None = None) -> dict:
@@ -44,18 +47,23 @@ def extract_model(
     weights = export / "model.safetensors"
     if not weights.is_file():
         raise UserError(f"no trained model at {export} (run `enstack train --model {name}`)")
+    windows = config.training.long_functions == "windows"
     fingerprint = sha256_json(
         {
             "version": FEATURE_VERSION,
             "weights": sha256_file(weights),
             "data": manifest["data_fingerprint"],
             "max_length": config.training.max_length,
+            # added with windows: truncated features keep the fingerprint they had
+            **({"windows": WINDOWS_VERSION} if windows else {}),
         }
     )
     out_dir = config.layout.features(name)
     if _cached(out_dir) != fingerprint:
         _extract_to(out_dir, config, export, manifest, fingerprint, progress)
-    return ModelFeatures(name, {s: _load(out_dir, s) for s in FEATURE_SPLITS}, fingerprint)
+    coverage = (read_json_object(out_dir / "meta.json") or {}).get("coverage") or {}
+    splits = {s: _load(out_dir, s) for s in FEATURE_SPLITS}
+    return ModelFeatures(name, splits, fingerprint, coverage)
 
 
 def encode_as_trained(
@@ -76,6 +84,41 @@ def encode_as_trained(
         progress,
         dfg_length=int(model.config.enstack.get("dfg_length", 0)),
     )
+
+
+def _windows(config: Config, split_file: Path, model, tokenizer) -> Expanded:
+    """The split's functions as the windows the model reads (`training.long_functions`)."""
+    from enstack.encode import special_ids
+
+    codes = pq.read_table(split_file, columns=["code"]).column("code").to_pylist()
+    head, tail = special_ids(tokenizer, model.config.enstack["family"])
+    room = config.training.max_length - len(head) - len(tail)
+    return expand(codes, tokenizer, room, config.training.long_functions)
+
+
+def _split_outputs(config: Config, model, tokenizer, split_file: Path, encoded, run) -> tuple:
+    """One row of outputs per function, and what was read of the long ones. Where no function
+    is cut into windows, the training encoding is the input; else each window is scored and a
+    function takes its most vulnerable window's outputs (with a benign class), else their
+    mean. `run(encoded_split)` is the model's inference."""
+    from enstack.encode import EncodedSplit, pad_id, tokenize
+
+    rows = _windows(config, split_file, model, tokenizer)
+    coverage = {"functions": len(encoded), "long": rows.long, "lines": rows.lines,
+                "lines_seen": rows.lines_seen}  # fmt: skip
+    if len(rows.windows) == len(encoded):
+        return run(encoded), coverage
+    tokens, offsets, graph = tokenize(
+        [w.text for w in rows.windows],
+        tokenizer,
+        model.config.enstack["family"],
+        config.training.max_length,
+        progress=False,
+        dfg_length=int(model.config.enstack.get("dfg_length", 0)),
+    )
+    labels = encoded.labels[rows.owner]
+    outputs = run(EncodedSplit(tokens, offsets, labels, pad_id(tokenizer), graph))
+    return aggregate(outputs, rows.owner, len(encoded), config.data.benign_id)[0], coverage
 
 
 def _cached(out_dir: Path) -> str | None:
@@ -112,16 +155,18 @@ def _extract_to(
     family = model.config.enstack["family"]
     data_dir = config.layout.data
     splits = encode_as_trained(config, export, model, tokenizer, manifest, progress)
+    coverage = {}
     with staged_dir(out_dir) as tmp:
         for split in FEATURE_SPLITS:
-            arrays = predict(
-                model,
-                splits[split],
-                config.stacking.extract_batch_size,
-                device,
-                amp,
-                f"features {export.parent.name} {split}",
-                progress,
+            desc = f"features {export.parent.name} {split}"
+            batch = config.stacking.extract_batch_size
+
+            def run(encoded, desc=desc, batch=batch):
+                return predict(model, encoded, batch, device, amp, desc, progress)
+
+            split_file = data_dir / f"{split}.parquet"
+            arrays, coverage[split] = _split_outputs(
+                config, model, tokenizer, split_file, splits[split], run
             )
             save_file(arrays, str(tmp / f"{split}.safetensors"))
             ids = pq.read_table(data_dir / f"{split}.parquet", columns=["id"])
@@ -132,6 +177,7 @@ def _extract_to(
                     "fingerprint": fingerprint,
                     "pooling": model.pooling,
                     "family": family,
+                    "coverage": coverage,
                 }
             )
             + "\n"

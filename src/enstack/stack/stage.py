@@ -102,6 +102,11 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
         "selected": {"models": list(chosen.models), "meta": chosen.meta},
         "best_single": best_single.name,
         "line_ranker": line_ranker.info if line_ranker else None,
+        "long_functions": {
+            "mode": config.training.long_functions,
+            "max_length": config.training.max_length,
+            "coverage": {name: f.coverage for name, f in features.items()},
+        },
     }
     y_test = result["y"]["test"]
     arrays = {
