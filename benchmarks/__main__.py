@@ -20,6 +20,7 @@ from benchmarks import (
     dfg,
     gpu_memory,
     prepare_hdf5,
+    realvul,
     resume,
     scan,
     scan_ci,
@@ -37,6 +38,7 @@ MODULES = {
     "scan": scan,
     "dfg": dfg,  # minutes: `--only dfg`
     "scan_ci": scan_ci,  # full-size encoders on the CPU, a C project: `--only scan_ci`
+    "realvul": realvul,  # real CVE fixes, trained here (about 15 min): `--only realvul`
 }
 # what each device measures by default; modules that take a device get it
 DEFAULT = {

@@ -80,8 +80,8 @@ def _bundle(workdir: Path, quick: bool) -> tuple[Path, float]:
 def _quality(
     scanner, sources: list[str], workdir: Path, bundle: Path, train_seconds: float
 ) -> Result:
+    from enstack.scan import LOCALISE_METHODS as METHODS
     from enstack.scan.card import resolve_method
-    from enstack.scan.localise import METHODS
     from enstack.scan.report import render
 
     out = workdir / "scan-sarif"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from enstack import __version__
 from enstack.errors import UserError
-from enstack.scan import LOCALISE_CHOICES, PRECISIONS
+from enstack.scan import DEFAULT_THRESHOLD, LOCALISE_CHOICES, PRECISIONS
 
 if TYPE_CHECKING:
     from enstack.config import Config
@@ -150,7 +150,10 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
     scan.add_argument("--format", choices=("text", "json", "csv", "sarif"), default="text")
     scan.add_argument("--output", type=Path, help="write there instead of standard output")
     scan.add_argument(
-        "--threshold", type=float, default=0.5, help="P(vulnerable) that makes a finding"
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="P(vulnerable) that makes a finding",
     )
     scan.add_argument(
         "--fail-on",

@@ -12,7 +12,7 @@ import numpy as np
 
 from enstack.errors import UserError
 from enstack.progress import progress_bar
-from enstack.scan import LOCALISE_CHOICES, LOCALISE_VERSION, PRECISIONS
+from enstack.scan import DEFAULT_THRESHOLD, LOCALISE_CHOICES, LOCALISE_VERSION, PRECISIONS
 from enstack.scan.cache import ScanCache, code_key, code_key_bytes
 from enstack.scan.card import ModelCard, read_card, resolve_method
 from enstack.scan.files import (
@@ -145,7 +145,7 @@ class Scanner:
     def __init__(
         self,
         model: ScanModel | Path | str,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         top_lines: int = 3,
         localise: str = "auto",
         cache_dir: Path | None = None,

@@ -24,11 +24,10 @@ import torch
 from enstack.encode import pad_id, special_ids
 from enstack.infer import predict
 from enstack.line_ranker import statement_spans
-from enstack.scan import LOCALISE_METHODS, LOCALISE_VERSION  # noqa: F401 (re-exported)
+from enstack.scan import LOCALISE_VERSION  # noqa: F401 (re-exported)
 from enstack.scan.model import BaseModel, ScanModel
 from enstack.windows import Window, expand
 
-METHODS = LOCALISE_METHODS
 OCCLUSION_BATCH = 32
 
 
