@@ -201,3 +201,28 @@ def test_stack_features_read_long_functions_as_the_scanner_does(bundle: Path) ->
     scanned = Scanner(bundle / "models" / "m").predict_proba(codes)
     np.testing.assert_allclose(stacked, scanned, atol=1e-5)
     assert "longer than max_length 128" in (run / "reports" / "results.md").read_text()
+
+
+def test_the_scanner_on_a_long_real_function(bundle: Path, tmp_path: Path) -> None:
+    """The longest vulnerable function of PairVul's CWE-416 file (a Linux kernel function,
+    as published): every one of its lines is read, in windows, and the lines a finding ranks
+    lie inside it."""
+    import json
+
+    from conftest import shared_file
+
+    rows = json.loads(
+        shared_file("realvul", "pairvul", "train", "linux_kernel_CWE-416_data.json").read_text()
+    )
+    code = max((r["code_before_change"] for r in rows), key=len)
+    source = tmp_path / "kernel.c"
+    source.write_text(code)
+    report = Scanner(bundle, threshold=0.01, top_lines=5, localise="attention").scan([str(source)])
+    assert len(report.scored) == 1
+    function = report.scored[0].function
+    assert report.coverage.long == 1 and report.coverage.lines_seen == report.coverage.lines
+    assert report.coverage.lines == function.end_line - function.start_line + 1
+    windows = split_windows(function.code, _tokenizer(bundle), 126)
+    assert len(windows) > 10  # hundreds of lines: many windows of 128 tokens
+    for finding in report.findings:
+        assert all(function.start_line <= line <= function.end_line for line, _ in finding.lines)
