@@ -166,7 +166,7 @@ def _localisation(run_dir: Path, split: dict, labels: list, benign: int) -> tupl
     model = load_scan_model(run_dir / "stack" / "bundle")
     fixes: dict[int, list[str]] = {}
     for code, label, pair in zip(split["code"], split["label"], split["pair"], strict=True):
-        if label == benign and pair is not None and pair >= 0:
+        if label == benign and pair not in (None, ""):
             fixes.setdefault(pair, []).append(code)
     cases = []
     for code, label, pair in zip(split["code"], split["label"], split["pair"], strict=True):
@@ -203,7 +203,7 @@ def _long_functions(run_dir: Path, split: dict, benign: int) -> Result:
     room = 254
     fixes: dict[int, list[str]] = {}
     for code, label, pair in zip(split["code"], split["label"], split["pair"], strict=True):
-        if label == benign and pair is not None and pair >= 0:
+        if label == benign and pair not in (None, ""):
             fixes.setdefault(pair, []).append(code)
     long = past = flawed = 0
     for code, label, pair in zip(split["code"], split["label"], split["pair"], strict=True):
