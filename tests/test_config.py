@@ -85,6 +85,7 @@ def test_model_needs_exactly_one_weight_source(tmp_path: Path) -> None:
         "juliet6.yaml",
         "juliet6-scan.yaml",
         "pairs-example.yaml",
+        "realvul.yaml",
     ],
 )
 def test_shipped_configs_validate(name: str) -> None:
