@@ -420,7 +420,9 @@ class Trainer:
             f"accuracy {metrics['accuracy']:.4f}, weighted F1 {metrics['f1']:.4f}, macro F1 "
             f"{metrics['macro_f1']:.4f}{' (best)' if improved else ''}"
         )
-        if metrics.get("predicted_classes") == 1 and len(self.val_split) > 1:
+        # said for the last epoch only: an early epoch often answers one class, then learns
+        last = state.epoch + 1 == tc.epochs
+        if last and metrics.get("predicted_classes") == 1 and len(self.val_split) > 1:
             self._say(
                 f"warning: {self.model_cfg.name} epoch {state.epoch + 1} predicts one class for "
                 "every val row: its scores are that one class's, not learning (more epochs, "
