@@ -246,6 +246,30 @@ def special_ids(tokenizer, family: str) -> tuple[list[int], list[int]]:
     return [cls, *prefix], [sep]
 
 
+def code_room(tokenizer, family: str, max_length: int) -> int:
+    """Tokens of code one row holds: `max_length` less the family's framing tokens."""
+    head, tail = special_ids(tokenizer, family)
+    return max_length - len(head) - len(tail)
+
+
+def encode_texts(
+    texts: list[str],
+    tokenizer,
+    family: str,
+    max_length: int,
+    dfg_length: int = 0,
+    labels: torch.Tensor | None = None,
+) -> EncodedSplit:
+    """Texts encoded as a model reads them (no cache, no progress): a scan's functions, the
+    windows of long ones. `labels`: one per text, zeros when there are none."""
+    tokens, offsets, graph = tokenize(
+        texts, tokenizer, family, max_length, progress=False, dfg_length=dfg_length
+    )
+    if labels is None:
+        labels = torch.zeros(len(texts), dtype=torch.long)
+    return EncodedSplit(tokens, offsets, labels, pad_id(tokenizer), graph)
+
+
 def tokenize(
     codes: list[str],
     tokenizer,
@@ -259,7 +283,7 @@ def tokenize(
     """Flat token ids and row offsets; with `dfg_length` > 0, each row's data-flow graph (at
     most that many nodes) tied to its subwords, as `EncodedSplit.graph` holds it."""
     head, tail = special_ids(tokenizer, family)
-    room = max_length - len(head) - len(tail)
+    room = code_room(tokenizer, family, max_length)
     if dfg_length and not getattr(tokenizer, "is_fast", False):
         raise UserError("a data-flow graph needs a fast tokenizer (tokenizer.json), for offsets")
     pieces: list[np.ndarray] = []

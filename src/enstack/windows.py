@@ -43,14 +43,22 @@ class Window:
 
 def split_windows(code: str, tokenizer, room: int) -> list[Window]:
     """`code` as windows of at most `room` tokens (see the module's docstring)."""
-    lines = code.split("\n")
-    whole = Window(code, 0, len(lines) - 1)
+    return _split(code, _token_offsets([code], tokenizer)[0], room)
+
+
+def _token_offsets(codes: list[str], tokenizer) -> list[list[tuple[int, int]]]:
+    """Each code's token character spans, in one call of the (fast) tokenizer."""
     # verbose off: transformers warns of every text longer than the model, which is the point
-    encoded = tokenizer(code, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    if len(encoded["input_ids"]) <= room:
-        return [whole]
+    encoded = tokenizer(codes, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    return encoded["offset_mapping"]
+
+
+def _split(code: str, offsets: list[tuple[int, int]], room: int) -> list[Window]:
+    lines = code.split("\n")
+    if len(offsets) <= room:
+        return [Window(code, 0, len(lines) - 1)]
     budget = max(room - EDGE_MARGIN, 1)
-    cum = _tokens_before_line(code, encoded["offset_mapping"], len(lines))
+    cum = _tokens_before_line(code, offsets, len(lines))
     cuts = _allowed_cuts(code, len(lines))
     spans = _window_spans(cum, cuts, budget)
     return [Window("\n".join(lines[a : b + 1]), a, b) for a, b in spans]
@@ -163,31 +171,26 @@ class Expanded:
 
 
 def expand(codes: list[str], tokenizer, room: int, mode: LongFunctions) -> Expanded:
-    """Every function's windows in order. Truncation keeps each function's text (the tokenizer
-    cuts it) and records the lines its first window reaches."""
+    """Every function's windows in order. Each function is tokenised once, all in one call;
+    only a long one is parsed for its cuts, and only when it is read in windows. Truncation
+    keeps the text (the tokenizer cuts it) and records the lines its first `room` tokens reach."""
     # a slow tokenizer gives no offsets to count lines by: it truncates, as before windows
     fast = getattr(tokenizer, "is_fast", False)
+    offsets = _token_offsets(codes, tokenizer) if fast and codes else [[] for _ in codes]
     windows: list[Window] = []
     owner: list[int] = []
     long = lines = seen = 0
-    for i, code in enumerate(codes):
+    for i, (code, spans) in enumerate(zip(codes, offsets, strict=True)):
         n_lines = code.count("\n") + 1
-        whole = Window(code, 0, n_lines - 1)
-        pieces = split_windows(code, tokenizer, room) if fast else [whole]
-        if len(pieces) > 1:  # lines are counted for the long functions only
+        pieces = [Window(code, 0, n_lines - 1)]
+        if len(spans) > room:  # lines are counted for the long functions only
             long += 1
             lines += n_lines
-            truncate = mode == "truncate"
-            seen += _truncated_lines(code, tokenizer, room) if truncate else n_lines
-            pieces = [whole] if truncate else pieces
+            if mode == "truncate":
+                seen += code.count("\n", 0, spans[room - 1][1]) + 1
+            else:
+                seen += n_lines
+                pieces = _split(code, spans, room)
         windows.extend(pieces)
         owner.extend([i] * len(pieces))
     return Expanded(windows, np.asarray(owner, dtype=np.int64), long, lines, seen)
-
-
-def _truncated_lines(code: str, tokenizer, room: int) -> int:
-    """Lines that the first `room` tokens reach into."""
-    encoded = tokenizer(code, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    offsets = encoded["offset_mapping"]
-    last = offsets[min(room, len(offsets)) - 1][1] if offsets else 0
-    return code.count("\n", 0, last) + 1

@@ -269,11 +269,11 @@ class Scanner:
             damaged_paths,
             changes.rev if changes is not None else None,
             seen,
-            self._long_functions_tally(),
+            self._take_coverage(),
             self.long_functions,
         )
 
-    def _long_functions_tally(self) -> Coverage | None:
+    def _take_coverage(self) -> Coverage | None:
         """What the model saw of the functions it scored in this scan; None without it."""
         if self._model is None:
             return None

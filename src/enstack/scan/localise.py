@@ -98,12 +98,11 @@ def _encode_with_lines(
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Input ids as scoring builds them, and the file line of each code token (-1: special)."""
     head, tail = special_ids(model.tokenizer, model.family)
-    room = model.max_length - len(head) - len(tail)
     encoded = model.tokenizer(
         code,
         add_special_tokens=False,
         truncation=True,
-        max_length=room,
+        max_length=model.room,
         return_offsets_mapping=True,
     )
     newlines = np.cumsum([ch == "\n" for ch in code]) if code else np.zeros(0, int)

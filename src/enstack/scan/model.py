@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from enstack.device import amp_mode, fit_cpu_threads, pick_device
-from enstack.encode import EncodedSplit, pad_id, special_ids, tokenize
+from enstack.encode import EncodedSplit, code_room, encode_texts
 from enstack.errors import UserError
 from enstack.infer import predict
 from enstack.line_ranker import LineRanker, load_line_ranker
@@ -49,8 +49,7 @@ class BaseModel:
     @property
     def room(self) -> int:
         """Tokens of code one window holds: max_length less the family's framing."""
-        head, tail = special_ids(self.tokenizer, self.family)
-        return self.max_length - len(head) - len(tail)
+        return code_room(self.tokenizer, self.family, self.max_length)
 
     @property
     def labels(self) -> list[str]:
@@ -59,16 +58,9 @@ class BaseModel:
         return [config.id2label[i] for i in range(config.num_labels)]
 
     def encode(self, codes: list[str]) -> EncodedSplit:
-        tokens, offsets, graph = tokenize(
-            codes,
-            self.tokenizer,
-            self.family,
-            self.max_length,
-            progress=False,
-            dfg_length=self.dfg_length,
+        return encode_texts(
+            codes, self.tokenizer, self.family, self.max_length, dfg_length=self.dfg_length
         )
-        labels = torch.zeros(len(codes), dtype=torch.long)
-        return EncodedSplit(tokens, offsets, labels, pad_id(self.tokenizer), graph)
 
 
 @dataclass

@@ -88,11 +88,10 @@ def encode_as_trained(
 
 def _windows(config: Config, split_file: Path, model, tokenizer) -> Expanded:
     """The split's functions as the windows the model reads (`training.long_functions`)."""
-    from enstack.encode import special_ids
+    from enstack.encode import code_room
 
     codes = pq.read_table(split_file, columns=["code"]).column("code").to_pylist()
-    head, tail = special_ids(tokenizer, model.config.enstack["family"])
-    room = config.training.max_length - len(head) - len(tail)
+    room = code_room(tokenizer, model.config.enstack["family"], config.training.max_length)
     return expand(codes, tokenizer, room, config.training.long_functions)
 
 
@@ -101,23 +100,22 @@ def _split_outputs(config: Config, model, tokenizer, split_file: Path, encoded, 
     is cut into windows, the training encoding is the input; else each window is scored and a
     function takes its most vulnerable window's outputs (with a benign class), else their
     mean. `run(encoded_split)` is the model's inference."""
-    from enstack.encode import EncodedSplit, pad_id, tokenize
+    from enstack.encode import encode_texts
 
     rows = _windows(config, split_file, model, tokenizer)
     coverage = {"functions": len(encoded), "long": rows.long, "lines": rows.lines,
                 "lines_seen": rows.lines_seen}  # fmt: skip
     if len(rows.windows) == len(encoded):
         return run(encoded), coverage
-    tokens, offsets, graph = tokenize(
+    windows = encode_texts(
         [w.text for w in rows.windows],
         tokenizer,
         model.config.enstack["family"],
         config.training.max_length,
-        progress=False,
         dfg_length=int(model.config.enstack.get("dfg_length", 0)),
+        labels=encoded.labels[rows.owner],
     )
-    labels = encoded.labels[rows.owner]
-    outputs = run(EncodedSplit(tokens, offsets, labels, pad_id(tokenizer), graph))
+    outputs = run(windows)
     return aggregate(outputs, rows.owner, len(encoded), config.data.benign_id)[0], coverage
 
 
