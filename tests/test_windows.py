@@ -82,6 +82,21 @@ def test_windows_cover_every_line_at_statement_boundaries(bundle: Path) -> None:
     assert [w.text for w in split_windows(short, tokenizer, room)] == [short]
 
 
+def test_a_line_longer_than_the_window_is_one_window_never_an_empty_one(bundle: Path) -> None:
+    """A function on one line (minified, generated) cannot be cut at a line break: it is one
+    window the tokenizer truncates; an empty window after it would be scored as a function."""
+    tokenizer = _tokenizer(bundle)
+    one_line = "int f(int x) { " + " ".join(f"x = x + {i};" for i in range(200)) + " }"
+    assert [w.text for w in split_windows(one_line, tokenizer, 126)] == [one_line]
+    lines = [f"    x = x + {i};" for i in range(30)]
+    code = (
+        "int g(int x)\n{\n" + "\n".join(lines) + "\n    return " + " + ".join(["x"] * 300) + ";\n}"
+    )
+    windows = split_windows(code, tokenizer, 126)
+    assert len(windows) > 1 and all(w.text.strip() for w in windows)
+    assert windows[-1].last_line == code.count("\n")
+
+
 def test_aggregation_takes_the_most_vulnerable_window() -> None:
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])  # columns: flaw, benign
     outputs = {"probs": probs, "labels": np.zeros(4, dtype=np.int64)}

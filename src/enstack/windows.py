@@ -111,6 +111,8 @@ def _window_spans(cum: np.ndarray, cuts: list[int], budget: int) -> list[tuple[i
             while end + 1 < n_lines and cum[end + 2] - cum[start] <= budget:
                 end += 1
         spans.append((start, end))
+        if end == n_lines - 1:  # a last line longer than the window: it is read truncated
+            return spans
         overlap = budget // OVERLAP
         starts = [
             c + 1 for c in cuts if start < c + 1 <= end and cum[end + 1] - cum[c + 1] <= overlap
