@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from enstack import __version__
 from enstack.errors import UserError
-from enstack.scan import DEFAULT_THRESHOLD, LOCALISE_CHOICES, PRECISIONS
+from enstack.scan import DEFAULT_THRESHOLD, LOCALISE_CHOICES, LONG_FUNCTION_MODES, PRECISIONS
 
 if TYPE_CHECKING:
     from enstack.config import Config
@@ -207,7 +207,7 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
     )
     scan.add_argument(
         "--long-functions",
-        choices=("windows", "truncate"),
+        choices=LONG_FUNCTION_MODES,
         default="windows",
         help="a function longer than the model's window: scored whole in overlapping windows "
         "cut at statement boundaries (default), or truncated to its first window",

@@ -22,6 +22,7 @@ from enstack.errors import UserError
 from enstack.labels import PAPER_LABELS
 from enstack.models.families import FAMILIES
 from enstack.run_layout import RunLayout
+from enstack.scan import LONG_FUNCTION_MODES
 from enstack.stack.registry import META_NAMES, PAPER_METAS
 
 
@@ -313,7 +314,7 @@ class TrainingConfig(Strict):
     # (stack features, evaluation; `enstack scan --long-functions`), or truncated. Training
     # still reads each function's first window, so this does not touch checkpoints.
     long_functions: Annotated[
-        Literal["windows", "truncate"], Field(json_schema_extra=OFF_TRAJECTORY)
+        Literal[LONG_FUNCTION_MODES], Field(json_schema_extra=OFF_TRAJECTORY)  # type: ignore[valid-type]
     ] = "windows"
 
 

@@ -23,8 +23,10 @@ from typing import Literal
 
 import numpy as np
 
+from enstack.scan import LONG_FUNCTION_MODES
+
 WINDOWS_VERSION = 1  # bump when where windows cut changes: cached scores are then redone
-LongFunctions = Literal["windows", "truncate"]
+LongFunctions = Literal[LONG_FUNCTION_MODES]  # type: ignore[valid-type]
 EDGE_MARGIN = 2  # tokens kept free: a subword at a window's edge may split in two
 OVERLAP = 4  # the next window repeats about 1/OVERLAP of the last one
 # nodes no window may cut inside: a statement of one piece, and a compound's header

@@ -31,7 +31,7 @@ def read_source(data: DataConfig, path: Path) -> Iterator[Chunk]:
         raise UserError(f"data.format {data.format!r} has no file reader")
     columns = Columns.of(data, Labeller.needs_label(data))
     records = reader(path, columns, data.chunk_rows)
-    return labelled_chunks(records, data, path, paired=data.pair_columns is not None)
+    return labelled_chunks(records, data, path)
 
 
 # --- Draper VDISC HDF5 ----------------------------------------------------------------------

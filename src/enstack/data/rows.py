@@ -95,12 +95,11 @@ class Grouper:
         return found.group(1) if found else name
 
 
-def labelled_chunks(
-    records: Iterator[Record], data: DataConfig, path: Path, paired: bool
-) -> Iterator[Chunk]:
+def labelled_chunks(records: Iterator[Record], data: DataConfig, path: Path) -> Iterator[Chunk]:
     """`records` as chunks of `data.chunk_rows` rows (a pair's two rows count as two)."""
     labeller = Labeller(data, path)
     grouper = Grouper(data.group_pattern)
+    paired = data.pair_columns is not None  # a pair in one row: two rows out
     builder = _ChunkBuilder(paired or data.pair_column is not None, data.group_column is not None)
     stem = path.stem
     for row, record in enumerate(records, start=1):

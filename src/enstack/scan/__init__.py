@@ -14,6 +14,8 @@ LOCALISE_METHODS = ("learned", "attention", "gradient", "occlusion")
 LOCALISE_CHOICES = ("auto", *LOCALISE_METHODS)
 # `--precision`: int8 quantises the linear layers for CPU inference (scan/model.py)
 PRECISIONS = ("fp32", "int8")
+# `--long-functions` and `training.long_functions` (enstack.windows): every window, or the first
+LONG_FUNCTION_MODES = ("windows", "truncate")
 # `--threshold`: the P(vulnerable) that makes a finding, for the CLI and the Scanner alike
 DEFAULT_THRESHOLD = 0.5
 # The line rankings' cache key: bump when a method's output changes for the same model.

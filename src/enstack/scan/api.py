@@ -12,7 +12,13 @@ import numpy as np
 
 from enstack.errors import UserError
 from enstack.progress import progress_bar
-from enstack.scan import DEFAULT_THRESHOLD, LOCALISE_CHOICES, LOCALISE_VERSION, PRECISIONS
+from enstack.scan import (
+    DEFAULT_THRESHOLD,
+    LOCALISE_CHOICES,
+    LOCALISE_VERSION,
+    LONG_FUNCTION_MODES,
+    PRECISIONS,
+)
 from enstack.scan.cache import ScanCache, code_key, code_key_bytes
 from enstack.scan.card import ModelCard, read_card, resolve_method
 from enstack.scan.files import (
@@ -153,8 +159,9 @@ class Scanner:
         long_functions: LongFunctions = "windows",
     ) -> None:
         _check_settings(threshold, top_lines, localise, precision, cache_dir)
-        if long_functions not in ("windows", "truncate"):
-            raise UserError(f"--long-functions: {long_functions!r} is not windows or truncate")
+        if long_functions not in LONG_FUNCTION_MODES:
+            choices = " or ".join(LONG_FUNCTION_MODES)
+            raise UserError(f"--long-functions: {long_functions!r} is not {choices}")
         self.long_functions = long_functions
         if isinstance(model, (str, Path)):
             self.card, self._model = read_card(model), None

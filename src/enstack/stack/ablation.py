@@ -191,7 +191,8 @@ def val_folds(y: np.ndarray, units: np.ndarray | None, folds: int, seed: int) ->
 def _say_fewer_folds(used: int, asked: int, y: np.ndarray, units: np.ndarray | None) -> None:
     if used >= asked:
         return
-    rarest = int(np.bincount(y)[np.bincount(y) > 0].min())
+    counts = np.bincount(y)
+    rarest = int(counts[counts > 0].min())
     groups = f", {len(np.unique(units))} groups" if units is not None else ""
     print(
         f"warning: stacking.cv_folds {asked}: val has too few rows to fill them (rarest class "

@@ -377,9 +377,8 @@ def _load_xgboost(path: Path, classes: int):
 
     model = XGBClassifier()
     try:
-        model.load_model(
-            read_xgb_model(path, classes)
-        )  # every tree checked before XGBoost reads it
+        # every tree is checked before XGBoost reads it
+        model.load_model(read_xgb_model(path, classes))
     except XGBoostError as exc:
         reason = " ".join(str(exc).split())[:160]
         raise UserError(f"{path}: XGBoost cannot load it ({reason})") from None
