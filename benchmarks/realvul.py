@@ -159,7 +159,7 @@ def _tool_flags(tool: str, codes: list[str]) -> np.ndarray:
 def _localisation(run_dir: Path, split: dict, labels: list, benign: int) -> tuple[float, dict]:
     """LineVul's measures over test flaws whose fix is in test: the changed lines are what
     the fix deleted or rewrote (`fixed_lines`), ranked by each method."""
-    from enstack.line_ranker import fixed_lines
+    from enstack.lines.labels import fixed_lines
     from enstack.scan.localise import rank_lines
     from enstack.scan.model import load_scan_model
 
@@ -196,7 +196,7 @@ def _localisation(run_dir: Path, split: dict, labels: list, benign: int) -> tupl
 def _long_functions(run_dir: Path, split: dict, benign: int) -> Result:
     from transformers import AutoTokenizer
 
-    from enstack.line_ranker import fixed_lines
+    from enstack.lines.labels import fixed_lines
 
     export = run_dir / "stack" / "bundle" / "models"
     tokenizer = AutoTokenizer.from_pretrained(sorted(export.iterdir())[0])

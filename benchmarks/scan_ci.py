@@ -115,11 +115,12 @@ def _full_size_bundle(out: Path, sources: list[Path]) -> Path:
 
 
 def _functions(paths: list[Path]) -> list[str]:
-    from enstack.scan.functions import extract_functions, language_of
+    from enstack.csyntax.functions import extract_functions
+    from enstack.csyntax.parser import language_of
 
     codes = []
     for path in paths:
-        found, _ = extract_functions(path.read_bytes(), str(path), language_of(path))
+        found = extract_functions(path.read_bytes(), str(path), language_of(path)).functions
         codes += [f.code for f in found]
     return codes
 
@@ -242,14 +243,16 @@ def _pull_request(bundle: Path, workdir: Path, quick: bool) -> Result:
 def _edit_functions(repo: Path, count: int) -> None:
     """Insert a statement before the closing brace of `count` functions, the first function
     of at least three lines in each file in turn (one per file per round)."""
-    from enstack.scan.functions import extract_functions, language_of
+    from enstack.csyntax.functions import extract_functions
+    from enstack.csyntax.parser import language_of
 
     edited: set[tuple[str, str]] = set()
     while len(edited) < count:
         before = len(edited)
         for path in sorted(repo.glob("*.c")):
             lines = path.read_text(errors="replace").splitlines(keepends=True)
-            found, _ = extract_functions("".join(lines).encode(), str(path), language_of(path))
+            source = "".join(lines).encode()
+            found = extract_functions(source, str(path), language_of(path)).functions
             for f in found:
                 last = lines[f.end_line - 1]
                 if (path.name, f.name) in edited or f.end_line - f.start_line < 3:

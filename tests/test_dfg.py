@@ -1,4 +1,4 @@
-"""The C/C++ data-flow graph (`enstack.dfg`): edges checked by hand on small functions.
+"""The C/C++ data-flow graph (`enstack.csyntax.dataflow`): edges checked by hand on small functions.
 
 A node is named by its variable and which occurrence of that name it is among the function's
 code tokens, from 0: in `int f(int n) { return n; }`, `n.0` is the parameter and `n.1` the use.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from enstack.dfg import extract
+from enstack.csyntax.dataflow import extract
 
 
 def graph(code: str, language: str = "c") -> set[tuple[str, str, frozenset[str]]]:
@@ -263,7 +263,7 @@ def test_pathological_nesting_is_bounded() -> None:
     parentheses (past Python's recursion limit): seconds, a graph, and the cut said."""
     import time
 
-    from enstack.dfg import parse_function
+    from enstack.csyntax.dataflow import parse_function
 
     loops = "int f(int n) {\n int a = 0;\n"
     loops += "".join(f" for (int i{k} = 0; i{k} < n; i{k}++) {{\n" for k in range(30))

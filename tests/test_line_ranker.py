@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enstack.line_ranker import (
-    fit_line_ranker,
-    fixed_lines,
-    load_line_ranker,
-    statement_spans,
-)
+from enstack.csyntax.statements import statement_spans
+from enstack.lines.fit import fit_line_ranker
+from enstack.lines.labels import fixed_lines
+from enstack.lines.ranker import load_line_ranker
 
 from conftest import shared_file
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from enstack.cli import main
+from enstack.csyntax.functions import extract_functions
 from enstack.scan import LOCALISE_METHODS
 from enstack.scan import api as scan_api
 from enstack.scan.api import Scanner
-from enstack.scan.functions import extract_functions
 from enstack.scan.localise import rank_lines
 
 from conftest import REPO
@@ -48,14 +48,15 @@ int outer::free_fn(void) { return 1; }
 
 
 def test_extraction_names_spans_and_scopes() -> None:
-    found, broken = extract_functions(C_FILE.encode(), "a.c", "c")
+    extraction = extract_functions(C_FILE.encode(), "a.c", "c")
+    found, broken = extraction.functions, extraction.has_errors
     assert [(f.name, f.start_line, f.end_line) for f in found] == [
         ("helper", 2, 2),
         ("copy", 4, 8),
         ("kr", 10, 10),  # a K&R definition
     ]
     assert not broken and "strcpy(buf, src);" in found[1].code
-    found, _ = extract_functions(CPP_FILE.encode(), "b.cpp", "cpp")
+    found = extract_functions(CPP_FILE.encode(), "b.cpp", "cpp").functions
     assert [f.name for f in found] == [
         "outer::Box::get",
         "outer::Box::~Box",
@@ -68,7 +69,8 @@ def test_a_damaged_file_still_yields_its_functions() -> None:
     source = (
         b"void ok(void) { }\nint bad(void) { int x = ; return @; }\nint after(void) { return 2; }\n"
     )
-    found, broken = extract_functions(source, "d.c", "c")
+    extraction = extract_functions(source, "d.c", "c")
+    found, broken = extraction.functions, extraction.has_errors
     assert broken
     assert {f.name: f.damaged for f in found} == {"ok": False, "bad": True, "after": False}
 
@@ -269,7 +271,7 @@ def test_scan_scores_each_function_as_predict_proba_does(
 def test_each_localisation_ranks_the_functions_own_lines(bundle: Path, method: str) -> None:
     scanner = Scanner(bundle)
     function = next(
-        f for f in extract_functions(C_FILE.encode(), "a.c", "c")[0] if f.name == "copy"
+        f for f in extract_functions(C_FILE.encode(), "a.c", "c").functions if f.name == "copy"
     )
     ranked = rank_lines(scanner.model, function.code, function.start_line, 0, method)
     lines = [line for line, _ in ranked]
@@ -369,3 +371,35 @@ def test_a_forged_ranker_with_a_rewritten_manifest_is_one_error(
     assert code == 2 and out == "" and "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "ranker" in lines[0]
+
+
+def test_functions_hidden_by_if_branches_are_scanned_and_the_rest_counted(
+    bundle: Path, tmp_path: Path, capsys
+) -> None:
+    from test_csyntax import SPLIT_BY_IF
+
+    tree = tmp_path / "macro"
+    tree.mkdir()
+    (tree / "split.c").write_text(SPLIT_BY_IF)
+    # a body no configuration of the text makes C: nothing can be scored there
+    (tree / "lost.c").write_text("int ok(void) { return 0; }\n]] x = (;\n{\n  a = ;\n}\n")
+    outputs = {}
+    for fmt in ("json", "sarif"):
+        code, _, err = _scan(
+            str(tree), "--bundle", str(bundle), "--format", fmt, "--output",
+            str(tmp_path / f"out.{fmt}"), "--threshold", "0.01", "--no-cache", capsys=capsys,
+        )  # fmt: skip
+        assert code == 0, err
+        outputs[fmt] = json.loads((tmp_path / f"out.{fmt}").read_text())
+    report = outputs["json"]
+    names = {f["function"] for f in report["findings"]}
+    assert {"before", "decode", "after", "ok"} <= names  # decode sits between #if branches
+    decode = next(f for f in report["findings"] if f["function"] == "decode")
+    assert (decode["start_line"], decode["end_line"]) == (6, 20)
+    lost = {entry["path"]: entry for entry in report["unscored_files"]}
+    assert set(lost) == {str(tree / "lost.c")} and lost[str(tree / "lost.c")]["lines"] >= 3
+    assert report["summary"]["unscored_lines"] == lost[str(tree / "lost.c")]["lines"]
+    assert "lines in 1 files not scored" in err
+    notes = outputs["sarif"]["runs"][0]["invocations"][0]
+    texts = [n["message"]["text"] for n in notes["toolExecutionNotifications"]]
+    assert any("did not parse into functions" in t and "not scored" in t for t in texts)

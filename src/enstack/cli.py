@@ -484,8 +484,8 @@ def _scan_paths(args: argparse.Namespace) -> list[str]:
 
 
 def _scan_selection(args: argparse.Namespace, paths: list[str]):  # -> Selection
+    from enstack.csyntax.parser import SOURCE_SUFFIXES
     from enstack.scan.files import selection_for
-    from enstack.scan.functions import SOURCE_SUFFIXES
     from enstack.scan.scope import changed_since
 
     suffixes = SOURCE_SUFFIXES

@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from enstack.dfg import EXTRACTOR_VERSION, parse_function, row_graph
+from enstack.csyntax.dataflow import EXTRACTOR_VERSION, parse_function, row_graph
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
 from enstack.labels import SPLITS

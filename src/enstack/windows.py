@@ -23,17 +23,13 @@ from typing import Literal
 
 import numpy as np
 
+from enstack.csyntax.statements import window_cuts
 from enstack.scan import LONG_FUNCTION_MODES
 
-WINDOWS_VERSION = 1  # bump when where windows cut changes: cached scores are then redone
+WINDOWS_VERSION = 2  # bump when where windows cut changes: cached scores are then redone
 LongFunctions = Literal[LONG_FUNCTION_MODES]  # type: ignore[valid-type]
 EDGE_MARGIN = 2  # tokens kept free: a subword at a window's edge may split in two
 OVERLAP = 4  # the next window repeats about 1/OVERLAP of the last one
-# nodes no window may cut inside: a statement of one piece, and a compound's header
-UNSPLITTABLE = {"expression_statement", "declaration", "return_statement", "break_statement",
-                "continue_statement", "goto_statement", "field_declaration"}  # fmt: skip
-HEADED = {"if_statement": "consequence", "while_statement": "body", "for_statement": "body",
-          "switch_statement": "body", "do_statement": "body"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ def _split(code: str, offsets: list[tuple[int, int]], room: int) -> list[Window]
         return [Window(code, 0, len(lines) - 1)]
     budget = max(room - EDGE_MARGIN, 1)
     cum = _tokens_before_line(code, offsets, len(lines))
-    cuts = _allowed_cuts(code, len(lines))
+    cuts = window_cuts(code)
     spans = _window_spans(cum, cuts, budget)
     return [Window("\n".join(lines[a : b + 1]), a, b) for a, b in spans]
 
@@ -72,27 +68,6 @@ def _tokens_before_line(code: str, offsets: list, n_lines: int) -> np.ndarray:
     token_lines = np.searchsorted(starts, [start for start, _ in offsets], side="right") - 1
     per_line = np.bincount(token_lines, minlength=n_lines)[:n_lines]
     return np.concatenate([[0], np.cumsum(per_line)])
-
-
-def _allowed_cuts(code: str, n_lines: int) -> list[int]:
-    """Lines L after which a window may end: no unsplittable node spans L and L + 1."""
-    from enstack.scan.functions import parse
-
-    blocked = np.zeros(n_lines, dtype=bool)  # blocked[L]: the break after line L is inside
-    stack = [parse(code.encode("utf-8", errors="surrogatepass"), "cpp")]
-    while stack:
-        node = stack.pop()
-        end_row = None
-        if node.type in UNSPLITTABLE:
-            end_row = node.end_point[0]
-        elif node.type in HEADED:
-            body = node.child_by_field_name(HEADED[node.type])
-            end_row = body.start_point[0] if body is not None else node.end_point[0]
-        if end_row is not None and end_row > node.start_point[0]:
-            blocked[node.start_point[0] : end_row] = True
-        if node.type not in UNSPLITTABLE:
-            stack.extend(node.children)
-    return [line for line in range(n_lines - 1) if not blocked[line]]
 
 
 def _window_spans(cum: np.ndarray, cuts: list[int], budget: int) -> list[tuple[int, int]]:

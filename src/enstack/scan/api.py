@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from enstack.csyntax.functions import EXTRACTOR_VERSION, Extraction, Function, extract_functions
+from enstack.csyntax.parser import language_of
 from enstack.errors import UserError
 from enstack.progress import progress_bar
 from enstack.scan import (
@@ -30,7 +32,6 @@ from enstack.scan.files import (
     selection_for,
     source_files,
 )
-from enstack.scan.functions import EXTRACTOR_VERSION, Function, extract_functions, language_of
 from enstack.scan.suppress import (
     Baseline,
     InlineMark,
@@ -72,6 +73,14 @@ class Scored:
         return fingerprint(self.function.name, self.label, self.function.code)
 
 
+@dataclass(frozen=True)
+class Unscored:
+    """What one file's parse could not turn into functions: nothing there was scored."""
+
+    functions: int  # function bodies opening in those lines (an estimate)
+    lines: int
+
+
 @dataclass
 class ScanReport:
     model: ModelCard
@@ -88,6 +97,8 @@ class ScanReport:
     # not counted): how many were longer than one window, and their lines scored
     coverage: Coverage | None = None
     long_mode: str = "windows"
+    # per file: what the parse could not turn into functions (so was not scored at all)
+    unscored: dict[str, Unscored] = field(default_factory=dict)
 
     @property
     def findings(self) -> list[Scored]:
@@ -134,6 +145,13 @@ class ScanReport:
             parts.append(
                 f"{seen.long} of {seen.functions} functions scored longer than a window ({how}; "
                 f"{seen.lines_seen} of their {seen.lines} lines scored)"
+            )
+        if self.unscored:
+            lines = sum(u.lines for u in self.unscored.values())
+            bodies = sum(u.functions for u in self.unscored.values())
+            parts.append(
+                f"{lines} lines in {len(self.unscored)} files not scored (C the parser could "
+                f"not read, about {bodies} functions; listed per file in JSON and SARIF)"
             )
         if self.tally.excluded:
             parts.append(f"{self.tally.excluded} files excluded")
@@ -227,6 +245,7 @@ class Scanner:
         functions: list[Function] = []
         marks: dict[int, list[InlineMark]] = {}
         damaged_paths: list[str] = []
+        unscored: dict[str, Unscored] = {}
         seen = 0
         cache = (
             ScanCache(self.cache_dir, self.cache_key, len(self.card.labels))
@@ -235,7 +254,8 @@ class Scanner:
         )
         try:
             for source in source_files(paths, tally, selection):
-                found, has_errors = _functions_of(source, cache)
+                extraction = _functions_of(source, cache)
+                found = extraction.functions
                 seen += len(found)
                 if changes is not None:
                     found = [
@@ -249,8 +269,12 @@ class Scanner:
                     if found_marks:
                         marks[len(functions)] = found_marks
                     functions.append(function)
-                if has_errors:
+                if extraction.has_errors:
                     damaged_paths.append(source.display)
+                if extraction.unscored_lines:
+                    unscored[source.display] = Unscored(
+                        extraction.unscored_functions, extraction.unscored_lines
+                    )
             if tally.files == 0 and paths and changes is None and not tally.excluded:
                 raise UserError(_nothing_readable(paths, tally))
             scored = self._score(functions, cache, progress)
@@ -278,6 +302,7 @@ class Scanner:
             seen,
             self._take_coverage(),
             self.long_functions,
+            unscored,
         )
 
     def _take_coverage(self) -> Coverage | None:
@@ -407,7 +432,7 @@ def _marks_of(
     ]
 
 
-def _functions_of(source: SourceFile, cache: ScanCache | None) -> tuple[list[Function], bool]:
+def _functions_of(source: SourceFile, cache: ScanCache | None) -> Extraction:
     """The file's functions: from the cache when these very bytes were parsed before."""
     language = language_of(source.language_path)
     # the path is part of the key: the functions carry it
@@ -415,8 +440,8 @@ def _functions_of(source: SourceFile, cache: ScanCache | None) -> tuple[list[Fun
     key = code_key_bytes(header + source.data)
     known = cache.get_functions(key) if cache else None
     if known is not None:
-        return [Function(**fields) for fields in known[0]], known[1]
-    found, has_errors = extract_functions(source.data, source.display, language)
+        return known
+    found = extract_functions(source.data, source.display, language)
     if cache:
-        cache.put_functions(key, [asdict(f) for f in found], has_errors)
-    return found, has_errors
+        cache.put_functions(key, found)
+    return found

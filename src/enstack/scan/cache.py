@@ -18,9 +18,12 @@ import math
 import os
 import sqlite3
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+from enstack.csyntax.functions import Extraction, Function
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -78,17 +81,23 @@ def _ranked_lines(value: object) -> list[tuple[int, float]] | None:
     return out
 
 
-def _functions(value: object) -> list[dict] | None:
-    if not isinstance(value, list):
+def _extraction(value: object, has_errors: bool) -> Extraction | None:
+    """A stored extraction as `put_functions` wrote it, or None."""
+    if not isinstance(value, dict) or set(value) != {"functions", "unscored"}:
         return None
-    for item in value:
+    functions, unscored = value["functions"], value["unscored"]
+    if not isinstance(functions, list) or not isinstance(unscored, list) or len(unscored) != 2:
+        return None
+    if not all(type(n) is int and n >= 0 for n in unscored):
+        return None
+    for item in functions:
         if not isinstance(item, dict) or set(item) != set(FUNCTION_FIELDS):
             return None
         if not all(type(item[k]) is kind for k, kind in FUNCTION_FIELDS.items()):
             return None
         if not 1 <= item["start_line"] <= item["end_line"]:
             return None
-    return value
+    return Extraction([Function(**item) for item in functions], has_errors, *unscored)
 
 
 class ScanCache:
@@ -176,24 +185,27 @@ class ScanCache:
             [(self.model, key, method, json.dumps(ranked))],
         )
 
-    def get_functions(self, key: str) -> tuple[list[dict], bool] | None:
-        """A file's functions (as `Function` fields) and whether it had parse errors."""
+    def get_functions(self, key: str) -> Extraction | None:
+        """A file's functions as extracted before, with what could not be."""
         if self.db is None:
             return None
         try:
             row = self.db.execute(
                 "SELECT functions, damaged FROM files WHERE source = ?", (key,)
             ).fetchone()
-            functions = _functions(_json_or_none(row[0])) if row else None
-            return (functions, bool(row[1])) if functions is not None else None
+            return _extraction(_json_or_none(row[0]), bool(row[1])) if row else None
         except sqlite3.Error as exc:
             self._give_up("its database", exc)
             return None
 
-    def put_functions(self, key: str, functions: list[dict], damaged: bool) -> None:
+    def put_functions(self, key: str, found: Extraction) -> None:
+        stored = {
+            "functions": [asdict(f) for f in found.functions],
+            "unscored": [found.unscored_lines, found.unscored_functions],
+        }
         self._write(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?)",
-            [(key, json.dumps(functions), int(damaged))],
+            [(key, json.dumps(stored), int(found.has_errors))],
         )
 
     def _write(self, statement: str, rows: list[tuple]) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from enstack.errors import UserError
 from enstack.fsutil import read_untrusted_json, sha256_file, sha256_json
-from enstack.line_ranker import HASH_FEATURES, RANKER_VERSION
+from enstack.lines import RANKER_FORMAT
+from enstack.lines.features import HASH_FEATURES
 
 BENIGN_DEFAULT = "none"
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # as config model names are
@@ -177,7 +178,7 @@ def _has_line_ranker(directory: Path) -> bool:
         return False
     return (
         isinstance(header, dict)
-        and header.get("version") == RANKER_VERSION
+        and header.get("version") == RANKER_FORMAT
         and header.get("hash_features") == HASH_FEATURES
     )
 

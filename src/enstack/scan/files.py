@@ -10,8 +10,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from enstack.csyntax.parser import SOURCE_SUFFIXES
 from enstack.errors import UserError
-from enstack.scan.functions import SOURCE_SUFFIXES
 from enstack.scan.scope import ChangeSet, PathFilter
 
 MAX_FILE_BYTES = 4 << 20  # larger "source" files are generated tables, not code to review

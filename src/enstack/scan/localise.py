@@ -1,7 +1,7 @@
 """Which lines of a flagged function hold its flaw.
 
 `learned` (the default when the bundle has one): the line ranker `enstack stack` fitted on the
-training data's fix pairs (see enstack.line_ranker), given the finding's class.
+training data's fix pairs (see enstack.lines), given the finding's class.
 Three attribution methods, for any model:
 - `attention` (as LineVul does): the attention each token receives, summed over the layers,
   heads and query positions of the encoder, then summed per line.
@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from enstack.csyntax.statements import statement_spans
 from enstack.encode import pad_id, special_ids
 from enstack.infer import predict
-from enstack.line_ranker import statement_spans
 from enstack.scan import LOCALISE_VERSION  # noqa: F401 (re-exported)
 from enstack.scan.model import BaseModel, ScanModel
 from enstack.windows import Window, expand

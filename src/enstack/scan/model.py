@@ -21,7 +21,7 @@ from enstack.device import amp_mode, fit_cpu_threads, pick_device
 from enstack.encode import EncodedSplit, code_room, encode_texts
 from enstack.errors import UserError
 from enstack.infer import predict
-from enstack.line_ranker import LineRanker, load_line_ranker
+from enstack.lines.ranker import LineRanker, load_line_ranker
 from enstack.models.classifier import Classifier
 from enstack.models.loading import load_classifier, usable_positions
 from enstack.scan import PRECISIONS

@@ -143,7 +143,12 @@ def as_json(report: ScanReport) -> dict:
             "suppressed": len(report.findings) - len(report.unsuppressed),
             "changed_since": report.changed_since,
             "functions_in_changed_files": report.functions_seen,
+            "unscored_lines": sum(u.lines for u in report.unscored.values()),
         },
+        "unscored_files": [
+            {"path": path, "lines": u.lines, "functions_estimate": u.functions}
+            for path, u in report.unscored.items()
+        ],
         "warning": None if report.detects else FIVE_CLASS_WARNING,
         "warnings": report.model.warnings(),  # about the model: synthetic data, no benign class
         "findings": [_finding_json(report, s) for s in report.findings],
@@ -312,13 +317,20 @@ def _notifications(report: ScanReport) -> list[dict]:
             }
         )
     for path in report.damaged_paths:
+        lost = report.unscored.get(path)
+        text = (
+            f"{lost.lines} lines of this file did not parse into functions (about "
+            f"{lost.functions} functions; a macro or #if tree-sitter cannot read without a "
+            "preprocessor) and were not scored"
+            if lost
+            else "parts of this file did not parse (a macro or #if tree-sitter cannot read "
+            "without a preprocessor); every line of it lies in a function that was scored, "
+            "some read around parse errors"
+        )
         out.append(
             {
-                "level": "note",
-                "message": {
-                    "text": "parts of this file did not parse (a macro or #if tree-sitter "
-                    "cannot read without a preprocessor): functions there may be missed"
-                },
+                "level": "warning" if lost else "note",
+                "message": {"text": text},
                 "locations": [_location(path, _region(1))],
             }
         )

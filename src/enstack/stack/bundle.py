@@ -4,7 +4,7 @@
   bundle/models/NAME/          each base model's `best` export (Hugging Face format)
   bundle/meta/                 the meta-classifier: meta.json + meta.skops or meta.xgb.json
   bundle/lines/                the line ranker, when the training data had fix pairs
-                               (ranker.json + ranker.safetensors: see enstack.line_ranker)
+                               (ranker.json + ranker.safetensors: see enstack.lines)
 Loading checks every file against the manifest first, and the skops file is loaded only with
 the types enstack writes: a tampered or crafted file is refused, never unpickled.
 """
@@ -21,7 +21,7 @@ import numpy as np
 
 from enstack.errors import UserError
 from enstack.fsutil import staged_dir
-from enstack.line_ranker import LineRanker
+from enstack.lines.ranker import LineRanker
 from enstack.manifest import MANIFEST, describe_files, manifest_bytes, verify_files
 from enstack.stack.meta import MetaClassifier
 

@@ -20,7 +20,8 @@ from enstack.config import Config
 from enstack.data.prepare import read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import clean_debris, read_json_object, sha256_json, stage_lock, staged_dir
-from enstack.line_ranker import LABELS_VERSION, RANKER_VERSION, fit_line_ranker
+from enstack.lines import VERSION as LINES_VERSION
+from enstack.lines.fit import fit_line_ranker
 from enstack.stack.features import extract_all
 
 STACK_VERSION = 3  # 2: detection and pair metrics, select_on; 3: grouped folds, 1-SE rule
@@ -69,7 +70,7 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
         "features": {name: f.fingerprint for name, f in features.items()},
     }
     if _learns_lines(config):  # only then: other runs' stacks keep their fingerprint
-        inputs["line_ranker"] = [RANKER_VERSION, LABELS_VERSION]
+        inputs["line_ranker"] = LINES_VERSION
     fingerprint = sha256_json(inputs)
     out = config.layout.stack
     clean_debris(out.parent, out.name)  # what a killed run left (under this stage's lock)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node
 
+from enstack.csyntax.parser import parse
+
 EXTRACTOR_VERSION = (
     2  # part of the token cache's key: a change here re-encodes (2: bounded nesting)
 )
@@ -66,8 +68,6 @@ class DataFlow:
 
 def extract(source: bytes, language: str = "c") -> DataFlow:
     """The data-flow graph of one function's source (`language`: "c" or "cpp")."""
-    from enstack.scan.functions import parse
-
     root = parse(source, language)
     leaves = _leaves(root)
     flow = DataFlow(

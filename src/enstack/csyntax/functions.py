@@ -1,0 +1,162 @@
+"""Functions cut out of C and C++ source with tree-sitter: free functions, methods, operators,
+and functions inside namespaces, classes, templates, `extern "C"` blocks and preprocessor
+conditionals.
+
+tree-sitter recovers from syntax errors, so a damaged file still yields the functions it can
+find; the ones that overlap a parse error are marked `damaged`. Real C is macro-heavy and is
+parsed without a preprocessor, so a file may not parse: where it does not, it is parsed again
+with only the first and with only the last branch of every `#if` group (preprocessor.py; line
+numbers kept), and a function that parses cleanly in either replaces the damaged one (or the
+error block) that covered it. Whatever is still inside an error block and in no function is
+counted: its lines, and the function bodies that open in it, which no function could be
+scored for (`Extraction.unscored_lines`, `.unscored_functions`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tree_sitter import Node
+
+from enstack.csyntax.parser import parse
+from enstack.csyntax.preprocessor import has_conditionals, one_branch
+
+EXTRACTOR_VERSION = 2  # bump when what is cut out changes: cached functions are then redone
+# (2: `#if` branches recovered, operators and reference-returning functions named)
+
+# the nodes whose name qualifies the functions defined inside them
+SCOPES = {"namespace_definition", "class_specifier", "struct_specifier", "union_specifier"}
+NAMED_DECLARATORS = {
+    "identifier",
+    "field_identifier",
+    "qualified_identifier",
+    "destructor_name",
+    "operator_name",
+    "template_function",
+    "operator_cast",
+}
+# a function body opening at the left margin, on its own line or after a `)`: an estimate of
+# the functions an error block swallowed
+BODY_OPENS = re.compile(rb"^\{|^[A-Za-z_].*\)\s*\{\s*$")
+
+
+@dataclass(frozen=True)
+class Function:
+    path: str  # as the user named it, relative where it was found under a directory
+    name: str
+    start_line: int  # 1-based, inclusive
+    end_line: int
+    code: str
+    damaged: bool  # the function overlaps a region tree-sitter could not parse
+
+
+@dataclass(frozen=True)
+class Extraction:
+    functions: list[Function]  # in file order
+    has_errors: bool  # the file has parse errors anywhere (as read whole)
+    unscored_lines: int = 0  # non-blank lines inside error blocks that no function covers
+    unscored_functions: int = 0  # function bodies opening in those lines (an estimate)
+
+
+def extract_functions(source: bytes, path: str, language: str) -> Extraction:
+    """Every function definition in `source` (see the module's docstring)."""
+    root = parse(source, language)
+    found = _definitions(root, source, path)
+    if not root.has_error:
+        return Extraction(found, False)
+    if has_conditionals(source):
+        for keep in ("first", "last"):
+            variant = one_branch(source, keep)
+            found = _prefer_clean(found, _definitions(parse(variant, language), variant, path))
+    source_lines = source.split(b"\n")
+    lines = [line for line in _unscored_lines(root, found) if source_lines[line].strip()]
+    opens = sum(1 for line in lines if BODY_OPENS.match(source_lines[line]))
+    return Extraction(found, True, len(lines), opens)
+
+
+def _definitions(root: Node, source: bytes, path: str) -> list[Function]:
+    functions: list[Function] = []
+    stack: list[tuple[Node, tuple[str, ...]]] = [(root, ())]
+    while stack:
+        node, scope = stack.pop()
+        if node.type == "function_definition":
+            functions.append(_function(node, source, path, scope))
+            continue  # a function's body holds no other definitions worth scoring alone
+        inner = (*scope, _scope_name(node)) if node.type in SCOPES else scope
+        stack.extend((child, inner) for child in reversed(node.children))
+    functions.sort(key=lambda f: (f.start_line, f.end_line))
+    return functions
+
+
+def _prefer_clean(found: list[Function], alternative: list[Function]) -> list[Function]:
+    """`found`, with each function of `alternative` added where `found` has none (its lines
+    were an error block), and each clean one in place of the damaged ones it overlaps."""
+    kept = list(found)
+    for candidate in alternative:
+        overlapping = [f for f in kept if _overlap(f, candidate)]
+        if not overlapping or (not candidate.damaged and all(f.damaged for f in overlapping)):
+            kept = [f for f in kept if f not in overlapping] + [candidate]
+    kept.sort(key=lambda f: (f.start_line, f.end_line))
+    return kept
+
+
+def _overlap(a: Function, b: Function) -> bool:
+    return a.start_line <= b.end_line and b.start_line <= a.end_line
+
+
+def _unscored_lines(root: Node, functions: list[Function]) -> list[int]:
+    """0-based lines inside the parse's error blocks that no function covers."""
+    covered = {line for f in functions for line in range(f.start_line - 1, f.end_line)}
+    lines: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "ERROR":
+            lines.update(range(node.start_point[0], node.end_point[0] + 1))
+        elif node.has_error:
+            stack.extend(node.children)
+    return sorted(lines - covered)
+
+
+def _function(node: Node, source: bytes, path: str, scope: tuple[str, ...]) -> Function:
+    name = _declared_name(node.child_by_field_name("declarator"))
+    qualified = "::".join([*(s for s in scope if s), name])
+    code = source[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
+    return Function(
+        path=path,
+        name=qualified,
+        start_line=node.start_point[0] + 1,
+        end_line=node.end_point[0] + 1,
+        code=code,
+        damaged=node.has_error,
+    )
+
+
+def _declared_name(declarator: Node | None) -> str:
+    """The name in a (possibly pointer- or reference-wrapped) function declarator."""
+    node = declarator
+    while node is not None:
+        if node.type == "operator_cast":  # `operator bool() const`: its name, not its call
+            target = node.child_by_field_name("type")
+            return "operator " + _text(target) if target is not None else _text(node)
+        if node.type in NAMED_DECLARATORS:
+            return _text(node)
+        inner = node.child_by_field_name("declarator")
+        if inner is None:  # a reference declarator (`int& f()`) keeps its inner one unnamed
+            named = [c for c in node.named_children if c.type in NAMED_DECLARATORS]
+            wrapped = [c for c in node.named_children if c.type.endswith("declarator")]
+            if named:
+                return _text(named[0])
+            inner = wrapped[0] if wrapped else None
+        node = inner
+    return "<anonymous>"
+
+
+def _text(node: Node) -> str:
+    return node.text.decode("utf-8", errors="replace")
+
+
+def _scope_name(node: Node) -> str:
+    name = node.child_by_field_name("name")
+    return name.text.decode("utf-8", errors="replace") if name is not None else ""

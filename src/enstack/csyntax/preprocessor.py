@@ -1,0 +1,72 @@
+"""One configuration of a file's `#if` groups, for the parser.
+
+tree-sitter parses C without a preprocessor. Where an `#if` group's branches each hold half of
+a statement (an `if (...) {` in one branch, another in the `#else`, one closing brace after
+`#endif`), the text is not C in any configuration the parser sees, and everything up to the
+function's end becomes one error block: on zlib's `inflate.c`, `inflate()` itself. Keeping
+only the first (or only the last) branch of every group gives text that a compiler would see
+for one set of macros; blanking the other lines, not deleting them, keeps every line number.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+OPENS = re.compile(rb"\s*#\s*(?:if|ifdef|ifndef)\b")
+BRANCHES = re.compile(rb"\s*#\s*(?:elif|elifdef|elifndef|else)\b")
+CLOSES = re.compile(rb"\s*#\s*endif\b")
+Branch = Literal["first", "last"]
+
+
+def has_conditionals(source: bytes) -> bool:
+    return any(OPENS.match(line) for line in source.split(b"\n"))
+
+
+def one_branch(source: bytes, keep: Branch) -> bytes:
+    """`source` with only the first or the last branch of each `#if` group, the directives and
+    the other branches blanked (their lines left empty). An unbalanced group (an `#endif`
+    without its `#if`, a group left open) is read as far as it goes."""
+    lines = source.split(b"\n")
+    # per open group: (index of the branch being read, index of the group's last branch)
+    groups: list[tuple[int, int]] = []
+    last_branch = _last_branches(lines)
+    out: list[bytes] = []
+    continued = False  # the previous directive line ended in a backslash
+    blank_continuation = False
+    for number, line in enumerate(lines):
+        if continued:  # a directive's continuation line goes where its first line went
+            continued = line.rstrip().endswith(b"\\")
+            out.append(b"" if blank_continuation else line)
+            continue
+        grouping = True
+        if OPENS.match(line):
+            groups.append((0, last_branch.get(number, 0)))
+        elif BRANCHES.match(line) and groups:
+            branch, last = groups[-1]
+            groups[-1] = (branch + 1, last)
+        elif CLOSES.match(line) and groups:
+            groups.pop()
+        else:
+            grouping = False
+        live = all(b == (0 if keep == "first" else last) for b, last in groups)
+        kept = live and not grouping
+        out.append(line if kept else b"")
+        continued = line.lstrip().startswith(b"#") and line.rstrip().endswith(b"\\")
+        blank_continuation = not kept
+    return b"\n".join(out)
+
+
+def _last_branches(lines: list[bytes]) -> dict[int, int]:
+    """For each `#if` line, the index of its group's last branch (0: no `#else`/`#elif`)."""
+    open_at: list[int] = []
+    count: dict[int, int] = {}
+    for number, line in enumerate(lines):
+        if OPENS.match(line):
+            open_at.append(number)
+            count[number] = 0
+        elif BRANCHES.match(line) and open_at:
+            count[open_at[-1]] += 1
+        elif CLOSES.match(line) and open_at:
+            open_at.pop()
+    return count

@@ -1,0 +1,146 @@
+"""C syntax in one place (`enstack.csyntax`): functions that `#if` branches hide from the
+parser are recovered with their line numbers, what cannot be is counted, C++ operators are
+named, and statements come from tree-sitter's statement nodes."""
+
+from __future__ import annotations
+
+from enstack.csyntax.functions import extract_functions
+from enstack.csyntax.preprocessor import one_branch
+from enstack.csyntax.statements import statement_spans, window_cuts
+
+# As on curl and zlib: an `if (...) {` in each branch of an `#if` group and one closing brace
+# after it. No single configuration of the text is C to a parser that sees both branches.
+SPLIT_BY_IF = """static int before(int a)
+{
+    return a + 1;
+}
+
+int decode(struct state *s, int flush)
+{
+    int ret = 0;
+#ifdef GUNZIP
+    if (s->wrap & 2) {
+        ret = crc(s);
+#else
+    if (s->wrap) {
+        ret = adler(s);
+#endif
+        s->mode = HEAD;
+    }
+    memcpy(s->out, s->in, s->len);
+    return ret;
+}
+
+static int after(int b)
+{
+    return b * 2;
+}
+"""
+
+
+def test_functions_split_by_if_branches_are_recovered_at_their_lines() -> None:
+    whole = extract_functions(SPLIT_BY_IF.encode(), "d.c", "c")
+    names = {f.name: f for f in whole.functions}
+    assert set(names) == {"before", "decode", "after"}
+    decode = names["decode"]
+    assert (decode.start_line, decode.end_line) == (6, 20)
+    assert not decode.damaged  # one branch parses cleanly
+    # the function's text is one configuration: the first branch, the other blanked
+    assert "crc(s)" in decode.code and "adler(s)" not in decode.code
+    assert decode.code.count("\n") == 20 - 6  # line numbers kept
+    assert whole.unscored_lines == 0
+
+
+def test_one_branch_keeps_line_numbers_and_nesting() -> None:
+    source = b"a\n#if X\nb\n#if Y\nc\n#else\nd\n#endif\n#elif Z\ne\n#else \\\n  more\nf\n#endif\ng"
+    first = one_branch(source, "first").split(b"\n")
+    last = one_branch(source, "last").split(b"\n")
+    assert len(first) == len(last) == source.count(b"\n") + 1
+    assert [line for line in first if line] == [b"a", b"b", b"c", b"g"]
+    assert [line for line in last if line] == [b"a", b"f", b"g"]  # the #else's continuation too
+
+
+def test_what_cannot_be_parsed_is_counted_per_file() -> None:
+    # a function whose signature no branch makes C: its body is in an error block
+    source = (SPLIT_BY_IF + "\nlocal gzFile FAR ZEXPORT open_it(a) {{ x = ; ]] }\n").encode()
+    found = extract_functions(source, "e.c", "c")
+    assert found.has_errors
+    assert {"before", "decode", "after"} <= {f.name for f in found.functions}
+    covered = {line for f in found.functions for line in range(f.start_line, f.end_line + 1)}
+    if found.unscored_lines:  # every line not in a function is counted, no more
+        assert found.unscored_lines <= len(source.split(b"\n")) - len(covered)
+    assert found.unscored_lines or any(f.damaged for f in found.functions)
+
+
+def test_a_file_that_parses_is_read_once_and_unchanged() -> None:
+    clean = b"int f(int a)\n{\n    return a;\n}\n"
+    found = extract_functions(clean, "f.c", "c")
+    assert not found.has_errors and found.unscored_lines == 0
+    assert [(f.name, f.start_line, f.end_line, f.code) for f in found.functions] == [
+        ("f", 1, 4, clean.decode().rstrip("\n"))
+    ]
+
+
+def test_cpp_operators_and_reference_returning_functions_are_named() -> None:
+    source = b"""class A {
+  A& operator=(const A& o) { return *this; }
+  int& at(int i) { return v[i]; }
+  operator bool() const { return true; }
+};
+A& A::operator+=(const A& o) { return *this; }
+int& get_ref() { static int x; return x; }
+const char *&pp(void) { return p; }
+template <typename T> T& Box<T>::get() { return t; }
+"""
+    names = [f.name for f in extract_functions(source, "a.cpp", "cpp").functions]
+    assert names == [
+        "A::operator=",
+        "A::at",
+        "A::operator bool",
+        "A::operator+=",
+        "get_ref",
+        "pp",
+        "Box<T>::get",
+    ]
+
+
+def test_statements_are_the_parsers_statements() -> None:
+    code = """void f(int n)
+{
+    /* a comment is not a statement */
+    int a = 0; int b = 1;
+    do {
+        n--;
+    } while (n > 0);
+    switch (n) {
+    case 1:
+        break;
+    default:
+        a = b;
+    }
+    for (int i = 0;
+         i < n; i++) g(i);
+    if (a) {
+        h();
+    } else {
+        k();
+    }
+}"""
+    spans = statement_spans(code)
+    assert 2 not in spans  # the comment
+    assert spans[3] == [3]  # two statements on one line: one candidate
+    assert spans[4] == [4] and spans[5] == [5] and spans[6] == [6]  # do, body, while
+    assert spans[7] == [7] and spans[8] == [8] and spans[9] == [9] and spans[10] == [10]
+    assert spans[13] == [13, 14]  # a for header over two lines, its one-line body with it
+    assert 17 not in spans  # `} else {`
+    assert sorted(spans) == [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 16, 18]
+
+
+def test_windows_never_cut_inside_a_statement() -> None:
+    code = (
+        "void f(void)\n{\n    call(a,\n         b);\n"
+        "    if (x &&\n        y) {\n        z();\n    }\n}"
+    )
+    cuts = window_cuts(code)
+    assert 2 not in cuts and 4 not in cuts  # inside the call, inside the header
+    assert {1, 3, 5, 6} <= set(cuts)
