@@ -13,6 +13,7 @@ import numpy as np
 from enstack.csyntax.functions import EXTRACTOR_VERSION, Extraction, Function, extract_functions
 from enstack.csyntax.parser import language_of
 from enstack.errors import UserError
+from enstack.lines import VERSION as LINES_VERSION
 from enstack.progress import progress_bar
 from enstack.scan import (
     DEFAULT_THRESHOLD,
@@ -362,7 +363,7 @@ class Scanner:
 
     def _lines(self, item: Scored, cache: ScanCache | None) -> list[tuple[int, float]]:
         key = code_key(item.function.code)
-        method = f"{self.localise}@{LOCALISE_VERSION}"
+        method = f"{self.localise}@{LOCALISE_VERSION}.{LINES_VERSION}"
         relative = cache.get_lines(key, method) if cache else None
         if relative is None:
             from enstack.scan.localise import rank_lines
