@@ -13,7 +13,7 @@ import pytest
 
 from enstack.ckpt.layout import verify
 from enstack.config import load_config
-from enstack.train.trainer import staging_path
+from enstack.run_layout import staging_path
 
 from conftest import assert_user_error, run_cli, tiny_config, train_args
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from enstack.config import Config, load_config
+from enstack.config import Config, load_config, load_config_dict
 from enstack.errors import UserError
 
 from conftest import REPO, write_config
@@ -123,3 +123,40 @@ def test_the_custom_csv_template_prepares_a_users_csv_as_shipped(tmp_path: Path)
     assert (tmp_path / "runs" / "my-dataset" / "data" / "manifest.json").is_file()
     config = yaml.safe_load(template.read_text())
     assert all("scratch" in m and "pretrained" not in m for m in config["models"])
+
+
+def test_every_training_setting_has_a_trajectory_decision() -> None:
+    """A setting added to the schema without a decision in enstack.train.trajectory would
+    either change every old checkpoint's fingerprint (all refused) or be silently left out of
+    it (a changed value resumed as if it were the same): decide, then this passes."""
+    from enstack.config import ModelConfig, ScratchConfig, TrainingConfig
+    from enstack.train import trajectory
+
+    for schema, decided in (
+        (TrainingConfig, trajectory.TRAINING),
+        (ModelConfig, trajectory.MODEL),
+        (ScratchConfig, trajectory.SCRATCH),
+    ):
+        assert set(schema.model_fields) == set(decided), (
+            f"{schema.__name__}: decide in enstack/train/trajectory.py whether "
+            f"{sorted(set(schema.model_fields) ^ set(decided))} change the trajectory"
+        )
+
+
+def test_off_trajectory_settings_keep_the_fingerprint_and_the_rest_change_it() -> None:
+    from enstack.train.trajectory import OFF_TRAJECTORY_KEYS, TRAINING, AddedLater, run_fingerprint
+
+    config = load_config_dict({"data": {"format": "synthetic"}}, "t")
+    model = config.models[0]
+    base = run_fingerprint(config, model)
+    changed = {"save_steps": 7, "keep_checkpoints": 5, "staging_dir": "/tmp/x", "log_steps": 3,
+               "device": "cpu", "num_threads": 1, "long_functions": "truncate"}  # fmt: skip
+    assert set(changed) == set(OFF_TRAJECTORY_KEYS)
+    for key, value in changed.items():
+        other = load_config_dict({"data": {"format": "synthetic"}, "training": {key: value}}, "t")
+        assert run_fingerprint(other, other.models[0]) == base, key
+    for key, value in {"epochs": 3, "max_length": 64, "deterministic": True}.items():
+        assert TRAINING[key] != "off"
+        other = load_config_dict({"data": {"format": "synthetic"}, "training": {key: value}}, "t")
+        assert run_fingerprint(other, other.models[0]) != base, key
+    assert TRAINING["deterministic"] == AddedLater(False)  # old runs trained without it

@@ -555,7 +555,7 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
 
 
 def test_staging_is_unique_per_run_directory(tmp_path: Path) -> None:
-    from enstack.train.trainer import staging_path
+    from enstack.run_layout import staging_path
 
     a = staging_path(tmp_path / "stage", tmp_path / "one" / "run", "m")
     b = staging_path(tmp_path / "stage", tmp_path / "two" / "run", "m")

@@ -278,9 +278,6 @@ def _paper_models() -> list[ModelConfig]:
     ]
 
 
-OFF_TRAJECTORY = {"trajectory": False}
-
-
 class TrainingConfig(Strict):
     epochs: Annotated[int, Field(gt=0)] = 10
     batch_size: Annotated[int, Field(gt=0)] = 16
@@ -295,27 +292,23 @@ class TrainingConfig(Strict):
     class_weights: bool = False
     early_stopping_patience: Annotated[int, Field(ge=0)] = 0  # 0 = off
     dfg_length: Annotated[int, Field(gt=0, le=512)] = 64  # graph nodes after the code
-    # Settings marked OFF_TRAJECTORY change where and how often things are written or which
-    # hardware runs the same arithmetic, not the weights: a resume with them changed is exact.
-    save_steps: Annotated[int, Field(ge=0, json_schema_extra=OFF_TRAJECTORY)] = 500
-    keep_checkpoints: Annotated[int, Field(gt=0, json_schema_extra=OFF_TRAJECTORY)] = 2
+    # Where, how often and on what hardware: whether each setting changes the weights (and so
+    # a checkpoint's fingerprint) is decided in enstack.train.trajectory, for every setting.
+    save_steps: Annotated[int, Field(ge=0)] = 500
+    keep_checkpoints: Annotated[int, Field(gt=0)] = 2
     # fast local disk for saves; copied to run_dir afterwards
-    staging_dir: Annotated[Path | None, Field(json_schema_extra=OFF_TRAJECTORY)] = None
-    log_steps: Annotated[int, Field(gt=0, json_schema_extra=OFF_TRAJECTORY)] = 10
-    device: Annotated[Literal["auto", "cpu", "cuda"], Field(json_schema_extra=OFF_TRAJECTORY)] = (
-        "auto"
-    )
+    staging_dir: Path | None = None
+    log_steps: Annotated[int, Field(gt=0)] = 10
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     # torch CPU threads; 0 = torch's default
-    num_threads: Annotated[int, Field(ge=0, json_schema_extra=OFF_TRAJECTORY)] = 0
+    num_threads: Annotated[int, Field(ge=0)] = 0
     # deterministic CUDA kernels (torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG):
     # bit-identical resume on GPU, at some speed; CPU training is deterministic either way
     deterministic: bool = False
     # A function longer than max_length: scored whole in windows cut at statement boundaries
     # (stack features, evaluation; `enstack scan --long-functions`), or truncated. Training
     # still reads each function's first window, so this does not touch checkpoints.
-    long_functions: Annotated[
-        Literal[LONG_FUNCTION_MODES], Field(json_schema_extra=OFF_TRAJECTORY)  # type: ignore[valid-type]
-    ] = "windows"
+    long_functions: Literal[LONG_FUNCTION_MODES] = "windows"  # type: ignore[valid-type]
 
 
 MetaName = Literal[META_NAMES]  # type: ignore[valid-type]  # the registry's names
@@ -666,13 +659,3 @@ def _resolve_model_path(pretrained: str | None, base: Path) -> str | None:
         return pretrained
     candidate = base / pretrained
     return str(candidate.resolve()) if candidate.exists() else pretrained
-
-
-def off_trajectory_keys() -> set[str]:
-    """The training settings marked OFF_TRAJECTORY on the schema: left out of a run's
-    fingerprint, so changing them keeps resume allowed."""
-    return {
-        name
-        for name, field in TrainingConfig.model_fields.items()
-        if field.json_schema_extra == OFF_TRAJECTORY
-    }

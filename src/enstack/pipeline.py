@@ -18,7 +18,8 @@ from enstack.evaluate.stage import run_evaluate
 from enstack.evaluate.tables import long_functions_text, plain_table
 from enstack.fsutil import atomic_write_json, read_json_object, sha256_json
 from enstack.stack.stage import line_ranker_text, run_stack
-from enstack.train.status import NON_TRAJECTORY_KEYS, train_unless_done
+from enstack.train.status import train_unless_done
+from enstack.train.trajectory import OFF_TRAJECTORY_KEYS
 
 IDENTITY_KEYS = ("seed", "data", "models")
 
@@ -107,6 +108,6 @@ def _identity(config: Config) -> dict:
     identity = {key: dumped[key] for key in IDENTITY_KEYS}
     identity["data"].pop("chunk_rows", None)
     identity["training"] = {
-        k: v for k, v in dumped["training"].items() if k not in NON_TRAJECTORY_KEYS
+        k: v for k, v in dumped["training"].items() if k not in OFF_TRAJECTORY_KEYS
     }
     return identity

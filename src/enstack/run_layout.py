@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from enstack.fsutil import sha256_json
+
 
 @dataclass(frozen=True)
 class ModelPaths:
@@ -76,3 +78,10 @@ class RunLayout:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+
+def staging_path(staging_dir: Path, run_dir: Path, name: str) -> Path:
+    """Where a model's saves are staged: unique to the run directory (by its absolute path,
+    not only its last component, which two runs may share) and to the model."""
+    key = sha256_json(str(run_dir.resolve()))[:12]
+    return staging_dir / f"{run_dir.name}-{key}" / name

@@ -1,57 +1,17 @@
-"""What decides a model's training run, and whether it is already done: read from the config
-and the checkpoints' JSON, without torch or transformers, so that `run` and `train` on a
-finished model answer in a second or two instead of loading every library first.
+"""Whether a model's training run is already done: read from the config and the checkpoints'
+JSON, without torch or transformers, so that `run` and `train` on a finished model answer in a
+second or two instead of loading every library first. Imports the trainer only to train.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from enstack.ckpt.layout import newest_valid
-from enstack.config import Config, ModelConfig, off_trajectory_keys
-from enstack.fsutil import sha256_json
+from enstack.config import Config
+from enstack.run_layout import staging_path
 from enstack.train.records import TrainResult, TrainState
-
-# Training-config keys that do not change the trajectory (marked on the config's schema).
-NON_TRAJECTORY_KEYS = off_trajectory_keys()
-
-
-def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> dict:
-    """What decides the trajectory. The number of ranks is part of it (it sets the global
-    batch); it is left out for one process so single-process checkpoints keep their hash."""
-    training = config.training.model_dump(mode="json", exclude=NON_TRAJECTORY_KEYS)
-    if not training["deterministic"]:  # added later: checkpoints from before keep their hash
-        del training["deterministic"]
-    extra = {"world": world} if world > 1 else {}
-    dumped = model.model_dump(mode="json")
-    if dumped["scratch"] and dumped["scratch"]["attention_dropout"] is None:
-        del dumped["scratch"]["attention_dropout"]  # added later, unset: the old hash holds
-    # the graph as decided (on by default for graphcodebert: its old runs had none, and are
-    # not resumed as if they had); without one, the old hash holds
-    del dumped["dfg"]
-    if model.uses_dfg:
-        dumped["dfg"] = True
-    else:
-        del training["dfg_length"]
-    return {
-        **extra,
-        "seed": config.seed,
-        "model": dumped,
-        "training": training,
-        "labels": config.data.labels,
-    }
-
-
-def run_fingerprint(config: Config, model: ModelConfig, world: int = 1) -> str:
-    return sha256_json(trajectory_settings(config, model, world))
-
-
-def staging_path(staging_dir: Path, run_dir: Path, name: str) -> Path:
-    """Where a model's saves are staged: unique to the run directory (by its absolute path,
-    not only its last component, which two runs may share) and to the model."""
-    key = sha256_json(str(run_dir.resolve()))[:12]
-    return staging_dir / f"{run_dir.name}-{key}" / name
+from enstack.train.trajectory import run_fingerprint
 
 
 def finished_training(config: Config, name: str, manifest: dict) -> TrainResult | None:

@@ -40,6 +40,7 @@ from enstack.models.classifier import Classifier
 from enstack.models.families import GRAPH_ENCODER_TYPES
 from enstack.models.loading import load_base, new_classifier, write_base
 from enstack.progress import progress_bar
+from enstack.run_layout import staging_path
 from enstack.train.batching import rank_batches
 from enstack.train.clock import PhaseClock
 from enstack.train.distributed import Dist, from_environment, rank_seed, shutdown
@@ -48,11 +49,7 @@ from enstack.train.logbook import Logbook
 from enstack.train.optim import make_optimizer, make_scheduler
 from enstack.train.records import TrainResult, TrainState
 from enstack.train.signals import Interrupted, StopSignals
-from enstack.train.status import (
-    run_fingerprint,
-    staging_path,
-    trajectory_settings,
-)
+from enstack.train.trajectory import run_fingerprint, trajectory_settings
 from enstack.train.validation import evaluate
 
 

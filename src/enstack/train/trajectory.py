@@ -1,0 +1,116 @@
+"""What decides a model's training trajectory, and a decision for every training setting.
+
+A checkpoint records the fingerprint of the settings that decide its weights; a resume under
+another fingerprint is refused (or forced). So every setting a model's training reads has a
+decision here, and a test fails when one is added without it:
+- ON: it changes the weights; it is in the fingerprint.
+- OFF: it changes where and how often things are written, or which hardware runs the same
+  arithmetic, not the weights; it is left out, and a resume with it changed is exact.
+- AddedLater(value): it changes the weights, but runs from before it existed trained as if it
+  had `value`; at that value it is left out, so their fingerprints (and checkpoints) hold.
+- DECIDED: the setting's effect is decided elsewhere and hashed as decided (the graph: on by
+  default for graphcodebert, whose runs from before it had none).
+
+Read without torch or transformers: `run` and `train` on a finished model answer in a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from enstack.config import Config, ModelConfig
+from enstack.fsutil import sha256_json
+
+ON = "on"
+OFF = "off"
+DECIDED = "decided"
+
+
+@dataclass(frozen=True)
+class AddedLater:
+    old_value: object  # what runs from before the setting trained with
+
+
+Decision = str | AddedLater
+
+TRAINING: dict[str, Decision] = {
+    "epochs": ON,
+    "batch_size": ON,
+    "learning_rate": ON,
+    "weight_decay": ON,
+    "scheduler": ON,
+    "warmup_ratio": ON,
+    "grad_accum_steps": ON,
+    "max_grad_norm": ON,
+    "max_length": ON,
+    "amp": ON,
+    "class_weights": ON,
+    "early_stopping_patience": ON,
+    "dfg_length": DECIDED,  # hashed only for a model that reads a graph
+    "save_steps": OFF,
+    "keep_checkpoints": OFF,
+    "staging_dir": OFF,
+    "log_steps": OFF,
+    "device": OFF,
+    "num_threads": OFF,
+    # deterministic CUDA kernels: the same arithmetic on CPU, another on GPU
+    "deterministic": AddedLater(False),
+    # training reads each function's first window either way: only scoring reads windows
+    "long_functions": OFF,
+}
+MODEL: dict[str, Decision] = {
+    "name": ON,
+    "family": ON,
+    "pretrained": ON,
+    "scratch": ON,
+    "pooling": ON,
+    "dfg": DECIDED,  # as decided (`ModelConfig.uses_dfg`), not as written
+}
+SCRATCH: dict[str, Decision] = {
+    "layers": ON,
+    "hidden": ON,
+    "heads": ON,
+    "intermediate": ON,
+    "vocab_size": ON,
+    "dropout": ON,
+    "attention_dropout": AddedLater(None),
+}
+OFF_TRAJECTORY_KEYS = frozenset(key for key, rule in TRAINING.items() if rule == OFF)
+
+
+def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> dict:
+    """What decides the trajectory. The number of ranks is part of it (it sets the global
+    batch); it is left out for one process so single-process checkpoints keep their hash."""
+    training = _decided(config.training.model_dump(mode="json"), TRAINING)
+    dumped = _decided(model.model_dump(mode="json"), MODEL)
+    if dumped["scratch"] is not None:
+        dumped["scratch"] = _decided(dumped["scratch"], SCRATCH)
+    if model.uses_dfg:
+        dumped["dfg"] = True
+    else:
+        del training["dfg_length"]
+    extra = {"world": world} if world > 1 else {}
+    return {
+        **extra,
+        "seed": config.seed,
+        "model": dumped,
+        "training": training,
+        "labels": config.data.labels,
+    }
+
+
+def run_fingerprint(config: Config, model: ModelConfig, world: int = 1) -> str:
+    return sha256_json(trajectory_settings(config, model, world))
+
+
+def _decided(values: dict, rules: dict[str, Decision]) -> dict:
+    """`values` as the fingerprint reads them (the DECIDED ones are left to the caller)."""
+    out = {}
+    for key, value in values.items():
+        rule = rules[key]  # a KeyError here is a setting nobody decided on: see the test
+        if rule in (OFF,) or (rule == DECIDED and key == "dfg"):
+            continue
+        if isinstance(rule, AddedLater) and value == rule.old_value:
+            continue
+        out[key] = value
+    return out
