@@ -11,11 +11,11 @@ import pytest
 
 from enstack.config import Config, DataConfig, ModelConfig, ScratchConfig, StackingConfig
 from enstack.errors import UserError
+from enstack.registries.metas import complexity
 from enstack.stack.ablation import run_ablation, subsets
 from enstack.stack.bundle import load_bundle, write_bundle
 from enstack.stack.features import ModelFeatures
 from enstack.stack.meta import MetaClassifier
-from enstack.stack.registry import complexity
 
 NAMES = ["a", "b", "c"]
 

@@ -68,7 +68,7 @@ def test_pipeline_on_an_export_agrees_with_enstack(run, family: str, capfd) -> N
     mean_pooled = family in MEAN_POOLED
     if mean_pooled:  # the shipped file spells the type itself: it cannot import enstack
         from enstack.models import hf_mean_pooled
-        from enstack.models.families import MEAN_POOLED_TYPE
+        from enstack.registries.families import MEAN_POOLED_TYPE
 
         saved = json.loads((export / "config.json").read_text())
         assert saved["model_type"] == hf_mean_pooled.MODEL_TYPE == MEAN_POOLED_TYPE

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from enstack.errors import UserError
+from enstack.registries.metas import PAPER_METAS
 from enstack.stack.meta import MetaClassifier
-from enstack.stack.registry import PAPER_METAS
 
 
 def _separable(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

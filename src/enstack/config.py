@@ -16,14 +16,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from enstack.data.cwe import cwe_ids
-from enstack.data.formats import FORMATS, TABULAR
-from enstack.data.presets import PRESETS
 from enstack.errors import UserError
 from enstack.labels import PAPER_LABELS
-from enstack.models.families import FAMILIES
+from enstack.registries.families import FAMILIES
+from enstack.registries.formats import FORMATS, TABULAR
+from enstack.registries.metas import META_NAMES, PAPER_METAS
+from enstack.registries.modes import LONG_FUNCTION_MODES
+from enstack.registries.presets import PRESETS
 from enstack.run_layout import RunLayout
-from enstack.scan import LONG_FUNCTION_MODES
-from enstack.stack.registry import META_NAMES, PAPER_METAS
 
 
 class Strict(BaseModel):
@@ -55,7 +55,7 @@ SOURCE_KEYS = (
 
 
 class DataConfig(Strict):
-    # a published dataset's layout (data/presets.py): fills in the keys below that are unset
+    # a published dataset's layout (registries/presets.py): fills in the keys below that are unset
     preset: Literal[tuple(PRESETS)] | None = None  # type: ignore[valid-type]
     format: Literal[FORMATS] = "synthetic"  # type: ignore[valid-type]  # data/formats.py
     train: Path | None = None
@@ -249,7 +249,7 @@ class ModelConfig(Strict):
     # a plain directory name under models/: no path separators, no leading dot (`.`, `..`
     # and hidden names would escape models/NAME or collide with enstack's temporary files)
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")]
-    family: Literal[tuple(FAMILIES)] = "auto"  # type: ignore[valid-type]  # models/families.py
+    family: Literal[tuple(FAMILIES)] = "auto"  # type: ignore[valid-type]  # registries/families.py
     pretrained: str | None = None
     scratch: ScratchConfig | None = None
     pooling: Literal["cls", "mean", "auto"] = "auto"  # auto: mean for unixcoder, CLS otherwise

@@ -22,8 +22,8 @@ from enstack.csyntax.dataflow import EXTRACTOR_VERSION, parse_function, row_grap
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
 from enstack.labels import SPLITS
-from enstack.models.families import FAMILIES
 from enstack.progress import progress_bar
+from enstack.registries.families import FAMILIES
 
 ENCODE_VERSION = 1
 TOKENIZER_FILES = (

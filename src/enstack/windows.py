@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from enstack.csyntax.statements import window_cuts
-from enstack.scan import LONG_FUNCTION_MODES
+from enstack.registries.modes import LONG_FUNCTION_MODES
 
 WINDOWS_VERSION = 2  # bump when where windows cut changes: cached scores are then redone
 LongFunctions = Literal[LONG_FUNCTION_MODES]  # type: ignore[valid-type]

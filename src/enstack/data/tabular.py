@@ -272,7 +272,7 @@ def _check_text_type(path: Path, kind, column: str, key: str) -> None:
         raise UserError(f"{path}: column '{column}' (data.{key}) must hold text, not {kind}")
 
 
-# One reader per tabular format in `data.formats.TABULAR`: (path, columns, chunk_rows) -> records.
+# One reader per format in `registries.formats.TABULAR`: (path, columns, chunk_rows) -> records.
 TABULAR_READERS = {
     "csv": lambda path, columns, _rows: csv_records(path, columns),
     "jsonl": lambda path, columns, _rows: jsonl_records(path, columns),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from enstack.stack.registry import META_KINDS
+from enstack.registries.metas import META_KINDS
 
 COLUMNS = ("accuracy", "precision", "recall", "f1", "macro_f1", "auc")
 HEADERS = ("acc", "prec", "rec", "F1", "macro F1", "AUC")

@@ -20,7 +20,7 @@ from enstack.config import ModelConfig
 from enstack.errors import UserError
 from enstack.fsutil import staged_dir
 from enstack.models.classifier import Classifier, build_encoder
-from enstack.models.families import (
+from enstack.registries.families import (
     ENSTACK_MODEL_TYPES,
     FAMILIES,
     SUPPORTED_MODEL_TYPES,

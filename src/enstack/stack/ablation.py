@@ -28,8 +28,8 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from enstack.config import Config
 from enstack.metrics import classification_metrics, detection_metrics, pair_outcomes
 from enstack.progress import progress_bar
+from enstack.registries.metas import COMBINERS, complexity
 from enstack.stack.meta import MetaClassifier
-from enstack.stack.registry import COMBINERS, complexity
 
 
 @dataclass

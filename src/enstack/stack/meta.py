@@ -26,7 +26,7 @@ from sklearn.svm import SVC
 
 from enstack.errors import UserError
 from enstack.fsutil import read_untrusted_json
-from enstack.stack.registry import COMBINERS, META_NAMES
+from enstack.registries.metas import COMBINERS, META_NAMES
 from enstack.stack.xgb_file import read_xgb_model
 
 MAX_SKOPS_SCHEMA = 64 << 20  # the schema of a 200-tree forest is a few MiB

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from enstack.fsutil import staged_dir
 from enstack.models.classifier import Classifier
-from enstack.models.families import GRAPH_INPUT_TYPE, MEAN_POOLED_TYPE
+from enstack.registries.families import GRAPH_INPUT_TYPE, MEAN_POOLED_TYPE
 
 MEAN_POOLED_MODULE = "modeling_enstack_mean.py"  # the file transformers imports by that name
 

@@ -37,9 +37,9 @@ from enstack.encode import EncodedSplit, ModelInputs, encode_splits
 from enstack.errors import UserError
 from enstack.fsutil import ProcessLock, sha256_json
 from enstack.models.classifier import Classifier
-from enstack.models.families import GRAPH_ENCODER_TYPES
 from enstack.models.loading import load_base, new_classifier, write_base
 from enstack.progress import progress_bar
+from enstack.registries.families import GRAPH_ENCODER_TYPES
 from enstack.run_layout import staging_path
 from enstack.train.batching import rank_batches
 from enstack.train.clock import PhaseClock
