@@ -256,6 +256,10 @@ def test_a_graph_model_trains_exports_and_loads_back_to_the_same_answers(tmp_pat
     model = load_scan_model(export, device="cpu", long_functions="truncate")
     scanned = model.predict_proba(codes.to_pylist())[0]
     np.testing.assert_allclose(scanned, ours, atol=1e-5)
+    # its lines are explained without the graph, and a scan says so; a learned ranker's are not
+    assert model.card.graph_members == ("m",)
+    assert "without the graph" in model.card.localisation_note("attention")
+    assert model.card.localisation_note("learned") is None
 
 
 def test_pathological_nesting_is_bounded() -> None:

@@ -91,3 +91,21 @@ def test_pipeline_on_an_export_agrees_with_enstack(run, family: str, capfd) -> N
             theirs[i, labels[entry["label"]]] = entry["score"]
     assert (theirs.argmax(1) == ours.argmax(1)).all()
     np.testing.assert_allclose(theirs, ours, atol=1e-4)
+
+
+def test_the_encoding_length_is_read_from_the_export(tmp_path: Path) -> None:
+    """Stack features, evaluation and the scanner encode at the length the export was trained
+    at (its enstack.json), not at a config's that may have changed since."""
+    from enstack.errors import UserError
+    from enstack.models.contract import recorded_max_length, trained_length
+
+    export = tmp_path / "best"
+    export.mkdir()
+    assert recorded_max_length(export) is None and trained_length(export, 510) == 510
+    (export / "enstack.json").write_text('{"family": "codebert", "max_length": 128}')
+    assert recorded_max_length(export) == 128 and trained_length(export, 510) == 128
+    with pytest.raises(UserError, match="exceeds the model's 100 positions"):
+        trained_length(export, 100)
+    for hostile in ('{"max_length": true}', '{"max_length": "128"}', "[1, 2]", "{"):
+        (export / "enstack.json").write_text(hostile)
+        assert recorded_max_length(export) is None and trained_length(export, 510) == 510

@@ -112,6 +112,12 @@ class ScanReport:
         return [s for s in self.findings if s.suppression is None]
 
     @property
+    def localisation_note(self) -> str | None:
+        """What the findings' ranked lines leave out (a graph model's graph), if any."""
+        ranked = any(s.lines for s in self.findings)
+        return self.model.localisation_note(self.localise) if ranked else None
+
+    @property
     def detects(self) -> bool:
         return self.model.benign_label is not None
 
@@ -154,6 +160,8 @@ class ScanReport:
                 f"{lines} lines in {len(self.unscored)} files not scored (C the parser could "
                 f"not read, about {bodies} functions; listed per file in JSON and SARIF)"
             )
+        if self.localisation_note:
+            parts.append(f"lines: {self.localisation_note}")
         if self.tally.excluded:
             parts.append(f"{self.tally.excluded} files excluded")
         if self.tally.non_utf8:

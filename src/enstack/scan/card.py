@@ -18,6 +18,7 @@ from enstack.errors import UserError
 from enstack.fsutil import read_untrusted_json, sha256_file, sha256_json
 from enstack.lines import RANKER_FORMAT
 from enstack.lines.features import HASH_FEATURES
+from enstack.registries.families import GRAPH_INPUT_TYPE
 
 BENIGN_DEFAULT = "none"
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # as config model names are
@@ -47,6 +48,9 @@ class ModelCard:
     members: list[str]  # base model names
     meta: str | None  # the meta-classifier (bundles)
     trained_on: dict | None
+    # members that read a data-flow graph after the code: attribution methods explain them
+    # over the code tokens alone (localise.py), an input other than the one scored
+    graph_members: tuple[str, ...] = ()
 
     @property
     def benign_id(self) -> int | None:
@@ -62,6 +66,15 @@ class ModelCard:
             "meta": self.meta,
             "trained_on": self.trained_on,
         }
+
+    def localisation_note(self, method: str) -> str | None:
+        """What a finding's lines do not account for, with this method; None if nothing."""
+        if method == "learned" or not self.graph_members:
+            return None
+        return (
+            f"{', '.join(self.graph_members)} scored functions with their data-flow graph; "
+            f"{method} explains its score over the code tokens alone, without the graph"
+        )
 
     def warnings(self) -> list[str]:
         out = [] if self.benign_label is not None else [FIVE_CLASS_WARNING]
@@ -137,6 +150,7 @@ def _bundle_card(path: Path) -> ModelCard:
         members=members,
         meta=str(manifest.get("meta")) if manifest.get("meta") is not None else None,
         trained_on=trained_on if isinstance(trained_on, dict) else None,
+        graph_members=tuple(n for n in members if _reads_graph(path / "models" / n)),
     )
 
 
@@ -160,7 +174,18 @@ def _export_card(path: Path) -> ModelCard:
         members=[name],
         meta=None,
         trained_on=None,
+        graph_members=(name,) if config.get("model_type") == GRAPH_INPUT_TYPE else (),
     )
+
+
+def _reads_graph(export: Path) -> bool:
+    """Whether an export declares a data-flow graph input (train/export.py); an unreadable
+    config is loading's to refuse, not the card's."""
+    try:
+        config = json.loads((export / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == GRAPH_INPUT_TYPE
 
 
 def _export_fingerprint(path: Path) -> str:

@@ -8,7 +8,6 @@ model's probabilities for the report. Nothing is kept between calls but the load
 from __future__ import annotations
 
 import contextlib
-import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from enstack.errors import UserError
 from enstack.infer import predict
 from enstack.lines.ranker import LineRanker, load_line_ranker
 from enstack.models.classifier import Classifier
+from enstack.models.contract import trained_length
 from enstack.models.loading import load_classifier, usable_positions
 from enstack.scan import PRECISIONS
 from enstack.scan.card import ModelCard, read_card
@@ -201,7 +201,8 @@ def _base_model(export: Path, name: str, device: torch.device, precision: str) -
         family = model.config.enstack["family"]
         if precision == "int8":
             model = quantise_int8(model)
-        return BaseModel(name, model, tokenizer, family, _max_length(export, model), export)
+        length = trained_length(export, usable_positions(model.config))
+        return BaseModel(name, model, tokenizer, family, length, export)
 
 
 @contextlib.contextmanager
@@ -236,24 +237,6 @@ def quantise_int8(model: Classifier) -> Classifier:
             return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         finally:
             torch.backends.quantized.engine = previous
-
-
-def _max_length(export: Path, model: Classifier) -> int:
-    """The length the model was trained at (recorded in enstack.json), else what its
-    positions allow."""
-    try:
-        recorded = json.loads((export / "enstack.json").read_text()).get("max_length")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
-    positions = usable_positions(model.config)
-    if isinstance(recorded, int) and recorded > positions:  # graph nodes take position 0
-        raise UserError(
-            f"{export / 'enstack.json'}: max_length {recorded} exceeds the model's "
-            f"{positions} positions; not an export enstack wrote"
-        )
-    if isinstance(recorded, int) and recorded > 8:
-        return recorded
-    return positions
 
 
 def _check_labels(model: BaseModel, labels: list[str], bundle: Path) -> None:

@@ -132,6 +132,7 @@ def as_json(report: ScanReport) -> dict:
         "benign_label": report.model.benign_label,
         "threshold": report.threshold,
         "localisation": report.localise,
+        "localisation_note": report.localisation_note,
         "summary": {
             "files": report.tally.files,
             "functions": len(report.scored),
@@ -308,6 +309,8 @@ def _result(report: ScanReport, s: Scored) -> dict:
 def _notifications(report: ScanReport) -> list[dict]:
     """What the scan could not read or parse, for code scanning's tool status page."""
     out = [{"level": "warning", "message": {"text": text}} for text in report.model.warnings()]
+    if report.localisation_note:
+        out.append({"level": "note", "message": {"text": report.localisation_note}})
     for path, reason in report.tally.skipped_files:
         out.append(
             {

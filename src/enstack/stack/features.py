@@ -20,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 from enstack.config import Config
 from enstack.errors import UserError
 from enstack.fsutil import read_json_object, sha256_file, sha256_json, staged_dir
+from enstack.models.contract import recorded_max_length, trained_length
 from enstack.windows import WINDOWS_VERSION, Expanded, aggregate, expand
 
 FEATURE_VERSION = 2  # 2: val and test only
@@ -53,7 +54,9 @@ def extract_model(
             "version": FEATURE_VERSION,
             "weights": sha256_file(weights),
             "data": manifest["data_fingerprint"],
-            "max_length": config.training.max_length,
+            # the length the export was trained at (the config's, for every export enstack
+            # wrote: the key keeps its value, and features stay cached)
+            "max_length": recorded_max_length(export) or config.training.max_length,
             # added with windows: truncated features keep the fingerprint they had
             **({"windows": WINDOWS_VERSION} if windows else {}),
         }
@@ -70,7 +73,7 @@ def encode_as_trained(
     config: Config, export: Path, model, tokenizer, manifest: dict, progress: bool | None = None
 ) -> dict:
     """The run's prepared splits encoded as the export's model was trained on them: its
-    family's framing, the run's max_length, and its data-flow graph if it reads one."""
+    family's framing, its max_length, and its data-flow graph if it reads one."""
     from enstack.encode import encode_splits
 
     return encode_splits(
@@ -79,30 +82,39 @@ def encode_as_trained(
         export,
         tokenizer,
         model.config.enstack["family"],
-        config.training.max_length,
+        _length(export, model),
         config.layout.token_cache,
         progress,
         dfg_length=int(model.config.enstack.get("dfg_length", 0)),
     )
 
 
-def _windows(config: Config, split_file: Path, model, tokenizer) -> Expanded:
+def _length(export: Path, model) -> int:
+    """The export's encoding length (enstack.models.contract)."""
+    from enstack.models.loading import usable_positions
+
+    return trained_length(export, usable_positions(model.config))
+
+
+def _windows(config: Config, export: Path, split_file: Path, model, tokenizer) -> Expanded:
     """The split's functions as the windows the model reads (`training.long_functions`)."""
     from enstack.encode import code_room
 
     codes = pq.read_table(split_file, columns=["code"]).column("code").to_pylist()
-    room = code_room(tokenizer, model.config.enstack["family"], config.training.max_length)
+    room = code_room(tokenizer, model.config.enstack["family"], _length(export, model))
     return expand(codes, tokenizer, room, config.training.long_functions)
 
 
-def _split_outputs(config: Config, model, tokenizer, split_file: Path, encoded, run) -> tuple:
+def _split_outputs(
+    config: Config, export: Path, model, tokenizer, split_file: Path, encoded, run
+) -> tuple:
     """One row of outputs per function, and what was read of the long ones. Where no function
     is cut into windows, the training encoding is the input; else each window is scored and a
     function takes its most vulnerable window's outputs (with a benign class), else their
     mean. `run(encoded_split)` is the model's inference."""
     from enstack.encode import encode_texts
 
-    rows = _windows(config, split_file, model, tokenizer)
+    rows = _windows(config, export, split_file, model, tokenizer)
     coverage = {"functions": len(encoded), "long": rows.long, "lines": rows.lines,
                 "lines_seen": rows.lines_seen}  # fmt: skip
     if len(rows.windows) == len(encoded):
@@ -111,7 +123,7 @@ def _split_outputs(config: Config, model, tokenizer, split_file: Path, encoded, 
         [w.text for w in rows.windows],
         tokenizer,
         model.config.enstack["family"],
-        config.training.max_length,
+        _length(export, model),
         dfg_length=int(model.config.enstack.get("dfg_length", 0)),
         labels=encoded.labels[rows.owner],
     )
@@ -164,7 +176,7 @@ def _extract_to(
 
             split_file = data_dir / f"{split}.parquet"
             arrays, coverage[split] = _split_outputs(
-                config, model, tokenizer, split_file, splits[split], run
+                config, export, model, tokenizer, split_file, splits[split], run
             )
             save_file(arrays, str(tmp / f"{split}.safetensors"))
             ids = pq.read_table(data_dir / f"{split}.parquet", columns=["id"])

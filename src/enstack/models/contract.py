@@ -1,0 +1,36 @@
+"""An export's encoding contract: how its model reads code, recorded by the trainer in the
+export (`enstack.json`'s `max_length`; the family and the graph length in `config.json`).
+Everything that encodes code for an export (stack features, evaluation, the scanner,
+localisation) reads the length from here, never from a config that may have changed since.
+Light (JSON only): read before any model is loaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from enstack.errors import UserError
+
+CONTRACT_FILE = "enstack.json"
+
+
+def recorded_max_length(export: Path) -> int | None:
+    """The max_length the export was trained at; None for an export without one (a model
+    directory enstack did not train, read as its positions allow)."""
+    try:
+        recorded = json.loads((export / CONTRACT_FILE).read_text()).get("max_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+
+
+def trained_length(export: Path, positions: int) -> int:
+    """The length to encode at for a model with `positions` usable positions: the recorded
+    one (refused when the positions cannot hold it), else all of them."""
+    recorded = recorded_max_length(export)
+    if recorded is not None and recorded > positions:  # graph nodes take position 0
+        raise UserError(
+            f"{export / CONTRACT_FILE}: max_length {recorded} exceeds the model's "
+            f"{positions} positions; not an export enstack wrote"
+        )
+    return recorded if recorded is not None and recorded > 8 else positions
