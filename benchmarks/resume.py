@@ -80,15 +80,16 @@ def _config(workdir: Path, rows_per_class: int) -> Path:
 
 
 def _place(source: Path, target: Path, epoch: int, step: int, per_epoch: int) -> Path:
-    from enstack.ckpt.layout import write_manifest
+    from enstack.ckpt.layout import FORMAT_VERSION
+    from enstack.manifest import MANIFEST, describe_files, manifest_bytes
 
     shutil.copytree(source, target)
     state = json.loads((target / "state.json").read_text())
     state.update(epoch=epoch, step=step, global_step=epoch * per_epoch + step)
     state["scheduler"]["last_epoch"] = state["global_step"]
     (target / "state.json").write_text(json.dumps(state))
-    (target / "manifest.json").unlink()
-    write_manifest(target)
+    (target / MANIFEST).unlink()  # signed again over the edited state, as a save would
+    (target / MANIFEST).write_bytes(manifest_bytes(FORMAT_VERSION, describe_files(target)))
     return target
 
 

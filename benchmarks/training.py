@@ -108,9 +108,27 @@ import time
 import torch
 from pathlib import Path
 from enstack.models.loading import load_classifier
-from enstack.infer import padded_baseline, predict as extract_split
+from enstack.infer import predict as extract_split
+from enstack.device import autocast
 from enstack.encode import EncodedSplit
 from safetensors.torch import load_file
+import numpy as np
+
+
+def padded_baseline(model, split, batch_size, width, device, amp='off'):
+    # the naive extractor compared against: every row padded to `width`
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(split), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(split)))
+            (ids, mask, _), _ = split.collate(rows)
+            full = torch.full((len(rows), width), split.pad_id, dtype=torch.long)
+            full_mask = torch.zeros((len(rows), width), dtype=torch.long)
+            full[:, : ids.shape[1]] = ids[:, :width]
+            full_mask[:, : ids.shape[1]] = mask[:, :width]
+            with autocast(amp, device):
+                model.classifier(model.embed(full.to(device), full_mask.to(device)))
+
 
 model, tok = load_classifier(Path({run!r}) / 'models' / 'm' / 'final')
 cache = next((Path({run!r}) / 'cache' / 'tokens').iterdir())
@@ -126,7 +144,6 @@ def timed(work):
     if device.type == 'cuda':
         torch.cuda.synchronize()
     return time.perf_counter() - start
-import numpy as np
 warm = split.subset(np.arange(min(256, len(split))))  # kernels and allocator warmed first
 extract_split(model, warm, 64, device, {amp!r}, progress=False)
 padded_baseline(model, warm, 64, 512, device, {amp!r})

@@ -200,6 +200,25 @@ def train_args(config: Path, *extra: str) -> list[str]:
     ]
 
 
+def resign_checkpoint(directory: Path) -> None:
+    """Rewrite a checkpoint's manifest over its files as they are now: an edited checkpoint
+    an attacker re-signed, which only loading it can tell from a real one."""
+    from enstack.ckpt.layout import FORMAT_VERSION
+    from enstack.manifest import MANIFEST, describe_files, manifest_bytes
+
+    (directory / MANIFEST).write_bytes(manifest_bytes(FORMAT_VERSION, describe_files(directory)))
+
+
+def slow_saves(seconds: float) -> dict[str, str]:
+    """The environment under which a training process pauses `seconds` after each file a
+    checkpoint save writes (tests/slow_saves/sitecustomize.py), so that a SIGKILL lands
+    inside a save often enough; the package itself has no such hook."""
+    path = os.pathsep.join(
+        p for p in (str(REPO / "tests" / "slow_saves"), os.environ.get("PYTHONPATH")) if p
+    )
+    return {"PYTHONPATH": path, "ENSTACK_TEST_SAVE_PAUSE": str(seconds)}
+
+
 def popen_train(
     config: Path, env_extra: dict[str, str] | None = None, *extra: str
 ) -> subprocess.Popen:

@@ -127,10 +127,10 @@ def test_checkpoint_without_a_newer_field_loads_with_a_warning(run_copy: Path) -
 
 
 def _refresh_manifest(ckpt: Path) -> None:
-    from enstack.ckpt.layout import write_manifest
+    from conftest import resign_checkpoint
 
     (ckpt / "manifest.json").unlink()
-    write_manifest(ckpt)
+    resign_checkpoint(ckpt)
 
 
 @pytest.mark.slow

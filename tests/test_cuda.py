@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import kill_repeatedly, tiny_config, train_args
+from conftest import kill_repeatedly, slow_saves, tiny_config, train_args
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -28,7 +28,7 @@ SETTINGS = {
     "device": "cuda",
     "deterministic": True,
 }
-PAUSE = {"ENSTACK_TEST_SAVE_PAUSE": "0.08"}
+PAUSE = slow_saves(0.08)
 
 
 def _train(cfg: Path) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import save_in_progress, sleep, tiny_config, train_args, until_event
+from conftest import save_in_progress, sleep, slow_saves, tiny_config, train_args, until_event
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
@@ -66,7 +66,7 @@ def test_a_killed_rank_ends_the_job_and_resume_is_bit_exact(tmp_path: Path) -> N
     for attempt in range(4):
         job = subprocess.Popen(
             torchrun(cfg),
-            env={**ENV, "ENSTACK_TEST_SAVE_PAUSE": "0.05"},
+            env={**ENV, **slow_saves(0.05)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -351,12 +351,12 @@ def _state_edit(edit: Callable[[dict], None]) -> Callable[[Path], None]:
     """Change state.json and re-sign it in the manifest: only the schema can catch it."""
 
     def damage(ckpt: Path) -> None:
-        from enstack.ckpt.layout import write_manifest
+        from conftest import resign_checkpoint
 
         state = json.loads((ckpt / "state.json").read_text())
         edit(state)
         (ckpt / "state.json").write_text(json.dumps(state))
-        write_manifest(ckpt)
+        resign_checkpoint(ckpt)
 
     return damage
 
@@ -642,14 +642,14 @@ def _newest(run: Path) -> Path:
 
 
 def _other_param_groups(run: Path, tmp_path: Path) -> list[str]:
-    from enstack.ckpt.layout import write_manifest
+    from conftest import resign_checkpoint
 
     ckpt = _newest(run)
     state = json.loads((ckpt / "state.json").read_text())
     groups = state["optimizer"]["param_groups"]
     groups.append(dict(groups[0]))
     (ckpt / "state.json").write_text(json.dumps(state))
-    write_manifest(ckpt)  # re-signed: only loading it can tell
+    resign_checkpoint(ckpt)  # re-signed: only loading it can tell
     return []
 
 

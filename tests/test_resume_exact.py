@@ -17,10 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import kill_repeatedly, popen_train, tiny_config, train_args, until_event
+from conftest import (
+    kill_repeatedly,
+    popen_train,
+    slow_saves,
+    tiny_config,
+    train_args,
+    until_event,
+)
 
 SETTINGS = {"epochs": 3, "grad_accum_steps": 2, "save_steps": 2, "n_per_class": 60}
-PAUSE = {"ENSTACK_TEST_SAVE_PAUSE": "0.08"}  # keeps each save open long enough to be hit
+PAUSE = slow_saves(0.08)  # keeps each save open long enough to be hit
 
 
 def _reference(tmp_path: Path, family: str = "codebert") -> Path:

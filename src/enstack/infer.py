@@ -52,28 +52,6 @@ def predict(
     }
 
 
-def padded_baseline(
-    model: Classifier,
-    split: EncodedSplit,
-    batch_size: int,
-    width: int,
-    device: torch.device,
-    amp: str = "off",
-) -> None:
-    """The naive extractor the benchmark compares against: every row padded to `width`."""
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(split), batch_size):
-            rows = np.arange(start, min(start + batch_size, len(split)))
-            (ids, mask, _), _ = split.collate(rows)
-            full = torch.full((len(rows), width), split.pad_id, dtype=torch.long)
-            full_mask = torch.zeros((len(rows), width), dtype=torch.long)
-            full[:, : ids.shape[1]] = ids[:, :width]
-            full_mask[:, : ids.shape[1]] = mask[:, :width]
-            with autocast(amp, device):
-                model.classifier(model.embed(full.to(device), full_mask.to(device)))
-
-
 def eval_batches(
     lengths: np.ndarray, batch_size: int, longest: int | None = None
 ) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from enstack.ckpt.schema import schema_problem
 from enstack.errors import UserError
 from enstack.fsutil import TMP_MARK
-from enstack.manifest import MANIFEST, describe_files, manifest_bytes, verify_files
+from enstack.manifest import MANIFEST, verify_files
 
 FORMAT_VERSION = 2
 STATE = "state.json"
@@ -40,11 +40,6 @@ class Checkpoint:
     @property
     def global_step(self) -> int:
         return int(self.state["global_step"])
-
-
-def write_manifest(directory: Path) -> None:
-    """Record each file's size and sha256; written last, it is what makes a checkpoint valid."""
-    (directory / MANIFEST).write_bytes(manifest_bytes(FORMAT_VERSION, describe_files(directory)))
 
 
 def verify(directory: Path) -> Checkpoint:

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,11 +117,7 @@ class CheckpointWriter:
         final_dir: Path,
         keep: int,
         staging_dir: Path | None = None,
-        after_each_file: Callable[[], None] | None = None,
     ) -> None:
-        """`after_each_file`: called after each file of a save is written (the crash tests
-        hold saves open with it so that their SIGKILLs land inside one)."""
-        self.after_each_file = after_each_file
         self.final_dir = final_dir
         self.staging_dir = staging_dir
         self.keep = keep
@@ -166,7 +161,7 @@ class CheckpointWriter:
     def _run(self, snapshot: Snapshot) -> None:
         try:
             first = self.staging_dir or self.final_dir
-            path = write_checkpoint(first, snapshot, self.after_each_file)
+            path = write_checkpoint(first, snapshot)
             if self.staging_dir is not None:
                 path = copy_verified(path, self.final_dir)
                 rotate(self.staging_dir, keep=1, keep_best=False)  # run_dir keeps the best
@@ -176,9 +171,7 @@ class CheckpointWriter:
             self._error = exc
 
 
-def write_checkpoint(
-    parent: Path, snapshot: Snapshot, after_each_file: Callable[[], None] | None = None
-) -> Path:
+def write_checkpoint(parent: Path, snapshot: Snapshot) -> Path:
     final = parent / checkpoint_name(snapshot.global_step)
     parent.mkdir(parents=True, exist_ok=True)
     tmp = sibling_tmp(final)
@@ -189,8 +182,6 @@ def write_checkpoint(
             # Serialise to bytes and write with Python's I/O, so that a full disk surfaces as
             # an OSError with its errno (safetensors' own writer reports it as a generic error).
             files[name] = _write_file(tmp / name, save(tensors, metadata={"format": "pt"}))
-            if after_each_file:
-                after_each_file()
         state = (json.dumps(snapshot.state, indent=1) + "\n").encode()
         files[STATE] = _write_file(tmp / STATE, state)
         _write_file(tmp / MANIFEST, manifest_bytes(FORMAT_VERSION, files))

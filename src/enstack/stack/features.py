@@ -24,7 +24,6 @@ from enstack.models.contract import recorded_max_length, trained_length
 from enstack.windows import WINDOWS_VERSION, Expanded, aggregate, expand
 
 FEATURE_VERSION = 2  # 2: val and test only
-KINDS = ("probs", "logits", "embedding")
 FEATURE_SPLITS = ("val", "test")  # what stacking fits on and what the reports score
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import sys
-import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,9 +243,7 @@ class Trainer:
 
     def _train(self) -> None:
         tc, n_batches = self.tc, self.state.total_batches
-        self.writer = CheckpointWriter(
-            self.paths.checkpoints, tc.keep_checkpoints, self.staging, _save_pause_for_tests()
-        )
+        self.writer = CheckpointWriter(self.paths.checkpoints, tc.keep_checkpoints, self.staging)
         self.log = Logbook(self.paths.root, self.state.global_step) if self.ranks.main else None
         self._say(
             f"{self.model_cfg.name}: {len(self.train_split)} train rows, {n_batches} batches "
@@ -652,16 +648,6 @@ def _derived(saved: dict, key: str, value: int, path: Path) -> int:
         file=sys.stderr,
     )
     return value
-
-
-# Test instrumentation: seconds to pause after each file of a save, so that a crash test's
-# SIGKILL lands inside a save with high probability. Unset in normal use.
-SAVE_PAUSE_ENV = "ENSTACK_TEST_SAVE_PAUSE"
-
-
-def _save_pause_for_tests():
-    pause = float(os.environ.get(SAVE_PAUSE_ENV, "0") or 0)
-    return (lambda: time.sleep(pause)) if pause > 0 else None
 
 
 def _seed_everything(seed: int) -> None:
