@@ -150,13 +150,43 @@ def test_off_trajectory_settings_keep_the_fingerprint_and_the_rest_change_it() -
     model = config.models[0]
     base = run_fingerprint(config, model)
     changed = {"save_steps": 7, "keep_checkpoints": 5, "staging_dir": "/tmp/x", "log_steps": 3,
-               "device": "cpu", "num_threads": 1, "long_functions": "truncate"}  # fmt: skip
+               "device": "cpu", "num_threads": 1}  # fmt: skip
     assert set(changed) == set(OFF_TRAJECTORY_KEYS)
     for key, value in changed.items():
         other = load_config_dict({"data": {"format": "synthetic"}, "training": {key: value}}, "t")
         assert run_fingerprint(other, other.models[0]) == base, key
-    for key, value in {"epochs": 3, "max_length": 64, "deterministic": True}.items():
+    changes = {"epochs": 3, "max_length": 64, "deterministic": True, "long_functions": "truncate"}
+    for key, value in changes.items():
         assert TRAINING[key] != "off"
         other = load_config_dict({"data": {"format": "synthetic"}, "training": {key: value}}, "t")
         assert run_fingerprint(other, other.models[0]) != base, key
     assert TRAINING["deterministic"] == AddedLater(False)  # old runs trained without it
+
+
+def test_a_run_from_before_windows_goes_on_truncated_unless_the_user_says_otherwise() -> None:
+    """Checkpoints written before training read windows recorded no `long_functions`: one
+    resumes (or is found finished) truncated under the new default, while a new run trains
+    on windows, and a user who sets the key gets what they set (a changed setting)."""
+    from enstack.train.trajectory import as_checkpoint_trained, run_fingerprint, trajectory_settings
+
+    old = load_config_dict({"data": {"format": "synthetic"}}, "t")
+    assert old.training.long_functions == "windows"  # the default for new runs
+    truncated = load_config_dict(
+        {"data": {"format": "synthetic"}, "training": {"long_functions": "truncate"}}, "t"
+    )
+    model = old.models[0]
+    # what an old checkpoint recorded: the settings of a truncated run, without the key
+    recorded = {"config": trajectory_settings(truncated, model)}
+    assert "long_functions" not in recorded["config"]["training"]
+    settled = as_checkpoint_trained(old, recorded)
+    assert settled.training.long_functions == "truncate"
+    assert run_fingerprint(settled, model) == run_fingerprint(truncated, model)
+    # a new run's checkpoint recorded windows: nothing to settle
+    fresh = {"config": trajectory_settings(old, model)}
+    assert as_checkpoint_trained(old, fresh).training.long_functions == "windows"
+    # set by the user: theirs, even against an old checkpoint
+    chosen = load_config_dict(
+        {"data": {"format": "synthetic"}, "training": {"long_functions": "windows"}}, "t"
+    )
+    assert as_checkpoint_trained(chosen, recorded).training.long_functions == "windows"
+    assert as_checkpoint_trained(old, None) is old

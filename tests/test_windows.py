@@ -241,3 +241,56 @@ def test_the_scanner_on_a_long_real_function(bundle: Path, tmp_path: Path) -> No
     assert len(windows) > 10  # hundreds of lines: many windows of 128 tokens
     for finding in report.findings:
         assert all(function.start_line <= line <= function.end_line for line, _ in finding.lines)
+
+
+def test_training_rows_are_the_windows_a_fix_changed(bundle: Path) -> None:
+    """A long flawed function trains on the windows holding a line its fix changed, not its
+    other windows; its fixed twin's every window is benign; a long flawed function without a
+    fix trains on its first window only; a function that fits is its own row."""
+    from enstack.windows import training_rows
+
+    tokenizer = _tokenizer(bundle)
+    filler = [f"    counter_{i} = counter_{i} + offset_{i};" for i in range(40)]
+    flaw, fix = "    memcpy(buffer, source, length);", "    memcpy(buffer, source, sizeof buffer);"
+    lines = ["void copy(char *source, int length)", "{", "    char buffer[8];", *filler]
+    flawed = "\n".join([*lines, flaw, "}"])
+    fixed = flawed.replace(flaw, fix)
+    short = "int f(int a)\n{\n    return a;\n}"
+    codes = [flawed, fixed, flawed, short]
+    labels = [0, 5, 0, 0]
+    rows = training_rows(codes, labels, ["p", "p", None, None], tokenizer, 126, benign_id=5)
+    windows = split_windows(flawed, tokenizer, 126)
+    assert len(windows) > 2  # long enough for the choice to matter
+    by_function = {i: [t for t, o in zip(rows.texts, rows.owner, strict=True) if o == i]
+                   for i in range(4)}  # fmt: skip
+    assert by_function[0] and all("memcpy(buffer, source, length)" in t for t in by_function[0])
+    assert len(by_function[0]) < len(windows)  # the windows without the changed line: not used
+    assert by_function[1] == [w.text for w in split_windows(fixed, tokenizer, 126)]
+    assert by_function[2] == [windows[0].text]  # no fix to compare with: the first window
+    assert by_function[3] == [short]
+    assert rows.labels == [labels[i] for i in rows.owner]
+    assert (rows.flaws_placed, rows.flaws_first_window) == (1, 1)
+
+
+@pytest.mark.slow
+def test_training_on_windows_resumes_bit_exact_after_sigkill(tmp_path: Path) -> None:
+    """Windows are part of the encoded data: a run killed anywhere and resumed ends with the
+    same weights and log as one that never stopped, and its rows are windows."""
+    import subprocess
+
+    from conftest import kill_repeatedly, slow_saves, tiny_config, train_args
+
+    settings = {"epochs": 2, "save_steps": 2, "max_length": 40, "long_functions": "windows"}
+    ref_cfg = tiny_config(tmp_path / "ref.yaml", tmp_path / "ref", n_per_class=30, **settings)
+    done = subprocess.run(train_args(ref_cfg), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = int(done.stderr.split(" train rows")[0].rsplit(" ", 1)[-1])
+    assert rows > 30 * 5  # more rows than there are functions in all splits: windows
+    twin_cfg = tiny_config(tmp_path / "twin.yaml", tmp_path / "twin", n_per_class=30, **settings)
+    model_dir = tmp_path / "twin" / "models" / "m"
+    kill_repeatedly(twin_cfg, model_dir / "checkpoints", slow_saves(0.08), attempts=4)
+    final = subprocess.run(train_args(twin_cfg), capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    reference = tmp_path / "ref" / "models" / "m"
+    for name in ("final/model.safetensors", "best/model.safetensors", "metrics.jsonl"):
+        assert (model_dir / name).read_bytes() == (reference / name).read_bytes(), name

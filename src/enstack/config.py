@@ -305,9 +305,9 @@ class TrainingConfig(Strict):
     # deterministic CUDA kernels (torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG):
     # bit-identical resume on GPU, at some speed; CPU training is deterministic either way
     deterministic: bool = False
-    # A function longer than max_length: scored whole in windows cut at statement boundaries
-    # (stack features, evaluation; `enstack scan --long-functions`), or truncated. Training
-    # still reads each function's first window, so this does not touch checkpoints.
+    # A function longer than max_length: read whole in windows cut at statement boundaries
+    # (training rows, validation, stack features, evaluation; `enstack scan --long-functions`),
+    # or truncated to its first window. A run from before windows goes on truncated.
     long_functions: Literal[LONG_FUNCTION_MODES] = "windows"  # type: ignore[valid-type]
 
 

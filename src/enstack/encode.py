@@ -22,8 +22,10 @@ from enstack.csyntax.dataflow import EXTRACTOR_VERSION, parse_function, row_grap
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
 from enstack.labels import SPLITS
+from enstack.lines import VERSION as LINES_VERSION
 from enstack.progress import progress_bar
 from enstack.registries.families import FAMILIES
+from enstack.windows import WINDOWS_VERSION, scoring_rows, training_rows
 
 ENCODE_VERSION = 1
 TOKENIZER_FILES = (
@@ -65,6 +67,9 @@ class EncodedSplit:
     # with per-row offsets like the tokens, and `code_start` (the tokens before the code:
     # <s> and any family prefix). None without one.
     graph: dict[str, torch.Tensor] | None = None
+    # Rows that are windows of longer functions (`training.long_functions: windows`): the
+    # function each row belongs to, int64, non-decreasing; None when a row is a function.
+    owner: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -89,7 +94,8 @@ class EncodedSplit:
             graph = dict(zip(GRAPH_KEYS, (spans, node_offsets, edges, edge_offsets), strict=True))
             graph["code_start"] = g["code_start"]
         labels = self.labels[torch.as_tensor(rows)]
-        return EncodedSplit(tokens, offsets, labels, self.pad_id, graph)
+        owner = self.owner[torch.as_tensor(rows)] if self.owner is not None else None
+        return EncodedSplit(tokens, offsets, labels, self.pad_id, graph, owner)
 
     def collate(self, rows: np.ndarray) -> tuple[ModelInputs, torch.Tensor]:
         """The rows' inputs, padded to the longest row of the batch, and their labels."""
@@ -160,9 +166,14 @@ def encode_splits(
     cache_root: Path,
     progress: bool | None = None,
     dfg_length: int = 0,
+    long_functions: str = "truncate",
+    benign_id: int | None = None,
 ) -> dict[str, EncodedSplit]:
     """Every split encoded (with its data-flow graphs when `dfg_length` > 0), from the cache
-    when this tokenizer, data, length, input format and graph extractor made it before."""
+    when this tokenizer, data, length, input format and graph extractor made it before.
+    `long_functions: windows`: a long function's rows are its windows (enstack.windows:
+    `training_rows` for train, `scoring_rows` for val and test), each split with its owners."""
+    windows = long_functions == "windows"
     key = sha256_json(
         {
             "version": ENCODE_VERSION,
@@ -174,6 +185,8 @@ def encode_splits(
             "prefix": FAMILIES[family].prefix,
             # added later, only when on: caches without a graph keep their key
             **({"dfg": [dfg_length, EXTRACTOR_VERSION]} if dfg_length else {}),
+            # added later, only when on: truncated caches keep their key
+            **({"windows": [WINDOWS_VERSION, LINES_VERSION, benign_id]} if windows else {}),
         }
     )[:20]
     cache = cache_root / key
@@ -185,6 +198,11 @@ def encode_splits(
     with staged_dir(cache) as tmp:
         for split in SPLITS:
             codes, labels = _read_split(data_dir / f"{split}.parquet")
+            owner = None
+            if windows:
+                room = code_room(tokenizer, family, max_length)
+                rows = _window_rows(data_dir, split, codes, labels, tokenizer, room, benign_id)
+                codes, labels, owner = rows.texts, rows.labels, torch.from_numpy(rows.owner)
             tokens, offsets, graph = tokenize(
                 codes, tokenizer, family, max_length, split, progress, dfg_length=dfg_length
             )
@@ -193,6 +211,7 @@ def encode_splits(
                 "offsets": offsets,
                 "labels": torch.as_tensor(labels, dtype=torch.long),
                 **{f"graph.{k}": v for k, v in (graph or {}).items()},
+                **({"owner": owner} if owner is not None else {}),
             }
             save_file(arrays, str(tmp / f"{split}.safetensors"))
         (tmp / "meta.json").write_text(json.dumps({"max_length": max_length}) + "\n")
@@ -217,8 +236,40 @@ def _read_cache(cache: Path, pad: int) -> dict[str, EncodedSplit] | None:
         if rows and bool((offsets[1:] < offsets[:-1]).any()):
             return None
         graph = {k.removeprefix("graph."): v for k, v in t.items() if k.startswith("graph.")}
-        out[split] = EncodedSplit(tokens, offsets, labels, pad, graph or None)
+        owner = t.get("owner")
+        if owner is not None and not _owners_fit(owner, rows):
+            return None
+        out[split] = EncodedSplit(tokens, offsets, labels, pad, graph or None, owner)
     return out
+
+
+def _owners_fit(owner: torch.Tensor, rows: int) -> bool:
+    """One owner per row, from function 0, each the same as the last row's or the next."""
+    if owner.ndim != 1 or len(owner) != rows or owner.dtype != torch.long:
+        return False
+    if not rows:
+        return True
+    steps = owner[1:] - owner[:-1]
+    return int(owner[0]) == 0 and bool(((steps == 0) | (steps == 1)).all())
+
+
+def _window_rows(data_dir: Path, split: str, codes, labels, tokenizer, room, benign_id):
+    """The split's rows over windows: training's choice of windows for train (with its pairs,
+    where the data has them), every window for val and test."""
+    if split != "train":
+        return scoring_rows(codes, labels, tokenizer, room)
+    path = data_dir / f"{split}.parquet"
+    has_pairs = "pair" in pq.read_schema(path).names
+    pairs = pq.read_table(path, columns=["pair"]).column("pair").to_pylist() if has_pairs else None
+    rows = training_rows(codes, labels, pairs, tokenizer, room, benign_id)
+    if rows.flaws_placed or rows.flaws_first_window:
+        print(
+            f"train: long flawed functions trained on the windows their fix changed: "
+            f"{rows.flaws_placed}; without a fix to compare with, on their first window: "
+            f"{rows.flaws_first_window}",
+            file=sys.stderr,
+        )
+    return rows
 
 
 def _read_split(path: Path) -> tuple[list[str], list[int]]:

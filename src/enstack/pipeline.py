@@ -19,7 +19,7 @@ from enstack.evaluate.tables import long_functions_text, plain_table
 from enstack.fsutil import atomic_write_json, read_json_object, sha256_json
 from enstack.stack.stage import line_ranker_text, run_stack
 from enstack.train.status import train_unless_done
-from enstack.train.trajectory import OFF_TRAJECTORY_KEYS
+from enstack.train.trajectory import RUN_DIR_IGNORES
 
 IDENTITY_KEYS = ("seed", "data", "models")
 
@@ -107,7 +107,5 @@ def _identity(config: Config) -> dict:
     dumped = config.model_dump(mode="json")
     identity = {key: dumped[key] for key in IDENTITY_KEYS}
     identity["data"].pop("chunk_rows", None)
-    identity["training"] = {
-        k: v for k, v in dumped["training"].items() if k not in OFF_TRAJECTORY_KEYS
-    }
+    identity["training"] = {k: v for k, v in dumped["training"].items() if k not in RUN_DIR_IGNORES}
     return identity

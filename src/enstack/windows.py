@@ -173,3 +173,95 @@ def expand(codes: list[str], tokenizer, room: int, mode: LongFunctions) -> Expan
         windows.extend(pieces)
         owner.extend([i] * len(pieces))
     return Expanded(windows, np.asarray(owner, dtype=np.int64), long, lines, seen)
+
+
+@dataclass
+class WindowRows:
+    """A split's functions as the rows a model trains or is validated on."""
+
+    texts: list[str]
+    labels: list[int]
+    owner: np.ndarray  # the function each row belongs to
+    flaws_placed: int = 0  # long flawed functions whose flawed windows a fix's lines chose
+    flaws_first_window: int = 0  # long flawed functions without a fix: their first window
+
+
+def training_rows(
+    codes: list[str],
+    labels: list[int],
+    pairs: list | None,
+    tokenizer,
+    room: int,
+    benign_id: int | None,
+) -> WindowRows:
+    """Training rows over windows. A function that fits is one row, as ever. A long benign (or
+    fixed) function's every window is benign. A long flawed function's windows that hold a
+    line its fix changed (`enstack.lines.labels.fixed_lines`, against the benign functions of
+    its pair) are flawed rows; its other windows are left out, neither flawed (they may hold
+    no flaw) nor benign (they are code of a flawed function). Without a fix to compare with,
+    which window holds the flaw is unknown: its first window is the row, as truncation reads
+    it (every window flawed would teach that any part of a long flawed function is the flaw).
+    Without a benign class there is nothing to be safe: every window carries the label."""
+    expanded = expand(codes, tokenizer, room, "windows")
+    fixes = _fixes_by_pair(labels, pairs, benign_id)
+    rows = WindowRows([], [], np.zeros(0, dtype=np.int64))
+    owner: list[int] = []
+    start = 0
+    for function, code in enumerate(codes):
+        end = start
+        while end < len(expanded.owner) and expanded.owner[end] == function:
+            end += 1
+        windows = expanded.windows[start:end]
+        start = end
+        kept = _kept_windows(function, code, windows, labels[function], benign_id, pairs, fixes,
+                             codes, rows)  # fmt: skip
+        rows.texts.extend(w.text for w in kept)
+        rows.labels.extend([labels[function]] * len(kept))
+        owner.extend([function] * len(kept))
+    rows.owner = np.asarray(owner, dtype=np.int64)
+    return rows
+
+
+def _kept_windows(
+    function: int,
+    code: str,
+    windows: list[Window],
+    label: int,
+    benign_id: int | None,
+    pairs: list | None,
+    fixes: dict,
+    codes: list[str],
+    rows: WindowRows,
+) -> list[Window]:
+    if len(windows) == 1 or benign_id is None or label == benign_id:
+        return windows
+    from enstack.lines.labels import fixed_lines
+
+    pair = pairs[function] if pairs is not None else None
+    variants = [codes[i] for i in fixes.get(pair, [])] if pair is not None else []
+    changed = fixed_lines(code, variants) if variants else set()
+    flawed = [w for w in windows if any(w.first_line <= line <= w.last_line for line in changed)]
+    if flawed:
+        rows.flaws_placed += 1
+        return flawed
+    rows.flaws_first_window += 1
+    return windows[:1]
+
+
+def _fixes_by_pair(labels: list[int], pairs: list | None, benign_id: int | None) -> dict:
+    """Each pair's benign rows: the fixed variants a flawed function is compared with."""
+    fixes: dict = {}
+    if pairs is None or benign_id is None:
+        return fixes
+    for row, (pair, label) in enumerate(zip(pairs, labels, strict=True)):
+        if pair is not None and label == benign_id:
+            fixes.setdefault(pair, []).append(row)
+    return fixes
+
+
+def scoring_rows(codes: list[str], labels: list[int], tokenizer, room: int) -> WindowRows:
+    """Validation rows: every window of every function, each carrying its function's label;
+    the model's answers are aggregated per function (`aggregate`) before they are scored."""
+    expanded = expand(codes, tokenizer, room, "windows")
+    owner = expanded.owner
+    return WindowRows([w.text for w in expanded.windows], [labels[i] for i in owner], owner)

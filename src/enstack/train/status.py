@@ -11,7 +11,7 @@ from enstack.ckpt.layout import newest_valid
 from enstack.config import Config
 from enstack.run_layout import staging_path
 from enstack.train.records import TrainResult, TrainState
-from enstack.train.trajectory import run_fingerprint
+from enstack.train.trajectory import as_checkpoint_trained, run_fingerprint
 
 
 def finished_training(config: Config, name: str, manifest: dict) -> TrainResult | None:
@@ -29,7 +29,8 @@ def finished_training(config: Config, name: str, manifest: dict) -> TrainResult 
     if found is None or not found.state.get("finished"):
         return None
     saved = found.state
-    if saved.get("config_hash") != run_fingerprint(config, config.model(name)):
+    settled = as_checkpoint_trained(config, saved)
+    if saved.get("config_hash") != run_fingerprint(settled, settled.model(name)):
         return None
     if saved.get("data_hash") != manifest["data_fingerprint"]:
         return None

@@ -47,7 +47,7 @@ from enstack.train.logbook import Logbook
 from enstack.train.optim import make_optimizer, make_scheduler
 from enstack.train.records import TrainResult, TrainState
 from enstack.train.signals import Interrupted, StopSignals
-from enstack.train.trajectory import run_fingerprint, trajectory_settings
+from enstack.train.trajectory import as_checkpoint_trained, run_fingerprint, trajectory_settings
 from enstack.train.validation import evaluate
 
 
@@ -187,6 +187,10 @@ class Trainer:
 
     def run(self, checkpoint: Checkpoint | None, force_resume: bool) -> TrainResult:
         resumed_from = checkpoint.path if checkpoint else None
+        # settings added to enstack since the checkpoint was written, left unset by the user,
+        # at the value it trained with (a run from before windows goes on truncated)
+        self.config = as_checkpoint_trained(self.config, checkpoint.state if checkpoint else None)
+        self.tc = self.config.training
         self._setup(checkpoint, force_resume)
         if self.state.finished:
             if self.ranks.main and not (self.paths.final / "model.safetensors").is_file():
@@ -246,7 +250,8 @@ class Trainer:
         self.writer = CheckpointWriter(self.paths.checkpoints, tc.keep_checkpoints, self.staging)
         self.log = Logbook(self.paths.root, self.state.global_step) if self.ranks.main else None
         self._say(
-            f"{self.model_cfg.name}: {len(self.train_split)} train rows, {n_batches} batches "
+            f"{self.model_cfg.name}: {len(self.train_split)} train rows{self._windows_note()}, "
+            f"{n_batches} batches "
             f"per epoch; effective batch {tc.batch_size} per rank x {self.ranks.world} "
             f"rank{'s' if self.ranks.world > 1 else ''} x {tc.grad_accum_steps} accumulation "
             f"= {tc.batch_size * self.ranks.world * tc.grad_accum_steps}; {tc.epochs} epochs, "
@@ -405,6 +410,7 @@ class Trainer:
             self.device,
             self.amp,
             self.ranks,
+            benign_id=self.config.data.benign_id,
         )
         state.last_eval = metrics
         improved = state.best_f1 is None or metrics["f1"] > state.best_f1
@@ -579,8 +585,16 @@ class Trainer:
             self.config.layout.token_cache,
             self.progress,
             dfg_length=self.dfg_length,
+            long_functions=tc.long_functions,
+            benign_id=self.config.data.benign_id,
         )
         return hf_config, tokenizer, splits
+
+    def _windows_note(self) -> str:
+        owner = self.train_split.owner
+        if owner is None or not len(owner):
+            return ""
+        return f" (windows of {int(owner[-1]) + 1} functions: training.long_functions)"
 
     def _diverged(self, loss: float, global_step: int) -> str:
         self.writer.wait()

@@ -55,8 +55,9 @@ TRAINING: dict[str, Decision] = {
     "num_threads": OFF,
     # deterministic CUDA kernels: the same arithmetic on CPU, another on GPU
     "deterministic": AddedLater(False),
-    # training reads each function's first window either way: only scoring reads windows
-    "long_functions": OFF,
+    # windows of long functions as training rows; runs from before trained on the first
+    # window (truncation), and go on so unless the user sets it (`as_checkpoint_trained`)
+    "long_functions": AddedLater("truncate"),
 }
 MODEL: dict[str, Decision] = {
     "name": ON,
@@ -76,6 +77,10 @@ SCRATCH: dict[str, Decision] = {
     "attention_dropout": AddedLater(None),
 }
 OFF_TRAJECTORY_KEYS = frozenset(key for key, rule in TRAINING.items() if rule == OFF)
+# What a run directory's record (run.json) leaves out: the settings that change no weights,
+# and those a checkpoint settles for itself (an old run goes on truncated; see
+# `as_checkpoint_trained`), so an old directory is not refused for a default added since
+RUN_DIR_IGNORES = OFF_TRAJECTORY_KEYS | {"long_functions"}
 
 
 def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> dict:
@@ -114,3 +119,25 @@ def _decided(values: dict, rules: dict[str, Decision]) -> dict:
             continue
         out[key] = value
     return out
+
+
+def as_checkpoint_trained(config: Config, saved: dict | None) -> Config:
+    """`config` with each training setting added to enstack after the checkpoint `saved` (its
+    state) was written, and not set by the user, at the value that checkpoint trained with:
+    an old run resumes (or is found finished) as it trained, while a new run gets the new
+    default. A setting the user sets is theirs: a difference is then a changed setting."""
+    if saved is None:
+        return config
+    recorded = saved.get("config")
+    recorded = recorded.get("training") if isinstance(recorded, dict) else None
+    recorded = recorded if isinstance(recorded, dict) else {}
+    chosen = config.training.model_fields_set
+    settled = {
+        key: rule.old_value
+        for key, rule in TRAINING.items()
+        if isinstance(rule, AddedLater) and key not in recorded and key not in chosen
+    }
+    settled = {k: v for k, v in settled.items() if getattr(config.training, k) != v}
+    if not settled:
+        return config
+    return config.model_copy(update={"training": config.training.model_copy(update=settled)})

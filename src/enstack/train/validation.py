@@ -10,6 +10,7 @@ from enstack.infer import predict
 from enstack.metrics import classification_metrics
 from enstack.models.classifier import Classifier
 from enstack.train.distributed import Dist
+from enstack.windows import aggregate
 
 
 def evaluate(
@@ -20,9 +21,11 @@ def evaluate(
     device: torch.device,
     amp: str,
     ranks: Dist | None = None,
+    benign_id: int | None = None,
 ) -> dict[str, float]:
     """Validation metrics; under several ranks each scores a share of the rows, then all
-    ranks gather every logit and compute the same metrics."""
+    ranks gather every logit and compute the same metrics. Rows that are windows of longer
+    functions are scored per function, as stacking and the scanner read them (`aggregate`)."""
     ranks = ranks or Dist()
     if ranks.active:
         rows = np.arange(ranks.rank, len(split), ranks.world)
@@ -32,12 +35,20 @@ def evaluate(
             logits[np.arange(r, len(split), ranks.world)] = piece
     else:
         logits = predict_logits(model, split, batch_size, device, amp)
+    labels = split.labels
+    if split.owner is not None:
+        owner = split.owner.numpy()
+        n_functions = int(owner[-1]) + 1 if len(owner) else 0
+        probs = torch.softmax(torch.from_numpy(logits).float(), dim=1).numpy()
+        out, _ = aggregate({"logits": logits, "probs": probs}, owner, n_functions, benign_id)
+        logits = out["logits"]
+        labels = labels[torch.from_numpy(np.searchsorted(owner, np.arange(n_functions)))]
     scores = torch.from_numpy(logits).float()
     probs = torch.softmax(scores, dim=1).numpy()
-    y = split.labels.numpy()
+    y = labels.numpy()
     # the validation loss (mean cross-entropy, unweighted): beside the metrics, it shows
     # overfitting before F1 does
-    loss = float(torch.nn.functional.cross_entropy(scores, split.labels.long()))
+    loss = float(torch.nn.functional.cross_entropy(scores, labels.long()))
     predicted = logits.argmax(1)
     metrics = classification_metrics(y, predicted, n_classes, probs)
     # a model that answers one class for everything scores the majority's F1 and looks alive
