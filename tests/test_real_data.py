@@ -405,3 +405,119 @@ def test_bad_sources_are_one_config_error(sources: list, fragment: str) -> None:
     with pytest.raises(UserError) as info:
         load_config_dict({"data": data}, "c.yaml")
     assert fragment in str(info.value)
+
+
+def test_megavul_preset(tmp_path: Path, capsys) -> None:
+    """MegaVul's JSON array: an `is_vul` row holds a pair (func_before, func); the commit's
+    other functions have `func` alone (megavul_simple.json leaves func_before out)."""
+    rows = []
+    for i in range(60):
+        vul = i % 3 == 0
+        row = {
+            "cve_id": f"CVE-2022-{i // 3}",
+            "cwe_ids": ["CWE-787"] if vul else [],
+            "cvss_vector": "AV:N/AC:L/Au:N/C:P/I:P/A:P",
+            "is_vul": vul,
+            "func": _fn(i, fixed=True) if vul else _fn(i),
+            "abstract_func": "",
+            "git_url": f"https://github.com/x/y/commit/{i:x}",
+            "repo_name": "x/y",
+        }
+        if vul:
+            row["func_before"] = _fn(i)
+            row["diff_line_info"] = {"deleted_lines": [], "added_lines": []}
+        rows.append(row)
+    path = tmp_path / "megavul_simple.json"
+    path.write_text(json.dumps(rows))
+    labels = ["CWE-119", "none"]
+    code, out, manifest = _prepare(
+        tmp_path, capsys, {"preset": "megavul", "path": str(path), "labels": labels}
+    )
+    assert code == 0, out
+    total = {n: sum(manifest["table"][n].values()) for n in labels}
+    assert total == {"CWE-119": 20, "none": 60}  # CWE-787 is a child of CWE-119
+    assert manifest["splits"]["train"]["groups"] >= 1  # the CVE is the group
+
+
+def _cvefixes_db(path: Path) -> None:
+    """CVEfixes' tables, with the columns the preset's query reads and some it does not."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE fixes (cve_id TEXT, hash TEXT, repo_url TEXT);
+        CREATE TABLE cwe_classification (cve_id TEXT, cwe_id TEXT);
+        CREATE TABLE file_change (file_change_id TEXT, hash TEXT, filename TEXT,
+            programming_language TEXT, diff TEXT);
+        CREATE TABLE method_change (method_change_id TEXT, file_change_id TEXT, name TEXT,
+            signature TEXT, parameters TEXT, start_line INT, end_line INT, code TEXT,
+            nloc INT, complexity INT, token_count INT, top_nesting_level INT,
+            before_change TEXT);
+        """
+    )
+    for i in range(30):
+        cve, commit, change = f"CVE-2021-{i}", f"{i:040x}", f"fc{i}"
+        db.execute("INSERT INTO fixes VALUES (?, ?, ?)", (cve, commit, "https://github.com/x/y"))
+        db.execute("INSERT INTO cwe_classification VALUES (?, ?)", (cve, "CWE-476"))
+        language = "C" if i < 25 else "Python"  # only C and C++ are read
+        db.execute(
+            "INSERT INTO file_change VALUES (?, ?, 'a.c', ?, '')", (change, commit, language)
+        )
+        for j, before in enumerate(("True", "False")):
+            code = _fn(i, fixed=before == "False")
+            db.execute(
+                "INSERT INTO method_change VALUES (?, ?, 'f', 'int f(int)', '', 1, 5, ?, 5, 1,"
+                " 10, 1, ?)",
+                (f"m{i}-{j}", change, code, before),
+            )
+    db.commit()
+    db.close()
+
+
+def test_cvefixes_preset(tmp_path: Path, capsys) -> None:
+    """CVEfixes' SQLite database: each C/C++ method a fix changed, before (vulnerable) and
+    after (fixed), paired by file change and signature, grouped by CVE, read-only."""
+    path = tmp_path / "CVEfixes.db"
+    _cvefixes_db(path)
+    before = path.read_bytes()
+    labels = ["CWE-476", "none"]
+    code, out, manifest = _prepare(
+        tmp_path, capsys, {"preset": "cvefixes", "path": str(path), "labels": labels}
+    )
+    assert code == 0, out
+    total = {n: sum(manifest["table"][n].values()) for n in labels}
+    assert total == {"CWE-476": 25, "none": 25}
+    assert manifest["splits"]["train"]["groups"] >= 1
+    assert path.read_bytes() == before  # opened read-only
+
+
+@pytest.mark.parametrize(
+    ("query", "culprit"),
+    [
+        ("SELECT code FROM no_such_table", "no such table"),
+        ("DELETE FROM method_change", "not authorized"),
+        ("ATTACH DATABASE 'other.db' AS other", "not authorized"),
+        ("SELECT 1 AS one", "no column 'code'"),
+    ],
+)
+def test_a_sqlite_query_only_reads(tmp_path: Path, capsys, query: str, culprit: str) -> None:
+    path = tmp_path / "CVEfixes.db"
+    _cvefixes_db(path)
+    before = path.read_bytes()
+    code, out, _ = _prepare(
+        tmp_path, capsys,
+        {"preset": "cvefixes", "path": str(path), "labels": ["CWE-476", "none"],
+         "sqlite_query": query},
+    )  # fmt: skip
+    assert code == 2 and out.count("error:") == 1 and culprit in out and str(path) in out
+    assert path.read_bytes() == before and not (tmp_path / "other.db").exists()
+
+
+def test_a_file_that_is_not_sqlite_is_one_error(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "CVEfixes.db"
+    path.write_bytes(b"not a database at all" * 100)
+    code, out, _ = _prepare(
+        tmp_path, capsys, {"preset": "cvefixes", "path": str(path), "labels": ["CWE-476", "none"]}
+    )
+    assert code == 2 and out.count("error:") == 1 and str(path) in out

@@ -50,7 +50,7 @@ COLUMN_KEYS = ("pair_column", "group_column", "cwe_column", "target_column", "pa
 # what each of data.sources sets for itself; every other data key is shared
 SOURCE_KEYS = (
     *("preset", "format", "path", "train", "val", "test", "code_column", "label_column"),
-    *("id_column", "multi_label", "group_pattern", *COLUMN_KEYS),
+    *("id_column", "multi_label", "group_pattern", "sqlite_query", *COLUMN_KEYS),
 )
 
 
@@ -94,6 +94,9 @@ class DataConfig(Strict):
     # and columns) under the shared ones (labels, cwe_map, downsample, ...): PairVul's JSON
     # arrays and SVEN's JSON lines in one training set. All give the same split layout.
     sources: list[dict[str, Any]] | None = None
+    # format sqlite: the SELECT whose rows are the data (its column names are the columns),
+    # run over the database opened read-only; anything but reading is refused
+    sqlite_query: Annotated[str, Field(min_length=1)] | None = None
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
     @model_validator(mode="before")
@@ -130,6 +133,8 @@ class DataConfig(Strict):
         for key in COLUMN_KEYS:
             if getattr(self, key) is not None and self.format not in TABULAR:
                 raise ValueError(f"{key}: format {self.format!r} has no columns to read it from")
+        if (self.sqlite_query is not None) != (self.format == "sqlite"):
+            raise ValueError("data.sqlite_query goes with format sqlite, which needs it")
         self._check_real_labels()
         if self.format == "synthetic":
             return self

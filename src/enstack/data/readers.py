@@ -30,7 +30,7 @@ def read_source(data: DataConfig, path: Path) -> Iterator[Chunk]:
     if reader is None:
         raise UserError(f"data.format {data.format!r} has no file reader")
     columns = Columns.of(data, Labeller.needs_label(data))
-    records = reader(path, columns, data.chunk_rows)
+    records = reader(path, columns, data)
     return labelled_chunks(records, data, path)
 
 

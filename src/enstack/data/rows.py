@@ -109,7 +109,10 @@ def labelled_chunks(records: Iterator[Record], data: DataConfig, path: Path) -> 
         group = grouper(record.group)
         if not paired or label in (labeller.benign, NO_LABEL):
             pair = None if record.pair in (None, "") else str(record.pair)
-            builder.add(record.code, label, row_id, pair, group, record.replaced)
+            # a benign row of a paired layout is one function: its flawed column, or where that
+            # is empty (MegaVul's unchanged functions), its fixed one
+            code = record.code if not paired or record.code not in (None, "") else record.fixed
+            builder.add(code, label, row_id, pair, group, record.replaced)
         else:
             builder.add_pair(record, label, labeller.benign, row_id, f"{stem}:{row_id}", group)
         if builder.rows >= data.chunk_rows:

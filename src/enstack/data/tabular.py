@@ -207,6 +207,10 @@ def _object_record(obj: object, path: Path, where: str, columns: Columns, replac
     if not isinstance(obj, dict):
         raise UserError(f"{path}: {where} is not a JSON object")
     for column, role in columns.required():
+        # a pair stored in one row: a row without a flawed text may give its fixed one alone
+        # (MegaVul's unchanged functions have `func` and no `func_before`)
+        if role == "pair_columns.vulnerable" and columns.fixed in obj:
+            continue
         if column not in obj:
             raise UserError(
                 f"{path}: {where} has no key '{column}' (data.{role}); keys: {', '.join(obj)}"
@@ -214,7 +218,7 @@ def _object_record(obj: object, path: Path, where: str, columns: Columns, replac
     for role in ("code", "fixed"):
         column = getattr(columns, role)
         if column is not None:
-            _check_text(obj[column], path, where, column)
+            _check_text(obj.get(column), path, where, column)
     values = {role: obj.get(column) for role, column in columns.roles()}
     return Record(**values, replaced=replaced)
 
@@ -272,10 +276,57 @@ def _check_text_type(path: Path, kind, column: str, key: str) -> None:
         raise UserError(f"{path}: column '{column}' (data.{key}) must hold text, not {kind}")
 
 
-# One reader per format in `registries.formats.TABULAR`: (path, columns, chunk_rows) -> records.
+# --- SQLite ------------------------------------------------------------------------------------
+
+# what a data query may do: read. Writing, attaching another file and the like are refused.
+_SQLITE_READS = {"SQLITE_SELECT", "SQLITE_READ", "SQLITE_FUNCTION", "SQLITE_RECURSIVE"}
+
+
+def sqlite_records(path: Path, columns: Columns, query: str | None) -> Iterator[Record]:
+    """The rows of `query` (data.sqlite_query) over a SQLite database opened read-only; its
+    result's column names are the columns (CVEfixes' tables joined into one row per method)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    if not query:
+        raise UserError(f"{path}: format sqlite needs data.sqlite_query (a SELECT)")
+    readable = {getattr(sqlite3, name) for name in _SQLITE_READS if hasattr(sqlite3, name)}
+
+    def authorise(action: int, *_args) -> int:
+        return sqlite3.SQLITE_OK if action in readable else sqlite3.SQLITE_DENY
+
+    try:
+        connection = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise UserError(f"{path}: not a readable SQLite database ({exc})") from None
+    try:
+        connection.set_authorizer(authorise)
+        try:
+            cursor = connection.execute(query)
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{path}: data.sqlite_query failed ({exc})") from None
+        names = [d[0] for d in cursor.description or []]
+        for column, key in columns.required():
+            _require(path, names, column, key)
+        index = {role: names.index(column) for role, column in columns.roles() if column in names}
+        while True:
+            try:
+                rows = cursor.fetchmany(1000)
+            except sqlite3.DatabaseError as exc:  # a damaged page met while reading
+                raise UserError(f"{path}: the database could not be read ({exc})") from None
+            if not rows:
+                return
+            for row in rows:
+                yield Record(**{role: row[i] for role, i in index.items()})
+    finally:
+        connection.close()
+
+
+# One reader per format in `registries.formats.TABULAR`: (path, columns, data) -> records.
 TABULAR_READERS = {
-    "csv": lambda path, columns, _rows: csv_records(path, columns),
-    "jsonl": lambda path, columns, _rows: jsonl_records(path, columns),
-    "json": lambda path, columns, _rows: json_array_records(path, columns),
-    "parquet": parquet_records,
+    "csv": lambda path, columns, _data: csv_records(path, columns),
+    "jsonl": lambda path, columns, _data: jsonl_records(path, columns),
+    "json": lambda path, columns, _data: json_array_records(path, columns),
+    "parquet": lambda path, columns, data: parquet_records(path, columns, data.chunk_rows),
+    "sqlite": lambda path, columns, data: sqlite_records(path, columns, data.sqlite_query),
 }

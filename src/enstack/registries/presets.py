@@ -52,4 +52,41 @@ PRESETS: dict[str, dict] = {
         "cwe_column": "cwe",
         "group_column": "project",
     },
+    # MegaVul (Icyrockton/MegaVul, megavul.json or megavul_simple.json): one JSON array; a
+    # row per function of a fix commit, `is_vul` true for the ones the fix changed
+    # (`func_before` vulnerable, `func` fixed), false for the commit's other functions
+    # (`func` alone, benign).
+    "megavul": {
+        "format": "json",
+        "pair_columns": {"vulnerable": "func_before", "fixed": "func"},
+        "target_column": "is_vul",
+        "cwe_column": "cwe_ids",
+        "group_column": "cve_id",
+    },
+    # CVEfixes (secureIT-project/CVEfixes, CVEfixes.db): a SQLite database. A row per C/C++
+    # method a fix changed, before (`before_change` 'True': vulnerable) and after; a method's
+    # two versions share a pair id (its file change and signature); grouped by CVE, each
+    # commit counted once under its first CVE, the CWE ids of that CVE joined.
+    "cvefixes": {
+        "format": "sqlite",
+        "sqlite_query": (
+            "SELECT m.method_change_id AS id, m.code AS code, "
+            "CASE m.before_change WHEN 'True' THEN 1 ELSE 0 END AS vulnerable, "
+            "m.file_change_id || ':' || m.signature AS pair, fx.cve_id AS cve_id, "
+            "(SELECT group_concat(cc.cwe_id, ',') FROM cwe_classification cc "
+            "WHERE cc.cve_id = fx.cve_id) AS cwe_id "
+            "FROM method_change m "
+            "JOIN file_change f ON f.file_change_id = m.file_change_id "
+            "JOIN (SELECT hash, min(cve_id) AS cve_id FROM fixes GROUP BY hash) fx "
+            "ON fx.hash = f.hash "
+            "WHERE f.programming_language IN ('C', 'C++') "
+            "ORDER BY m.method_change_id"
+        ),
+        "code_column": "code",
+        "target_column": "vulnerable",
+        "pair_column": "pair",
+        "cwe_column": "cwe_id",
+        "group_column": "cve_id",
+        "id_column": "id",
+    },
 }
