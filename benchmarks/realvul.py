@@ -164,6 +164,7 @@ def _localisation(run_dir: Path, split: dict, labels: list, benign: int) -> tupl
     from enstack.scan.model import load_scan_model
 
     model = load_scan_model(run_dir / "stack" / "bundle")
+    plain = frozenset()  # the truth on real fixes: every statement the fix changed
     fixes: dict[int, list[str]] = {}
     for code, label, pair in zip(split["code"], split["label"], split["pair"], strict=True):
         if label == benign and pair not in (None, ""):
@@ -171,16 +172,24 @@ def _localisation(run_dir: Path, split: dict, labels: list, benign: int) -> tupl
     cases = []
     for code, label, pair in zip(split["code"], split["label"], split["pair"], strict=True):
         if label != benign and pair in fixes:
-            changed = fixed_lines(code, fixes[pair])
+            changed = fixed_lines(code, fixes[pair], plain)
             if changed:
                 cases.append((code, label, changed))
     out = {}
     methods = ["attention"] + (["learned"] if model.line_ranker is not None else [])
+    rankers = {"learned": model.line_ranker}
+    if model.line_ranker is not None:  # the same ranker fitted without the Juliet-only rules
+        rankers["learned_without_juliet_rules"] = _ranker_without_juliet_rules(
+            run_dir, labels, benign
+        )
+        methods.append("learned_without_juliet_rules")
     for method in methods:
+        model.line_ranker = rankers.get(method, model.line_ranker)
+        method_name = "learned" if method.startswith("learned") else method
         top1 = top10 = 0
         alarms = []
         for code, label, changed in cases:
-            ranked = [line for line, _ in rank_lines(model, code, 0, label, method)]
+            ranked = [line for line, _ in rank_lines(model, code, 0, label, method_name)]
             top1 += bool(ranked[:1]) and ranked[0] in changed
             top10 += bool(set(ranked[:10]) & changed)
             first = next((i for i, line in enumerate(ranked) if line in changed), len(ranked))
@@ -191,6 +200,26 @@ def _localisation(run_dir: Path, split: dict, labels: list, benign: int) -> tupl
     out["cases"] = len(cases)
     headline = out.get("learned", out["attention"])["top1"]
     return headline, out
+
+
+def _ranker_without_juliet_rules(run_dir: Path, labels: list, benign: int):
+    """The bundle's line ranker fitted again on the run's train split, without the labelling
+    rules that exist for Juliet's templates (enstack.lines.labels.JULIET_RULES)."""
+    import pyarrow.parquet as pq
+
+    from enstack.lines.fit import fit_line_ranker
+
+    table = pq.read_table(run_dir / "data" / "train.parquet", columns=["code", "label", "pair"])
+    return fit_line_ranker(
+        table.column("code").to_pylist(),
+        table.column("label").to_pylist(),
+        table.column("pair").to_pylist(),
+        labels,
+        benign,
+        42,  # configs/realvul.yaml's seed, as `enstack stack` fits the bundle's
+        progress=False,
+        rules=frozenset(),
+    )
 
 
 def _long_functions(run_dir: Path, split: dict, benign: int) -> Result:

@@ -99,6 +99,7 @@ def _quality(
         sarif.write_text(render(report, "sarif"))
         rows[method] = {**_score(sarif, f"enstack ({method})"), "seconds": round(seconds, 1)}
     scanner.localise = default_method
+    without = _without_juliet_rules(scanner, sources, bundle, out)
     flawfinder = _flawfinder(out / "flawfinder.sarif")
     default = rows[default_method]
     return Result(
@@ -112,11 +113,46 @@ def _quality(
             "train_seconds": round(train_seconds, 1),
             "enstack": default,
             "localised_by_method": {m: r["localised_of_tp"] for m, r in rows.items()},
+            # the learned ranker fitted again without the labelling rules that exist for
+            # Juliet's templates (enstack.lines.labels.JULIET_RULES), scored the same way
+            "localised_learned_without_juliet_rules": without,
             "scan_seconds_by_method": {m: r["seconds"] for m, r in rows.items()},
             "flawfinder": flawfinder,
             "goals": "fpr <= 0.05, pair_correct >= 0.90, localised_of_tp >= 0.70",
         },
     )
+
+
+def _without_juliet_rules(scanner, sources: list[str], bundle: Path, out: Path) -> float | None:
+    import pyarrow.parquet as pq
+
+    from enstack.lines.fit import fit_line_ranker
+    from enstack.scan.report import render
+
+    if not scanner.card.has_line_ranker:
+        return None
+    run_dir = bundle.parent.parent
+    table = pq.read_table(run_dir / "data" / "train.parquet", columns=["code", "label", "pair"])
+    labels = scanner.card.labels
+    ranker = fit_line_ranker(
+        table.column("code").to_pylist(),
+        table.column("label").to_pylist(),
+        table.column("pair").to_pylist(),
+        labels,
+        scanner.card.benign_id,
+        42,  # configs/juliet6-scan.yaml's seed, as `enstack stack` fits the bundle's
+        progress=False,
+        rules=frozenset(),
+    )
+    kept, scanner.model.line_ranker = scanner.model.line_ranker, ranker
+    kept_method, scanner.localise = scanner.localise, "learned"
+    try:
+        report = scanner.scan(sources, progress=False)
+    finally:
+        scanner.model.line_ranker, scanner.localise = kept, kept_method
+    sarif = out / "enstack-learned-without-juliet-rules.sarif"
+    sarif.write_text(render(report, "sarif"))
+    return _score(sarif, "enstack (learned, no Juliet rules)")["localised_of_tp"]
 
 
 def _score(sarif: Path, name: str) -> dict:

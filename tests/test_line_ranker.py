@@ -120,6 +120,20 @@ def test_a_check_the_fix_adds_labels_the_statement_it_protects() -> None:
     ) == {3}
 
 
+def test_the_juliet_rules_can_each_be_left_out() -> None:
+    """Without a rule, what it set aside for Juliet's templates counts as a change again."""
+    from enstack.lines.labels import JULIET_RULES
+
+    assert fixed_lines(FLAWED, [FIXED], JULIET_RULES) == fixed_lines(FLAWED, [FIXED]) == {8}
+    no_messages = JULIET_RULES - {"reworded_messages"}
+    assert fixed_lines(FLAWED, [FIXED], no_messages) == {8, 10}  # and the reworded message
+    no_guards = JULIET_RULES - {"constant_guards"}
+    assert fixed_lines(FLAWED, [FIXED], no_guards) == {6, 8}  # and the flipped guard
+    no_checks = JULIET_RULES - {"inserted_checks"}
+    assert fixed_lines(SINK, [SINK_CHECKED], no_checks) == set()  # the guarded sink: not a flaw
+    assert fixed_lines(SINK, [SINK_CHECKED], JULIET_RULES) == {3}
+
+
 def _juliet_rows(split: str) -> list[dict]:
     path = shared_file("juliet6", f"{split}.jsonl")
     return [json.loads(line) for line in path.open()]

@@ -13,7 +13,7 @@ import numpy as np
 from enstack.csyntax.statements import statement_spans
 from enstack.lines import LABELS_VERSION, STATEMENTS_VERSION
 from enstack.lines.features import features, statement_text, vectorizer
-from enstack.lines.labels import fixed_lines
+from enstack.lines.labels import JULIET_RULES, fixed_lines
 from enstack.lines.ranker import LineRanker
 from enstack.progress import progress_bar
 
@@ -29,16 +29,18 @@ def fit_line_ranker(
     benign_id: int,
     seed: int,
     progress: bool | None = None,
+    rules: frozenset[str] = JULIET_RULES,
 ) -> LineRanker | None:
     """Fit on the fix pairs of a training split; None when too few flawed functions have a
-    fixed variant to learn from."""
+    fixed variant to learn from. `rules`: the Juliet-only labelling rules applied
+    (enstack.lines.labels; all of them by default, measured on Juliet and on real fixes)."""
     flawed = _flawed_with_fixes(codes, labels, pairs, benign_id, seed)
     texts: list[str] = []
     targets: list[int] = []
     weights: list[float] = []
     functions = 0
     for row, fixes in progress_bar(flawed, enabled=progress, desc="line labels", leave=False):
-        positives = fixed_lines(codes[row], fixes) if fixes else set()
+        positives = fixed_lines(codes[row], fixes, rules) if fixes else set()
         if not positives:
             continue
         functions += 1
@@ -63,6 +65,7 @@ def fit_line_ranker(
     info = {
         "labels_version": LABELS_VERSION,
         "statements_version": STATEMENTS_VERSION,
+        "juliet_rules": sorted(rules),
         "functions": functions,
         "lines": len(texts),
         "flaw_lines": int(sum(targets)),
