@@ -204,15 +204,11 @@ def training_rows(
     Without a benign class there is nothing to be safe: every window carries the label."""
     expanded = expand(codes, tokenizer, room, "windows")
     fixes = _fixes_by_pair(labels, pairs, benign_id)
+    bounds = np.searchsorted(expanded.owner, np.arange(len(codes) + 1))
     rows = WindowRows([], [], np.zeros(0, dtype=np.int64))
     owner: list[int] = []
-    start = 0
     for function, code in enumerate(codes):
-        end = start
-        while end < len(expanded.owner) and expanded.owner[end] == function:
-            end += 1
-        windows = expanded.windows[start:end]
-        start = end
+        windows = expanded.windows[bounds[function] : bounds[function + 1]]
         kept = _kept_windows(function, code, windows, labels[function], benign_id, pairs, fixes,
                              codes, rows)  # fmt: skip
         rows.texts.extend(w.text for w in kept)
