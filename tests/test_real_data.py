@@ -15,8 +15,9 @@ import yaml
 
 from enstack.cli import main
 from enstack.config import load_config_dict
-from enstack.data.cwe import CweMapper, cwe_ids
+from enstack.data.cwe import CweMapper
 from enstack.errors import UserError
+from enstack.registries.cwe_ids import cwe_ids
 
 from conftest import shared_file
 

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from enstack.data.cwe import cwe_ids
 from enstack.errors import UserError
 from enstack.labels import PAPER_LABELS
+from enstack.registries.cwe_ids import cwe_ids
 from enstack.registries.families import FAMILIES
 from enstack.registries.formats import FORMATS, TABULAR
 from enstack.registries.metas import META_NAMES, PAPER_METAS

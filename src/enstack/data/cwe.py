@@ -13,12 +13,12 @@ and why, for the manifest and prepare's output.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 
+from enstack.registries.cwe_ids import CWE_ID, cwe_ids
+
 CATCH_ALL = "CWE-other"
-CWE_ID = re.compile(r"(?i)\b(?:CWE-(\d+)|NVD-CWE-[a-z]+)\b")
 MAX_ANCESTOR_STEPS = 30  # MITRE's research view is at most a dozen levels deep
 
 
@@ -26,30 +26,6 @@ MAX_ANCESTOR_STEPS = 30  # MITRE's research view is at most a dozen levels deep
 class Mapped:
     cls: int | None  # the class id; None: no class takes it (dropped)
     why: str  # "itself", "ancestor CWE-119 (2 steps)", "cwe_map", ...
-
-
-def cwe_ids(value: object) -> list[str]:
-    """Every CWE id in a dataset's value, normalised (`CWE-787`, `NVD-CWE-Other`)."""
-    if value is None or isinstance(value, bool):
-        return []
-    if isinstance(value, int):
-        return [f"CWE-{value}"] if value >= 0 else []
-    if isinstance(value, float):
-        return [f"CWE-{int(value)}"] if value.is_integer() and value >= 0 else []
-    if isinstance(value, list | tuple):
-        return [cwe for item in value for cwe in cwe_ids(item)]
-    text = str(value).strip()
-    if text.isdigit():
-        return [f"CWE-{int(text)}"]
-    found = []
-    for match in CWE_ID.finditer(text):
-        number = match.group(1)
-        found.append(f"CWE-{int(number)}" if number else _nvd(match.group(0)))
-    return found
-
-
-def _nvd(text: str) -> str:
-    return "NVD-CWE-" + text.split("-", 2)[2].capitalize()
 
 
 class CweMapper:
