@@ -243,10 +243,11 @@ def test_the_scanner_on_a_long_real_function(bundle: Path, tmp_path: Path) -> No
         assert all(function.start_line <= line <= function.end_line for line, _ in finding.lines)
 
 
-def test_training_rows_are_the_windows_a_fix_changed(bundle: Path) -> None:
-    """A long flawed function trains on the windows holding a line its fix changed, not its
-    other windows; its fixed twin's every window is benign; a long flawed function without a
-    fix trains on its first window only; a function that fits is its own row."""
+def test_training_rows_are_the_windows_where_a_pair_differs(bundle: Path) -> None:
+    """A long flawed function trains on the windows holding a line its fix changed, its fixed
+    twin on the windows holding the lines the fix wrote, and neither on the code they share;
+    a long flawed function without a fix on its first window only; long benign code outside
+    any pair on every window; a function that fits is its own row."""
     from enstack.windows import training_rows
 
     tokenizer = _tokenizer(bundle)
@@ -255,21 +256,25 @@ def test_training_rows_are_the_windows_a_fix_changed(bundle: Path) -> None:
     lines = ["void copy(char *source, int length)", "{", "    char buffer[8];", *filler]
     flawed = "\n".join([*lines, flaw, "}"])
     fixed = flawed.replace(flaw, fix)
+    unpaired = fixed.replace("void copy(", "void other(")
     short = "int f(int a)\n{\n    return a;\n}"
-    codes = [flawed, fixed, flawed, short]
-    labels = [0, 5, 0, 0]
-    rows = training_rows(codes, labels, ["p", "p", None, None], tokenizer, 126, benign_id=5)
+    codes = [flawed, fixed, flawed, unpaired, short]
+    labels = [0, 5, 0, 5, 0]
+    pairs = ["p", "p", None, None, None]
+    rows = training_rows(codes, labels, pairs, tokenizer, 126, benign_id=5)
     windows = split_windows(flawed, tokenizer, 126)
     assert len(windows) > 2  # long enough for the choice to matter
     by_function = {i: [t for t, o in zip(rows.texts, rows.owner, strict=True) if o == i]
-                   for i in range(4)}  # fmt: skip
+                   for i in range(len(codes))}  # fmt: skip
     assert by_function[0] and all("memcpy(buffer, source, length)" in t for t in by_function[0])
     assert len(by_function[0]) < len(windows)  # the windows without the changed line: not used
-    assert by_function[1] == [w.text for w in split_windows(fixed, tokenizer, 126)]
+    assert by_function[1] and all("sizeof buffer" in t for t in by_function[1])
+    assert len(by_function[1]) < len(windows)  # the code both sides share: not benign rows
     assert by_function[2] == [windows[0].text]  # no fix to compare with: the first window
-    assert by_function[3] == [short]
+    assert by_function[3] == [w.text for w in split_windows(unpaired, tokenizer, 126)]
+    assert by_function[4] == [short]
     assert rows.labels == [labels[i] for i in rows.owner]
-    assert (rows.flaws_placed, rows.flaws_first_window) == (1, 1)
+    assert (rows.placed, rows.first_window) == (2, 1)
 
 
 @pytest.mark.slow

@@ -262,11 +262,11 @@ def _window_rows(data_dir: Path, split: str, codes, labels, tokenizer, room, ben
     has_pairs = "pair" in pq.read_schema(path).names
     pairs = pq.read_table(path, columns=["pair"]).column("pair").to_pylist() if has_pairs else None
     rows = training_rows(codes, labels, pairs, tokenizer, room, benign_id)
-    if rows.flaws_placed or rows.flaws_first_window:
+    if rows.placed or rows.first_window:
         print(
-            f"train: long flawed functions trained on the windows their fix changed: "
-            f"{rows.flaws_placed}; without a fix to compare with, on their first window: "
-            f"{rows.flaws_first_window}",
+            f"train: long functions of fix pairs trained on the windows where the pair differs: "
+            f"{rows.placed}; on their first window (no difference to place, or no fix): "
+            f"{rows.first_window}",
             file=sys.stderr,
         )
     return rows

@@ -182,8 +182,8 @@ class WindowRows:
     texts: list[str]
     labels: list[int]
     owner: np.ndarray  # the function each row belongs to
-    flaws_placed: int = 0  # long flawed functions whose flawed windows a fix's lines chose
-    flaws_first_window: int = 0  # long flawed functions without a fix: their first window
+    placed: int = 0  # long functions of a pair whose windows the pair's difference chose
+    first_window: int = 0  # long flawed (or paired fixed) ones it could not: the first window
 
 
 def training_rows(
@@ -194,22 +194,24 @@ def training_rows(
     room: int,
     benign_id: int | None,
 ) -> WindowRows:
-    """Training rows over windows. A function that fits is one row, as ever. A long benign (or
-    fixed) function's every window is benign. A long flawed function's windows that hold a
-    line its fix changed (`enstack.lines.labels.fixed_lines`, against the benign functions of
-    its pair) are flawed rows; its other windows are left out, neither flawed (they may hold
-    no flaw) nor benign (they are code of a flawed function). Without a fix to compare with,
-    which window holds the flaw is unknown: its first window is the row, as truncation reads
-    it (every window flawed would teach that any part of a long flawed function is the flaw).
-    Without a benign class there is nothing to be safe: every window carries the label."""
+    """Training rows over windows. A function that fits is one row, as ever. Of a long
+    function of a fix pair, the windows that hold a line the pair's other side does not (for
+    the flawed function, the lines its fix changed, by `enstack.lines.labels.fixed_lines`;
+    for the fixed one, the lines its fix wrote) are its rows: the flawed function's as flawed,
+    the fixed one's as benign. Their other windows, the code the two share, are left out:
+    they may hold no flaw, yet they are the flawed function's code. A long flawed function
+    without a fix to compare with trains on its first window, as truncation reads it (which
+    window holds its flaw is unknown, and every window flawed would teach that any part of a
+    long flawed function is the flaw); a long benign function outside any pair on every
+    window. Without a benign class there is nothing to be safe: every window carries the label."""
     expanded = expand(codes, tokenizer, room, "windows")
-    fixes = _fixes_by_pair(labels, pairs, benign_id)
+    sides = _pair_sides(labels, pairs, benign_id)
     bounds = np.searchsorted(expanded.owner, np.arange(len(codes) + 1))
     rows = WindowRows([], [], np.zeros(0, dtype=np.int64))
     owner: list[int] = []
     for function, code in enumerate(codes):
         windows = expanded.windows[bounds[function] : bounds[function + 1]]
-        kept = _kept_windows(function, code, windows, labels[function], benign_id, pairs, fixes,
+        kept = _kept_windows(function, code, windows, labels[function], benign_id, pairs, sides,
                              codes, rows)  # fmt: skip
         rows.texts.extend(w.text for w in kept)
         rows.labels.extend([labels[function]] * len(kept))
@@ -225,34 +227,38 @@ def _kept_windows(
     label: int,
     benign_id: int | None,
     pairs: list | None,
-    fixes: dict,
+    sides: dict,
     codes: list[str],
     rows: WindowRows,
 ) -> list[Window]:
-    if len(windows) == 1 or benign_id is None or label == benign_id:
+    if len(windows) == 1 or benign_id is None:
         return windows
     from enstack.lines.labels import fixed_lines
 
     pair = pairs[function] if pairs is not None else None
-    variants = [codes[i] for i in fixes.get(pair, [])] if pair is not None else []
-    changed = fixed_lines(code, variants) if variants else set()
-    flawed = [w for w in windows if any(w.first_line <= line <= w.last_line for line in changed)]
-    if flawed:
-        rows.flaws_placed += 1
-        return flawed
-    rows.flaws_first_window += 1
+    benign = label == benign_id
+    # the other side of the pair: a flawed function's fixes, a fixed function's flaws
+    others = [codes[i] for i in sides.get((pair, not benign), [])] if pair is not None else []
+    if benign and not others:
+        return windows  # benign code outside any pair: every window is benign
+    changed = fixed_lines(code, others) if others else set()
+    chosen = [w for w in windows if any(w.first_line <= line <= w.last_line for line in changed)]
+    if chosen:
+        rows.placed += 1
+        return chosen
+    rows.first_window += 1
     return windows[:1]
 
 
-def _fixes_by_pair(labels: list[int], pairs: list | None, benign_id: int | None) -> dict:
-    """Each pair's benign rows: the fixed variants a flawed function is compared with."""
-    fixes: dict = {}
+def _pair_sides(labels: list[int], pairs: list | None, benign_id: int | None) -> dict:
+    """(pair, is benign) -> its rows: a flawed function's fixes, a fixed function's flaws."""
+    sides: dict = {}
     if pairs is None or benign_id is None:
-        return fixes
+        return sides
     for row, (pair, label) in enumerate(zip(pairs, labels, strict=True)):
-        if pair is not None and label == benign_id:
-            fixes.setdefault(pair, []).append(row)
-    return fixes
+        if pair is not None:
+            sides.setdefault((pair, label == benign_id), []).append(row)
+    return sides
 
 
 def scoring_rows(codes: list[str], labels: list[int], tokenizer, room: int) -> WindowRows:
