@@ -591,10 +591,11 @@ class Trainer:
         return hf_config, tokenizer, splits
 
     def _windows_note(self) -> str:
-        owner = self.train_split.owner
-        if owner is None or not len(owner):
-            return ""
-        return f" (windows of {int(owner[-1]) + 1} functions: training.long_functions)"
+        owner, rows = self.train_split.owner, len(self.train_split)
+        functions = int(owner[-1]) + 1 if owner is not None and len(owner) else rows
+        if functions == rows:
+            return ""  # one row per function: nothing was read in windows
+        return f" (windows of {functions} functions: training.long_functions)"
 
     def _diverged(self, loss: float, global_step: int) -> str:
         self.writer.wait()
