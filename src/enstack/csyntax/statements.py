@@ -56,14 +56,12 @@ def _body(root: Node) -> Node | None:
 
 
 def _claim(spans: dict[int, set[int]], claimed: set[int], first: int, last: int) -> None:
+    # a line already claimed stays with its statement: one starting where another did
+    # (`a = 1; b = 2;`) adds nothing, and one continuing past it starts at its first free line
     lines = set(range(first, last + 1)) - claimed
-    if not lines:
-        return
-    head = min(lines)
-    # a statement starting where another did (`a = 1; b = 2;`) joins it
-    owner = next((h for h, span in spans.items() if head in span), head)
-    spans.setdefault(owner, set()).update(lines)
-    claimed.update(lines)
+    if lines:
+        spans[min(lines)] = lines
+        claimed.update(lines)
 
 
 def _collect(node: Node, spans: dict[int, set[int]], claimed: set[int]) -> None:
