@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from enstack.config import Config, ModelConfig
+from enstack.config import Config, ModelConfig, TrainingConfig
 from enstack.fsutil import sha256_json
 
 ON = "on"
@@ -78,9 +78,14 @@ SCRATCH: dict[str, Decision] = {
 }
 OFF_TRAJECTORY_KEYS = frozenset(key for key, rule in TRAINING.items() if rule == OFF)
 # What a run directory's record (run.json) leaves out: the settings that change no weights,
-# and those a checkpoint settles for itself (an old run goes on truncated; see
-# `as_checkpoint_trained`), so an old directory is not refused for a default added since
-RUN_DIR_IGNORES = OFF_TRAJECTORY_KEYS | {"long_functions"}
+# and those added with a default other than what old runs trained with, which a checkpoint
+# settles for itself (`as_checkpoint_trained`: an old run goes on truncated), so an old
+# directory is not refused for a default added since
+RUN_DIR_IGNORES = OFF_TRAJECTORY_KEYS | {
+    key
+    for key, rule in TRAINING.items()
+    if isinstance(rule, AddedLater) and TrainingConfig.model_fields[key].default != rule.old_value
+}
 
 
 def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> dict:
@@ -90,6 +95,8 @@ def trajectory_settings(config: Config, model: ModelConfig, world: int = 1) -> d
     dumped = _decided(model.model_dump(mode="json"), MODEL)
     if dumped["scratch"] is not None:
         dumped["scratch"] = _decided(dumped["scratch"], SCRATCH)
+    # the graph as decided, not as written (`dfg` unset means on for graphcodebert)
+    del dumped["dfg"]
     if model.uses_dfg:
         dumped["dfg"] = True
     else:
@@ -113,7 +120,7 @@ def _decided(values: dict, rules: dict[str, Decision]) -> dict:
     out = {}
     for key, value in values.items():
         rule = rules[key]  # a KeyError here is a setting nobody decided on: see the test
-        if rule in (OFF,) or (rule == DECIDED and key == "dfg"):
+        if rule == OFF:
             continue
         if isinstance(rule, AddedLater) and value == rule.old_value:
             continue
