@@ -75,6 +75,13 @@ class EncodedSplit:
         return len(self.labels)
 
     @property
+    def functions(self) -> int:
+        """The functions its rows belong to: one per row, unless rows are windows."""
+        if self.owner is None or not len(self.owner):
+            return len(self)
+        return int(self.owner[-1]) + 1
+
+    @property
     def lengths(self) -> np.ndarray:
         """Each row's width in a batch: its code tokens, plus its graph nodes."""
         code = (self.offsets[1:] - self.offsets[:-1]).numpy()

@@ -211,8 +211,13 @@ def training_rows(
     owner: list[int] = []
     for function, code in enumerate(codes):
         windows = expanded.windows[bounds[function] : bounds[function + 1]]
-        kept = _kept_windows(function, code, windows, labels[function], benign_id, pairs, sides,
-                             codes, rows)  # fmt: skip
+        benign = benign_id is None or labels[function] == benign_id
+        pair = pairs[function] if pairs is not None else None
+        # the other side of its pair: a flawed function's fixes, a fixed function's flaws
+        others = [codes[i] for i in sides.get((pair, not benign), [])]
+        kept, how = _kept_windows(code, windows, benign, others)
+        rows.placed += how == "placed"
+        rows.first_window += how == "first window"
         rows.texts.extend(w.text for w in kept)
         rows.labels.extend([labels[function]] * len(kept))
         owner.extend([function] * len(kept))
@@ -221,33 +226,19 @@ def training_rows(
 
 
 def _kept_windows(
-    function: int,
-    code: str,
-    windows: list[Window],
-    label: int,
-    benign_id: int | None,
-    pairs: list | None,
-    sides: dict,
-    codes: list[str],
-    rows: WindowRows,
-) -> list[Window]:
-    if len(windows) == 1 or benign_id is None:
-        return windows
+    code: str, windows: list[Window], benign: bool, others: list[str]
+) -> tuple[list[Window], str]:
+    """A function's training windows, and how they were chosen ("all", "placed" where its
+    pair differs, or "first window")."""
+    if len(windows) == 1 or (benign and not others):
+        return windows, "all"  # it fits, or benign code outside any pair
     from enstack.lines.labels import fixed_lines
 
-    pair = pairs[function] if pairs is not None else None
-    benign = label == benign_id
-    # the other side of the pair: a flawed function's fixes, a fixed function's flaws
-    others = [codes[i] for i in sides.get((pair, not benign), [])] if pair is not None else []
-    if benign and not others:
-        return windows  # benign code outside any pair: every window is benign
     changed = fixed_lines(code, others) if others else set()
     chosen = [w for w in windows if any(w.first_line <= line <= w.last_line for line in changed)]
     if chosen:
-        rows.placed += 1
-        return chosen
-    rows.first_window += 1
-    return windows[:1]
+        return chosen, "placed"
+    return windows[:1], "first window"
 
 
 def _pair_sides(labels: list[int], pairs: list | None, benign_id: int | None) -> dict:

@@ -591,9 +591,8 @@ class Trainer:
         return hf_config, tokenizer, splits
 
     def _windows_note(self) -> str:
-        owner, rows = self.train_split.owner, len(self.train_split)
-        functions = int(owner[-1]) + 1 if owner is not None and len(owner) else rows
-        if functions == rows:
+        functions = self.train_split.functions
+        if functions == len(self.train_split):
             return ""  # one row per function: nothing was read in windows
         return f" (windows of {functions} functions: training.long_functions)"
 

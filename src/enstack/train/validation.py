@@ -35,20 +35,17 @@ def evaluate(
             logits[np.arange(r, len(split), ranks.world)] = piece
     else:
         logits = predict_logits(model, split, batch_size, device, amp)
-    labels = split.labels
+    y = split.labels.numpy()
     if split.owner is not None:
-        owner = split.owner.numpy()
-        n_functions = int(owner[-1]) + 1 if len(owner) else 0
         probs = torch.softmax(torch.from_numpy(logits).float(), dim=1).numpy()
-        out, _ = aggregate({"logits": logits, "probs": probs}, owner, n_functions, benign_id)
-        logits = out["logits"]
-        labels = labels[torch.from_numpy(np.searchsorted(owner, np.arange(n_functions)))]
+        rows = {"logits": logits, "probs": probs, "labels": y}
+        out, _ = aggregate(rows, split.owner.numpy(), split.functions, benign_id)
+        logits, y = out["logits"], out["labels"]
     scores = torch.from_numpy(logits).float()
     probs = torch.softmax(scores, dim=1).numpy()
-    y = labels.numpy()
     # the validation loss (mean cross-entropy, unweighted): beside the metrics, it shows
     # overfitting before F1 does
-    loss = float(torch.nn.functional.cross_entropy(scores, labels.long()))
+    loss = float(torch.nn.functional.cross_entropy(scores, torch.from_numpy(y).long()))
     predicted = logits.argmax(1)
     metrics = classification_metrics(y, predicted, n_classes, probs)
     # a model that answers one class for everything scores the majority's F1 and looks alive
