@@ -95,17 +95,17 @@ def _length(export: Path, model) -> int:
     return trained_length(export, usable_positions(model.config))
 
 
-def _windows(config: Config, export: Path, split_file: Path, model, tokenizer) -> Expanded:
+def _windows(config: Config, length: int, split_file: Path, model, tokenizer) -> Expanded:
     """The split's functions as the windows the model reads (`training.long_functions`)."""
     from enstack.encode import code_room
 
     codes = pq.read_table(split_file, columns=["code"]).column("code").to_pylist()
-    room = code_room(tokenizer, model.config.enstack["family"], _length(export, model))
+    room = code_room(tokenizer, model.config.enstack["family"], length)
     return expand(codes, tokenizer, room, config.training.long_functions)
 
 
 def _split_outputs(
-    config: Config, export: Path, model, tokenizer, split_file: Path, encoded, run
+    config: Config, length: int, model, tokenizer, split_file: Path, encoded, run
 ) -> tuple:
     """One row of outputs per function, and what was read of the long ones. Where no function
     is cut into windows, the training encoding is the input; else each window is scored and a
@@ -113,7 +113,7 @@ def _split_outputs(
     mean. `run(encoded_split)` is the model's inference."""
     from enstack.encode import encode_texts
 
-    rows = _windows(config, export, split_file, model, tokenizer)
+    rows = _windows(config, length, split_file, model, tokenizer)
     coverage = {"functions": len(encoded), "long": rows.long, "lines": rows.lines,
                 "lines_seen": rows.lines_seen}  # fmt: skip
     if len(rows.windows) == len(encoded):
@@ -122,7 +122,7 @@ def _split_outputs(
         [w.text for w in rows.windows],
         tokenizer,
         model.config.enstack["family"],
-        _length(export, model),
+        length,
         dfg_length=int(model.config.enstack.get("dfg_length", 0)),
         labels=encoded.labels[rows.owner],
     )
@@ -164,6 +164,7 @@ def _extract_to(
     family = model.config.enstack["family"]
     data_dir = config.layout.data
     splits = encode_as_trained(config, export, model, tokenizer, manifest, progress)
+    length = _length(export, model)  # the export's encoding length, read once
     coverage = {}
     with staged_dir(out_dir) as tmp:
         for split in FEATURE_SPLITS:
@@ -175,7 +176,7 @@ def _extract_to(
 
             split_file = data_dir / f"{split}.parquet"
             arrays, coverage[split] = _split_outputs(
-                config, export, model, tokenizer, split_file, splits[split], run
+                config, length, model, tokenizer, split_file, splits[split], run
             )
             save_file(arrays, str(tmp / f"{split}.safetensors"))
             ids = pq.read_table(data_dir / f"{split}.parquet", columns=["id"])
