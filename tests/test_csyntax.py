@@ -144,3 +144,20 @@ def test_windows_never_cut_inside_a_statement() -> None:
     cuts = window_cuts(code)
     assert 2 not in cuts and 4 not in cuts  # inside the call, inside the header
     assert {1, 3, 5, 6} <= set(cuts)
+
+
+def test_deeply_nested_conditionals_are_read_in_linear_time() -> None:
+    """A file an attacker writes: 20,000 nested `#if`s around a function, and an `#else` at
+    every level (so the file does not parse whole and every branch is tried). Each line's fate
+    costs O(1) however deep the nesting: seconds, not the minutes a per-line walk of every
+    open group took (29 s for `one_branch` alone here, before)."""
+    import time
+
+    n = 20_000
+    source = b"#if A\n" * n + b"int f(int a)\n{\n    return a +;\n}\n" + b"#else\n}}\n#endif\n" * n
+    started = time.perf_counter()
+    found = extract_functions(source, "deep.c", "c")
+    assert time.perf_counter() - started < 20
+    assert [(f.name, f.start_line) for f in found.functions] == [("f", n + 1)]
+    first = one_branch(source, "first").split(b"\n")
+    assert len(first) == source.count(b"\n") + 1 and b"}}" not in first
