@@ -617,10 +617,17 @@ def _safetensors_header(size: int) -> Callable:
     return change
 
 
+def _nested_model_config(copy: Path, manifest: dict) -> None:
+    """A member's config.json nested past Python's recursion limit (read by the card)."""
+    path = next(copy.glob("models/*/config.json"))
+    path.write_text("[" * 100_000 + "]" * 100_000)
+
+
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
         (_meta_of("svm", _nan_svm), "not finite"),
+        (_nested_model_config, "not JSON"),
         (_meta_of("xgboost", _xgb_edit(lambda t: t[: len(t) // 2])), "not JSON"),
         (_meta_of("xgboost", _xgb_edit(_in_json(_children_outside))), "outside the tree"),
         (_meta_of("xgboost", _xgb_edit(_in_json(_absurd_nodes))), "is not a size"),

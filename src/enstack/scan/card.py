@@ -179,13 +179,9 @@ def _export_card(path: Path) -> ModelCard:
 
 
 def _reads_graph(export: Path) -> bool:
-    """Whether an export declares a data-flow graph input (train/export.py); an unreadable
-    config is loading's to refuse, not the card's."""
-    try:
-        config = json.loads((export / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("model_type") == GRAPH_INPUT_TYPE
+    """Whether an export declares a data-flow graph input (train/export.py), read as every
+    file a user hands over is (bounded, one error line)."""
+    return _json(export / "config.json", "an export").get("model_type") == GRAPH_INPUT_TYPE
 
 
 def _export_fingerprint(path: Path) -> str:
