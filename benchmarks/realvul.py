@@ -159,6 +159,7 @@ def _tool_flags(tool: str, codes: list[str]) -> np.ndarray:
 def _localisation(run_dir: Path, split: dict, labels: list, benign: int) -> tuple[float, dict]:
     """LineVul's measures over test flaws whose fix is in test: the changed lines are what
     the fix deleted or rewrote (`fixed_lines`), ranked by each method."""
+    from enstack.lines.fit import fit_on_split
     from enstack.lines.labels import fixed_lines
     from enstack.scan.localise import rank_lines
     from enstack.scan.model import load_scan_model
@@ -179,8 +180,9 @@ def _localisation(run_dir: Path, split: dict, labels: list, benign: int) -> tupl
     methods = ["attention"] + (["learned"] if model.line_ranker is not None else [])
     rankers = {"learned": model.line_ranker}
     if model.line_ranker is not None:  # the same ranker fitted without the Juliet-only rules
-        rankers["learned_without_juliet_rules"] = _ranker_without_juliet_rules(
-            run_dir, labels, benign
+        # configs/realvul.yaml's seed, as `enstack stack` fits the bundle's
+        rankers["learned_without_juliet_rules"] = fit_on_split(
+            run_dir / "data" / "train.parquet", labels, benign, 42, False, rules=frozenset()
         )
         methods.append("learned_without_juliet_rules")
     for method in methods:
@@ -200,26 +202,6 @@ def _localisation(run_dir: Path, split: dict, labels: list, benign: int) -> tupl
     out["cases"] = len(cases)
     headline = out.get("learned", out["attention"])["top1"]
     return headline, out
-
-
-def _ranker_without_juliet_rules(run_dir: Path, labels: list, benign: int):
-    """The bundle's line ranker fitted again on the run's train split, without the labelling
-    rules that exist for Juliet's templates (enstack.lines.labels.JULIET_RULES)."""
-    import pyarrow.parquet as pq
-
-    from enstack.lines.fit import fit_line_ranker
-
-    table = pq.read_table(run_dir / "data" / "train.parquet", columns=["code", "label", "pair"])
-    return fit_line_ranker(
-        table.column("code").to_pylist(),
-        table.column("label").to_pylist(),
-        table.column("pair").to_pylist(),
-        labels,
-        benign,
-        42,  # configs/realvul.yaml's seed, as `enstack stack` fits the bundle's
-        progress=False,
-        rules=frozenset(),
-    )
 
 
 def _long_functions(run_dir: Path, split: dict, benign: int) -> Result:

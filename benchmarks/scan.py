@@ -124,25 +124,15 @@ def _quality(
 
 
 def _without_juliet_rules(scanner, sources: list[str], bundle: Path, out: Path) -> float | None:
-    import pyarrow.parquet as pq
-
-    from enstack.lines.fit import fit_line_ranker
+    from enstack.lines.fit import fit_on_split
     from enstack.scan.report import render
 
     if not scanner.card.has_line_ranker:
         return None
-    run_dir = bundle.parent.parent
-    table = pq.read_table(run_dir / "data" / "train.parquet", columns=["code", "label", "pair"])
-    labels = scanner.card.labels
-    ranker = fit_line_ranker(
-        table.column("code").to_pylist(),
-        table.column("label").to_pylist(),
-        table.column("pair").to_pylist(),
-        labels,
-        scanner.card.benign_id,
-        42,  # configs/juliet6-scan.yaml's seed, as `enstack stack` fits the bundle's
-        progress=False,
-        rules=frozenset(),
+    train = bundle.parent.parent / "data" / "train.parquet"
+    # configs/juliet6-scan.yaml's seed, as `enstack stack` fits the bundle's
+    ranker = fit_on_split(
+        train, scanner.card.labels, scanner.card.benign_id, 42, False, rules=frozenset()
     )
     kept, scanner.model.line_ranker = scanner.model.line_ranker, ranker
     kept_method, scanner.localise = scanner.localise, "learned"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -73,6 +74,33 @@ def fit_line_ranker(
     # float32 as stored: a loaded ranker scores exactly as the fitted one
     coef = classifier.coef_[0].astype(np.float32)
     return LineRanker(coef, float(np.float32(classifier.intercept_[0])), info)
+
+
+def fit_on_split(
+    path: Path,
+    label_names: Sequence[str],
+    benign_id: int,
+    seed: int,
+    progress: bool | None = None,
+    rules: frozenset[str] = JULIET_RULES,
+) -> LineRanker | None:
+    """`fit_line_ranker` on a prepared split file (its code, label and pair columns); None
+    when the split has no pairs."""
+    import pyarrow.parquet as pq
+
+    if "pair" not in pq.read_schema(path).names:
+        return None
+    table = pq.read_table(path, columns=["code", "label", "pair"])
+    return fit_line_ranker(
+        table.column("code").to_pylist(),
+        table.column("label").to_pylist(),
+        table.column("pair").to_pylist(),
+        label_names,
+        benign_id,
+        seed,
+        progress,
+        rules,
+    )
 
 
 def _flawed_with_fixes(

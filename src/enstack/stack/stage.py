@@ -21,7 +21,7 @@ from enstack.data.prepare import read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import clean_debris, read_json_object, sha256_json, stage_lock, staged_dir
 from enstack.lines import VERSION as LINES_VERSION
-from enstack.lines.fit import fit_line_ranker
+from enstack.lines.fit import fit_on_split
 from enstack.stack.features import extract_all
 
 STACK_VERSION = 3  # 2: detection and pair metrics, select_on; 3: grouped folds, 1-SE rule
@@ -190,18 +190,8 @@ def _learns_lines(config: Config) -> bool:
 
 def _fit_line_ranker(config: Config, labels: list[str], progress: bool | None):
     """Fitted on the train split alone: val and test stay unseen by every part of the bundle."""
-    path = config.layout.split("train")
-    if "pair" not in pq.read_schema(path).names:
-        return None
-    table = pq.read_table(path, columns=["code", "label", "pair"])
-    return fit_line_ranker(
-        table.column("code").to_pylist(),
-        table.column("label").to_pylist(),
-        table.column("pair").to_pylist(),
-        labels,
-        config.data.benign_id,
-        config.seed,
-        progress,
+    return fit_on_split(
+        config.layout.split("train"), labels, config.data.benign_id, config.seed, progress
     )
 
 
