@@ -443,6 +443,8 @@ def test_functions_hidden_by_if_branches_are_scanned_and_the_rest_counted(
     assert set(lost) == {str(tree / "lost.c")} and lost[str(tree / "lost.c")]["lines"] >= 3
     assert report["summary"]["unscored_lines"] == lost[str(tree / "lost.c")]["lines"]
     assert "lines in 1 files not scored" in err
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(outputs["sarif"], json.loads(SCHEMA.read_text()))
     notes = outputs["sarif"]["runs"][0]["invocations"][0]
     texts = [n["message"]["text"] for n in notes["toolExecutionNotifications"]]
     assert any("did not parse into functions" in t and "not scored" in t for t in texts)
