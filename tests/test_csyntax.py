@@ -48,7 +48,7 @@ def test_functions_split_by_if_branches_are_recovered_at_their_lines() -> None:
     # the function's text is one configuration: the first branch, the other blanked
     assert "crc(s)" in decode.code and "adler(s)" not in decode.code
     assert decode.code.count("\n") == 20 - 6  # line numbers kept
-    assert whole.unscored_lines == 0
+    assert whole.unscored.lines == 0
 
 
 def test_one_branch_keeps_line_numbers_and_nesting() -> None:
@@ -68,13 +68,13 @@ def test_what_cannot_be_parsed_is_counted_per_file() -> None:
     assert found.has_errors
     assert [f.name for f in found.functions] == ["before", "decode", "after"]
     assert not any(f.damaged for f in found.functions)
-    assert (found.unscored_lines, found.unscored_functions) == (4, 1)  # blank lines not counted
+    assert (found.unscored.lines, found.unscored.functions) == (4, 1)  # blank lines not counted
 
 
 def test_a_file_that_parses_is_read_once_and_unchanged() -> None:
     clean = b"int f(int a)\n{\n    return a;\n}\n"
     found = extract_functions(clean, "f.c", "c")
-    assert not found.has_errors and found.unscored_lines == 0
+    assert not found.has_errors and found.unscored.lines == 0
     assert [(f.name, f.start_line, f.end_line, f.code) for f in found.functions] == [
         ("f", 1, 4, clean.decode().rstrip("\n"))
     ]

@@ -9,7 +9,7 @@ with only the first and with only the last branch of every `#if` group (preproce
 numbers kept), and a function that parses cleanly in either replaces the damaged one (or the
 error block) that covered it. Whatever is still inside an error block and in no function is
 counted: its lines, and the function bodies that open in it, which no function could be
-scored for (`Extraction.unscored_lines`, `.unscored_functions`).
+scored for (`Extraction.unscored`).
 """
 
 from __future__ import annotations
@@ -52,11 +52,18 @@ class Function:
 
 
 @dataclass(frozen=True)
+class Unscored:
+    """What a file's parse could not turn into functions: nothing there can be scored."""
+
+    functions: int  # function bodies opening in those lines (an estimate)
+    lines: int  # non-blank lines inside error blocks that no function covers
+
+
+@dataclass(frozen=True)
 class Extraction:
     functions: list[Function]  # in file order
     has_errors: bool  # the file has parse errors anywhere (as read whole)
-    unscored_lines: int = 0  # non-blank lines inside error blocks that no function covers
-    unscored_functions: int = 0  # function bodies opening in those lines (an estimate)
+    unscored: Unscored = Unscored(0, 0)
 
 
 def extract_functions(source: bytes, path: str, language: str) -> Extraction:
@@ -72,7 +79,7 @@ def extract_functions(source: bytes, path: str, language: str) -> Extraction:
     source_lines = source.split(b"\n")
     lines = [line for line in _unscored_lines(root, found) if source_lines[line].strip()]
     opens = sum(1 for line in lines if BODY_OPENS.match(source_lines[line]))
-    return Extraction(found, True, len(lines), opens)
+    return Extraction(found, True, Unscored(opens, len(lines)))
 
 
 def _definitions(root: Node, source: bytes, path: str) -> list[Function]:

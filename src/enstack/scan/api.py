@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from enstack.csyntax.functions import EXTRACTOR_VERSION, Extraction, Function, extract_functions
+from enstack.csyntax.functions import (
+    EXTRACTOR_VERSION,
+    Extraction,
+    Function,
+    Unscored,
+    extract_functions,
+)
 from enstack.csyntax.parser import language_of
 from enstack.errors import UserError
 from enstack.lines import VERSION as LINES_VERSION
@@ -72,14 +78,6 @@ class Scored:
     def fingerprint(self) -> str:
         """SARIF's primaryLocationLineHash: what a baseline matches on."""
         return fingerprint(self.function.name, self.label, self.function.code)
-
-
-@dataclass(frozen=True)
-class Unscored:
-    """What one file's parse could not turn into functions: nothing there was scored."""
-
-    functions: int  # function bodies opening in those lines (an estimate)
-    lines: int
 
 
 @dataclass
@@ -280,10 +278,8 @@ class Scanner:
                     functions.append(function)
                 if extraction.has_errors:
                     damaged_paths.append(source.display)
-                if extraction.unscored_lines:
-                    unscored[source.display] = Unscored(
-                        extraction.unscored_functions, extraction.unscored_lines
-                    )
+                if extraction.unscored.lines:
+                    unscored[source.display] = extraction.unscored
             if tally.files == 0 and paths and changes is None and not tally.excluded:
                 raise UserError(_nothing_readable(paths, tally))
             scored = self._score(functions, cache, progress)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enstack.csyntax.functions import Extraction, Function
+from enstack.csyntax.functions import Extraction, Function, Unscored
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -97,7 +97,8 @@ def _extraction(value: object, has_errors: bool) -> Extraction | None:
             return None
         if not 1 <= item["start_line"] <= item["end_line"]:
             return None
-    return Extraction([Function(**item) for item in functions], has_errors, *unscored)
+    lines, bodies = unscored
+    return Extraction([Function(**item) for item in functions], has_errors, Unscored(bodies, lines))
 
 
 class ScanCache:
@@ -201,7 +202,7 @@ class ScanCache:
     def put_functions(self, key: str, found: Extraction) -> None:
         stored = {
             "functions": [asdict(f) for f in found.functions],
-            "unscored": [found.unscored_lines, found.unscored_functions],
+            "unscored": [found.unscored.lines, found.unscored.functions],
         }
         self._write(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?)",
