@@ -448,3 +448,12 @@ def test_functions_hidden_by_if_branches_are_scanned_and_the_rest_counted(
     notes = outputs["sarif"]["runs"][0]["invocations"][0]
     texts = [n["message"]["text"] for n in notes["toolExecutionNotifications"]]
     assert any("did not parse into functions" in t and "not scored" in t for t in texts)
+    # a cached re-scan reads the file's functions, and what was lost, from the cache
+    for _ in range(2):
+        code, _, err = _scan(
+            str(tree), "--bundle", str(bundle), "--format", "json", "--output",
+            str(tmp_path / "cached.json"), "--cache-dir", str(tmp_path / "cache"), capsys=capsys,
+        )  # fmt: skip
+        assert code == 0, err
+        cached = json.loads((tmp_path / "cached.json").read_text())
+        assert cached["unscored_files"] == report["unscored_files"]
