@@ -690,3 +690,22 @@ def test_a_five_class_model_is_warned_about_once() -> None:
     report = ScanReport(card, [], FileTally(), 0, 0, 0.5, "attention")
     notes = as_sarif(report)["runs"][0]["invocations"][0]["toolExecutionNotifications"]
     assert [n["message"]["text"] for n in notes] == [FIVE_CLASS_WARNING]
+
+
+def test_a_hostile_repository_runs_nothing_through_the_cli(
+    bundle: Path, repo: Path, tmp_path: Path, capsys
+) -> None:
+    """fsmonitor, a textconv driver and a clean filter, all at once, through `enstack scan`:
+    the scan reports the same functions as on a clean repository and no command runs."""
+    mark = tmp_path / "PWNED"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(f'#!/bin/sh\ntouch {mark}\ncat "$@"\n')
+    evil.chmod(0o755)
+    (repo / ".git" / "info").mkdir(exist_ok=True)
+    (repo / ".git" / "info" / "attributes").write_text("*.c diff=evil filter=evil\n")
+    for key in ("core.fsmonitor", "diff.evil.textconv", "filter.evil.clean", "core.pager"):
+        _git(repo, "config", key, str(evil))
+    code, report, err = _scan_json(bundle, capsys, "--changed-since", "HEAD")
+    assert code == 0, err
+    assert _names(report) == {"edited", "moved_edited", "added"}
+    assert not mark.exists()

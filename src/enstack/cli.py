@@ -491,7 +491,10 @@ def _scan_selection(args: argparse.Namespace, paths: list[str]):  # -> Selection
     suffixes = SOURCE_SUFFIXES
     if args.include:
         suffixes = {s if s.startswith(".") else f".{s}" for s in args.include}
-    changes = changed_since(args.changed_since) if args.changed_since is not None else None
+    changes = None
+    if args.changed_since is not None:
+        roots = [Path(p) for p in paths if p != "-"]
+        changes = changed_since(args.changed_since, suffixes=suffixes, roots=roots)
     return selection_for(paths, suffixes, args.exclude, changes)
 
 

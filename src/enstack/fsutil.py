@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,6 +233,31 @@ def stage_lock(run_dir: Path, stage: str) -> ProcessLock:
     return ProcessLock(run_dir / f".lock-{stage}", f"{run_dir} ({stage})")
 
 
+class NotRegularFile(OSError):
+    """Raised by `read_capped` for a FIFO, a device, a directory or (unfollowed) a symlink."""
+
+
+def read_capped(path: Path, limit: int, *, follow_symlinks: bool = True) -> bytes | None:
+    """At most `limit` bytes of a regular file, or None where it holds more. The size is
+    checked as the file is read, not by `stat` (`/dev/zero` and `/proc` files report 0 bytes,
+    and a file may grow between the two); a FIFO is opened without blocking and refused, like
+    every other file that is not regular, with `NotRegularFile`."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if not follow_symlinks and os.path.islink(path):
+            raise NotRegularFile(f"{path}: a symbolic link") from exc
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(f"{path}: not a regular file")
+        data = handle.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
 def read_json_object(path: Path) -> dict | None:
     """A JSON object enstack wrote earlier (a stage's record, a cache's meta), or None when it
     is missing, damaged, nested too deeply or not an object: the caller redoes the work."""
@@ -249,9 +275,12 @@ def read_untrusted_json(path: Path, max_bytes: int, culprit: str, hint: str = ""
 
     tail = f"; {hint}" if hint else ""
     try:
-        if path.stat().st_size > max_bytes:
+        data = read_capped(path, max_bytes)
+        if data is None:
             raise UserError(f"{culprit}: over {max_bytes >> 20} MiB{tail}")
-        return json.loads(path.read_bytes())
+        return json.loads(data)
+    except NotRegularFile:
+        raise UserError(f"{culprit}: not a regular file{tail}") from None
     except OSError as exc:
         raise UserError(f"{culprit}: cannot read it ({exc.strerror})") from None
     except (ValueError, RecursionError):

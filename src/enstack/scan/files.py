@@ -12,6 +12,7 @@ from pathlib import Path
 
 from enstack.csyntax.parser import SOURCE_SUFFIXES
 from enstack.errors import UserError
+from enstack.fsutil import NotRegularFile, read_capped
 from enstack.scan.scope import ChangeSet, PathFilter
 
 MAX_FILE_BYTES = 4 << 20  # larger "source" files are generated tables, not code to review
@@ -151,13 +152,13 @@ def _read(path: Path, tally: FileTally, seen: set) -> SourceFile | None:
         if (stat.st_dev, stat.st_ino) in seen:
             return None  # the same file through a symlink: scanned once
         seen.add((stat.st_dev, stat.st_ino))
-        if not path.is_file():
-            tally.skip("not a regular file", path)
-            return None
-        if stat.st_size > MAX_FILE_BYTES:
+        data = read_capped(path, MAX_FILE_BYTES)  # bounded as read: a file may grow after stat
+        if data is None:
             tally.skip(TOO_BIG, path)
             return None
-        data = path.read_bytes()
+    except NotRegularFile:
+        tally.skip("not a regular file", path)
+        return None
     except OSError:
         tally.skip("unreadable", path)
         return None

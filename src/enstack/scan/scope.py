@@ -10,8 +10,7 @@ paths below it) and from the working directory (they match named files and the c
 from __future__ import annotations
 
 import os
-import re
-import subprocess
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,10 @@ from pathlib import Path
 import pathspec
 
 from enstack.errors import UserError
+from enstack.fsutil import NotRegularFile, read_capped
+from enstack.safegit import Repository, line_changes
 
 IGNORE_FILE = ".enstackignore"
-HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 
 
 @dataclass
@@ -60,21 +60,36 @@ class PathFilter:
         return False
 
 
+MAX_IGNORE_FILE_BYTES = 1 << 20  # a gitignore of a million bytes is not a list of paths
+
+
 def _spec(patterns: list[str], origin: str) -> pathspec.PathSpec:
+    """git's own rules (pathspec), matched by RE2: linear time in the name's length whatever
+    the pattern (`a*a*a*a*a*a*a*a*a*a*b` backtracks for hours in Python's `re`)."""
     try:
-        return pathspec.GitIgnoreSpec.from_lines(patterns)  # git's own rules, edge cases too
+        return pathspec.GitIgnoreSpec.from_lines(patterns, backend="re2")
     except (ValueError, TypeError) as exc:
-        raise UserError(f"{origin}: not a valid pattern ({exc})") from None
+        raise UserError(f"{origin}: not a valid pattern ({_one_line(str(exc))[:200]})") from None
 
 
 def _read_ignore_file(root: Path) -> pathspec.PathSpec | None:
+    """The ignore file of `root`, read only where it is a regular file of the tree: a symlink
+    (to `/etc/shadow`, say) is refused unread, and so is a file over the cap."""
     path = root / IGNORE_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read it ({exc})") from None
+        data = read_capped(path, MAX_IGNORE_FILE_BYTES, follow_symlinks=False)
+    except NotRegularFile:
+        raise UserError(f"{path}: not a regular file (a link or a device); not read") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror})") from None
+    if data is None:
+        raise UserError(f"{path}: over {MAX_IGNORE_FILE_BYTES >> 20} MiB; not an ignore file")
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return _spec(lines, str(path))
 
 
@@ -90,106 +105,131 @@ def _relative(path: Path, root: Path) -> str | None:
 
 @dataclass
 class ChangeSet:
-    """Lines added or modified since `rev`, per file (absolute paths of the working tree)."""
+    """Lines added or modified since `rev`, per file (absolute paths of the working tree);
+    `whole` holds the files that are new since `rev` (every line counts as changed)."""
 
     rev: str
     lines: dict[Path, set[int]]
+    whole: set[Path] = field(default_factory=set)
 
     def has_file(self, path: Path) -> bool:
-        return Path(os.path.abspath(path)) in self.lines
+        absolute = Path(os.path.abspath(path))
+        return absolute in self.lines or absolute in self.whole
 
     def touches(self, path: Path, start: int, end: int) -> bool:
-        changed = self.lines.get(Path(os.path.abspath(path)), ())
-        return any(start <= line <= end for line in changed)
+        absolute = Path(os.path.abspath(path))
+        if absolute in self.whole:
+            return True
+        return any(start <= line <= end for line in self.lines.get(absolute, ()))
 
 
-def changed_since(rev: str, where: Path | None = None) -> ChangeSet:
+def changed_since(
+    rev: str,
+    where: Path | None = None,
+    suffixes: Iterable[str] | None = None,
+    roots: Iterable[Path] | None = None,
+) -> ChangeSet:
     """What changed between commit `rev` and the working tree of the repository at `where`:
-    added and modified lines of tracked files (renames followed to the new name), and every
-    line of untracked files that git does not ignore. Deleted files have no lines to scan."""
-    cwd = Path(where or Path.cwd())
-    top = _git(["rev-parse", "--show-toplevel"], cwd, rev).decode().strip()
-    commit = _git(
-        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
-        cwd,
-        rev,
-        missing=True,
-    )
-    if not commit.strip():
+    added and modified lines of tracked files (staged renames followed to the new name), and
+    every line of untracked files that git does not ignore. Deleted files have no lines to
+    scan. Only files with one of `suffixes` below one of `roots` are read.
+
+    Nothing the repository configures runs (see `enstack.safegit`): the commit's blobs and the
+    index are read through plumbing, each working file is read here (regular files only, never
+    through a symlink, at most `MAX_CHANGED_FILE_BYTES`) and diffed against its blob outside
+    the repository. A file's hunks are never parsed for file names, so no added line can end
+    one file's diff or start another's."""
+    what = f"--changed-since {_one_line(rev)}"
+    repo = Repository(Path(where or Path.cwd()), what)
+    sha = repo.commit(rev)
+    if sha is None:
         raise UserError(
-            f"--changed-since {rev}: not a commit in this repository (in a shallow clone, fetch "
-            f"it first: git fetch --depth=1 origin {rev})"
+            f"{what}: not a commit in this repository (in a shallow clone, fetch "
+            f"it first: git fetch --depth=1 origin {_one_line(rev)})"
         )
-    sha = commit.decode().strip()
-    root = Path(top)
-    diff = _git(
-        [
-            *("-c", "core.quotePath=false", "diff", "--no-color", "--no-ext-diff"),
-            *("--unified=0", "--find-renames", "--diff-filter=AMR"),
-            *("--src-prefix=a/", "--dst-prefix=b/", sha, "--"),
-        ],
-        root,
-        rev,
-    )
-    lines = _changed_lines(diff, root)
-    untracked = _git(["ls-files", "--others", "--exclude-standard", "-z"], root, rev)
-    for name in filter(None, untracked.split(b"\0")):
-        path = root / os.fsdecode(name)
-        lines[path] = set(range(1, _line_count(path) + 1))
-    return ChangeSet(rev, lines)
+    wanted = _Wanted(repo.top, suffixes, roots)
+    old_tree = repo.tree(sha)
+    renames = repo.staged_renames(sha)
+    changes = ChangeSet(rev, {})
+    pending: dict[str, list[tuple[Path, bytes]]] = {}  # old blob id -> working files to diff
+    for name in repo.index():
+        path = wanted.path(name)
+        data = _working_bytes(path) if path is not None else None
+        if path is None or data is None:
+            continue
+        old = old_tree.get(renames.get(name, name))
+        if old is None or data is TOO_BIG:
+            changes.whole.add(path)
+        elif repo.blob_id(data) != old.oid:
+            pending.setdefault(old.oid, []).append((path, data))
+    for oid, content in repo.blobs(list(pending), MAX_CHANGED_FILE_BYTES):
+        for path, data in pending[oid]:
+            if content is None:
+                changes.whole.add(path)
+            else:
+                changes.lines[path] = line_changes(content, data)
+    for name in repo.untracked():
+        path = wanted.path(name)
+        if path is not None and _is_regular(path):
+            changes.whole.add(path)
+    return changes
 
 
-def _git(args: list[str], cwd: Path, rev: str, missing: bool = False) -> bytes:
+MAX_CHANGED_FILE_BYTES = 4 << 20  # the scanner's own cap: a larger file is skipped anyway
+
+
+class _Wanted:
+    """Which repository paths the scan could read: a suffix it scans, below a root it was
+    given, and inside the repository (a crafted index may name `../x` or a path through a
+    symlinked directory)."""
+
+    def __init__(self, top: Path, suffixes: Iterable[str] | None, roots: Iterable[Path] | None):
+        self.top = top
+        self.real_top = os.path.realpath(top)
+        self.suffixes = None if suffixes is None else {s.lower() for s in suffixes}
+        self.roots = [os.path.realpath(r) for r in (roots or [top])]
+
+    def path(self, name: str) -> Path | None:
+        parts = name.split("/")
+        if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            return None
+        if self.suffixes is not None and Path(name).suffix.lower() not in self.suffixes:
+            return None
+        path = self.top / name
+        parent = os.path.realpath(path.parent)
+        if not _below(parent, self.real_top):
+            return None
+        real = os.path.join(parent, path.name)  # the file itself is not resolved: a link is no file
+        if not any(real == r or _below(parent, r) for r in self.roots):
+            return None
+        return path
+
+
+def _below(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+TOO_BIG = b"<over the cap>"  # a marker compared by identity: the scanner skips such a file
+
+
+def _working_bytes(path: Path) -> bytes | None:
+    """A tracked file's content as it is on disk; None where it is gone, not a regular file
+    (a symlink is not followed: git tracks the link, not its target) or unreadable; `TOO_BIG`
+    (never read past the cap) where it is larger than the scanner reads."""
     try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, check=False, timeout=300
-        )
-    except FileNotFoundError:
-        raise UserError("--changed-since: git is not installed (or not on PATH)") from None
-    except subprocess.TimeoutExpired:
-        raise UserError(f"--changed-since {rev}: git took over 300 s; giving up") from None
-    if done.returncode != 0 and not missing:
-        reason = done.stderr.decode(errors="replace").strip().splitlines()
-        raise UserError(
-            f"--changed-since {rev}: git {args[0] if args[0] != '-c' else args[2]} failed in "
-            f"{cwd} ({reason[-1] if reason else f'exit {done.returncode}'})"
-        )
-    return done.stdout
-
-
-def _changed_lines(diff: bytes, root: Path) -> dict[Path, set[int]]:
-    """New-side line numbers of every hunk, per file. A hunk that only deletes (`+N,0`) marks
-    line N, the line after which text was removed: the function around it changed."""
-    out: dict[Path, set[int]] = {}
-    current: set[int] | None = None
-    for raw in diff.split(b"\n"):
-        if raw.startswith(b"diff --git "):
-            current = None
-        elif raw.startswith(b"+++ "):
-            name = raw[4:]
-            current = (
-                None if name == b"/dev/null" else out.setdefault(root / _unquote(name)[2:], set())
-            )
-        elif current is not None and raw.startswith(b"@@"):
-            match = HUNK.match(raw)
-            if match:
-                start, count = int(match.group(1)), int(match.group(2) or 1)
-                current.update(range(start, start + count) if count else [max(start, 1)])
-    return out
-
-
-def _unquote(name: bytes) -> str:
-    """git quotes a path with unusual bytes as a C string literal ("a/t\\303\\251st.c")."""
-    if not name.startswith(b'"'):
-        return os.fsdecode(name)
-    body = name[1:-1]
-    raw = body.decode("unicode_escape").encode("latin-1")
-    return os.fsdecode(raw)
-
-
-def _line_count(path: Path) -> int:
-    try:
-        with path.open("rb") as handle:
-            return sum(1 for _ in handle) or 1
+        data = read_capped(path, MAX_CHANGED_FILE_BYTES, follow_symlinks=False)
     except OSError:
-        return 0
+        return None
+    return TOO_BIG if data is None else data
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _one_line(text: str) -> str:
+    """A revision as the user typed it, on one line: control characters shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
