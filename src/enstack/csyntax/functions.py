@@ -19,12 +19,56 @@ from dataclasses import dataclass
 
 from tree_sitter import Node
 
-from enstack.csyntax.parser import parse
+from enstack.csyntax.macros import blank_specifier_macros
+from enstack.csyntax.parser import definition_nodes, parse
 from enstack.csyntax.preprocessor import has_conditionals, one_branch
 
-EXTRACTOR_VERSION = 2  # bump when what is cut out changes: cached functions are then redone
-# (2: `#if` branches recovered, operators and reference-returning functions named)
+EXTRACTOR_VERSION = 3  # bump when what is cut out changes: cached functions are then redone
+# (2: `#if` branches recovered, operators and reference-returning functions named; 3: macros in
+# declarations blanked, no function named after a keyword or a type)
 
+# names no function has: a statement or a type read as a function's name in an error block
+NOT_NAMES = frozenset(
+    [
+        "if",
+        "else",
+        "for",
+        "while",
+        "do",
+        "switch",
+        "case",
+        "return",
+        "sizeof",
+        "goto",
+        "break",
+        "continue",
+        "default",
+        "typedef",
+        "struct",
+        "union",
+        "enum",
+        "int",
+        "char",
+        "void",
+        "long",
+        "short",
+        "unsigned",
+        "signed",
+        "float",
+        "double",
+        "const",
+        "volatile",
+        "static",
+        "extern",
+        "register",
+        "auto",
+        "inline",
+        "bool",
+        "_Bool",
+        "defined",
+        "<anonymous>",
+    ]
+)
 # the nodes whose name qualifies the functions defined inside them
 SCOPES = {"namespace_definition", "class_specifier", "struct_specifier", "union_specifier"}
 NAMED_DECLARATORS = {
@@ -69,31 +113,79 @@ class Extraction:
 def extract_functions(source: bytes, path: str, language: str) -> Extraction:
     """Every function definition in `source` (see the module's docstring)."""
     root = parse(source, language)
-    found = _definitions(root, source, path)
+    found = _definitions(root, source, path, language)
     if not root.has_error:
         return Extraction(found, False)
-    if has_conditionals(source):
+    blanked = blank_specifier_macros(source)
+    if blanked != source:  # macros in declarations: the blanked text is what is parsed
+        root = parse(blanked, language)
+        cleaner = _definitions(root, source, path, language)
+        found = _prefer_clean(cleaner, found) if root.has_error else cleaner
+    if root.has_error and has_conditionals(source):
         for keep in ("first", "last"):
-            variant = one_branch(source, keep)
-            found = _prefer_clean(found, _definitions(parse(variant, language), variant, path))
+            variant = one_branch(blanked, keep)
+            code = one_branch(source, keep) if blanked != source else variant
+            found = _prefer_clean(
+                found, _definitions(parse(variant, language), code, path, language)
+            )
     source_lines = source.split(b"\n")
     lines = [line for line in _unscored_lines(root, found) if source_lines[line].strip()]
     opens = sum(1 for line in lines if BODY_OPENS.match(source_lines[line]))
     return Extraction(found, True, Unscored(opens, len(lines)))
 
 
-def _definitions(root: Node, source: bytes, path: str) -> list[Function]:
+def extract_functions_plain(source: bytes, path: str, language: str) -> Extraction:
+    """The extractor before macros were read (EXTRACTOR_VERSION 2): tree-sitter and `#if`
+    branches only. Kept for the parse benchmark's side-by-side figures."""
+    root = parse(source, language)
+    found = _definitions(root, source, path, language, keep_misnamed=True)
+    if not root.has_error:
+        return Extraction(found, False)
+    if has_conditionals(source):
+        for keep in ("first", "last"):
+            variant = one_branch(source, keep)
+            found = _prefer_clean(
+                found,
+                _definitions(parse(variant, language), variant, path, language, keep_misnamed=True),
+            )
+    return Extraction(found, True)
+
+
+def _definitions(
+    root: Node, source: bytes, path: str, language: str, keep_misnamed: bool = False
+) -> list[Function]:
+    """The functions of a parse; `source` is the text their code is cut from (the parsed text,
+    or the original that blanking kept byte for byte). A "function" named after a keyword or
+    a type (`if (x) {` read as a definition in an error block) is no function."""
     functions: list[Function] = []
-    stack: list[tuple[Node, tuple[str, ...]]] = [(root, ())]
-    while stack:
-        node, scope = stack.pop()
-        if node.type == "function_definition":
-            functions.append(_function(node, source, path, scope))
+    for node in definition_nodes(root, language):
+        if _inside_definition(node):
             continue  # a function's body holds no other definitions worth scoring alone
-        inner = (*scope, _scope_name(node)) if node.type in SCOPES else scope
-        stack.extend((child, inner) for child in reversed(node.children))
+        function = _function(node, source, path, _scope(node))
+        if keep_misnamed or function.name.rsplit("::", 1)[-1] not in NOT_NAMES:
+            functions.append(function)
     functions.sort(key=lambda f: (f.start_line, f.end_line))
     return functions
+
+
+def _inside_definition(node: Node) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "function_definition":
+            return True
+        parent = parent.parent
+    return False
+
+
+def _scope(node: Node) -> tuple[str, ...]:
+    """The names of the namespaces and classes around a definition, outermost first."""
+    names = []
+    parent = node.parent
+    while parent is not None:
+        if parent.type in SCOPES:
+            names.append(_scope_name(parent))
+        parent = parent.parent
+    return tuple(reversed(names))
 
 
 def _prefer_clean(found: list[Function], alternative: list[Function]) -> list[Function]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from tree_sitter import Language, Node, Parser
+from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
 C_SUFFIXES = {".c"}
 CPP_SUFFIXES = {".cc", ".cpp", ".cxx", ".c++", ".h", ".hh", ".hpp", ".hxx", ".h++", ".ipp"}
@@ -21,6 +21,19 @@ def _parser(language: str) -> Parser:
     import tree_sitter_cpp
 
     return Parser(Language(tree_sitter_cpp.language()))
+
+
+@cache
+def _definitions_query(language: Language) -> Query:
+    return Query(language, "(function_definition) @definition")
+
+
+def definition_nodes(root: Node, language: str) -> list[Node]:
+    """Every `function_definition` node under `root`, found by tree-sitter's query engine (in
+    C: a walk of every node in Python costs as much as the parse on a large file)."""
+    query = _definitions_query(_parser(language).language)
+    captures = QueryCursor(query).captures(root)
+    return captures.get("definition", [])
 
 
 def parse(source: bytes, language: str) -> Node:

@@ -42,8 +42,11 @@ def one_branch(source: bytes, keep: Branch) -> bytes:
             continued = line.rstrip().endswith(b"\\")
             out.append(b"" if blank_continuation else line)
             continue
-        grouping = True
-        if OPENS.match(line):
+        directive = line.lstrip()[:1] == b"#"  # most lines are not: nothing to match
+        grouping = directive
+        if not directive:
+            pass
+        elif OPENS.match(line):
             kept_branch = 0 if keep == "first" else last_branch.get(number, 0)
             groups.append([0, kept_branch])
             dead += kept_branch != 0
@@ -59,7 +62,7 @@ def one_branch(source: bytes, keep: Branch) -> bytes:
             grouping = False
         kept = dead == 0 and not grouping
         out.append(line if kept else b"")
-        continued = line.lstrip().startswith(b"#") and line.rstrip().endswith(b"\\")
+        continued = directive and line.rstrip().endswith(b"\\")
         blank_continuation = not kept
     return b"\n".join(out)
 
@@ -69,6 +72,8 @@ def _last_branches(lines: list[bytes]) -> dict[int, int]:
     open_at: list[int] = []
     count: dict[int, int] = {}
     for number, line in enumerate(lines):
+        if not line.lstrip()[:1] == b"#":
+            continue
         if OPENS.match(line):
             open_at.append(number)
             count[number] = 0
