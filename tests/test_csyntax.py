@@ -56,8 +56,9 @@ def test_one_branch_keeps_line_numbers_and_nesting() -> None:
     first = one_branch(source, "first").split(b"\n")
     last = one_branch(source, "last").split(b"\n")
     assert len(first) == len(last) == source.count(b"\n") + 1
-    assert [line for line in first if line] == [b"a", b"b", b"c", b"g"]
-    assert [line for line in last if line] == [b"a", b"f", b"g"]  # the #else's continuation too
+    assert [line for line in first if line.strip()] == [b"a", b"b", b"c", b"g"]
+    assert [line for line in last if line.strip()] == [b"a", b"f", b"g"]  # continuation too
+    assert len(first[1]) == len(b"#if X") and len(one_branch(source, "last")) == len(source)
 
 
 def test_what_cannot_be_parsed_is_counted_per_file() -> None:

@@ -15,12 +15,12 @@ scored for (`Extraction.unscored`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tree_sitter import Node
 
 from enstack.csyntax.macros import blank_specifier_macros
-from enstack.csyntax.parser import definition_nodes, parse
+from enstack.csyntax.parser import definition_nodes, parse_tree, reparse
 from enstack.csyntax.preprocessor import has_conditionals, one_branch
 
 EXTRACTOR_VERSION = 3  # bump when what is cut out changes: cached functions are then redone
@@ -82,6 +82,7 @@ NAMED_DECLARATORS = {
 }
 # a function body opening at the left margin, on its own line or after a `)`: an estimate of
 # the functions an error block swallowed
+BLANKED_LINE = re.compile(r"^ +$", re.MULTILINE)  # a line one_branch turned to spaces
 BODY_OPENS = re.compile(rb"^\{|^[A-Za-z_].*\)\s*\{\s*$")
 
 
@@ -112,48 +113,33 @@ class Extraction:
 
 def extract_functions(source: bytes, path: str, language: str) -> Extraction:
     """Every function definition in `source` (see the module's docstring)."""
-    root = parse(source, language)
-    found = _definitions(root, source, path, language)
-    if not root.has_error:
+    tree = parse_tree(source, language)
+    found = _definitions(tree.root_node, source, path, language)
+    if not tree.root_node.has_error:
         return Extraction(found, False)
-    blanked = blank_specifier_macros(source)
+    blanked = blank_specifier_macros(source)  # the same length: offsets point into `source`
     if blanked != source:  # macros in declarations: the blanked text is what is parsed
-        root = parse(blanked, language)
-        cleaner = _definitions(root, source, path, language)
-        found = _prefer_clean(cleaner, found) if root.has_error else cleaner
+        tree = reparse(tree, source, blanked, language)
+        cleaner = _definitions(tree.root_node, source, path, language)
+        found = _prefer_clean(cleaner, found) if tree.root_node.has_error else cleaner
+    root = tree.root_node
     if root.has_error and has_conditionals(source):
         for keep in ("first", "last"):
-            variant = one_branch(blanked, keep)
-            code = one_branch(source, keep) if blanked != source else variant
-            found = _prefer_clean(
-                found, _definitions(parse(variant, language), code, path, language)
-            )
+            variant = reparse(tree.copy(), blanked, one_branch(blanked, keep), language)
+            # a function's text is one configuration: the other branches' lines left empty
+            text = one_branch(source, keep)
+            candidates = [
+                replace(f, code=BLANKED_LINE.sub("", f.code))
+                for f in _definitions(variant.root_node, text, path, language)
+            ]
+            found = _prefer_clean(found, candidates)
     source_lines = source.split(b"\n")
     lines = [line for line in _unscored_lines(root, found) if source_lines[line].strip()]
     opens = sum(1 for line in lines if BODY_OPENS.match(source_lines[line]))
     return Extraction(found, True, Unscored(opens, len(lines)))
 
 
-def extract_functions_plain(source: bytes, path: str, language: str) -> Extraction:
-    """The extractor before macros were read (EXTRACTOR_VERSION 2): tree-sitter and `#if`
-    branches only. Kept for the parse benchmark's side-by-side figures."""
-    root = parse(source, language)
-    found = _definitions(root, source, path, language, keep_misnamed=True)
-    if not root.has_error:
-        return Extraction(found, False)
-    if has_conditionals(source):
-        for keep in ("first", "last"):
-            variant = one_branch(source, keep)
-            found = _prefer_clean(
-                found,
-                _definitions(parse(variant, language), variant, path, language, keep_misnamed=True),
-            )
-    return Extraction(found, True)
-
-
-def _definitions(
-    root: Node, source: bytes, path: str, language: str, keep_misnamed: bool = False
-) -> list[Function]:
+def _definitions(root: Node, source: bytes, path: str, language: str) -> list[Function]:
     """The functions of a parse; `source` is the text their code is cut from (the parsed text,
     or the original that blanking kept byte for byte). A "function" named after a keyword or
     a type (`if (x) {` read as a definition in an error block) is no function."""
@@ -162,7 +148,7 @@ def _definitions(
         if _inside_definition(node):
             continue  # a function's body holds no other definitions worth scoring alone
         function = _function(node, source, path, _scope(node))
-        if keep_misnamed or function.name.rsplit("::", 1)[-1] not in NOT_NAMES:
+        if function.name.rsplit("::", 1)[-1] not in NOT_NAMES:
             functions.append(function)
     functions.sort(key=lambda f: (f.start_line, f.end_line))
     return functions

@@ -34,7 +34,11 @@ _NOT_CODE = re.compile(
 _LONE_MACRO = re.compile(
     rb"^[ \t]*[A-Z_][A-Z0-9_]*(?P<call>[ \t]*\((?:[^()\n]|\([^()\n]*\))*\))?[ \t]*$", re.MULTILINE
 )
-_TOKENS = re.compile(rb"(?P<name>[A-Za-z_]\w*)|(?P<punct>\d[\w.]*|\S)")
+# a run of operator characters is one token: only `;{}()*&,=[` are read one by one
+_TOKENS = re.compile(
+    rb"(?P<name>[A-Za-z_]\w*)|(?P<punct>\d[\w.]*|[;{}()*&,=\[]|[^\w\s;{}()*&,=\[]+)"
+)
+_BLANK = bytes(10 if byte == 10 else 32 for byte in range(256))  # every byte but `\n` to a space
 _DEFINE = re.compile(rb"^[ \t]*#[ \t]*define[ \t]+([A-Za-z_]\w*)(?![\w(])[ \t]*(.*)$", re.MULTILINE)
 _CAPS = re.compile(rb"^[A-Z_][A-Z0-9_]+$")
 
@@ -51,17 +55,17 @@ KEYWORDS = (
         b"if else for while do switch case return sizeof goto break continue default".split()
     )
 )
-# what may stand in a specifier macro's definition
-SPECIFIER_WORDS = (
-    TYPE_KEYWORDS
-    | QUALIFIERS
-    | frozenset(
-        b"__cdecl __stdcall __fastcall __declspec __attribute__ __attribute _cdecl WINAPI "
-        b"__export __far __near far near FAR NEAR dllexport dllimport visibility".split()
-    )
+# what may stand in a specifier macro's definition: storage, qualifiers, calling conventions and
+# attributes, never a type (`#define Rand64 unsigned long long` names a type)
+SPECIFIER_WORDS = frozenset(
+    b"static extern inline __inline __inline__ register const volatile restrict __restrict "
+    b"__cdecl __stdcall __fastcall __declspec __attribute__ __attribute _cdecl WINAPI "
+    b"__export __far __near far near FAR NEAR dllexport dllimport visibility default "
+    b"hidden noinline always_inline unused used".split()
 )
 STORAGE = frozenset(b"static extern register inline __inline __inline__".split())
 _BOUNDARY = frozenset((b";", b"{", b"}"))
+ATTRIBUTES = frozenset(b"__attribute__ __attribute __declspec __asm__ __asm asm".split())
 _DECLARATOR_ENDS = frozenset((b";", b"=", b",", b"["))  # what may follow a variable's name
 
 
@@ -86,15 +90,19 @@ def blank_specifier_macros(source: bytes, learned: frozenset[bytes] = frozenset(
     for start, end in _lone_macros(code):
         out[start:end] = b" " * (end - start)
     tokens = [(m.lastgroup, m.group(), m.start(), m.end()) for m in _TOKENS.finditer(code)]
+    if any(word in source for word in (b"__attribute", b"__declspec", b"asm")):
+        tokens = _without_attributes(out, tokens)
     for i, (kind, text, start, end) in enumerate(tokens):
         if kind == "name":
             run.append((text, start, end))
             continue
+        if text == b"(":
+            _blank_cast(out, tokens, i, learned)
         if text == b"(" and run:
             _blank_declaration(out, run, tokens, i, learned)
         elif text in _DECLARATOR_ENDS and len(run) > 2 and run[0][1] >= 0 and run[-1][0]:
             _blank_prefix(out, run[:-1], learned)  # `struct state FAR *s;`: a variable
-        if kind == "punct" and text in b"*&" and run:
+        if kind == "punct" and text in (b"*", b"&") and run:
             run.append((text, start, end))
             continue
         run = []
@@ -112,7 +120,7 @@ def _blank_declaration(out: bytearray, run: list, tokens: list, at: int, learned
         _blank_wrapper(out, run[-1], tokens, at)
         run = run[:-1]
         name = run[-1][0]
-    if name in KEYWORDS or not name or name in b"*&":
+    if name in KEYWORDS or not name or name in (b"*", b"&"):
         return
     _blank_prefix(out, run[:-1], learned)
     for parameter in _parameters(tokens, at):
@@ -120,7 +128,8 @@ def _blank_declaration(out: bytearray, run: list, tokens: list, at: int, learned
 
 
 def _blank_prefix(out: bytearray, run: list, learned: frozenset[bytes]) -> None:
-    """Blank the macros among the names before a declared name, where a type remains."""
+    """Blank the macros among the names before a declared name (or the names of a type in a
+    cast), where a type remains."""
     prefix = [t for t in run if t[0] not in (b"*", b"&")]
     if len(prefix) < 2:
         return  # one name is the type itself
@@ -186,6 +195,62 @@ def _specifier_macros(prefix: list, learned: frozenset[bytes]) -> list:
     return doomed + [t for t in names if t is not keep]
 
 
+def _without_attributes(out: bytearray, tokens: list) -> list:
+    """`__attribute__((...))`, `__declspec(...)`: blanked with their arguments (annotations a
+    declaration reads the same without), and their tokens dropped."""
+    kept: list = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token[1] in ATTRIBUTES and index + 1 < len(tokens) and tokens[index + 1][1] == b"(":
+            close = _matching(tokens, index + 1)
+            if close is not None:
+                out[token[2] : tokens[close][3]] = _spaces_for(out[token[2] : tokens[close][3]])
+                index = close + 1
+                continue
+        kept.append(token)
+        index += 1
+    return kept
+
+
+def _matching(tokens: list, at: int) -> int | None:
+    """The index of the `)` that closes the `(` at `tokens[at]`; None if it is never closed."""
+    depth = 0
+    for index in range(at, len(tokens)):
+        text = tokens[index][1]
+        if text == b"(":
+            depth += 1
+        elif text == b")":
+            depth -= 1
+            if depth == 0:
+                return index
+    return None
+
+
+def _spaces_for(text: bytes | bytearray) -> bytes:
+    return bytes(text).translate(_BLANK)
+
+
+def _blank_cast(out: bytearray, tokens: list, at: int, learned: frozenset[bytes]) -> None:
+    """A type name in parentheses (a cast, `sizeof`): names and `*` only, two names at least,
+    ending in `*` or with no `*` at all (`(a * b)` is a product): `(z_const Bytef *)`."""
+    names = []
+    stars = 0
+    for index in range(at + 1, min(at + 12, len(tokens))):
+        kind, text, start, end = tokens[index]
+        if kind == "name":
+            names.append((text, start, end))
+        elif text in (b"*", b"&"):
+            stars += 1
+        elif text == b")":
+            ends_in_star = tokens[index - 1][1] in (b"*", b"&")
+            if len(names) > 1 and (ends_in_star or not stars):
+                _blank_prefix(out, names, learned)
+            return
+        else:
+            return
+
+
 def _lone_macros(code: bytes) -> list[tuple[int, int]]:
     """Statement macros standing alone on their line: after the end of a statement or a block
     (`;`, `{`, `}`), before a statement, a block's end or another such macro, never before
@@ -214,7 +279,7 @@ LOOK = 4096  # bytes looked at around a line: blank runs longer than this read a
 
 
 def _spaces(match: re.Match) -> bytes:
-    return re.sub(rb"[^\n]", b" ", match.group())
+    return match.group().translate(_BLANK)
 
 
 def _next_punct(tokens: list, at: int) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from tree_sitter import Language, Node, Parser, Query, QueryCursor
+from tree_sitter import Language, Node, Parser, Point, Query, QueryCursor, Tree
 
 C_SUFFIXES = {".c"}
 CPP_SUFFIXES = {".cc", ".cpp", ".cxx", ".c++", ".h", ".hh", ".hpp", ".hxx", ".h++", ".ipp"}
@@ -40,6 +40,39 @@ def parse(source: bytes, language: str) -> Node:
     """The syntax tree of C (`"c"`) or C++ (`"cpp"`) source; tree-sitter recovers from errors
     (the root's `has_error` says whether it had to)."""
     return _parser(language).parse(source).root_node
+
+
+def parse_tree(source: bytes, language: str) -> Tree:
+    return _parser(language).parse(source)
+
+
+def reparse(tree: Tree, old: bytes, new: bytes, language: str) -> Tree:
+    """The tree of `new`, a same-length rewrite of `old` (blanked macros, a branch of each
+    `#if`), parsed incrementally from `old`'s `tree` (which this edits): tree-sitter reparses
+    only around what changed, about twice as fast as a fresh parse here."""
+    import numpy as np
+
+    before = np.frombuffer(old, dtype=np.uint8)
+    changed = np.flatnonzero(before != np.frombuffer(new, dtype=np.uint8))
+    if changed.size == 0:
+        return tree
+    # runs of changed bytes, those closer than 64 bytes merged into one edit
+    breaks = np.flatnonzero(np.diff(changed) > 64)
+    starts = changed[np.concatenate(([0], breaks + 1))]
+    ends = changed[np.concatenate((breaks, [changed.size - 1]))] + 1
+    newlines = np.flatnonzero(before == 10)
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        start_point, end_point = _point(newlines, start), _point(newlines, end)
+        tree.edit(start, end, end, start_point, end_point, end_point)
+    return _parser(language).parse(new, tree)
+
+
+def _point(newlines, offset: int) -> Point:
+    import numpy as np
+
+    row = int(np.searchsorted(newlines, offset))
+    line_start = int(newlines[row - 1]) + 1 if row else 0
+    return Point(row, offset - line_start)
 
 
 def parse_text(code: str) -> Node:

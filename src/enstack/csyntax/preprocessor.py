@@ -5,7 +5,8 @@ a statement (an `if (...) {` in one branch, another in the `#else`, one closing 
 `#endif`), the text is not C in any configuration the parser sees, and everything up to the
 function's end becomes one error block: on zlib's `inflate.c`, `inflate()` itself. Keeping
 only the first (or only the last) branch of every group gives text that a compiler would see
-for one set of macros; blanking the other lines, not deleting them, keeps every line number.
+for one set of macros; blanking the other lines with spaces, not deleting them, keeps every
+line number and byte offset (so the parse is an incremental edit of the file's own).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ OPENS = re.compile(rb"\s*#\s*(?:if|ifdef|ifndef)\b")
 BRANCHES = re.compile(rb"\s*#\s*(?:elif|elifdef|elifndef|else)\b")
 CLOSES = re.compile(rb"\s*#\s*endif\b")
 Branch = Literal["first", "last"]
+BLANK = bytes(32 for _ in range(256))  # a line not kept: spaces, so every offset is kept too
 
 
 def has_conditionals(source: bytes) -> bool:
@@ -25,7 +27,7 @@ def has_conditionals(source: bytes) -> bool:
 
 def one_branch(source: bytes, keep: Branch) -> bytes:
     """`source` with only the first or the last branch of each `#if` group, the directives and
-    the other branches blanked (their lines left empty). An unbalanced group (an `#endif`
+    the other branches blanked (their bytes turned to spaces). An unbalanced group (an `#endif`
     without its `#if`, a group left open) is read as far as it goes."""
     lines = source.split(b"\n")
     # per open group: [index of the branch being read, index of the branch kept]; `dead`
@@ -40,7 +42,7 @@ def one_branch(source: bytes, keep: Branch) -> bytes:
     for number, line in enumerate(lines):
         if continued:  # a directive's continuation line goes where its first line went
             continued = line.rstrip().endswith(b"\\")
-            out.append(b"" if blank_continuation else line)
+            out.append(line.translate(BLANK) if blank_continuation else line)
             continue
         directive = line.lstrip()[:1] == b"#"  # most lines are not: nothing to match
         grouping = directive
@@ -61,7 +63,7 @@ def one_branch(source: bytes, keep: Branch) -> bytes:
         else:
             grouping = False
         kept = dead == 0 and not grouping
-        out.append(line if kept else b"")
+        out.append(line if kept else line.translate(BLANK))
         continued = directive and line.rstrip().endswith(b"\\")
         blank_continuation = not kept
     return b"\n".join(out)
@@ -72,7 +74,7 @@ def _last_branches(lines: list[bytes]) -> dict[int, int]:
     open_at: list[int] = []
     count: dict[int, int] = {}
     for number, line in enumerate(lines):
-        if not line.lstrip()[:1] == b"#":
+        if line.lstrip()[:1] != b"#":
             continue
         if OPENS.match(line):
             open_at.append(number)
