@@ -4,6 +4,10 @@ named, and statements come from tree-sitter's statement nodes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from enstack.csyntax.functions import extract_functions
 from enstack.csyntax.preprocessor import one_branch
 from enstack.csyntax.statements import statement_spans, window_cuts
@@ -161,3 +165,137 @@ def test_deeply_nested_conditionals_are_read_in_linear_time() -> None:
     assert [(f.name, f.start_line) for f in found.functions] == [("f", n + 1)]
     first = one_branch(source, "first").split(b"\n")
     assert len(first) == source.count(b"\n") + 1 and b"}}" not in first
+
+
+# --- macros where C declares a function (issue 36) ----------------------------------------------
+
+# written in the manner of zlib, libexpat and Lua (export markers, calling conventions,
+# prototype wrappers, far pointers, statement macros without `;`), not copied from them
+MACRO_HEAVY = """\
+#define local static
+#define ZEXPORT
+local int helper OF((z_streamp strm, int n));
+
+uLong ZEXPORT checksum(uLong adler, const Bytef FAR *buf, uInt len) {
+    struct state FAR *s = (struct state FAR *)buf;
+    return adler + len + (z_const Bytef *)buf - buf;
+}
+
+local gzFile open_it(const char *path, int fd) {
+    return path ? 0 : fd;
+}
+
+static void XMLCALL
+on_start(void *data, const XML_Char *name) {
+    UNUSED(data)
+    UNUSED(name)
+}
+
+LUA_API lua_Number lua_version(lua_State *L) {
+    return 504;
+}
+
+START_TEST(test_case_one) {
+    run(1);
+}
+END_TEST
+
+START_TEST(test_case_two) {
+    run(2);
+}
+END_TEST
+
+__attribute__((no_sanitize("memory")))
+static DWORD WINAPI worker(void *arg) {
+    return 0;
+}
+"""
+
+
+def test_functions_declared_through_macros_are_whole_clean_and_named() -> None:
+    source = MACRO_HEAVY.encode()
+    found = extract_functions(source, "m.c", "c")
+    spans = {f.name: (f.start_line, f.end_line, f.damaged) for f in found.functions}
+    lines = MACRO_HEAVY.splitlines()
+
+    def span(name: str) -> tuple[int, int, bool]:
+        start = next(i for i, line in enumerate(lines, 1) if name in line and "(" in line)
+        end = next(i for i, line in enumerate(lines[start - 1 :], start) if line == "}")
+        return start, end, False
+
+    expected = ["checksum", "open_it", "lua_version", "test_case_one", "test_case_two"]
+    for name in expected:
+        assert spans[name] == span(name), name
+    # a definition begins with its return type, or its attribute, on the lines above its name
+    assert spans["on_start"] == (span("on_start")[0] - 1, span("on_start")[1], False)
+    assert spans["worker"] == (span("worker")[0] - 1, span("worker")[1], False)
+    assert set(spans) == {
+        *expected,
+        "on_start",
+        "worker",
+    }  # no prototype, no macro named as a function
+    # the code scored is the file's own text, macros and all
+    checksum = next(f for f in found.functions if f.name == "checksum")
+    assert checksum.code.startswith("uLong ZEXPORT checksum(") and "FAR *)buf" in checksum.code
+
+
+def test_blanking_keeps_every_offset_and_leaves_types_alone() -> None:
+    from enstack.csyntax.macros import blank_specifier_macros
+
+    source = MACRO_HEAVY.encode()
+    blanked = blank_specifier_macros(source)
+    assert len(blanked) == len(source) and blanked.count(b"\n") == source.count(b"\n")
+    assert all(a == b or b == 32 for a, b in zip(source, blanked, strict=True))
+    for text in (
+        b"FILE *open_file(const char *name) {}",  # an all-caps type stays
+        b"#define Rand64 unsigned long long\nstatic Rand64 rotl(Rand64 x) {}",  # a type macro
+        b"int f(int a, int b) { return (a * b) + g(a, b); }",  # a product is no cast
+        b"}\nBOOL\nmain(void)\n{ return 0; }",  # a type alone on its line
+        b"static void\nFOO(x)\n{ }",  # a function named in capitals
+        b"int f(void) { if (x)\n  FOO(y)\n  bar(); }",  # a macro in an if, not alone
+    ):
+        assert blank_specifier_macros(text) == text, text
+
+
+def test_no_function_is_named_after_a_keyword_or_a_type() -> None:
+    # an error block in which tree-sitter reads `if (x) {` as a definition named `if`
+    source = (
+        b"local gzFile f(int a) {\n  int b;\n#ifdef X\n  if (a) {\n#endif\n"
+        b"  if (b) {\n    g();\n  }\n  return 0;\n}\n"
+    )
+    names = [f.name for f in extract_functions(source, "k.c", "c").functions]
+    assert names and not set(names) & {"if", "for", "while", "switch", "return", "int"}
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b" " * 200_000, b"/*" * 100_000, b"'" * 200_000, b'"' * 200_000, b";\nFOO(x)\n" * 40_000,
+     b"a b c d e f g h " * 20_000, b"(" * 100_000, b"#define A \\\n" * 50_000],
+)  # fmt: skip
+def test_blanking_is_linear_on_hostile_text(tail: bytes) -> None:
+    import time
+
+    from enstack.csyntax.macros import blank_specifier_macros
+
+    started = time.perf_counter()
+    head = b"int FOO f(int x) { return x; }\n"
+    blanked = blank_specifier_macros(head + tail)
+    assert len(blanked) == len(head + tail) and blanked.startswith(b"int     f(")
+    assert time.perf_counter() - started < 10  # seconds; quadratic would be hours
+
+
+def test_extraction_matches_ctags_on_macro_heavy_c(tmp_path: Path) -> None:
+    """The parse benchmark's comparison, on a small tree: every function ctags finds, found
+    with the same span; none damaged."""
+    import shutil
+
+    if shutil.which("ctags") is None:
+        pytest.skip("universal-ctags is not installed (apt install universal-ctags)")
+    from benchmarks.parse import measure
+
+    (tmp_path / "m.c").write_text(MACRO_HEAVY)
+    (tmp_path / "s.c").write_text(SPLIT_BY_IF)
+    result = measure(tmp_path, extract_functions)
+    assert result["ctags_functions"] >= 9
+    assert result["span_recall"] == 1.0 and result["damaged_share"] == 0.0
+    assert result["keyword_named"] == 0

@@ -3,6 +3,8 @@ schema), exit codes, hostile files, the cache, and a tampered bundle refused."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -427,14 +429,23 @@ def test_functions_hidden_by_if_branches_are_scanned_and_the_rest_counted(
     # a body no configuration of the text makes C: nothing can be scored there
     (tree / "lost.c").write_text("int ok(void) { return 0; }\n]] x = (;\n{\n  a = ;\n}\n")
     outputs = {}
-    for fmt in ("json", "sarif"):
+    for fmt in ("json", "sarif", "text", "csv"):
         code, _, err = _scan(
             str(tree), "--bundle", str(bundle), "--format", fmt, "--output",
             str(tmp_path / f"out.{fmt}"), "--threshold", "0.01", "--no-cache", capsys=capsys,
         )  # fmt: skip
         assert code == 0, err
-        outputs[fmt] = json.loads((tmp_path / f"out.{fmt}").read_text())
+        text = (tmp_path / f"out.{fmt}").read_text()
+        outputs[fmt] = json.loads(text) if fmt in ("json", "sarif") else text
+    # the text and CSV tables name what was lost too, and say which functions are damaged
+    assert f"  {tree / 'lost.c'}: " in outputs["text"] and "not scored" in outputs["text"]
+    assert outputs["text"].splitlines()[0].rstrip().endswith("damaged")
+    rows = list(csv.DictReader(io.StringIO(outputs["csv"])))
+    unscored = [r for r in rows if r["level"] == "unscored"]
+    assert [r["path"] for r in unscored] == [str(tree / "lost.c")]
+    assert {r["damaged"] for r in rows if r["level"] != "unscored"} <= {"true", "false"}
     report = outputs["json"]
+    assert int(unscored[0]["unscored_lines"]) == report["summary"]["unscored_lines"]
     names = {f["function"] for f in report["findings"]}
     assert {"before", "decode", "after", "ok"} <= names  # decode sits between #if branches
     decode = next(f for f in report["findings"] if f["function"] == "decode")

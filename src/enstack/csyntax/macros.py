@@ -66,6 +66,7 @@ SPECIFIER_WORDS = frozenset(
 STORAGE = frozenset(b"static extern register inline __inline __inline__".split())
 _BOUNDARY = frozenset((b";", b"{", b"}"))
 ATTRIBUTES = frozenset(b"__attribute__ __attribute __declspec __asm__ __asm asm".split())
+STARTS_DECLARATION = TYPE_KEYWORDS | QUALIFIERS | ATTRIBUTES
 _DECLARATOR_ENDS = frozenset((b";", b"=", b",", b"["))  # what may follow a variable's name
 
 
@@ -87,17 +88,22 @@ def blank_specifier_macros(source: bytes, learned: frozenset[bytes] = frozenset(
     out = bytearray(source)
     run: list[tuple[bytes, int, int]] = []  # names and `*`/`&` since the last boundary
     code = _NOT_CODE.sub(_spaces, source)
-    for start, end in _lone_macros(code):
-        out[start:end] = b" " * (end - start)
+    lone = _lone_macros(code)
+    if lone:
+        code = bytearray(code)
+        for start, end in lone:
+            out[start:end] = code[start:end] = b" " * (end - start)
+        code = bytes(code)
     tokens = [(m.lastgroup, m.group(), m.start(), m.end()) for m in _TOKENS.finditer(code)]
     if any(word in source for word in (b"__attribute", b"__declspec", b"asm")):
-        tokens = _without_attributes(out, tokens)
+        tokens = _without_attributes(tokens)
     for i, (kind, text, start, end) in enumerate(tokens):
         if kind == "name":
             run.append((text, start, end))
             continue
-        if text == b"(":
-            _blank_cast(out, tokens, i, learned)
+        before = tokens[i - 1] if i else ("punct", b"", 0, 0)
+        if text == b"(" and (before[0] != "name" or before[1] in KEYWORDS):
+            _blank_cast(out, tokens, i, learned)  # not a parameter list: `f(Rand64 x)`
         if text == b"(" and run:
             _blank_declaration(out, run, tokens, i, learned)
         elif text in _DECLARATOR_ENDS and len(run) > 2 and run[0][1] >= 0 and run[-1][0]:
@@ -195,9 +201,10 @@ def _specifier_macros(prefix: list, learned: frozenset[bytes]) -> list:
     return doomed + [t for t in names if t is not keep]
 
 
-def _without_attributes(out: bytearray, tokens: list) -> list:
-    """`__attribute__((...))`, `__declspec(...)`: blanked with their arguments (annotations a
-    declaration reads the same without), and their tokens dropped."""
+def _without_attributes(tokens: list) -> list:
+    """The tokens without `__attribute__((...))`, `__declspec(...)` and their arguments: the
+    parser reads these annotations itself, but to the declaration reader they would be a
+    call that ends the declaration."""
     kept: list = []
     index = 0
     while index < len(tokens):
@@ -205,7 +212,6 @@ def _without_attributes(out: bytearray, tokens: list) -> list:
         if token[1] in ATTRIBUTES and index + 1 < len(tokens) and tokens[index + 1][1] == b"(":
             close = _matching(tokens, index + 1)
             if close is not None:
-                out[token[2] : tokens[close][3]] = _spaces_for(out[token[2] : tokens[close][3]])
                 index = close + 1
                 continue
         kept.append(token)
@@ -225,10 +231,6 @@ def _matching(tokens: list, at: int) -> int | None:
             if depth == 0:
                 return index
     return None
-
-
-def _spaces_for(text: bytes | bytearray) -> bytes:
-    return bytes(text).translate(_BLANK)
 
 
 def _blank_cast(out: bytearray, tokens: list, at: int, learned: frozenset[bytes]) -> None:
@@ -255,7 +257,8 @@ def _lone_macros(code: bytes) -> list[tuple[int, int]]:
     """Statement macros standing alone on their line: after the end of a statement or a block
     (`;`, `{`, `}`), before a statement, a block's end or another such macro, never before
     `{` (`FOO(x)\n{` is a function's header) or an operator (`FOO(x)\n  = 1;`). A bare name
-    is one only before another macro or a block's end: `BOOL\nmain(void)` is a type."""
+    is one only before another macro, a keyword or attribute that begins a declaration, or a
+    block's end: `BOOL\nmain(void)` is a type."""
     spans = []
     work = bytearray(code)  # accepted macros blanked, so `A(x)\nB(y)` are both seen
     for match in _LONE_MACRO.finditer(code):
@@ -268,7 +271,8 @@ def _lone_macros(code: bytes) -> list[tuple[int, int]]:
             fits = after in (b"", b"}") or after.isalpha() or after == b"_"
         else:
             following = re.match(rb"\s*([A-Za-z_]\w*)", code[end : end + LOOK])
-            fits = after in (b"", b"}") or bool(following and _CAPS.match(following.group(1)))
+            word = following.group(1) if following else b""
+            fits = after in (b"", b"}") or bool(_CAPS.match(word)) or word in STARTS_DECLARATION
         if fits:
             spans.append((start, end))
             work[start:end] = b" " * (end - start)

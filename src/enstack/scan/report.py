@@ -68,6 +68,7 @@ def as_text(report: ScanReport) -> str:
         "level",
         "P(vuln)" if report.detects else "P(class)",
         f"top lines ({report.localise})",  # which method ranked them, as JSON and SARIF say
+        "damaged",  # the function overlaps C the parser could not read: its cut may be wrong
     )
     table = [
         (
@@ -77,6 +78,7 @@ def as_text(report: ScanReport) -> str:
             s.level,
             f"{s.confidence:.3f}",
             _lines_text(s),
+            "yes" if s.function.damaged else "",
         )
         for s in rows
     ]
@@ -94,7 +96,19 @@ def as_text(report: ScanReport) -> str:
     suppressed = len(report.findings) - len(rows)
     if suppressed:
         out.append(f"({suppressed} suppressed findings not shown: see --format json or sarif)")
+    out += _unscored_text(report)
     return "\n".join(out) + "\n"
+
+
+def _unscored_text(report: ScanReport) -> list[str]:
+    """Each file's lines the parser could not read: no function there was scored."""
+    if not report.unscored:
+        return []
+    out = ["not scored (C the parser could not read; no function there has a score):"]
+    for path, lost in sorted(report.unscored.items()):
+        bodies = f", about {lost.functions} functions" if lost.functions else ""
+        out.append(f"  {printable(path)}: {lost.lines} lines{bodies}")
+    return out
 
 
 # --- JSON and CSV ------------------------------------------------------------------------------
@@ -173,6 +187,7 @@ def as_csv(report: ScanReport) -> str:
             "suppressed",
         ]
         + [f"p_{printable(label)}" for label in labels]
+        + ["damaged", "unscored_lines"]  # added last, so readers by position keep working
     )
     for s in report.findings:
         writer.writerow(
@@ -188,7 +203,12 @@ def as_csv(report: ScanReport) -> str:
                 "" if s.suppression is None else s.suppression.kind,
             ]
             + [f"{p:.6f}" for p in s.probs]
+            + ["true" if s.function.damaged else "false", ""]
         )
+    # a row per file with lines no function could be cut from: level `unscored`
+    for path, lost in sorted(report.unscored.items()):
+        where = [printable(path), "", "", "", "", "unscored", "", "", ""]
+        writer.writerow(where + [""] * len(labels) + ["", lost.lines])
     return buffer.getvalue()
 
 
