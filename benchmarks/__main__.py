@@ -19,6 +19,7 @@ from benchmarks import (
     demo,
     dfg,
     gpu_memory,
+    parse,
     prepare_hdf5,
     realvul,
     resume,
@@ -39,6 +40,7 @@ MODULES = {
     "dfg": dfg,  # minutes: `--only dfg`
     "scan_ci": scan_ci,  # full-size encoders on the CPU, a C project: `--only scan_ci`
     "realvul": realvul,  # real CVE fixes, trained here (about 15 min): `--only realvul`
+    "parse": parse,  # function extraction on real C trees against ctags: `--only parse`
 }
 # what each device measures by default; modules that take a device get it
 DEFAULT = {

@@ -104,6 +104,8 @@ def blank_specifier_macros(source: bytes, learned: frozenset[bytes] = frozenset(
         before = tokens[i - 1] if i else ("punct", b"", 0, 0)
         if text == b"(" and (before[0] != "name" or before[1] in KEYWORDS):
             _blank_cast(out, tokens, i, learned)  # not a parameter list: `f(Rand64 x)`
+        if text == b"(" and before[0] == "name" and before[1] not in KEYWORDS:
+            _blank_type_arguments(out, tokens, i)
         if text == b"(" and run:
             _blank_declaration(out, run, tokens, i, learned)
         elif text in _DECLARATOR_ENDS and len(run) > 2 and run[0][1] >= 0 and run[-1][0]:
@@ -251,6 +253,29 @@ def _blank_cast(out: bytearray, tokens: list, at: int, learned: frozenset[bytes]
             return
         else:
             return
+
+
+def _blank_type_arguments(out: bytearray, tokens: list, at: int) -> None:
+    """A type passed to a macro (`png_voidcast(png_byte *, p)`, `va_arg(ap, char *)`): names
+    and `*`, ending in `*`, as a whole argument. It becomes `0` and spaces, an expression the
+    parser reads, the commas kept."""
+    first = at + 1
+    for index in range(at + 1, min(at + 40, len(tokens))):
+        text = tokens[index][1]
+        if text in (b",", b")"):
+            argument = tokens[first:index]
+            if (
+                len(argument) > 1
+                and argument[-1][1] == b"*"
+                and all(t[0] == "name" or t[1] == b"*" for t in argument)
+            ):
+                start, end = argument[0][2], argument[-1][3]
+                out[start:end] = b"0" + b" " * (end - start - 1)
+            if text == b")":
+                return
+            first = index + 1
+        elif text in (b"(", b";", b"{", b"}"):
+            return  # a nested call or the end of a statement: not read further
 
 
 def _lone_macros(code: bytes) -> list[tuple[int, int]]:
