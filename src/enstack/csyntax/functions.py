@@ -117,7 +117,8 @@ def extract_functions(source: bytes, path: str, language: str) -> Extraction:
     found = _definitions(tree.root_node, source, path, language)
     if not tree.root_node.has_error:
         return Extraction(found, False)
-    blanked = blank_specifier_macros(source)  # the same length: offsets point into `source`
+    # the same length: offsets point into `source`; only the declarations around errors read
+    blanked = blank_specifier_macros(source, regions=_error_regions(tree.root_node, len(source)))
     if blanked != source:  # macros in declarations: the blanked text is what is parsed
         tree = reparse(tree, source, blanked, language)
         cleaner = _definitions(tree.root_node, source, path, language)
@@ -137,6 +138,23 @@ def extract_functions(source: bytes, path: str, language: str) -> Extraction:
     lines = [line for line in _unscored_lines(root, found) if source_lines[line].strip()]
     opens = sum(1 for line in lines if BODY_OPENS.match(source_lines[line]))
     return Extraction(found, True, Unscored(opens, len(lines)))
+
+
+def _error_regions(root: Node, size: int) -> list[tuple[int, int]]:
+    """Byte ranges around the top-level declarations that hold a parse error, each widened by
+    its neighbours (a macro in one declaration can break the parse of the next)."""
+    children = root.children
+    regions: list[tuple[int, int]] = []
+    for index, child in enumerate(children):
+        if not child.has_error:
+            continue
+        start = children[index - 1].start_byte if index else 0
+        end = children[index + 1].end_byte if index + 1 < len(children) else size
+        if regions and start <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
+        else:
+            regions.append((start, end))
+    return regions
 
 
 def _definitions(root: Node, source: bytes, path: str, language: str) -> list[Function]:

@@ -81,26 +81,51 @@ def learned_specifiers(source: bytes) -> frozenset[bytes]:
     return frozenset(learned)
 
 
-def blank_specifier_macros(source: bytes, learned: frozenset[bytes] = frozenset()) -> bytes:
+def blank_specifier_macros(
+    source: bytes,
+    learned: frozenset[bytes] = frozenset(),
+    regions: list[tuple[int, int]] | None = None,
+) -> bytes:
     """`source` with the macros in function declarations blanked (see the module docstring);
-    the same length, newlines kept."""
+    the same length, newlines kept. With `regions` (byte ranges that begin and end between
+    top-level declarations), only those are read: the rest of the file parsed as it is."""
     learned = learned | learned_specifiers(source)
     out = bytearray(source)
+    code = bytearray(_NOT_CODE.sub(_spaces, source))
+    for start, end in _lone_macros(bytes(code)):  # the whole file: a regex, and cheap
+        out[start:end] = code[start:end] = b" " * (end - start)
+    for start, end in regions if regions is not None else [(0, len(source))]:
+        _blank_declarations(out, bytes(code[start:end]), start, learned)
+    return bytes(out)
+
+
+def _blank_declarations(
+    out: bytearray, code: bytes, offset: int, learned: frozenset[bytes]
+) -> None:
+    """Blank, in `out`, the macros of the declarations in `code` (comments, literals and
+    directives already blanked), which begins at `offset` of the file."""
     run: list[tuple[bytes, int, int]] = []  # names and `*`/`&` since the last boundary
-    code = _NOT_CODE.sub(_spaces, source)
-    lone = _lone_macros(code)
-    if lone:
-        code = bytearray(code)
-        for start, end in lone:
-            out[start:end] = code[start:end] = b" " * (end - start)
-        code = bytes(code)
-    tokens = [(m.lastgroup, m.group(), m.start(), m.end()) for m in _TOKENS.finditer(code)]
-    if any(word in source for word in (b"__attribute", b"__declspec", b"asm")):
+    tokens = [
+        (m.lastgroup, m.group(), m.start() + offset, m.end() + offset)
+        for m in _TOKENS.finditer(code)
+    ]
+    if any(word in code for word in (b"__attribute", b"__declspec", b"asm")):
         tokens = _without_attributes(tokens)
+    tokens = _without_macro_calls(out, tokens)
+    lists: list[bool] = []  # per open parenthesis: True where it holds parameters
     for i, (kind, text, start, end) in enumerate(tokens):
         if kind == "name":
+            if _cast_macro(tokens, i, lists):
+                out[start:end] = b" " * (end - start)
+                continue
             run.append((text, start, end))
             continue
+        if text == b"(":
+            lists.append(run[:1] != [(b"", -1, -1)] and sum(t[0] not in b"*&" for t in run) > 1)
+        elif text == b")" and lists:
+            lists.pop()
+        elif text in _BOUNDARY:
+            lists.clear()
         before = tokens[i - 1] if i else ("punct", b"", 0, 0)
         if text == b"(" and (before[0] != "name" or before[1] in KEYWORDS):
             _blank_cast(out, tokens, i, learned)  # not a parameter list: `f(Rand64 x)`
@@ -116,7 +141,6 @@ def blank_specifier_macros(source: bytes, learned: frozenset[bytes] = frozenset(
         run = []
         if kind == "punct" and text not in _BOUNDARY:
             run = [(b"", -1, -1)]  # poisoned until the next boundary: not a declaration
-    return bytes(out)
 
 
 def _blank_declaration(out: bytearray, run: list, tokens: list, at: int, learned) -> None:
@@ -132,6 +156,10 @@ def _blank_declaration(out: bytearray, run: list, tokens: list, at: int, learned
         return
     _blank_prefix(out, run[:-1], learned)
     for parameter in _parameters(tokens, at):
+        names = [t for t in parameter if t[0] not in (b"*", b"&")]
+        if len(names) > 2 and _CAPS.match(names[-1][0]) and parameter[-2][0] not in b"*&":
+            _, start, end = parameter.pop()  # `void *ctx ATTRIBUTE_UNUSED`: after the name
+            out[start:end] = b" " * (end - start)
         _blank_prefix(out, parameter[:-1], learned)
 
 
@@ -221,6 +249,46 @@ def _without_attributes(tokens: list) -> list:
     return kept
 
 
+def _without_macro_calls(out: bytearray, tokens: list) -> list:
+    """All-caps calls inside a declaration, read as the parser cannot:
+    - between names (`static void LIBXML_ATTR_FORMAT(3,0) f(`, `void ATTR_MALLOC *g(`):
+      an attribute, blanked with its arguments (`x * F(y) * z` is a product: not touched);
+    - first in a declaration and around its type (`XMLPARSEAPI(XML_Parser) create(`): the
+      type, unwrapped (the name and its parentheses blanked)."""
+    kept: list = []
+    index = 0
+    while index < len(tokens):
+        kind, text, start, _ = tokens[index]
+        call = kind == "name" and _CAPS.match(text) and index + 1 < len(tokens)
+        close = _matching(tokens, index + 1) if call and tokens[index + 1][1] == b"(" else None
+        if close is None or close + 1 >= len(tokens):
+            kept.append(tokens[index])
+            index += 1
+            continue
+        previous = kept[-1] if kept else ("punct", b";", 0, 0)
+        after = tokens[close + 1]
+        between = previous[0] == "name" and previous[1] not in KEYWORDS - TYPE_KEYWORDS
+        if between and (after[0] == "name" or after[1] == b"*"):
+            out[start : tokens[close][3]] = bytes(out[start : tokens[close][3]]).translate(_BLANK)
+            index = close + 1
+            continue
+        first = previous[1] in _BOUNDARY
+        if (
+            first
+            and after[0] == "name"
+            and close + 2 < len(tokens)
+            and tokens[close + 2][1] == b"("
+        ):
+            for blank_start, blank_end in ((start, tokens[index + 1][3]), tokens[close][2:4]):
+                out[blank_start:blank_end] = b" " * (blank_end - blank_start)
+            kept.extend(tokens[index + 2 : close])
+            index = close + 1
+            continue
+        kept.append(tokens[index])
+        index += 1
+    return kept
+
+
 def _matching(tokens: list, at: int) -> int | None:
     """The index of the `)` that closes the `(` at `tokens[at]`; None if it is never closed."""
     depth = 0
@@ -253,6 +321,26 @@ def _blank_cast(out: bytearray, tokens: list, at: int, learned: frozenset[bytes]
             return
         else:
             return
+
+
+_EXPRESSION_STARTS = frozenset((b"=", b"return", b"?", b"!", b"&&", b"||"))
+
+
+def _cast_macro(tokens: list, at: int, lists: list[bool]) -> bool:
+    """An all-caps name that begins an operand and is followed by another operand
+    (`f(BAD_CAST url)`, `x = CUS name(...)`): two names in a row are C nowhere in an
+    expression, so it is a macro that expands to a cast. Not inside a parameter list, where
+    `f(DWORD x)` is a type and a name."""
+    text = tokens[at][1]
+    if at == 0 or at + 1 >= len(tokens) or not _CAPS.match(text):
+        return False
+    after = tokens[at + 1]
+    if after[0] != "name" or after[1] in KEYWORDS:
+        return False
+    previous = tokens[at - 1][1]
+    if previous in (b"(", b","):
+        return bool(lists) and not lists[-1]
+    return previous in _EXPRESSION_STARTS
 
 
 def _blank_type_arguments(out: bytearray, tokens: list, at: int) -> None:
