@@ -41,6 +41,6 @@ def test_the_colab_notebook_runs_top_to_bottom(tmp_path: Path) -> None:
         for output in cell.get("outputs", [])
     )
     assert "selected on validation:" in text
-    assert "scanned 1 files, 2 functions" in text
+    assert "scanned 1 file, 2 functions" in text
     assert (tmp_path / "run" / "stack" / "bundle" / "manifest.json").is_file()
     assert (tmp_path / "example.c").is_file()  # the scan cell wrote where the notebook runs

@@ -151,7 +151,7 @@ def test_demo_runs_the_whole_pipeline_and_the_readme_scans_with_it(tmp_path: Pat
     for command in commands:
         scanned = run_cli(*command[1:], cwd=tmp_path)
         assert scanned.code == 0, (command, scanned.stderr)
-        assert "scanned 1 files, 2 functions" in scanned.stderr
+        assert "scanned 1 file, 2 functions" in scanned.stderr
         assert "src/copy.c" in scanned.stdout or "no findings" in scanned.stdout
 
 

@@ -125,7 +125,7 @@ def test_scan_every_format_and_sarif_validates(
         outputs[fmt] = out_file.read_text()
     # binary skipped, the loop cut, latin-1 read with replacement, txt ignored
     assert "scanned 4 files" in err and "1 binary" in err and "1 symlink loop" in err
-    assert "1 files not UTF-8" in err
+    assert "1 file not UTF-8" in err
     report = json.loads(outputs["json"])
     assert report["summary"]["functions"] == len(report["findings"])  # threshold 0.01: all
     names = {f["function"] for f in report["findings"]}
@@ -355,7 +355,7 @@ def test_scan_with_a_runs_config(bundle: Path, tree: Path, tmp_path: Path, capsy
         capsys=capsys,
     )
     assert code == 0, err
-    assert "scanned 1 files" in err and "copy" in out
+    assert "scanned 1 file" in err and "copy" in out
     code, _, err = _scan(
         str(tree / "a.c"),
         "--config",
@@ -453,7 +453,7 @@ def test_functions_hidden_by_if_branches_are_scanned_and_the_rest_counted(
     lost = {entry["path"]: entry for entry in report["unscored_files"]}
     assert set(lost) == {str(tree / "lost.c")} and lost[str(tree / "lost.c")]["lines"] >= 3
     assert report["summary"]["unscored_lines"] == lost[str(tree / "lost.c")]["lines"]
-    assert "lines in 1 files not scored" in err
+    assert "lines in 1 file not scored" in err
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(outputs["sarif"], json.loads(SCHEMA.read_text()))
     notes = outputs["sarif"]["runs"][0]["invocations"][0]

@@ -152,7 +152,7 @@ def test_excludes_ignore_file_and_include(bundle: Path, tmp_path, monkeypatch, c
     assert {f["path"] for f in report["findings"]} == {"tree/src/a.h"}
     # the patterns apply to files named by hand too (a hook passes every staged file)
     code, report, err = _scan_json(bundle, capsys, "tree/src/a.c", "--exclude", "*.c")
-    assert code == 0 and report["findings"] == [] and "1 files excluded" in err
+    assert code == 0 and report["findings"] == [] and "1 file excluded" in err
 
 
 SUPPRESSED_C = """int plain(int *p)
@@ -709,3 +709,40 @@ def test_a_hostile_repository_runs_nothing_through_the_cli(
     assert code == 0, err
     assert _names(report) == {"edited", "moved_edited", "added"}
     assert not mark.exists()
+
+
+def test_what_is_left_out_is_counted_and_named(
+    bundle: Path, repo: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Nested folders an `--exclude` drops are counted; patterns match below a tree outside
+    the working directory; an ignore file that drops every file is warned about; files out of
+    `--changed-since`'s scope are "not changed", not "excluded"."""
+    tree = tmp_path / "outside"
+    for rel in ("contrib/a.c", "contrib/b/x.c", "contrib/b/c/y.h", "src/m.c"):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(_fn(Path(rel).stem))
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, report, err = _scan_json(bundle, capsys, str(tree), "--exclude", "contrib/")
+    assert code == 0, err
+    assert {f["function"] for f in report["findings"]} == {"m"}
+    assert report["summary"]["excluded_files"] == 3 and "; 3 files excluded\n" in err
+    assert "scanned 1 file, 1 function" in err and "1 finding " in err
+    (tree / ".enstackignore").write_text("*\n")
+    code = main(["scan", "--bundle", str(bundle), "--format", "sarif", "--no-cache", str(tree)])
+    out, err = capsys.readouterr()
+    assert code == 0 and "warning: .enstackignore rules left out every file (4)" in err
+    notes = json.loads(out)["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert any(n["level"] == "warning" and "left out every file" in n["message"]["text"]
+               for n in notes)  # fmt: skip
+    monkeypatch.chdir(repo)
+    code, report, err = _scan_json(bundle, capsys, "--changed-since", "HEAD")
+    assert code == 0, err
+    assert "excluded" not in err and report["summary"]["unchanged_files"] == 0
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "all")
+    (repo / "a.c").write_text(_fn("kept") + "\n" + _fn("edited", "return 0;"))
+    code, report, err = _scan_json(bundle, capsys, "--changed-since", "HEAD")
+    assert code == 0 and "2 files not changed since HEAD" in err and "excluded" not in err
+    assert report["summary"]["unchanged_files"] == 2 and report["summary"]["excluded_files"] == 0

@@ -39,6 +39,7 @@ from enstack.scan.files import (
     selection_for,
     source_files,
 )
+from enstack.scan.scope import IGNORE_FILE
 from enstack.scan.suppress import (
     Baseline,
     InlineMark,
@@ -125,46 +126,89 @@ class ScanReport:
         counted = ", ".join(f"{n} {lv}" for lv, n in levels.items() if n)
         skipped = sum(self.tally.skipped.values())
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(self.tally.skipped.items()))
-        functions = f"{len(self.scored)} functions"
+        functions = _count(len(self.scored), "function")
         if self.changed_since is not None:
             functions = (
-                f"{len(self.scored)} of their {self.functions_seen} functions in scope "
+                f"{len(self.scored)} of their {_count(self.functions_seen, 'function')} in scope "
                 f"(changed since {self.changed_since})"
             )
         suppressed = len(self.findings) - len(new)
         parts = [
-            f"scanned {self.tally.files} files, {functions}"
+            f"scanned {_count(self.tally.files, 'file')}, {functions}"
             + (
                 f" ({self.damaged_functions} from damaged regions)"
                 if self.damaged_functions
                 else ""
             ),
-            f"skipped {skipped} files" + (f" ({reasons})" if reasons else ""),
-            f"{len(new)} findings" + (f" ({counted})" if counted else ""),
+            f"skipped {_count(skipped, 'file')}" + (f" ({reasons})" if reasons else ""),
+            _count(len(new), "finding") + (f" ({counted})" if counted else ""),
         ]
         if suppressed:
             parts.append(f"{suppressed} suppressed")
-        seen = self.coverage
-        if seen is not None and seen.long:
-            how = "scored whole, in windows" if self.long_mode == "windows" else "truncated"
-            parts.append(
-                f"{seen.long} of {seen.functions} functions scored longer than a window ({how}; "
-                f"{seen.lines_seen} of their {seen.lines} lines scored)"
-            )
+        parts += self._coverage_clause()
         if self.unscored:
             lines = sum(u.lines for u in self.unscored.values())
             bodies = sum(u.functions for u in self.unscored.values())
+            about = f", about {_count(bodies, 'function')}" if bodies else ""
             parts.append(
-                f"{lines} lines in {len(self.unscored)} files not scored (C the parser could "
-                f"not read, about {bodies} functions; listed per file in JSON and SARIF)"
+                f"{_count(lines, 'line')} in {_count(len(self.unscored), 'file')} not scored "
+                f"(C the parser could not read{about}; listed per file in every format)"
             )
         if self.localisation_note:
             parts.append(f"lines: {self.localisation_note}")
-        if self.tally.excluded:
-            parts.append(f"{self.tally.excluded} files excluded")
+        parts += self._scope_clauses()
         if self.tally.non_utf8:
-            parts.append(f"{self.tally.non_utf8} files not UTF-8 (bytes replaced)")
+            parts.append(f"{_count(self.tally.non_utf8, 'file')} not UTF-8 (bytes replaced)")
         return "; ".join(parts)
+
+    def _coverage_clause(self) -> list[str]:
+        """How much of the long functions the model saw, counted over the distinct function
+        texts it scored in this run (a cached re-scan scores none, and says so)."""
+        seen = self.coverage
+        if seen is None:
+            return ["every score from the cache"] if self.scored else []
+        if not seen.long:
+            return []
+        how = "scored whole, in windows" if self.long_mode == "windows" else "truncated"
+        return [
+            f"{seen.long} of the {_count(seen.functions, 'distinct function text')} scored "
+            f"this run longer than a window ({how}; {seen.lines_seen} of their {seen.lines} "
+            f"lines scored)"
+        ]
+
+    def _scope_clauses(self) -> list[str]:
+        """What --exclude, the ignore files and --changed-since left out, named apart; a
+        warning where they left out every file (a committed `.enstackignore` of `*` would
+        otherwise turn a CI scan green in silence)."""
+        tally = self.tally
+        parts = []
+        if tally.excluded:
+            by_file = f" ({tally.ignored} by {IGNORE_FILE})" if tally.ignored else ""
+            parts.append(f"{_count(tally.excluded, 'file')} excluded{by_file}")
+        if tally.unchanged:
+            parts.append(
+                f"{_count(tally.unchanged, 'file')} not changed since {self.changed_since}"
+            )
+        if tally.files == 0 and tally.excluded:
+            parts.append(f"warning: {self.every_file_excluded}")
+        return parts
+
+    @property
+    def every_file_excluded(self) -> str | None:
+        """The warning when exclusion rules left nothing to scan, else None."""
+        if self.tally.files or not self.tally.excluded:
+            return None
+        rules = (
+            "--exclude and ignore files"
+            if self.tally.ignored < self.tally.excluded
+            else (f"{IGNORE_FILE} rules")
+        )
+        return f"{rules} left out every file ({self.tally.excluded}): nothing was scanned"
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 file`, `2 files`, `0 findings`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class Scanner:

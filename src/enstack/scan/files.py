@@ -13,7 +13,7 @@ from pathlib import Path
 from enstack.csyntax.parser import SOURCE_SUFFIXES
 from enstack.errors import UserError
 from enstack.fsutil import NotRegularFile, read_capped
-from enstack.scan.scope import ChangeSet, PathFilter
+from enstack.scan.scope import IGNORE_FILE, ChangeSet, PathFilter
 
 MAX_FILE_BYTES = 4 << 20  # larger "source" files are generated tables, not code to review
 STDIN = "-"
@@ -32,9 +32,15 @@ class FileTally:
     files: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    excluded: int = 0  # left out by --exclude, an ignore file or --changed-since: not skipped
+    excluded: int = 0  # left out by --exclude or an ignore file (not skipped: asked for)
+    ignored: int = 0  # of those, left out by an ignore file (.enstackignore)
+    unchanged: int = 0  # left out by --changed-since: not changed since the revision
     non_utf8: int = 0  # read with undecodable bytes replaced
     inodes: set[tuple[int, int]] = field(default_factory=set)  # of every file read
+
+    def exclude(self, rule: str) -> None:
+        self.excluded += 1
+        self.ignored += rule == IGNORE_FILE
 
     def skip(self, reason: str, path: Path | None = None) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -52,12 +58,22 @@ class Selection:
     changes: ChangeSet | None = None
 
     def wants(self, path: Path, tally: FileTally) -> bool:
-        if self.filter.excluded(path) or (
-            self.changes is not None and not self.changes.has_file(path)
-        ):
-            tally.excluded += 1
+        rule = self.filter.rule_for(path)
+        if rule is not None:
+            tally.exclude(rule)
+            return False
+        if self.changes is not None and not self.changes.has_file(path):
+            tally.unchanged += 1
             return False
         return True
+
+    def drop_directory(self, path: Path, rule: str, tally: FileTally) -> None:
+        """An excluded directory is not walked for scanning, but its source files are
+        counted, so the summary says what `--exclude contrib/` left out."""
+        for _, _, files in os.walk(path):
+            for name in files:
+                if self.filter.wants_suffix(Path(name)):
+                    tally.exclude(rule)
 
 
 def selection_for(
@@ -122,8 +138,10 @@ def _walk(
         kept = []
         for name in sorted(dirs):
             path = Path(current) / name
-            if selection.filter.excluded(path):
-                continue  # an excluded directory is not walked at all
+            rule = selection.filter.rule_for(path)
+            if rule is not None:
+                selection.drop_directory(path, rule, tally)  # counted, not read
+                continue
             if path.is_symlink() and not _within(path, inside):
                 tally.skip("symlink out of the tree", path)
                 continue

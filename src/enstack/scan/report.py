@@ -17,6 +17,7 @@ from urllib.parse import quote
 from enstack import __version__
 from enstack.scan.api import ScanReport, Scored
 from enstack.scan.card import FIVE_CLASS_WARNING
+from enstack.scan.scope import IGNORE_FILE
 
 INFORMATION_URI = "https://arxiv.org/abs/2411.16561"  # the EnStack paper this implements
 AUTOMATION_ID = "enstack/"  # one analysis category: alerts carry over from scan to scan
@@ -152,7 +153,9 @@ def as_json(report: ScanReport) -> dict:
             "functions": len(report.scored),
             "damaged_functions": report.damaged_functions,
             "skipped_files": report.tally.skipped,
-            "excluded_files": report.tally.excluded,
+            "excluded_files": report.tally.excluded,  # by --exclude and ignore files
+            "ignored_files": report.tally.ignored,  # of those, by an ignore file
+            "unchanged_files": report.tally.unchanged,  # out of --changed-since's scope
             "non_utf8_files": report.tally.non_utf8,
             "findings": len(report.unsuppressed),
             "suppressed": len(report.findings) - len(report.unsuppressed),
@@ -329,6 +332,15 @@ def _result(report: ScanReport, s: Scored) -> dict:
 def _notifications(report: ScanReport) -> list[dict]:
     """What the scan could not read or parse, for code scanning's tool status page."""
     out = [{"level": "warning", "message": {"text": text}} for text in report.model.warnings()]
+    tally = report.tally
+    if tally.excluded or tally.unchanged:
+        text = (
+            f"left out of the scan: {tally.excluded} files by --exclude and ignore files "
+            f"({tally.ignored} by {IGNORE_FILE}), {tally.unchanged} files not changed"
+        )
+        out.append({"level": "note", "message": {"text": text}})
+    if report.every_file_excluded:
+        out.append({"level": "warning", "message": {"text": report.every_file_excluded}})
     if report.localisation_note:
         out.append({"level": "note", "message": {"text": report.localisation_note}})
     for path, reason in report.tally.skipped_files:

@@ -31,35 +31,45 @@ class PathFilter:
     suffixes: frozenset[str]
     excludes: pathspec.PathSpec
     ignore_files: dict[Path, pathspec.PathSpec] = field(default_factory=dict)  # root -> spec
+    roots: tuple[Path, ...] = ()  # the directories scanned: --exclude matches below each
 
     @classmethod
     def build(
         cls, suffixes: Iterable[str], excludes: list[str], roots: Iterable[Path]
     ) -> PathFilter:
         spec = _spec(excludes, "--exclude")
+        absolute = sorted({Path(os.path.abspath(r)) for r in roots})
         ignore_files = {}
-        for root in {Path(os.path.abspath(r)) for r in roots}:
+        for root in absolute:
             found = _read_ignore_file(root)
             if found is not None:
                 ignore_files[root] = found
-        return cls(frozenset(s.lower() for s in suffixes), spec, ignore_files)
+        return cls(frozenset(s.lower() for s in suffixes), spec, ignore_files, tuple(absolute))
 
     def wants_suffix(self, path: Path) -> bool:
         return path.suffix.lower() in self.suffixes
 
     def excluded(self, path: Path) -> bool:
         """Whether an exclude glob or an ignore file above `path` leaves it out."""
+        return self.rule_for(path) is not None
+
+    def rule_for(self, path: Path) -> str | None:
+        """What leaves `path` out: EXCLUDE_OPTION (a `--exclude` pattern, matched relative to
+        the working directory and to each scanned directory), IGNORE_FILE (an ignore file
+        above it), or None."""
         absolute = Path(os.path.abspath(path))
-        relative = _relative(absolute, Path.cwd())
-        if relative is not None and self.excludes.match_file(relative):
-            return True
+        for base in (Path.cwd(), *self.roots):
+            relative = _relative(absolute, base)
+            if relative and relative != "." and self.excludes.match_file(relative):
+                return EXCLUDE_OPTION
         for root, spec in self.ignore_files.items():
             below = _relative(absolute, root)
             if below is not None and spec.match_file(below):
-                return True
-        return False
+                return IGNORE_FILE
+        return None
 
 
+EXCLUDE_OPTION = "--exclude"
 MAX_IGNORE_FILE_BYTES = 1 << 20  # a gitignore of a million bytes is not a list of paths
 
 
