@@ -277,3 +277,21 @@ def test_damaged_stacking_arrays_are_one_line_naming_the_file(tmp_path: Path) ->
     assert_user_error(result, "arrays.safetensors", "missing or unreadable", "enstack stack")
     assert not (run_dir / "reports").exists()
     assert not any(p.name.startswith(".reports") for p in run_dir.iterdir())
+
+
+def test_a_mistyped_option_is_named_not_the_required_one() -> None:
+    assert_user_error(run_cli("scan", "--bundel", "b", "a.c"), "--bundel", "did you mean --bundle")
+
+
+def test_a_set_override_is_blamed_for_its_own_key(tmp_path: Path) -> None:
+    from enstack.config import load_config
+    from enstack.errors import UserError
+
+    cfg = _config(tmp_path, {"format": "synthetic"})
+    result = run_cli("train", "--config", str(cfg), "--model", "m", "--set", "training.epoch=2")
+    assert_user_error(result, "--set training.epoch=2", "unknown key 'training.epoch'")
+    assert str(cfg) not in result.stderr
+    # one override given as a string is one override, not a list of its characters
+    assert load_config(None, "seed=7").seed == 7
+    with pytest.raises(UserError, match="--set seed=x"):
+        load_config(None, "seed=x")

@@ -263,8 +263,13 @@ def test_sarif_for_code_scanning(bundle: Path, tmp_path, monkeypatch, capsys) ->
     assert "t/hash%23frag%3Fq%3D1%20%C3%A9.c" in uris
     assert str(tmp_path) not in out and str(bundle) not in out
     assert run["tool"]["driver"]["informationUri"].startswith("https://arxiv.org/")
-    for result in run["results"]:
-        assert "](https://evil" not in result["message"]["text"]
+    for result in run["results"]:  # text is plain, as written; markdown escapes the name
+        assert "](https://evil" not in result["message"]["markdown"]
+        assert "\\" not in result["message"]["text"]
+    evil_result = next(r for r in run["results"] if "evil" in r["properties"]["function"])
+    assert evil_result["properties"]["function"] in evil_result["message"]["text"]
+    adler = next(r for r in run["results"] if r["properties"]["function"] == "f")
+    assert adler["message"]["text"].startswith("Function f (lines")
 
 
 def test_the_model_says_what_it_is(bundle: Path, tmp_path, capsys) -> None:
@@ -746,3 +751,20 @@ def test_what_is_left_out_is_counted_and_named(
     code, report, err = _scan_json(bundle, capsys, "--changed-since", "HEAD")
     assert code == 0 and "2 files not changed since HEAD" in err and "excluded" not in err
     assert report["summary"]["unchanged_files"] == 2 and report["summary"]["excluded_files"] == 0
+
+
+def test_threshold_zero_lists_every_function(bundle: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "a.c").write_text(_fn("f") + "\n" + _fn("g") + "\n" + _fn("adler32_z"))
+    code, report, err = _scan_json(bundle, capsys, str(tmp_path / "a.c"), "--threshold", "0")
+    assert code == 0, err
+    assert {f["function"] for f in report["findings"]} == {"f", "g", "adler32_z"}
+    code = main(["scan", "--bundle", str(bundle), "--format", "sarif", "--threshold", "0",
+                 "--no-cache", str(tmp_path / "a.c")])  # fmt: skip
+    sarif = json.loads(capsys.readouterr().out)
+    texts = {r["message"]["text"].split(" (")[0] for r in sarif["runs"][0]["results"]}
+    assert "Function adler32_z" in texts  # plain text: no `adler32\_z`
+    markdown = {r["message"]["markdown"].split(" (")[0] for r in sarif["runs"][0]["results"]}
+    assert "Function adler32\\_z" in markdown
+    for bad in ("-0.1", "1.5", "nan"):
+        code = main(["scan", "--bundle", str(bundle), "--threshold", bad, str(tmp_path / "a.c")])
+        assert code == 2 and "--threshold" in capsys.readouterr().err

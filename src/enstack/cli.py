@@ -7,6 +7,7 @@ traceback instead. Stage modules are imported lazily so `enstack --help` stays f
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import signal
@@ -33,11 +34,38 @@ EXIT_INTERRUPTED = 130
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with usage errors as the contract's one `error:` line and exit code 2."""
+    """argparse, with usage errors as the contract's one `error:` line and exit code 2; a
+    mistyped option is named (with the nearest real one) before any complaint about a
+    required option it was meant to be."""
+
+    _given: tuple[str, ...] = ()  # what this parser was given: set on each parse
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._given = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
+        unknown = self._unknown_options() if "required" in message else []
+        if unknown:  # `--bundel x`: name the typo, not the required --bundle it stood for
+            near = difflib.get_close_matches(unknown[0], self._option_string_actions, n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            message = f"unrecognized option {unknown[0]}{hint}"
         print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USER)
+
+    def _unknown_options(self) -> list[str]:
+        """Options given that this parser has not, nor abbreviates (`--bundel`)."""
+        known = self._option_string_actions
+        unknown = []
+        for token in self._given:
+            if token == "--":
+                break
+            if not token.startswith("-") or token == "-" or token[1:2].isdigit():
+                continue  # a value, standard input, a negative number
+            name = token.split("=", 1)[0]
+            if name not in known and not any(k.startswith(name) for k in known):
+                unknown.append(name)
+        return unknown
 
 
 def build_parser() -> argparse.ArgumentParser:

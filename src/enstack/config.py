@@ -436,14 +436,33 @@ def load_config_dict(
     return _validate(copy.deepcopy(raw), source, overrides)
 
 
-def _validate(raw: dict[str, Any], source: str, overrides: list[str] | None) -> Config:
+def _validate(raw: dict[str, Any], source: str, overrides: list[str] | str | None) -> Config:
+    if isinstance(overrides, str):  # one `key=value`, not a list of its characters
+        overrides = [overrides]
     for item in overrides or []:
         _apply_override(raw, item)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{source}: {_describe(exc)}") from None
+        raise UserError(f"{_culprit(exc, source, overrides or [])}: {_describe(exc)}") from None
     return _resolve_paths(config, Path.cwd())
+
+
+def _culprit(exc: ValidationError, source: str, overrides: list[str]) -> str:
+    """The config file, or the `--set KEY=VALUE` that put the bad key or value there."""
+    key = ".".join(str(p) for p in _first_error(exc)["loc"] if not _is_union_tag(p))
+    for item in reversed(overrides):  # the last --set of a key is the one that counts
+        name = item.partition("=")[0].strip()
+        if name and (key == name or key.startswith(name + ".") or name.startswith(key + ".")):
+            return f"--set {item}"
+    return source
+
+
+def _first_error(exc: ValidationError) -> dict:
+    """The error that names what the user got wrong: for a value that matches no branch of a
+    union, the deepest one."""
+    errors = exc.errors()
+    return max(errors, key=lambda e: (len(e["loc"]), -errors.index(e)))
 
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -582,8 +601,7 @@ def _describe(exc: ValidationError) -> str:
     For a value that matches no branch of a union (downsample: none | paper | {max_per_class}),
     the deepest error is the one that names what the user got wrong.
     """
-    errors = exc.errors()
-    err = max(errors, key=lambda e: (len(e["loc"]), -errors.index(e)))
+    err = _first_error(exc)
     loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
     key = ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":

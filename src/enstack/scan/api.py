@@ -430,8 +430,8 @@ def _check_settings(
     fractional line count), with the CLI's one-line errors."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         raise UserError(f"threshold: {threshold!r} is not a number")
-    if not 0.0 < threshold <= 1.0:
-        raise UserError(f"--threshold: {threshold} is not in (0, 1]")
+    if not 0.0 <= threshold <= 1.0:  # 0: every function is a finding, for triaging a model
+        raise UserError(f"--threshold: {threshold} is not in [0, 1]")
     if localise not in LOCALISE_CHOICES:
         raise UserError(f"--localise: {localise!r} is not one of {', '.join(LOCALISE_CHOICES)}")
     if isinstance(top_lines, bool) or not isinstance(top_lines, int) or top_lines < 0:

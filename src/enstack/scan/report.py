@@ -225,15 +225,20 @@ def rule_id(label: str) -> str:
 def _rule(label: str) -> dict:
     match = CWE_NUMBER.fullmatch(label.strip())
     number = match.group(1) if match else None
-    shown = escape_markdown(printable(label))  # a class name comes from the bundle: untrusted
+    plain = printable(label)  # a class name comes from the bundle: untrusted
+    shown = escape_markdown(plain)
+    full = (
+        "enstack's stacked code models classify this function's code as {}. A model's "
+        "prediction, not a proof: review the function and its top lines."
+    )
     rule = {
         "id": rule_id(label),
         "name": re.sub(r"[^A-Za-z0-9]", "", label.title()) or "Flaw",
-        "shortDescription": {"text": f"Function resembles {shown} flaws"},
-        "fullDescription": {
-            "text": f"enstack's stacked code models classify this function's code as {shown}. "
-            "A model's prediction, not a proof: review the function and its top lines."
+        "shortDescription": {
+            "text": f"Function resembles {plain} flaws",
+            "markdown": f"Function resembles {shown} flaws",
         },
+        "fullDescription": {"text": full.format(plain), "markdown": full.format(shown)},
         "defaultConfiguration": {"level": "warning"},
         "properties": {
             "tags": ["security"] + ([f"external/cwe/cwe-{number}"] if number else []),
@@ -248,7 +253,8 @@ def _rule(label: str) -> dict:
             "markdown": f"[CWE-{number}]({url}) on MITRE's CWE list.",
         }
     else:
-        rule["help"] = {"text": f"{shown}: a flaw class of the training data, not one CWE entry."}
+        help_text = "{}: a flaw class of the training data, not one CWE entry."
+        rule["help"] = {"text": help_text.format(plain), "markdown": help_text.format(shown)}
     return rule
 
 
@@ -294,16 +300,24 @@ def _result(report: ScanReport, s: Scored) -> dict:
     top = s.lines[0][0] if s.lines else f.start_line
     lines = _lines_text(s)
     p_class = float(s.probs[report.model.labels.index(s.label)])
-    name, label = escape_markdown(printable(f.name)), escape_markdown(printable(s.label))
-    score = (
-        f"P(vulnerable) {s.p_vulnerable:.2f}, P({label}) {p_class:.2f}"
-        if s.p_vulnerable is not None
-        else f"P({label}) {s.confidence:.2f}"
-    )
-    message = (
-        f"Function {name} (lines {f.start_line}-{f.end_line}) resembles {label} ({score})."
-        + (f" {_lines_lead(report.localise)}: {lines}." if lines else "")
-    )
+    name, label = printable(f.name), printable(s.label)
+
+    def say(name: str, label: str) -> str:
+        score = (
+            f"P(vulnerable) {s.p_vulnerable:.2f}, P({label}) {p_class:.2f}"
+            if s.p_vulnerable is not None
+            else f"P({label}) {s.confidence:.2f}"
+        )
+        return f"Function {name} (lines {f.start_line}-{f.end_line}) resembles {label} " + (
+            f"({score})." + (f" {_lines_lead(report.localise)}: {lines}." if lines else "")
+        )
+
+    # `text` is plain (a viewer shows it as written); `markdown` has the names escaped, so a
+    # name like f<"`](https://x)[`"> renders as text, not as a link
+    message = {
+        "text": say(name, label),
+        "markdown": say(escape_markdown(name), escape_markdown(label)),
+    }
     related = [_location(f.path, _region(f.start_line, f.end_line), f"function {name}", 1)]
     related += [
         _location(f.path, _region(line), f"top line {rank + 2}", rank + 2)
@@ -312,7 +326,7 @@ def _result(report: ScanReport, s: Scored) -> dict:
     result = {
         "ruleId": rule_id(s.label),
         "level": s.level,
-        "message": {"text": message},
+        "message": message,
         "locations": [_location(f.path, _region(top))],
         "relatedLocations": related,
         "partialFingerprints": {"primaryLocationLineHash": s.fingerprint},
