@@ -768,3 +768,58 @@ def test_threshold_zero_lists_every_function(bundle: Path, tmp_path: Path, capsy
     for bad in ("-0.1", "1.5", "nan"):
         code = main(["scan", "--bundle", str(bundle), "--threshold", bad, str(tmp_path / "a.c")])
         assert code == 2 and "--threshold" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_file_name_that_is_not_utf8(
+    bundle: Path, tmp_path: Path, monkeypatch, capsys, changed: bool
+) -> None:
+    root = tmp_path / "r"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    if changed:
+        _git(root, "init", "-q", "-b", "main")
+        (root / "keep.c").write_text(_fn("keep"))
+        _git(root, "add", "-A")
+        _git(root, "commit", "-qm", "base")
+    name = os.fsdecode(b"lat\xe9in.c")
+    (root / name).write_text(_fn("latin"))
+    extra = ["--changed-since", "HEAD"] if changed else ["."]
+    for fmt in ("json", "sarif", "text", "csv"):
+        code = main(["scan", "--bundle", str(bundle), "--format", fmt, "--threshold", "0",
+                     "--no-cache", *extra])  # fmt: skip
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "Traceback" not in err and "latin" in out
+    sarif_code = main(["scan", "--bundle", str(bundle), "--format", "sarif", "--threshold", "0",
+                       "--cache-dir", str(tmp_path / "c"), *extra])  # fmt: skip
+    sarif = json.loads(capsys.readouterr().out)
+    assert sarif_code == 0
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            for r in sarif["runs"][0]["results"]}  # fmt: skip
+    assert "lat%E9in.c" in uris  # the file's own bytes, percent-encoded
+
+
+def test_suppression_reasons_are_cleaned_and_trailing_marks_stay_put(
+    bundle: Path, tmp_path: Path, capsys
+) -> None:
+    reason = "ok [x](https://evil.example) <img src=x> \x1b[31mred\x1b[0m \u202eevil\x01\x07 end"
+    code_text = (
+        f"int first(int x)\n{{\n    return x + 1;\n}} // enstack-ignore: {reason}\n"
+        f"int second(int x)\n{{\n    return x + 2;\n}}\n"
+    )
+    (tmp_path / "a.c").write_text(code_text)
+    outputs = {}
+    for fmt in ("json", "sarif"):
+        assert main(["scan", "--bundle", str(bundle), "--format", fmt, "--threshold", "0",
+                     "--no-cache", str(tmp_path / "a.c")]) == 0  # fmt: skip
+        outputs[fmt] = json.loads(capsys.readouterr().out)
+    by_name = {f["function"]: f for f in outputs["json"]["findings"]}
+    assert by_name["second"]["suppressed"] is None  # the mark after `}` is first's, not second's
+    justification = by_name["first"]["suppressed"]["justification"]
+    assert not any(c in justification for c in "\x1b\u202e\x01\x07")
+    assert "red" in justification and "evil" in justification
+    results = outputs["sarif"]["runs"][0]["results"]
+    (first,) = [r for r in results if r["properties"]["function"] == "first"]
+    shown = first["suppressions"][0]["justification"]
+    assert "\\[x\\](https" in shown and "\\<img" in shown and "\x1b" not in shown

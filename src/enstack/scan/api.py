@@ -471,21 +471,33 @@ def _nothing_readable(paths: list[str], tally: FileTally) -> str:
 def _marks_of(
     source: SourceFile, functions: list[Function], labels: list[str]
 ) -> list[list[InlineMark]]:
-    """Each function's `enstack-ignore` comments (in it, or on the line just above it)."""
+    """Each function's `enstack-ignore` comments: in it, on the comment line just above it,
+    or after its closing brace."""
     if b"enstack-ignore" not in source.data.lower():
         return [[] for _ in functions]
     lines = source.data.decode("utf-8", errors="replace").splitlines()
+
+    def line(number: int) -> str:  # a cached function may lie past a file that shrank
+        return lines[number - 1] if 1 <= number <= len(lines) else ""
+
     return [
-        inline_marks(f.code, lines[f.start_line - 2] if f.start_line >= 2 else "", labels)
+        inline_marks(f.code, line(f.start_line - 1), labels, _after_end(f.code, line(f.end_line)))
         for f in functions
     ]
+
+
+def _after_end(code: str, last_line: str) -> str:
+    """What follows a function's closing brace on its last line (`} // enstack-ignore: ...`)."""
+    tail = code.rsplit("\n", 1)[-1]
+    at = last_line.find(tail)
+    return last_line[at + len(tail) :] if at >= 0 else ""
 
 
 def _functions_of(source: SourceFile, cache: ScanCache | None) -> Extraction:
     """The file's functions: from the cache when these very bytes were parsed before."""
     language = language_of(source.language_path)
     # the path is part of the key: the functions carry it
-    header = f"{EXTRACTOR_VERSION}\0{language}\0{source.display}\0".encode()
+    header = f"{EXTRACTOR_VERSION}\0{language}\0{source.display}\0".encode(errors="surrogateescape")
     key = code_key_bytes(header + source.data)
     known = cache.get_functions(key) if cache else None
     if known is not None:

@@ -130,7 +130,7 @@ def _finding_json(report: ScanReport, s: Scored) -> dict:
         "top_lines": [{"line": line, "score": round(score, 4)} for line, score in s.lines],
         "damaged": s.function.damaged,
         "fingerprint": s.fingerprint,
-        "suppressed": None if s.suppression is None else s.suppression.as_sarif(),
+        "suppressed": None if s.suppression is None else s.suppression.as_json(),
     }
 
 
@@ -284,9 +284,10 @@ def _location(
 def _artifact(path: str) -> dict:
     """An RFC 3986 reference: `#`, `?`, `%`, spaces and non-ASCII percent-encoded, so
     `hash#frag?q=1.c` names that file and not another."""
+    raw = path.encode("utf-8", "surrogateescape")  # a name that is not UTF-8: its own bytes
     if path.startswith("/"):
-        return {"uri": "file://" + quote(path, safe="/")}
-    return {"uri": quote(path, safe="/"), "uriBaseId": "%SRCROOT%"}
+        return {"uri": "file://" + quote(raw, safe="/")}
+    return {"uri": quote(raw, safe="/"), "uriBaseId": "%SRCROOT%"}
 
 
 def _lines_lead(method: str) -> str:

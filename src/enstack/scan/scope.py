@@ -104,10 +104,13 @@ def _read_ignore_file(root: Path) -> pathspec.PathSpec | None:
 
 
 def _relative(path: Path, root: Path) -> str | None:
+    """`path` below `root`, as the matcher takes it: a name that is not UTF-8 (held with
+    surrogate escapes) has its undecodable bytes as U+FFFD, so `*.c` still matches it."""
     try:
-        return path.relative_to(root).as_posix()
+        relative = path.relative_to(root).as_posix()
     except ValueError:
         return None
+    return relative.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 # --- --changed-since ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,14 @@ class Suppression:
     justification: str
 
     def as_sarif(self) -> dict:
-        return {"kind": self.kind, "status": "accepted", "justification": self.justification}
+        """SARIF's suppression; the justification escaped, since viewers render it as
+        Markdown (a link or an `<img>` in a reason stays text)."""
+        shown = MARKUP.sub(lambda m: "\\" + m.group(), clean_reason(self.justification))
+        return {"kind": self.kind, "status": "accepted", "justification": shown}
+
+    def as_json(self) -> dict:
+        return {"kind": self.kind, "status": "accepted",
+                "justification": clean_reason(self.justification)}  # fmt: skip
 
 
 def fingerprint(name: str, label: str, code: str) -> str:
@@ -55,22 +63,45 @@ class InlineMark:
         return not self.classes or label.upper() in self.classes
 
 
-def inline_marks(code: str, line_above: str, labels: list[str]) -> list[InlineMark]:
-    """`enstack-ignore` comments in a function's text or on the line just above it. The first
-    word after the colon is a class when it names one of the model's classes (any case),
-    a CWE id, `*` or `all`; otherwise it begins the reason and every class is covered."""
+MAX_REASON_CHARS = 300
+ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)")
+MARKUP = re.compile(r"[\\`*_\[\]<>!|]")  # what makes a link, an image, HTML or emphasis
+
+
+def clean_reason(text: str) -> str:
+    """A reason as a reader may see it: ANSI escapes, control characters and invisible
+    formatting (a right-to-left override, zero-width joiners) removed; at most 300
+    characters. Markup is escaped where a format renders it (`as_sarif`)."""
+    text = ANSI_ESCAPE.sub("", text)
+    text = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co"))
+    return text.strip()[:MAX_REASON_CHARS]
+
+
+def is_comment_line(line: str) -> bool:
+    """A line that holds only a comment: a mark there is about what follows. A trailing
+    `} // enstack-ignore` belongs to the function it ends, not the next one."""
+    return line.lstrip().startswith(("//", "/*", "*"))
+
+
+def inline_marks(
+    code: str, line_above: str, labels: list[str], after_end: str = ""
+) -> list[InlineMark]:
+    """`enstack-ignore` comments in a function's text, on the comment line just above it, or
+    after its closing brace on its last line (`after_end`). The first word after the colon is
+    a class when it names one of the model's classes (any case), a CWE id, `*` or `all`;
+    otherwise it begins the reason and every class is covered."""
     known = {label.upper() for label in labels}
     marks = []
-    for text in (line_above, code):
+    for text in (line_above if is_comment_line(line_above) else "", code, after_end):
         for match in MARK.finditer(text):
             rest = COMMENT_END.sub("", match.group(1)).strip()
             first, _, reason = rest.partition(" ")
             named = {c.strip().upper() for c in first.split(",") if c.strip()}
             if named and (named <= known | ANY_CLASS or all(c.startswith("CWE-") for c in named)):
                 classes = frozenset() if named & ANY_CLASS else frozenset(named)
-                marks.append(InlineMark(classes, reason.strip()))
+                marks.append(InlineMark(classes, clean_reason(reason)))
             else:
-                marks.append(InlineMark(frozenset(), rest))
+                marks.append(InlineMark(frozenset(), clean_reason(rest)))
     return marks
 
 
