@@ -18,6 +18,7 @@ averaged. The driving window's line range is where a finding points.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,29 +73,32 @@ def _tokens_before_line(code: str, offsets: list, n_lines: int) -> np.ndarray:
 
 def _window_spans(cum: np.ndarray, cuts: list[int], budget: int) -> list[tuple[int, int]]:
     """(first line, last line) of each window, greedy: as long as the budget allows, ending at
-    an allowed cut; the next starts at the earliest cut within the overlap."""
+    an allowed cut; the next starts at the earliest cut within the overlap. Each choice is a
+    binary search over the sorted cuts and the cumulative token counts (`cum` never
+    decreases), so a function of a million short lines costs O(windows x log lines), not a
+    scan of every cut per window."""
     n_lines = len(cum) - 1
+    cuts = sorted(set(cuts))
     spans: list[tuple[int, int]] = []
+    overlap = budget // OVERLAP
     start = 0
     while True:
         if cum[n_lines] - cum[start] <= budget:
             spans.append((start, n_lines - 1))
             return spans
-        fitting = [line for line in cuts if line >= start and cum[line + 1] - cum[start] <= budget]
-        if fitting:
-            end = max(fitting)
-        else:  # one statement longer than the window: cut at a line, or take one long line
-            end = start
-            while end + 1 < n_lines and cum[end + 2] - cum[start] <= budget:
-                end += 1
+        # the last cut c >= start with cum[c + 1] - cum[start] <= budget
+        reach = int(np.searchsorted(cum, cum[start] + budget, side="right")) - 1  # c + 1 <= reach
+        at = bisect.bisect_right(cuts, reach - 1) - 1
+        fits = at >= 0 and cuts[at] >= start
+        # else one statement longer than the window: cut at a line, or take one long line
+        end = cuts[at] if fits else max(start, min(reach - 1, n_lines - 1))
         spans.append((start, end))
         if end == n_lines - 1:  # a last line longer than the window: it is read truncated
             return spans
-        overlap = budget // OVERLAP
-        starts = [
-            c + 1 for c in cuts if start < c + 1 <= end and cum[end + 1] - cum[c + 1] <= overlap
-        ]
-        start = min(starts) if starts else end + 1
+        # the first cut c in [start, end - 1] with cum[end + 1] - cum[c + 1] <= overlap
+        first = int(np.searchsorted(cum, cum[end + 1] - overlap, side="left")) - 1
+        at = bisect.bisect_left(cuts, max(start, first))
+        start = cuts[at] + 1 if at < len(cuts) and cuts[at] <= end - 1 else end + 1
 
 
 def aggregate(
