@@ -522,3 +522,75 @@ def test_a_file_that_is_not_sqlite_is_one_error(tmp_path: Path, capsys) -> None:
         tmp_path, capsys, {"preset": "cvefixes", "path": str(path), "labels": ["CWE-476", "none"]}
     )
     assert code == 2 and out.count("error:") == 1 and str(path) in out
+
+
+def test_a_wal_database_is_read_without_files_left_beside_it(tmp_path: Path, capsys) -> None:
+    import sqlite3
+
+    path = tmp_path / "data" / "CVEfixes.db"
+    path.parent.mkdir()
+    _cvefixes_db(path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    db.close()  # the last connection checkpoints: no -wal file now, the header says WAL
+    before = sorted(p.name for p in path.parent.iterdir())
+    code, out, manifest = _prepare(
+        tmp_path, capsys, {"preset": "cvefixes", "path": str(path), "labels": ["CWE-476", "none"]}
+    )
+    assert code == 0, out
+    assert sum(manifest["table"]["none"].values()) == 25
+    assert sorted(p.name for p in path.parent.iterdir()) == before  # no -wal, no -shm
+
+
+ENDLESS = (
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+    "SELECT 'x' AS code, 'f' AS name FROM r WHERE n < 0"
+)
+
+
+def test_an_endless_or_oversized_query_is_stopped(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sqlite3
+
+    import enstack.data.tabular as tabular
+
+    monkeypatch.setattr(tabular, "SQLITE_STALL_S", 1.0)
+    path = tmp_path / "CVEfixes.db"
+    _cvefixes_db(path)
+    data = {"preset": "cvefixes", "path": str(path), "labels": ["CWE-476", "none"]}
+    code, out, _ = _prepare(tmp_path / "a", capsys, {**data, "sqlite_query": ENDLESS})
+    assert code == 2 and out.count("error:") == 1 and "gave no row in 1 s" in out
+    db = sqlite3.connect(path)
+    db.execute("UPDATE method_change SET code = ? WHERE method_change_id = 'm3-0'",
+               ("x" * (17 << 20),))  # fmt: skip
+    db.commit()
+    db.close()
+    code, out, _ = _prepare(tmp_path / "b", capsys, data)
+    assert code == 2 and out.count("error:") == 1 and "too big" in out and str(path) in out
+
+
+def test_sigterm_stops_an_endless_query_and_leaves_nothing(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "CVEfixes.db"
+    _cvefixes_db(path)
+    config = tmp_path / "c.yaml"
+    data = {"preset": "cvefixes", "path": str(path), "labels": ["CWE-476", "none"],
+            "sqlite_query": ENDLESS}  # fmt: skip
+    config.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "data": data}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enstack", "prepare", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(4)  # inside the query by now
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("SIGTERM was not honoured during the query")
+    assert proc.returncode == 130, err
+    left = [p.name for p in (tmp_path / "run").iterdir()] if (tmp_path / "run").exists() else []
+    assert not [n for n in left if n.startswith((".data.tmp-", ".lock"))], left

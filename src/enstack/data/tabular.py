@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from enstack.config import DataConfig
 from enstack.errors import UserError
@@ -286,7 +288,6 @@ def sqlite_records(path: Path, columns: Columns, query: str | None) -> Iterator[
     """The rows of `query` (data.sqlite_query) over a SQLite database opened read-only; its
     result's column names are the columns (CVEfixes' tables joined into one row per method)."""
     import sqlite3
-    from urllib.parse import quote
 
     if not query:
         raise UserError(f"{path}: format sqlite needs data.sqlite_query (a SELECT)")
@@ -296,30 +297,91 @@ def sqlite_records(path: Path, columns: Columns, query: str | None) -> Iterator[
         return sqlite3.SQLITE_OK if action in readable else sqlite3.SQLITE_DENY
 
     try:
-        connection = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+        connection = sqlite3.connect(_read_only_uri(path), uri=True)
     except sqlite3.Error as exc:
         raise UserError(f"{path}: not a readable SQLite database ({exc})") from None
+    watch = _QueryWatch()
     try:
         connection.set_authorizer(authorise)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_SQLITE_VALUE_BYTES)
+        connection.set_progress_handler(watch, 100_000)
         try:
             cursor = connection.execute(query)
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{path}: data.sqlite_query failed ({exc})") from None
+            watch.raise_for(path, exc, "data.sqlite_query failed")
         names = [d[0] for d in cursor.description or []]
         for column, key in columns.required():
             _require(path, names, column, key)
         index = {role: names.index(column) for role, column in columns.roles() if column in names}
+        count = 0
         while True:
+            watch.restart()
             try:
                 rows = cursor.fetchmany(1000)
-            except sqlite3.DatabaseError as exc:  # a damaged page met while reading
-                raise UserError(f"{path}: the database could not be read ({exc})") from None
+            except sqlite3.DatabaseError as exc:  # a damaged page, a value past the limit
+                watch.raise_for(path, exc, "the database could not be read")
             if not rows:
                 return
+            count += len(rows)
+            if count > MAX_SQLITE_ROWS:
+                raise UserError(
+                    f"{path}: data.sqlite_query returned over {MAX_SQLITE_ROWS:,} rows (an "
+                    "endless query?); no dataset of functions is that large"
+                )
             for row in rows:
                 yield Record(**{role: row[i] for role, i in index.items()})
     finally:
         connection.close()
+
+
+MAX_SQLITE_VALUE_BYTES = 16 << 20  # a larger value is no function's code
+MAX_SQLITE_ROWS = 50_000_000
+SQLITE_STALL_S = 600.0  # no row for this long: the query is endless (a recursive view)
+
+
+def _read_only_uri(path: Path) -> str:
+    """Read-only, and immutable where no `-wal` file exists: opening a WAL-mode database
+    read-only otherwise creates `-wal` and `-shm` files beside the user's data. Where a `-wal`
+    is there (a writer's), its rows are read through it, as SQLite must."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    wal = path.with_name(path.name + "-wal")
+    return uri if os.path.lexists(wal) else uri + "&immutable=1"
+
+
+class _QueryWatch:
+    """SQLite's progress handler: stops a query that yields no row for SQLITE_STALL_S, and
+    lets SIGTERM and Ctrl-C through (a signal's handler runs here, inside the query, and the
+    exception it raises would otherwise be swallowed by sqlite3)."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self.stalled = False
+        self.restart()
+
+    def restart(self) -> None:
+        self.deadline = time.monotonic() + SQLITE_STALL_S
+
+    def __call__(self) -> int:
+        try:
+            self.stalled = time.monotonic() > self.deadline
+        except BaseException:  # KeyboardInterrupt raised by the SIGTERM/SIGINT handler
+            self.interrupted = True
+            return 1
+        return int(self.stalled)
+
+    def raise_for(self, path: Path, exc: Exception, what: str) -> NoReturn:
+        # an interrupted query not stopped here was stopped by an exception in this handler:
+        # a signal's, raised wherever the handler was when it came
+        if self.interrupted or ("interrupted" in str(exc) and not self.stalled):
+            raise KeyboardInterrupt from None
+        if self.stalled:
+            raise UserError(
+                f"{path}: data.sqlite_query gave no row in {SQLITE_STALL_S:.0f} s (an endless "
+                "query, a recursive view?); stopped"
+            ) from None
+        raise UserError(f"{path}: {what} ({exc})") from None
 
 
 # One reader per format in `registries.formats.TABULAR`: (path, columns, data) -> records.
