@@ -594,3 +594,60 @@ def test_sigterm_stops_an_endless_query_and_leaves_nothing(tmp_path: Path) -> No
     assert proc.returncode == 130, err
     left = [p.name for p in (tmp_path / "run").iterdir()] if (tmp_path / "run").exists() else []
     assert not [n for n in left if n.startswith((".data.tmp-", ".lock"))], left
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ('"cwe": "\u00b2"', None),  # a superscript two: a digit to str.isdigit, no CWE id
+        ('"cwe": "CWE-' + "9" * 5000 + '"', None),
+        ('"n": ' + "9" * 5000, "number too long"),  # past Python's 4,300-digit limit
+    ],
+)
+def test_hostile_values_in_rows(tmp_path: Path, capsys, extra: str, fragment) -> None:
+    """Rows as an attacker writes them: a value that looks like a number and is none, a CWE
+    id of 5,000 digits, an integer too long to convert. One error line, or the value read as
+    no CWE id; never a traceback."""
+    rows = [{"before": _fn(i), "after": _fn(i, fixed=True), "cwe": "CWE-787"} for i in range(30)]
+    lines = [json.dumps(r) for r in rows]
+    lines[3] = lines[3][:-1] + ", " + extra + "}"  # spliced as text: Python would not write it
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, _ = _prepare(
+        tmp_path, capsys,
+        {"format": "jsonl", "path": str(path), "labels": ["CWE-119", "CWE-other", "none"],
+         "pair_columns": {"vulnerable": "before", "fixed": "after"}, "cwe_column": "cwe"},
+    )  # fmt: skip
+    assert "Traceback" not in out
+    if fragment:
+        assert code == 2 and out.count("error:") == 1 and fragment in out and "line 4" in out
+    else:
+        assert code == 0, out
+
+
+def test_a_deeply_nested_cwe_list_and_an_oversized_line(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import enstack.data.tabular as tabular
+
+    nested: object = "CWE-787"
+    for _ in range(900):
+        nested = [nested]
+    cwes = [nested if i == 3 else ("CWE-787" if i % 2 else "CWE-476") for i in range(30)]
+    rows = [{"before": _fn(i), "after": _fn(i, fixed=True), "cwe": c} for i, c in enumerate(cwes)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = {
+        "format": "jsonl",
+        "path": str(path),
+        "labels": ["CWE-119", "CWE-other", "none"],
+        "pair_columns": {"vulnerable": "before", "fixed": "after"},
+        "cwe_column": "cwe",
+    }
+    code, out, _ = _prepare(tmp_path / "a", capsys, data)
+    assert code == 0 and "Traceback" not in out, out
+    monkeypatch.setattr(tabular, "MAX_ROW_BYTES", 4096)  # a row longer than rows may be
+    with path.open("a") as handle:
+        handle.write(json.dumps({"before": "x" * 10_000, "after": "y", "cwe": "CWE-787"}) + "\n")
+    code, out, _ = _prepare(tmp_path / "b", capsys, data)
+    assert code == 2 and out.count("error:") == 1 and "line 31 is over" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from enstack.data.chunks import NO_LABEL
 from enstack.errors import UserError
 
 MAX_LISTED = 20  # unknown labels named in the error, most frequent first
+
+
+INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 class LabelMap:
@@ -34,7 +38,7 @@ class LabelMap:
             text = value.strip()
             if text.casefold() in self.by_name:
                 return self.by_name[text.casefold()]
-            if text.lstrip("-").isdigit():
+            if INTEGER.fullmatch(text):  # ASCII digits only: `²` is a digit to str.isdigit
                 value = int(text)
         if isinstance(value, float) and value.is_integer():
             value = int(value)

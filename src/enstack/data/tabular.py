@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from enstack.config import DataConfig
 from enstack.errors import UserError
 
 JSON_BLOCK = 1 << 20  # a JSON array is read in blocks of this many characters
+MAX_ROW_BYTES = 64 << 20  # one row (a line, a CSV record, an array item): no function is larger
 
 
 class Columns(NamedTuple):
@@ -86,9 +86,16 @@ def _require(path: Path, available: list[str], column: str, role: str) -> None:
 
 
 def _utf8_lines(path: Path, bad_lines: set[int]) -> Iterator[str]:
-    """Lines of a file as text; a line with undecodable bytes is replaced and remembered."""
+    """Lines of a file as text; a line with undecodable bytes is replaced and remembered. A
+    line is read at most MAX_ROW_BYTES at a time: a longer one is no row (a 256 MB string
+    would otherwise be held whole, then copied by the parser)."""
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_ROW_BYTES + 1), b""), 1):
+            if len(raw) > MAX_ROW_BYTES:
+                raise UserError(
+                    f"{path}: line {number} is over {MAX_ROW_BYTES >> 20} MiB: not one row of "
+                    "functions"
+                )
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -100,7 +107,7 @@ def _utf8_lines(path: Path, bad_lines: set[int]) -> Iterator[str]:
 
 
 def csv_records(path: Path, columns: Columns) -> Iterator[Record]:
-    csv.field_size_limit(sys.maxsize)  # functions can be far longer than csv's 128 KiB default
+    csv.field_size_limit(MAX_ROW_BYTES)  # functions can be far longer than csv's 128 KiB default
     bad_lines: set[int] = set()
     lines = _utf8_lines(path, bad_lines)
     reader = csv.reader(lines)
@@ -152,6 +159,8 @@ def jsonl_records(path: Path, columns: Columns) -> Iterator[Record]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        except ValueError:  # an integer of over 4,300 digits
+            raise UserError(f"{path}: line {number} holds a number too long to read") from None
         except RecursionError:
             raise UserError(f"{path}: line {number} is nested too deeply to be a row") from None
         yield _object_record(obj, path, f"row {row} (line {number})", columns, number in bad_lines)
@@ -187,8 +196,14 @@ def _array_items(path: Path) -> Iterator[object]:
                     item, end = decoder.raw_decode(buffer, position)
                 except json.JSONDecodeError as exc:
                     if block:  # the object may continue in the next block
+                        if len(buffer) - position > MAX_ROW_BYTES:
+                            raise UserError(
+                                f"{path}: an item over {MAX_ROW_BYTES >> 20} MiB: not one row"
+                            ) from None
                         break
                     raise UserError(f"{path}: not valid JSON ({exc.msg})") from None
+                except ValueError:  # an integer of over 4,300 digits
+                    raise UserError(f"{path}: a row holds a number too long to read") from None
                 except RecursionError:
                     raise UserError(f"{path}: a row nested too deeply") from None
                 if end == len(buffer) and block:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 
-CWE_ID = re.compile(r"(?i)\b(?:CWE-(\d+)|NVD-CWE-[a-z]+)\b")
+# ASCII digits, at most nine: `CWE-` and 5,000 digits, or a superscript two, is no CWE id
+CWE_ID = re.compile(r"(?i)\b(?:CWE-([0-9]{1,9})|NVD-CWE-[a-z]+)\b")
+NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def cwe_ids(value: object) -> list[str]:
@@ -17,10 +19,17 @@ def cwe_ids(value: object) -> list[str]:
         return [f"CWE-{value}"] if value >= 0 else []
     if isinstance(value, float):
         return [f"CWE-{int(value)}"] if value.is_integer() and value >= 0 else []
-    if isinstance(value, list | tuple):
-        return [cwe for item in value for cwe in cwe_ids(item)]
+    if isinstance(value, list | tuple):  # flattened without recursion: a list 900 deep is data
+        found, stack = [], [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list | tuple):
+                stack.extend(reversed(item))
+            else:
+                found += cwe_ids(item)
+        return found
     text = str(value).strip()
-    if text.isdigit():
+    if NUMBER.fullmatch(text):
         return [f"CWE-{int(text)}"]
     found = []
     for match in CWE_ID.finditer(text):
