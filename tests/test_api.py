@@ -40,7 +40,8 @@ def test_every_stage_from_python(tmp_path: Path) -> None:
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "copy.c").write_text(FLAWED)
-    report = es.scan([tmp_path / "src"], config=config, threshold=0.01)
+    with pytest.warns(UserWarning, match="synthetic"):  # as the CLI says beside the model
+        report = es.scan([tmp_path / "src"], config=config, threshold=0.01)
     assert [f.function.name for f in report.findings] == ["copy"]
 
 
@@ -65,3 +66,52 @@ def test_bad_input_raises_the_line_the_cli_prints(tmp_path: Path, capsys) -> Non
         es.load_config({"training": {"epochs": 0}})
     with pytest.raises(es.UserError, match="a bundle or a config"):
         es.scan(["x.c"])
+
+
+def test_wrong_types_are_one_clear_error(tmp_path: Path) -> None:
+    from enstack.scan.api import Scanner
+
+    nested: dict = {}
+    cursor = nested
+    for _ in range(5000):
+        cursor["a"] = {}
+        cursor = cursor["a"]
+    cases = {
+        "Scanner: model": lambda: Scanner(None),
+        "Scanner: model must": lambda: Scanner(5),
+        "bundle must be": lambda: es.scan([str(tmp_path)], bundle=5),
+        "load_config: give": lambda: es.load_config(123),
+        "nested too deeply": lambda: es.load_config(nested),
+        "config file not found: x.yaml": lambda: es.train("x.yaml", "m"),
+        "train: model must": lambda: es.train(es.load_config(None), 3),
+    }
+    for fragment, call in cases.items():
+        with pytest.raises(es.UserError, match=fragment):
+            call()
+    with pytest.raises(TypeError, match="bogus"):  # Python's own, at the call
+        es.scan([str(tmp_path)], bundle=tmp_path, bogus=1)
+
+
+def test_a_scan_from_python_warns_labels_and_writes(bundle: Path, tmp_path: Path) -> None:
+    import json
+
+    from enstack.scan.api import Scanner
+
+    (tmp_path / "a.c").write_text("int f(int x)\n{\n    return x + 1;\n}\n")
+    with pytest.warns(UserWarning, match="synthetic"):
+        report = es.scan([str(tmp_path / "a.c")], bundle=bundle, threshold=0.0)
+    sarif = json.loads(report.write(tmp_path / "out.sarif").read_text())
+    assert sarif["version"] == "2.1.0" and len(sarif["runs"][0]["results"]) == 1
+    as_json = json.loads(report.render("json"))
+    assert as_json["findings"][0]["function"] == "f"
+    with pytest.raises(es.UserError, match="format"):
+        report.render("xml")
+    scanner = Scanner(bundle)
+    probs = scanner.predict_proba(["int f(void) { return 0; }", "int g(int *p) { return *p; }"])
+    assert probs.shape == (2, len(probs.labels)) and probs.labels == scanner.card.labels
+    rows = probs.as_dicts()
+    assert set(rows[0]) == set(probs.labels) and abs(sum(rows[1].values()) - 1) < 1e-5
+    with pytest.raises(es.UserError, match="selection must be"):
+        scanner.scan([str(tmp_path)], selection="x")
+    with pytest.raises(es.UserError, match="baseline must be"):
+        scanner.scan([str(tmp_path)], baseline="x")

@@ -17,6 +17,7 @@ widget in Jupyter and Colab (see `enstack.progress`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +64,28 @@ def load_config(
         raw, name = {}, "defaults"
     elif isinstance(source, dict):
         raw, name = source, "the config dict"
-    else:
+    elif isinstance(source, (str, Path)):
         raw, name = read_config_yaml(Path(source)), str(source)
-    merged = _merge(raw, settings)
-    return load_config_dict(merged, name, list(overrides))
+    else:
+        raise UserError(f"load_config: give a YAML path, a dict or None, not {source!r}")
+    if isinstance(overrides, str):  # one `key=value`, not a list of its characters
+        overrides = [overrides]
+    try:
+        merged = _merge(raw, settings)
+        return load_config_dict(merged, name, list(overrides))
+    except RecursionError:
+        raise UserError(f"{name}: nested too deeply to be a config") from None
+
+
+def _config(config: Config | str | Path, where: str) -> Config:
+    """A Config, or the path of a YAML one (read as `load_config` reads it)."""
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    raise UserError(
+        f"{where}: config must be a Config (es.load_config(...)) or a path, not {config!r}"
+    )
 
 
 def demo_config(run_dir: str | Path = "enstack-demo", **settings: Any) -> Config:
@@ -77,15 +96,15 @@ def demo_config(run_dir: str | Path = "enstack-demo", **settings: Any) -> Config
     return load_config_dict(_merge(raw, {"run_dir": str(run_dir), **settings}), "the demo config")
 
 
-def prepare(config: Config, progress: bool | None = None):
+def prepare(config: Config | str | Path, progress: bool | None = None):
     """Stage 1: read, label, dedup, split. Returns a `PrepareResult` (data_dir, manifest)."""
     from enstack.data.prepare import prepare as run_prepare
 
-    return run_prepare(config, progress)
+    return run_prepare(_config(config, "prepare"), progress)
 
 
 def train(
-    config: Config,
+    config: Config | str | Path,
     model: str,
     resume: str = "auto",
     force_resume: bool = False,
@@ -95,47 +114,58 @@ def train(
     `TrainResult` (paths, final state, where it resumed from)."""
     from enstack.train.status import train_unless_done
 
-    return train_unless_done(config, model, resume, progress, force_resume)
+    if not isinstance(model, str):
+        raise UserError(f"train: model must be a model's name from the config, not {model!r}")
+    return train_unless_done(_config(config, "train"), model, resume, progress, force_resume)
 
 
-def stack(config: Config, progress: bool | None = None):
+def stack(config: Config | str | Path, progress: bool | None = None):
     """Stage 3: features, the ablation, the selected bundle. Returns a `StackResult`."""
     from enstack.stack.stage import run_stack
 
-    return run_stack(config, progress)
+    return run_stack(_config(config, "stack"), progress)
 
 
-def evaluate(config: Config) -> Reports:
+def evaluate(config: Config | str | Path) -> Reports:
     """Stage 4: results.json/md/csv and plots under run_dir/reports."""
     from enstack.evaluate.stage import run_evaluate
 
-    return Reports(*run_evaluate(config))
+    return Reports(*run_evaluate(_config(config, "evaluate")))
 
 
-def run(config: Config, progress: bool | None = None, force_resume: bool = False) -> dict:
+def run(
+    config: Config | str | Path, progress: bool | None = None, force_resume: bool = False
+) -> dict:
     """Every stage in order, as `enstack run` (and `enstack demo`); returns the stack summary
     (`rows`, `selected`, `best_single`, ...) and prints the results table."""
     from enstack.pipeline import run_pipeline
 
-    return run_pipeline(config, progress, force_resume)
+    return run_pipeline(_config(config, "run"), progress, force_resume)
 
 
 def scan(
     paths: Iterable[str | Path] | str | Path,
     bundle: str | Path | None = None,
-    config: Config | None = None,
+    config: Config | str | Path | None = None,
     **options: Any,
 ):
     """Scan files or directories with a bundle (or a run's selected bundle, `config`).
     `options`: `threshold`, `top_lines`, `localise`, `cache_dir`, as the `Scanner` takes them.
-    Returns a `ScanReport` (`findings`, `scored`, `summary()`)."""
+    Returns a `ScanReport` (`findings`, `scored`, `summary()`, `render(fmt)`, `write(path)`);
+    what the model card warns about (synthetic training data, no benign class) is issued as a
+    `UserWarning`."""
     from enstack.scan.api import Scanner
     from enstack.stack.stage import selected_bundle
 
     if (bundle is None) == (config is None):
         raise UserError("scan: give a bundle or a config, not both or neither")
-    where = Path(bundle) if bundle is not None else selected_bundle(config)
-    return Scanner(where, **options).scan(paths)
+    if bundle is not None and not isinstance(bundle, (str, Path)):
+        raise UserError(f"scan: bundle must be a bundle directory's path, not {bundle!r}")
+    where = Path(bundle) if bundle is not None else selected_bundle(_config(config, "scan"))
+    report = Scanner(where, **options).scan(paths)
+    for text in report.model.warnings():  # what the CLI prints beside the model's name
+        warnings.warn(text, UserWarning, stacklevel=2)
+    return report
 
 
 def _merge(base: dict, settings: dict) -> dict:

@@ -100,6 +100,25 @@ class ScanReport:
     # per file: what the parse could not turn into functions (so was not scored at all)
     unscored: dict[str, Unscored] = field(default_factory=dict)
 
+    def render(self, fmt: str = "text") -> str:
+        """The report as `enstack scan --format FMT` writes it: text, json, csv or sarif."""
+        from enstack.scan.report import FORMATS, render
+
+        if fmt not in FORMATS:
+            raise UserError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+        return render(self, fmt)
+
+    def write(self, path: str | Path, fmt: str | None = None) -> Path:
+        """Write the report to `path` atomically, in `fmt` or the format its suffix names
+        (`.sarif`, `.json`, `.csv`, else text)."""
+        from enstack.fsutil import atomic_write_text
+
+        path = Path(path)
+        if fmt is None:
+            fmt = {".sarif": "sarif", ".json": "json", ".csv": "csv"}.get(path.suffix, "text")
+        atomic_write_text(path, self.render(fmt))
+        return path
+
     @property
     def findings(self) -> list[Scored]:
         """Every function at or above the threshold, suppressed ones included."""
@@ -211,6 +230,26 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+class Probabilities(np.ndarray):
+    """An array of class probabilities (one row per function) that knows its columns."""
+
+    labels: list[str]
+
+    @classmethod
+    def of(cls, probs: np.ndarray, labels: list[str]) -> Probabilities:
+        out = np.asarray(probs).view(cls)
+        out.labels = list(labels)
+        return out
+
+    def __array_finalize__(self, obj: object) -> None:
+        self.labels = list(getattr(obj, "labels", []))
+
+    def as_dicts(self) -> list[dict[str, float]]:
+        """Each row as {class: probability}."""
+        rows = np.atleast_2d(np.asarray(self))
+        return [dict(zip(self.labels, map(float, row), strict=True)) for row in rows]
+
+
 class Scanner:
     """A model and the scan settings; no state between scans but the model.
 
@@ -232,6 +271,11 @@ class Scanner:
             choices = " or ".join(LONG_FUNCTION_MODES)
             raise UserError(f"--long-functions: {long_functions!r} is not {choices}")
         self.long_functions = long_functions
+        loaded = hasattr(model, "card") and hasattr(model, "predict_proba")  # a ScanModel
+        if not (isinstance(model, (str, Path)) or loaded):
+            raise UserError(
+                f"Scanner: model must be a bundle's path or a loaded ScanModel, not {model!r}"
+            )
         if isinstance(model, (str, Path)):
             self.card, self._model = read_card(model), None
         else:
@@ -268,16 +312,19 @@ class Scanner:
         windows = f"+windows{WINDOWS_VERSION}" if self.long_functions == "windows" else ""
         return key + windows
 
-    def predict_proba(self, codes: list[str] | str) -> np.ndarray:
-        """Class probabilities (columns: `self.model.labels`) for each function's code; one
-        string is one function (one row), not a sequence of characters."""
+    def predict_proba(self, codes: list[str] | str) -> Probabilities:
+        """Class probabilities for each function's code, one row per function; the columns
+        are the model's classes, named by the result's `labels` (`probs.labels`,
+        `probs.as_dicts()`). One string is one function (one row), not a sequence of
+        characters."""
         codes = [codes] if isinstance(codes, str) else codes
         if not isinstance(codes, (list, tuple)) or not all(isinstance(c, str) for c in codes):
             raise UserError("predict_proba: give a function's code as a string, or a list of them")
         for i, code in enumerate(codes):
             if len(code) > MAX_FILE_BYTES:
                 raise UserError(f"predict_proba: code {i} is over {MAX_FILE_BYTES >> 20} MiB")
-        return self.model.predict_proba([_valid_text(c) for c in codes])[0]
+        probs = self.model.predict_proba([_valid_text(c) for c in codes])[0]
+        return Probabilities.of(probs, self.card.labels)
 
     def scan(
         self,
@@ -289,6 +336,14 @@ class Scanner:
         """Score every function in `paths` (files, directories, `-`). `selection` narrows what
         is read (excludes, `--changed-since`); `baseline` marks findings already known."""
         paths = _path_list(paths)
+        if selection is not None and not isinstance(selection, Selection):
+            raise UserError(
+                f"scan: selection must be a Selection (selection_for(...)), not {selection!r}"
+            )
+        if baseline is not None and not isinstance(baseline, Baseline):
+            raise UserError(
+                f"scan: baseline must be a Baseline (load_baseline(path)), not {baseline!r}"
+            )
         selection = selection or selection_for(paths)
         changes = selection.changes
         check_paths(paths, changes)

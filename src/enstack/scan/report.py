@@ -29,6 +29,9 @@ SEVERITY_OTHER = "6.5"
 CWE_NUMBER = re.compile(r"CWE[-_ ]?(\d+)", re.IGNORECASE)
 
 
+FORMATS = ("text", "json", "csv", "sarif")
+
+
 def render(report: ScanReport, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(as_json(report), indent=2) + "\n"
