@@ -34,6 +34,11 @@ def test_every_stage_from_python(tmp_path: Path) -> None:
     assert (stacked.stack_dir / "bundle" / "manifest.json").is_file()
     reports = es.evaluate(config)
     assert reports.results_json.is_file() and not reports.skipped
+    # the selection and the best single model drawn once where they are one model
+    sel = stacked.summary["selected"]
+    same = sel["meta"] is None and sel["models"] == [stacked.summary["best_single"]]
+    plots = {p.name for p in (reports.directory / "plots").iterdir()}
+    assert "roc_selected.png" in plots and ("roc_best_single.png" in plots) != same
     summary = es.run(config, progress=False)  # all done: every stage skipped
     assert summary["selected"] == stacked.summary["selected"]
     assert es.train(config, "codebert", progress=False).already_done
@@ -115,3 +120,24 @@ def test_a_scan_from_python_warns_labels_and_writes(bundle: Path, tmp_path: Path
         scanner.scan([str(tmp_path)], selection="x")
     with pytest.raises(es.UserError, match="baseline must be"):
         scanner.scan([str(tmp_path)], baseline="x")
+
+
+def test_a_single_model_selection_says_why_and_shows_the_best_ensemble() -> None:
+    from enstack.evaluate.tables import plain_table, selection_note
+
+    def row(models, meta, split, f1):
+        cells = dict.fromkeys(("accuracy", "precision", "recall", "macro_f1", "auc"), 0.5)
+        return {"models": models, "meta": meta, "split": split, **cells, "f1": f1}
+
+    rows = [
+        row(["a"], None, "val", 0.80), row(["a"], None, "test", 0.70),
+        row(["a", "b"], "lr", "val", 0.81), row(["a", "b"], "lr", "test", 0.74),
+        row(["b"], None, "val", 0.60), row(["b"], None, "test", 0.55),
+    ]  # fmt: skip
+    summary = {"rows": rows, "selected": {"models": ["a"], "meta": None}, "select_on": "f1"}
+    note = selection_note(summary)
+    assert note and "a alone (val f1 80.00%)" in note and "one standard error" in note
+    assert "a + b" in note and "F1 74.00%" in note
+    assert "a alone" in plain_table(summary)
+    summary["selected"] = {"models": ["a", "b"], "meta": "lr"}
+    assert selection_note(summary) is None

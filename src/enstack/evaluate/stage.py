@@ -82,26 +82,32 @@ def _write_reports(config: Config, summary: dict, arrays: dict, out: Path) -> No
             labels,
             f"selected: {sel_name} (test)",
         )
-        plots.confusion(
-            pics / "confusion_best_single.png",
-            y,
-            arrays["best_single_test_probs"],
-            labels,
-            f"best single model: {summary['best_single']} (test)",
-        )
+        # where the selection is the best single model, one plot says so (two would be one
+        # curve under another)
+        same = sel["models"] == [summary["best_single"]] and sel["meta"] is None
+        if same:
+            sel_name = f"{sel_name} (selected; the best single model)"
+        else:
+            plots.confusion(
+                pics / "confusion_best_single.png",
+                y,
+                arrays["best_single_test_probs"],
+                labels,
+                f"best single model: {summary['best_single']} (test)",
+            )
+            plots.roc(
+                pics / "roc_best_single.png",
+                y,
+                arrays["best_single_test_probs"],
+                labels,
+                f"ROC, one-vs-rest: {summary['best_single']} (test)",
+            )
         plots.roc(
             pics / "roc_selected.png",
             y,
             arrays["selected_test_probs"],
             labels,
             f"ROC, one-vs-rest: {sel_name} (test)",
-        )
-        plots.roc(
-            pics / "roc_best_single.png",
-            y,
-            arrays["best_single_test_probs"],
-            labels,
-            f"ROC, one-vs-rest: {summary['best_single']} (test)",
         )
         plots.tsne_pair(
             pics / "tsne.png",
@@ -117,10 +123,14 @@ def _write_reports(config: Config, summary: dict, arrays: dict, out: Path) -> No
             plots.precision_recall(
                 pics / "pr_detection.png",
                 y,
-                {
-                    f"selected: {sel_name}": arrays["selected_test_probs"],
-                    f"best single: {summary['best_single']}": arrays["best_single_test_probs"],
-                },
+                {f"selected: {sel_name}": arrays["selected_test_probs"]}
+                | (
+                    {}
+                    if same
+                    else {
+                        f"best single: {summary['best_single']}": arrays["best_single_test_probs"]
+                    }
+                ),
                 labels.index(summary["benign_label"]),
                 "Detection, vulnerable vs benign (test)",
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 
 from enstack.registries.metas import META_KINDS
 
@@ -213,6 +214,54 @@ def _cell(value: float | None, best: float | None) -> str:
     return f"**{text}**" if best is not None and abs(value - best) < 1e-12 else text
 
 
+def selection_note(summary: dict) -> str | None:
+    """Why a single model was selected, with the best ensemble's figures beside it: a reader
+    of the table expects the ensemble to be the point. None when an ensemble was selected."""
+    sel = summary["selected"]
+    if len(sel["models"]) > 1:
+        return None
+    metric = summary.get("select_on", "f1")
+    val = [r for r in summary["rows"] if r["split"] == "val" and len(r["models"]) > 1]
+    scored = [r for r in val if _metric(r, metric) is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: _metric(r, metric))
+    test = next(
+        (r for r in summary["rows"] if r["split"] == "test" and r["models"] == best["models"]
+         and r["meta"] == best["meta"]),
+        None,
+    )  # fmt: skip
+    chosen_val = next(
+        (r for r in summary["rows"] if r["split"] == "val" and r["models"] == sel["models"]
+         and r["meta"] == sel["meta"]),
+        None,
+    )  # fmt: skip
+    ours = _metric(chosen_val, metric) if chosen_val else None
+    versus = f" (val {metric} {100 * ours:.2f}%)" if ours is not None else ""
+    figures = (
+        ", ".join(f"{h} {100 * test[c]:.2f}%" for h, c in zip(HEADERS, COLUMNS, strict=True)
+                  if test.get(c) is not None)
+        if test else "n/a"
+    )  # fmt: skip
+    return (
+        f"selected: {candidate_name(sel)} alone{versus}: no ensemble beat it by more than one "
+        f"standard error on validation, and the rule keeps the simplest candidate. The best "
+        f"ensemble, {candidate_name(best)} (val {metric} {100 * _metric(best, metric):.2f}%), "
+        f"scores on test: {figures}."
+    )
+
+
+def _metric(row: dict | None, name: str) -> float | None:
+    if row is None:
+        return None
+    value = row.get(name)
+    if value is None and name.startswith("detection_"):
+        value = (row.get("detection") or {}).get(name.removeprefix("detection_"))
+    if value is None and name == "pair_correct":
+        value = (row.get("pairs") or {}).get("pair_correct")
+    return value
+
+
 def plain_table(summary: dict, split: str = "test") -> str:
     """The same table for a terminal."""
     rows = [r for r in summary["rows"] if r["split"] == split]
@@ -229,6 +278,9 @@ def plain_table(summary: dict, split: str = "test") -> str:
             )
             out.append(f"  {candidate_name(row) + marker:<{width - 2}}{cells}")
     out.append(f"* selected on validation ({summary.get('select_on', 'f1')})")
+    note = selection_note(summary)
+    if note:
+        out += ["", *textwrap.wrap(note, 100)]
     if "detection" in rows[0]:
         out += ["", *_detection_plain(rows, sel, width)]
     return "\n".join(out)
