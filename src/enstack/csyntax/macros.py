@@ -323,6 +323,9 @@ def _blank_cast(out: bytearray, tokens: list, at: int, learned: frozenset[bytes]
             return
 
 
+OPERATORS = frozenset(
+    b"< > <= >= == != + - * / % & | ^ << >> && || = += -= *= /=".split()
+)  # one of these alone as an argument: a macro compares or computes with it
 _EXPRESSION_STARTS = frozenset((b"=", b"return", b"?", b"!", b"&&", b"||"))
 
 
@@ -344,15 +347,17 @@ def _cast_macro(tokens: list, at: int, lists: list[bool]) -> bool:
 
 
 def _blank_type_arguments(out: bytearray, tokens: list, at: int) -> None:
-    """A type passed to a macro (`png_voidcast(png_byte *, p)`, `va_arg(ap, char *)`): names
-    and `*`, ending in `*`, as a whole argument. It becomes `0` and spaces, an expression the
-    parser reads, the commas kept."""
+    """What only a macro takes as an argument: a type (`png_voidcast(png_byte *, p)`,
+    `va_arg(ap, char *)`: names and `*`, ending in `*`) or an operator alone
+    (`ND_ICHECK_U(length, <, 4)`). It becomes `0` and spaces, an expression the parser reads,
+    the commas kept."""
     first = at + 1
     for index in range(at + 1, min(at + 40, len(tokens))):
         text = tokens[index][1]
         if text in (b",", b")"):
             argument = tokens[first:index]
-            if (
+            operator = len(argument) == 1 and argument[0][1] in OPERATORS
+            if operator or (
                 len(argument) > 1
                 and argument[-1][1] == b"*"
                 and all(t[0] == "name" or t[1] == b"*" for t in argument)
