@@ -291,3 +291,9 @@ def test_a_baseline_that_is_endless_or_blocks(tmp_path: Path, capsys, kind: str)
                  str(tmp_path / "a.c")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and err.count("error:") == 1 and "--baseline" in err, err
+
+
+def test_a_revision_holding_a_newline_is_one_line(repo: Path) -> None:
+    with pytest.raises(UserError) as caught:
+        changed_since("HEAD\nerror: forged", repo)
+    assert "\n" not in str(caught.value) and "HEAD\\nerror: forged" in str(caught.value)

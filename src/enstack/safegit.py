@@ -111,12 +111,12 @@ def run_git(
         raise GitError(f"{what}: git {args[0]} took over {GIT_TIMEOUT_S} s; giving up") from None
     if done.returncode != 0 and check:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
-        last = _one_line(reason[-1]) if reason else f"exit {done.returncode}"
+        last = one_line(reason[-1]) if reason else f"exit {done.returncode}"
         raise GitError(f"{what}: git {args[0]} failed in {cwd} ({last})")
     return done.stdout
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """A message on one line, control characters shown escaped."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
@@ -264,7 +264,7 @@ def line_changes(old: bytes, new: bytes) -> set[int]:
             raise GitError(f"git diff took over {GIT_TIMEOUT_S} s; giving up") from None
     if done.returncode not in (0, 1):
         raise GitError(
-            f"git diff --no-index failed ({_one_line(done.stderr.decode(errors='replace'))})"
+            f"git diff --no-index failed ({one_line(done.stderr.decode(errors='replace'))})"
         )
     return hunk_lines(done.stdout)
 

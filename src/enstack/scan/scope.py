@@ -19,7 +19,7 @@ import pathspec
 
 from enstack.errors import UserError
 from enstack.fsutil import NotRegularFile, read_capped
-from enstack.safegit import Repository, line_changes
+from enstack.safegit import Repository, line_changes, one_line
 
 IGNORE_FILE = ".enstackignore"
 
@@ -79,7 +79,7 @@ def _spec(patterns: list[str], origin: str) -> pathspec.PathSpec:
     try:
         return pathspec.GitIgnoreSpec.from_lines(patterns, backend="re2")
     except (ValueError, TypeError) as exc:
-        raise UserError(f"{origin}: not a valid pattern ({_one_line(str(exc))[:200]})") from None
+        raise UserError(f"{origin}: not a valid pattern ({one_line(str(exc))[:200]})") from None
 
 
 def _read_ignore_file(root: Path) -> pathspec.PathSpec | None:
@@ -152,13 +152,13 @@ def changed_since(
     through a symlink, at most `MAX_CHANGED_FILE_BYTES`) and diffed against its blob outside
     the repository. A file's hunks are never parsed for file names, so no added line can end
     one file's diff or start another's."""
-    what = f"--changed-since {_one_line(rev)}"
+    what = f"--changed-since {one_line(rev)}"
     repo = Repository(Path(where or Path.cwd()), what)
     sha = repo.commit(rev)
     if sha is None:
         raise UserError(
             f"{what}: not a commit in this repository (in a shallow clone, fetch "
-            f"it first: git fetch --depth=1 origin {_one_line(rev)})"
+            f"it first: git fetch --depth=1 origin {one_line(rev)})"
         )
     wanted = _Wanted(repo.top, suffixes, roots)
     old_tree = repo.tree(sha)
@@ -241,8 +241,3 @@ def _is_regular(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
-
-
-def _one_line(text: str) -> str:
-    """A revision as the user typed it, on one line: control characters shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
