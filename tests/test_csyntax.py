@@ -4,6 +4,7 @@ named, and statements come from tree-sitter's statement nodes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -301,3 +302,85 @@ def test_extraction_matches_ctags_on_macro_heavy_c(tmp_path: Path) -> None:
     assert result["ctags_functions"] >= 9
     assert result["span_recall"] == 1.0 and result["damaged_share"] == 0.0
     assert result["keyword_named"] == 0
+
+
+# --- a build's macros: --compile-commands --------------------------------------------------------
+
+ONLY_THE_BUILD_PARSES = """\
+int decode(struct state *s)
+{
+#if defined(USE_A)
+    if (s->a) { {
+#elif defined(USE_B) && LEVEL >= 2
+    if (s->b) {
+#else
+    while (1) { {
+#endif
+        s->mode = 2;
+    }
+    return 0;
+}
+"""
+
+
+def test_a_build_reads_its_own_if_branches(tmp_path: Path) -> None:
+    from enstack.csyntax.build import CompileCommands, configured
+
+    source = ONLY_THE_BUILD_PARSES.encode()
+    without = {f.name: f for f in extract_functions(source, "d.c", "c").functions}
+    assert without["decode"].damaged  # neither the first nor the last branch is C
+    (tmp_path / "d.c").write_bytes(source)
+    database = tmp_path / "compile_commands.json"
+    database.write_text(json.dumps([
+        {"directory": str(tmp_path), "file": "d.c",
+         "command": "cc -DUSE_B -D LEVEL=3 -UNDEBUG -c d.c -o d.o"},
+    ]))  # fmt: skip
+    build = CompileCommands.load(database).for_file(tmp_path / "d.c")
+    assert build is not None and build.defines == {"USE_B": "1", "LEVEL": "3"}
+    (decode,) = extract_functions(source, "d.c", "c", build).functions
+    assert (decode.name, decode.start_line, decode.end_line, decode.damaged) == (
+        "decode",
+        1,
+        13,
+        False,
+    )
+    assert "s->b" in decode.code and "s->a" not in decode.code and "while" not in decode.code
+    kept = configured(source, build)
+    assert len(kept) == len(source) and kept.count(b"\n") == source.count(b"\n")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("not json", "not a JSON compilation database"),
+        ('{"file": "a.c"}', "not a JSON array"),
+        ('[{"command": "cc a.c"}]', 'entry 1 has no "file"'),
+        ('[{"file": "a.c", "command": "cc \'unterminated"}]', "does not split"),
+        ('[{"file": "a.c"}]', 'neither "arguments" nor "command"'),
+    ],
+)
+def test_a_compilation_database_that_is_not_one(
+    tmp_path: Path, content: str, fragment: str
+) -> None:
+    from enstack.csyntax.build import CompileCommands
+    from enstack.errors import UserError
+
+    database = tmp_path / "compile_commands.json"
+    database.write_text(content)
+    with pytest.raises(UserError, match=fragment):
+        CompileCommands.load(database)
+
+
+def test_a_compilation_database_is_never_run(tmp_path: Path) -> None:
+    from enstack.csyntax.build import CompileCommands
+
+    mark = tmp_path / "PWNED"
+    database = tmp_path / "compile_commands.json"
+    database.write_text(json.dumps([
+        {"directory": str(tmp_path), "file": "a.c",
+         "command": f"cc $(touch {mark}) `touch {mark}` -DX=1; touch {mark} -c a.c"},
+        {"directory": str(tmp_path), "file": "b.c", "arguments": ["cc", f"-DY=$(touch {mark})"]},
+    ]))  # fmt: skip
+    commands = CompileCommands.load(database)
+    assert commands.for_file(tmp_path / "a.c").defines["X"] == "1;"
+    assert not mark.exists()

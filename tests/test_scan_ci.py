@@ -823,3 +823,24 @@ def test_suppression_reasons_are_cleaned_and_trailing_marks_stay_put(
     (first,) = [r for r in results if r["properties"]["function"] == "first"]
     shown = first["suppressions"][0]["justification"]
     assert "\\[x\\](https" in shown and "\\<img" in shown and "\x1b" not in shown
+
+
+def test_compile_commands_decide_the_if_branches(bundle: Path, tmp_path: Path, capsys) -> None:
+    from test_csyntax import ONLY_THE_BUILD_PARSES
+
+    (tmp_path / "d.c").write_text(ONLY_THE_BUILD_PARSES)
+    database = tmp_path / "compile_commands.json"
+    command = {"directory": str(tmp_path), "file": "d.c",
+               "arguments": ["cc", "-DUSE_B", "-DLEVEL=2", "-c", "d.c"]}  # fmt: skip
+    database.write_text(json.dumps([command]))
+    argv = ["scan", "--bundle", str(bundle), "--format", "json", "--threshold", "0",
+            "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "d.c")]  # fmt: skip
+    assert main(argv) == 0
+    plain = json.loads(capsys.readouterr().out)["findings"]
+    assert main([*argv, "--compile-commands", str(database)]) == 0
+    built = json.loads(capsys.readouterr().out)["findings"]
+    assert [f["damaged"] for f in plain] == [True] and [f["damaged"] for f in built] == [False]
+    database.write_text("[{]")
+    assert main([*argv, "--compile-commands", str(database)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--compile-commands" in err

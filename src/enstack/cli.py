@@ -228,6 +228,13 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
         help="findings whose fingerprint is in this earlier SARIF report are suppressed",
     )
     scan.add_argument(
+        "--compile-commands",
+        type=Path,
+        metavar="FILE",
+        help="a JSON compilation database (compile_commands.json): each file's -D/-U macros "
+        "decide its #if branches, as its build does (nothing in it is run)",
+    )
+    scan.add_argument(
         "--precision",
         choices=PRECISIONS,
         default="fp32",
@@ -488,6 +495,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         cache_dir,
         args.precision,
         args.long_functions,
+        args.compile_commands,
     )
     report = scanner.scan(paths, selection=selection, baseline=baseline)
     _write_scan_output(args.output, render(report, args.format), report)

@@ -15,10 +15,12 @@ scored for (`Extraction.unscored`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from tree_sitter import Node
 
+from enstack.csyntax.build import BuildContext, configured
 from enstack.csyntax.macros import blank_specifier_macros
 from enstack.csyntax.parser import definition_nodes, parse_tree, reparse
 from enstack.csyntax.preprocessor import has_conditionals, one_branch
@@ -111,8 +113,12 @@ class Extraction:
     unscored: Unscored = Unscored(0, 0)
 
 
-def extract_functions(source: bytes, path: str, language: str) -> Extraction:
-    """Every function definition in `source` (see the module's docstring)."""
+def extract_functions(
+    source: bytes, path: str, language: str, build: BuildContext | None = None
+) -> Extraction:
+    """Every function definition in `source` (see the module's docstring). With `build` (the
+    file's macros from a compilation database), `#if` groups are first read as that build
+    reads them, before the first and the last branch of each."""
     tree = parse_tree(source, language)
     found = _definitions(tree.root_node, source, path, language)
     if not tree.root_node.has_error:
@@ -125,19 +131,28 @@ def extract_functions(source: bytes, path: str, language: str) -> Extraction:
         found = _prefer_clean(cleaner, found) if tree.root_node.has_error else cleaner
     root = tree.root_node
     if root.has_error and has_conditionals(source):
-        for keep in ("first", "last"):
-            variant = reparse(tree.copy(), blanked, one_branch(blanked, keep), language)
+        for configure in _configurations(build):
+            variant = reparse(tree.copy(), blanked, configure(blanked), language)
             # a function's text is one configuration: the other branches' lines left empty
-            text = one_branch(source, keep)
             candidates = [
                 replace(f, code=BLANKED_LINE.sub("", f.code))
-                for f in _definitions(variant.root_node, text, path, language)
+                for f in _definitions(variant.root_node, configure(source), path, language)
             ]
             found = _prefer_clean(found, candidates)
     source_lines = source.split(b"\n")
     lines = [line for line in _unscored_lines(root, found) if source_lines[line].strip()]
     opens = sum(1 for line in lines if BODY_OPENS.match(source_lines[line]))
     return Extraction(found, True, Unscored(opens, len(lines)))
+
+
+def _configurations(build: BuildContext | None) -> list[Callable[[bytes], bytes]]:
+    """The readings of `#if` groups to try, in order: the build's (where there is one), then
+    the first and the last branch of every group."""
+    readings: list[Callable[[bytes], bytes]] = []
+    if build is not None:
+        readings.append(lambda text: configured(text, build))
+    readings += [lambda text: one_branch(text, "first"), lambda text: one_branch(text, "last")]
+    return readings
 
 
 def _error_regions(root: Node, size: int) -> list[tuple[int, int]]:

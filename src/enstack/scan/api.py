@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from enstack.csyntax.build import BuildContext, CompileCommands
 from enstack.csyntax.functions import (
     EXTRACTOR_VERSION,
     Extraction,
@@ -265,8 +266,11 @@ class Scanner:
         cache_dir: Path | None = None,
         precision: str = "fp32",
         long_functions: LongFunctions = "windows",
+        compile_commands: Path | str | None = None,
     ) -> None:
         _check_settings(threshold, top_lines, localise, precision, cache_dir)
+        # each file's macros from a compilation database: `#if` groups read as the build does
+        self.build = CompileCommands.load(Path(compile_commands)) if compile_commands else None
         if long_functions not in LONG_FUNCTION_MODES:
             choices = " or ".join(LONG_FUNCTION_MODES)
             raise UserError(f"--long-functions: {long_functions!r} is not {choices}")
@@ -360,7 +364,8 @@ class Scanner:
         )
         try:
             for source in source_files(paths, tally, selection):
-                extraction = _functions_of(source, cache)
+                build = self.build.for_file(source.language_path) if self.build else None
+                extraction = _functions_of(source, cache, build)
                 found = extraction.functions
                 seen += len(found)
                 if changes is not None:
@@ -548,16 +553,20 @@ def _after_end(code: str, last_line: str) -> str:
     return last_line[at + len(tail) :] if at >= 0 else ""
 
 
-def _functions_of(source: SourceFile, cache: ScanCache | None) -> Extraction:
-    """The file's functions: from the cache when these very bytes were parsed before."""
+def _functions_of(
+    source: SourceFile, cache: ScanCache | None, build: BuildContext | None = None
+) -> Extraction:
+    """The file's functions: from the cache when these very bytes were parsed before (with
+    the same build's macros)."""
     language = language_of(source.language_path)
-    # the path is part of the key: the functions carry it
-    header = f"{EXTRACTOR_VERSION}\0{language}\0{source.display}\0".encode(errors="surrogateescape")
-    key = code_key_bytes(header + source.data)
+    # the path is part of the key: the functions carry it; so is the build's reading of #if
+    built = build.key if build is not None else ""
+    header = f"{EXTRACTOR_VERSION}\0{language}\0{source.display}\0{built}\0"
+    key = code_key_bytes(header.encode(errors="surrogateescape") + source.data)
     known = cache.get_functions(key) if cache else None
     if known is not None:
         return known
-    found = extract_functions(source.data, source.display, language)
+    found = extract_functions(source.data, source.display, language, build)
     if cache:
         cache.put_functions(key, found)
     return found
