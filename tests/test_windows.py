@@ -350,3 +350,29 @@ def test_window_spans_match_the_greedy_rule_and_scale() -> None:
     spans = _window_spans(cum, list(range(n)), 510)
     assert time.perf_counter() - started < 20
     assert spans[0][0] == 0 and spans[-1][1] == n - 1
+
+
+def test_a_tokenizer_that_panics_or_lies_is_one_error() -> None:
+    """A bundle's tokenizer passes the load-time check and then fails on real code: a Rust
+    panic (pyo3's PanicException is a BaseException) or offsets outside the text."""
+    from enstack.errors import UserError
+    from enstack.windows import expand
+
+    class PanicException(BaseException):  # what pyo3 raises, by name and base
+        pass
+
+    class Panics:
+        is_fast = True
+
+        def __call__(self, codes, **_):
+            raise PanicException("index out of bounds: the len is 3 but the index is 7")
+
+    class Lies:
+        is_fast = True
+
+        def __call__(self, codes, **_):
+            return {"offset_mapping": [[(0, len(c) + 5)] for c in codes]}
+
+    for tokenizer, fragment in ((Panics(), "failed on the code"), (Lies(), "outside the code")):
+        with pytest.raises(UserError, match=fragment):
+            expand(["int f(void) { return 0; }"], tokenizer, 16, "windows")

@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 
 from enstack.csyntax.statements import window_cuts
+from enstack.errors import UserError
 from enstack.registries.modes import LONG_FUNCTION_MODES
 
 WINDOWS_VERSION = 2  # bump when where windows cut changes: cached scores are then redone
@@ -48,8 +49,26 @@ def split_windows(code: str, tokenizer, room: int) -> list[Window]:
 def _token_offsets(codes: list[str], tokenizer) -> list[list[tuple[int, int]]]:
     """Each code's token character spans, in one call of the (fast) tokenizer."""
     # verbose off: transformers warns of every text longer than the model, which is the point
-    encoded = tokenizer(codes, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    return encoded["offset_mapping"]
+    try:
+        encoded = tokenizer(
+            codes, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        offsets = encoded["offset_mapping"]
+    except BaseException as exc:  # a Rust panic is a BaseException (pyo3's PanicException)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        raise UserError(
+            "the model's tokenizer failed on the code it was given "
+            f"({type(exc).__name__}: {str(exc)[:200]}); its tokenizer files are damaged or "
+            "not a code tokenizer's"
+        ) from None
+    for spans, code in zip(offsets, codes, strict=True):
+        if any(not 0 <= a <= b <= len(code) for a, b in spans):
+            raise UserError(
+                "the model's tokenizer gave token offsets outside the code; its tokenizer "
+                "files are damaged or not a code tokenizer's"
+            )
+    return offsets
 
 
 def _split(code: str, offsets: list[tuple[int, int]], room: int) -> list[Window]:
