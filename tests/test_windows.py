@@ -192,12 +192,20 @@ def test_the_scan_summary_says_what_was_long_and_what_was_read(
         argv = ["scan", str(tmp_path / "a.c"), "--bundle", str(bundle), "--no-cache"]
         assert main([*argv, "--long-functions", mode]) in (0, 1)
         err = capsys.readouterr().err
-        clause = "1 of the 2 distinct function texts scored this run longer than a window"
+        clause = "1 of the 2 distinct function texts scored longer than a window"
         assert f"{clause} ({fragment};" in err
         seen, total = (
             err.split(clause)[1].split(" lines scored")[0].split("; ")[-1].split(" of their ")
         )
         assert (int(seen) == int(total)) == (mode == "windows")
+    # cold and warm say the same: the cache keeps what the model saw with each score
+    argv = ["scan", str(tmp_path / "a.c"), "--bundle", str(bundle), "--cache-dir",
+            str(tmp_path / "cache")]  # fmt: skip
+    summaries = []
+    for _ in range(2):
+        assert main(argv) in (0, 1)
+        summaries.append(capsys.readouterr().err.splitlines()[-1])
+    assert summaries[0] == summaries[1] and clause in summaries[1]
 
 
 def test_stack_features_read_long_functions_as_the_scanner_does(bundle: Path) -> None:

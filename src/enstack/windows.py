@@ -19,7 +19,7 @@ averaged. The driving window's line range is where a finding points.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -160,6 +160,12 @@ class Coverage:
         self.lines += rows.lines
         self.lines_seen += rows.lines_seen
 
+    @classmethod
+    def of(cls, per_function: list[tuple[int, int, int]]) -> Coverage:
+        """The coverage of functions given each one's (long, lines, lines seen)."""
+        totals = np.asarray(per_function, dtype=np.int64).reshape(-1, 3).sum(axis=0)
+        return cls(len(per_function), *(int(v) for v in totals))
+
 
 @dataclass
 class Expanded:
@@ -170,6 +176,8 @@ class Expanded:
     long: int  # functions longer than one window
     lines: int  # lines of those long functions
     lines_seen: int  # of those lines, the ones inside some window (all, unless truncated)
+    # per function: (1 if longer than a window, its lines, its lines seen); zeros when short
+    per_function: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
 
 
 def expand(codes: list[str], tokenizer, room: int, mode: LongFunctions) -> Expanded:
@@ -181,21 +189,21 @@ def expand(codes: list[str], tokenizer, room: int, mode: LongFunctions) -> Expan
     offsets = _token_offsets(codes, tokenizer) if fast and codes else [[] for _ in codes]
     windows: list[Window] = []
     owner: list[int] = []
-    long = lines = seen = 0
+    per_function = np.zeros((len(codes), 3), dtype=np.int64)
     for i, (code, spans) in enumerate(zip(codes, offsets, strict=True)):
         n_lines = code.count("\n") + 1
         pieces = [Window(code, 0, n_lines - 1)]
         if len(spans) > room:  # lines are counted for the long functions only
-            long += 1
-            lines += n_lines
+            seen = n_lines
             if mode == "truncate":
-                seen += code.count("\n", 0, spans[room - 1][1]) + 1
+                seen = code.count("\n", 0, spans[room - 1][1]) + 1
             else:
-                seen += n_lines
                 pieces = _split(code, spans, room)
+            per_function[i] = (1, n_lines, seen)
         windows.extend(pieces)
         owner.extend([i] * len(pieces))
-    return Expanded(windows, np.asarray(owner, dtype=np.int64), long, lines, seen)
+    long, lines, seen = (int(v) for v in per_function.sum(axis=0))
+    return Expanded(windows, np.asarray(owner, dtype=np.int64), long, lines, seen, per_function)
 
 
 @dataclass

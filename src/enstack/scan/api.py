@@ -94,8 +94,8 @@ class ScanReport:
     damaged_paths: list[str] = field(default_factory=list)
     changed_since: str | None = None  # the revision of --changed-since
     functions_seen: int = 0  # in the files read, before --changed-since kept the changed ones
-    # what the model saw of the functions it scored in this scan (the cache's answers are
-    # not counted): how many were longer than one window, and their lines scored
+    # what the model saw of the distinct texts scored (from the cache where it answered):
+    # how many were longer than one window, and their lines scored
     coverage: Coverage | None = None
     long_mode: str = "windows"
     # per file: what the parse could not turn into functions (so was not scored at all)
@@ -182,18 +182,17 @@ class ScanReport:
         return "; ".join(parts)
 
     def _coverage_clause(self) -> list[str]:
-        """How much of the long functions the model saw, counted over the distinct function
-        texts it scored in this run (a cached re-scan scores none, and says so)."""
+        """How much of the long functions the model saw, over the distinct function texts
+        scored (identical functions are scored once); the cache keeps it with each score, so
+        a cached re-scan says what the cold one said."""
         seen = self.coverage
-        if seen is None:
-            return ["every score from the cache"] if self.scored else []
-        if not seen.long:
+        if seen is None or not seen.long:
             return []
         how = "scored whole, in windows" if self.long_mode == "windows" else "truncated"
         return [
             f"{seen.long} of the {_count(seen.functions, 'distinct function text')} scored "
-            f"this run longer than a window ({how}; {seen.lines_seen} of their {seen.lines} "
-            f"lines scored)"
+            f"longer than a window ({how}; {seen.lines_seen} of their {seen.lines} lines "
+            f"scored)"
         ]
 
     def _scope_clauses(self) -> list[str]:
@@ -386,7 +385,7 @@ class Scanner:
                     unscored[source.display] = extraction.unscored
             if tally.files == 0 and paths and changes is None and not tally.excluded:
                 raise UserError(_nothing_readable(paths, tally))
-            scored = self._score(functions, cache, progress)
+            scored, coverage = self._score(functions, cache, progress)
             for index, item in enumerate(scored):
                 if item.level == "none":
                     continue
@@ -409,23 +408,20 @@ class Scanner:
             damaged_paths,
             changes.rev if changes is not None else None,
             seen,
-            self._take_coverage(),
+            coverage,
             self.long_functions,
             unscored,
         )
 
-    def _take_coverage(self) -> Coverage | None:
-        """What the model saw of the functions it scored in this scan; None without it."""
-        if self._model is None:
-            return None
-        seen, self._model.seen = self._model.seen, Coverage()  # the next scan counts its own
-        return seen
-
     def _score(
         self, functions: list[Function], cache: ScanCache | None, progress: bool | None
-    ) -> list[Scored]:
+    ) -> tuple[list[Scored], Coverage | None]:
+        """Each function judged; and what the model saw of the distinct texts (from the
+        cache for those it answers, so a cached re-scan says what a cold one says)."""
         keys = [code_key(f.code) for f in functions]
-        known = cache.get_scores(list(set(keys))) if cache else {}
+        distinct = sorted(set(keys))
+        known = cache.get_scores(distinct) if cache else {}
+        seen_of = cache.get_coverage(distinct) if cache else {}
         # each distinct text once, longest first: the chunks below then hold functions of like
         # length, which batch with little padding
         todo = sorted(
@@ -447,11 +443,21 @@ class Scanner:
                 for i, (key, _) in enumerate(part)
             }
             known.update(new)
+            covered = self.model.last_coverage
+            counts = (
+                {key: tuple(map(int, covered[i])) for i, (key, _) in enumerate(part)}
+                if covered is not None and len(covered) == len(part)
+                else {}
+            )
+            seen_of.update(counts)
             if cache:
                 cache.put_scores(new)
+                cache.put_coverage(counts)
             bar.update(len(part))
         bar.close()
-        return [self._judge(f, *known[k]) for f, k in zip(functions, keys, strict=True)]
+        judged = [self._judge(f, *known[k]) for f, k in zip(functions, keys, strict=True)]
+        complete = all(k in seen_of for k in distinct)  # a cache an older enstack wrote: not
+        return judged, Coverage.of([seen_of[k] for k in distinct]) if complete else None
 
     def _judge(self, function: Function, probs: np.ndarray, per_model: dict) -> Scored:
         labels, benign = self.card.labels, self.card.benign_id

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS lines (
     PRIMARY KEY (model, code, method));
 CREATE TABLE IF NOT EXISTS files (
     source TEXT NOT NULL PRIMARY KEY, functions TEXT NOT NULL, damaged INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS coverage (
+    model TEXT NOT NULL, code TEXT NOT NULL, long INTEGER NOT NULL, lines INTEGER NOT NULL,
+    seen INTEGER NOT NULL, PRIMARY KEY (model, code));
 """
 
 
@@ -166,6 +169,32 @@ class ScanCache:
             for key, (probs, per_model) in items.items()
         ]
         self._write("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", rows)
+
+    def get_coverage(self, keys: list[str]) -> dict[str, tuple[int, int, int]]:
+        """What the model saw of each text when it scored it: (long, lines, lines seen)."""
+        if self.db is None or not keys:
+            return {}
+        found = {}
+        try:
+            for start in range(0, len(keys), 500):
+                part = keys[start : start + 500]
+                marks = ",".join("?" * len(part))
+                rows = self.db.execute(
+                    "SELECT code, long, lines, seen FROM coverage "
+                    f"WHERE model = ? AND code IN ({marks})",
+                    [self.model, *part],
+                ).fetchall()
+                for code, *counts in rows:
+                    if all(isinstance(c, int) and 0 <= c < 1 << 31 for c in counts):
+                        found[code] = tuple(counts)  # a poisoned row is a miss
+        except sqlite3.Error as exc:
+            self._give_up("its database", exc)
+            return {}
+        return found
+
+    def put_coverage(self, items: dict[str, tuple[int, int, int]]) -> None:
+        rows = [(self.model, key, *map(int, counts)) for key, counts in items.items()]
+        self._write("INSERT OR REPLACE INTO coverage VALUES (?, ?, ?, ?, ?)", rows)
 
     def get_lines(self, key: str, method: str) -> list[tuple[int, float]] | None:
         if self.db is None:

@@ -77,6 +77,7 @@ class ScanModel:
     precision: str = "fp32"  # int8: linear layers dynamically quantised (CPU inference)
     long_functions: LongFunctions = "windows"  # or "truncate": the first window only
     seen: Coverage = field(default_factory=lambda: Coverage())  # what scoring has seen
+    last_coverage: np.ndarray | None = None  # the last call's (long, lines, seen) per function
 
     @property
     def source(self) -> Path:
@@ -129,6 +130,7 @@ class ScanModel:
         out = predict(model.model, split, self.batch_size, self.device, self.amp, longest=longest)
         if count:
             self.seen.add(len(codes), rows)
+            self.last_coverage = rows.per_function  # per function of this call: the cache keeps it
         if len(rows.windows) == len(codes):
             return out
         return aggregate(out, rows.owner, len(codes), self.benign_id)[0]
