@@ -67,6 +67,10 @@ STORAGE = frozenset(b"static extern register inline __inline __inline__".split()
 _BOUNDARY = frozenset((b";", b"{", b"}"))
 ATTRIBUTES = frozenset(b"__attribute__ __attribute __declspec __asm__ __asm asm".split())
 STARTS_DECLARATION = TYPE_KEYWORDS | QUALIFIERS | ATTRIBUTES
+# what may follow a statement macro alone on its line (`PCRE2_FALLTHROUGH` before `case`)
+STARTS_STATEMENT = STARTS_DECLARATION | frozenset(
+    b"case default return break continue goto if for while do switch else".split()
+)
 _DECLARATOR_ENDS = frozenset((b";", b"=", b",", b"["))  # what may follow a variable's name
 
 
@@ -375,8 +379,8 @@ def _lone_macros(code: bytes) -> list[tuple[int, int]]:
     """Statement macros standing alone on their line: after the end of a statement or a block
     (`;`, `{`, `}`), before a statement, a block's end or another such macro, never before
     `{` (`FOO(x)\n{` is a function's header) or an operator (`FOO(x)\n  = 1;`). A bare name
-    is one only before another macro, a keyword or attribute that begins a declaration, or a
-    block's end: `BOOL\nmain(void)` is a type."""
+    is one only before another macro, a keyword that begins a declaration or a statement, an
+    attribute, or a block's end: `BOOL\nmain(void)` is a type."""
     spans = []
     work = bytearray(code)  # accepted macros blanked, so `A(x)\nB(y)` are both seen
     for match in _LONE_MACRO.finditer(code):
@@ -390,7 +394,7 @@ def _lone_macros(code: bytes) -> list[tuple[int, int]]:
         else:
             following = re.match(rb"\s*([A-Za-z_]\w*)", code[end : end + LOOK])
             word = following.group(1) if following else b""
-            fits = after in (b"", b"}") or bool(_CAPS.match(word)) or word in STARTS_DECLARATION
+            fits = after in (b"", b"}") or bool(_CAPS.match(word)) or word in STARTS_STATEMENT
         if fits:
             spans.append((start, end))
             work[start:end] = b" " * (end - start)
