@@ -124,26 +124,31 @@ class ScanCache:
         self.db = None
 
     def get_scores(self, keys: list[str]) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-        if self.db is None or not keys:
-            return {}
         found = {}
+        for code, probs, per_model in self._rows_for("scores", "probs, per_model", keys):
+            row = self._scores_row(probs, per_model)
+            if row is not None:
+                found[code] = row
+        return found
+
+    def _rows_for(self, table: str, columns: str, keys: list[str]) -> list[tuple]:
+        """`(code, *columns)` of this model's rows for `keys`, 500 keys a query (SQLite's
+        limit on variables); none where the database fails (the cache is then given up)."""
+        if self.db is None or not keys:
+            return []
+        rows: list[tuple] = []
         try:
             for start in range(0, len(keys), 500):
                 part = keys[start : start + 500]
                 marks = ",".join("?" * len(part))
-                rows = self.db.execute(
-                    "SELECT code, probs, per_model FROM scores "
-                    f"WHERE model = ? AND code IN ({marks})",
+                rows += self.db.execute(
+                    f"SELECT code, {columns} FROM {table} WHERE model = ? AND code IN ({marks})",
                     [self.model, *part],
                 ).fetchall()
-                for code, probs, per_model in rows:
-                    row = self._scores_row(probs, per_model)
-                    if row is not None:
-                        found[code] = row
         except sqlite3.Error as exc:
             self._give_up("its database", exc)
-            return {}
-        return found
+            return []
+        return rows
 
     def _scores_row(
         self, probs: object, per_model: object
@@ -172,24 +177,10 @@ class ScanCache:
 
     def get_coverage(self, keys: list[str]) -> dict[str, tuple[int, int, int]]:
         """What the model saw of each text when it scored it: (long, lines, lines seen)."""
-        if self.db is None or not keys:
-            return {}
         found = {}
-        try:
-            for start in range(0, len(keys), 500):
-                part = keys[start : start + 500]
-                marks = ",".join("?" * len(part))
-                rows = self.db.execute(
-                    "SELECT code, long, lines, seen FROM coverage "
-                    f"WHERE model = ? AND code IN ({marks})",
-                    [self.model, *part],
-                ).fetchall()
-                for code, *counts in rows:
-                    if all(isinstance(c, int) and 0 <= c < 1 << 31 for c in counts):
-                        found[code] = tuple(counts)  # a poisoned row is a miss
-        except sqlite3.Error as exc:
-            self._give_up("its database", exc)
-            return {}
+        for code, *counts in self._rows_for("coverage", "long, lines, seen", keys):
+            if all(isinstance(c, int) and 0 <= c < 1 << 31 for c in counts):
+                found[code] = tuple(counts)  # a poisoned row is a miss
         return found
 
     def put_coverage(self, items: dict[str, tuple[int, int, int]]) -> None:
