@@ -151,6 +151,11 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def is_below(path: str, root: str) -> bool:
+    """Whether the resolved path `path` is `root` or lies below it (both already resolved)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def contained(root: Path, relative: str) -> Path | None:
     """`root / relative` if that stays inside `root` (no absolute path, no `..`, no link out);
     None otherwise. For names read from a manifest someone may have written."""

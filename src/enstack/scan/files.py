@@ -12,7 +12,7 @@ from pathlib import Path
 
 from enstack.csyntax.parser import SOURCE_SUFFIXES
 from enstack.errors import UserError
-from enstack.fsutil import NotRegularFile, read_capped
+from enstack.fsutil import NotRegularFile, is_below, read_capped
 from enstack.scan.scope import IGNORE_FILE, ChangeSet, PathFilter
 
 MAX_FILE_BYTES = 4 << 20  # larger "source" files are generated tables, not code to review
@@ -160,8 +160,7 @@ def _walk(
 
 
 def _within(path: Path, root: str) -> bool:
-    target = os.path.realpath(path)
-    return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
+    return is_below(os.path.realpath(path), root)
 
 
 def _read(path: Path, tally: FileTally, seen: set) -> SourceFile | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pathspec
 
 from enstack.errors import UserError
-from enstack.fsutil import NotRegularFile, read_capped
+from enstack.fsutil import NotRegularFile, is_below, read_capped
 from enstack.safegit import Repository, line_changes, one_line
 
 IGNORE_FILE = ".enstackignore"
@@ -210,16 +210,12 @@ class _Wanted:
             return None
         path = self.top / name
         parent = os.path.realpath(path.parent)
-        if not _below(parent, self.real_top):
+        if not is_below(parent, self.real_top):
             return None
         real = os.path.join(parent, path.name)  # the file itself is not resolved: a link is no file
-        if not any(real == r or _below(parent, r) for r in self.roots):
+        if not any(real == r or is_below(parent, r) for r in self.roots):
             return None
         return path
-
-
-def _below(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 TOO_BIG = b"<over the cap>"  # a marker compared by identity: the scanner skips such a file
