@@ -375,11 +375,11 @@ def test_a_tokenizer_that_panics_or_lies_is_one_error() -> None:
         def __call__(self, codes, **_):
             raise PanicException("index out of bounds: the len is 3 but the index is 7")
 
-    class Lies:
+    class Lies:  # a long function's offsets, the last one past the text: lines cut wrong
         is_fast = True
 
         def __call__(self, codes, **_):
-            return {"offset_mapping": [[(0, len(c) + 5)] for c in codes]}
+            return {"offset_mapping": [[(0, 1)] * 20 + [(0, len(c) + 5)] for c in codes]}
 
     for tokenizer, fragment in ((Panics(), "failed on the code"), (Lies(), "outside the code")):
         with pytest.raises(UserError, match=fragment):

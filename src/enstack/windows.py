@@ -53,7 +53,7 @@ def _token_offsets(codes: list[str], tokenizer) -> list[list[tuple[int, int]]]:
         encoded = tokenizer(
             codes, add_special_tokens=False, return_offsets_mapping=True, verbose=False
         )
-        offsets = encoded["offset_mapping"]
+        return encoded["offset_mapping"]
     except BaseException as exc:  # a Rust panic is a BaseException (pyo3's PanicException)
         if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
             raise
@@ -62,13 +62,17 @@ def _token_offsets(codes: list[str], tokenizer) -> list[list[tuple[int, int]]]:
             f"({type(exc).__name__}: {str(exc)[:200]}); its tokenizer files are damaged or "
             "not a code tokenizer's"
         ) from None
-    for spans, code in zip(offsets, codes, strict=True):
-        if any(not 0 <= a <= b <= len(code) for a, b in spans):
-            raise UserError(
-                "the model's tokenizer gave token offsets outside the code; its tokenizer "
-                "files are damaged or not a code tokenizer's"
-            )
-    return offsets
+
+
+def _checked(spans: list[tuple[int, int]], code: str) -> list[tuple[int, int]]:
+    """A long function's token offsets, which cut its lines: refused where a tokenizer gives
+    spans outside the code (checked only where they are used, not for every function)."""
+    if any(not 0 <= a <= b <= len(code) for a, b in spans):
+        raise UserError(
+            "the model's tokenizer gave token offsets outside the code; its tokenizer files "
+            "are damaged or not a code tokenizer's"
+        )
+    return spans
 
 
 def _split(code: str, offsets: list[tuple[int, int]], room: int) -> list[Window]:
@@ -154,12 +158,6 @@ class Coverage:
     lines: int = 0
     lines_seen: int = 0
 
-    def add(self, functions: int, rows: Expanded) -> None:
-        self.functions += functions
-        self.long += rows.long
-        self.lines += rows.lines
-        self.lines_seen += rows.lines_seen
-
     @classmethod
     def of(cls, per_function: list[tuple[int, int, int]]) -> Coverage:
         """The coverage of functions given each one's (long, lines, lines seen)."""
@@ -194,6 +192,7 @@ def expand(codes: list[str], tokenizer, room: int, mode: LongFunctions) -> Expan
         n_lines = code.count("\n") + 1
         pieces = [Window(code, 0, n_lines - 1)]
         if len(spans) > room:  # lines are counted for the long functions only
+            spans = _checked(spans, code)
             seen = n_lines
             if mode == "truncate":
                 seen = code.count("\n", 0, spans[room - 1][1]) + 1

@@ -366,12 +366,11 @@ def _read_only_uri(path: Path) -> str:
 
 
 class _QueryWatch:
-    """SQLite's progress handler: stops a query that yields no row for SQLITE_STALL_S, and
-    lets SIGTERM and Ctrl-C through (a signal's handler runs here, inside the query, and the
-    exception it raises would otherwise be swallowed by sqlite3)."""
+    """SQLite's progress handler: stops a query that yields no row for SQLITE_STALL_S. It also
+    lets SIGTERM and Ctrl-C through: their handler runs in this callback, inside the query,
+    and sqlite3 turns the exception it raises into an "interrupted" error."""
 
     def __init__(self) -> None:
-        self.interrupted = False
         self.stalled = False
         self.restart()
 
@@ -379,17 +378,11 @@ class _QueryWatch:
         self.deadline = time.monotonic() + SQLITE_STALL_S
 
     def __call__(self) -> int:
-        try:
-            self.stalled = time.monotonic() > self.deadline
-        except BaseException:  # KeyboardInterrupt raised by the SIGTERM/SIGINT handler
-            self.interrupted = True
-            return 1
+        self.stalled = time.monotonic() > self.deadline
         return int(self.stalled)
 
     def raise_for(self, path: Path, exc: Exception, what: str) -> NoReturn:
-        # an interrupted query not stopped here was stopped by an exception in this handler:
-        # a signal's, raised wherever the handler was when it came
-        if self.interrupted or ("interrupted" in str(exc) and not self.stalled):
+        if "interrupted" in str(exc) and not self.stalled:  # not stopped here: a signal
             raise KeyboardInterrupt from None
         if self.stalled:
             raise UserError(

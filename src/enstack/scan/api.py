@@ -208,7 +208,7 @@ class ScanReport:
             parts.append(
                 f"{_count(tally.unchanged, 'file')} not changed since {self.changed_since}"
             )
-        if tally.files == 0 and tally.excluded:
+        if self.every_file_excluded:
             parts.append(f"warning: {self.every_file_excluded}")
         return parts
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from enstack.models.loading import load_classifier, usable_positions
 from enstack.scan import PRECISIONS
 from enstack.scan.card import ModelCard, read_card
 from enstack.stack.bundle import Bundle, bundle_lines_dir, bundle_model_dir, load_bundle
-from enstack.windows import Coverage, LongFunctions, aggregate, expand
+from enstack.windows import LongFunctions, aggregate, expand
 
 
 @dataclass
@@ -76,7 +76,6 @@ class ScanModel:
     line_ranker: LineRanker | None = None  # from the bundle, when its data had fix pairs
     precision: str = "fp32"  # int8: linear layers dynamically quantised (CPU inference)
     long_functions: LongFunctions = "windows"  # or "truncate": the first window only
-    seen: Coverage = field(default_factory=lambda: Coverage())  # what scoring has seen
     last_coverage: np.ndarray | None = None  # the last call's (long, lines, seen) per function
 
     @property
@@ -128,9 +127,8 @@ class ScanModel:
         # a scan scores its functions in several calls: the budget is the model's, not the call's
         longest = model.max_length + model.dfg_length
         out = predict(model.model, split, self.batch_size, self.device, self.amp, longest=longest)
-        if count:
-            self.seen.add(len(codes), rows)
-            self.last_coverage = rows.per_function  # per function of this call: the cache keeps it
+        if count:  # per function of this call: the scanner keeps it in its cache
+            self.last_coverage = rows.per_function
         if len(rows.windows) == len(codes):
             return out
         return aggregate(out, rows.owner, len(codes), self.benign_id)[0]
