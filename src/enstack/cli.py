@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _scan_parser(verbs.add_parser("scan", help="find likely vulnerable functions in C/C++ code"))
 
+    _known_parser(
+        verbs.add_parser("known", help="build or inspect a base of known vulnerable functions")
+    )
+
     ckpt = verbs.add_parser("ckpt", help="inspect, verify or clean training checkpoints")
     ckpt_verbs = ckpt.add_subparsers(
         dest="ckpt_verb", required=True, metavar="ACTION", parser_class=Parser
@@ -164,9 +168,16 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="files, directories, or - (stdin); with --changed-since, default: .",
     )
-    source = scan.add_mutually_exclusive_group(required=True)
+    source = scan.add_mutually_exclusive_group()
     source.add_argument("--bundle", type=Path, help="a bundle (run_dir/stack/bundle) or an export")
     source.add_argument("--config", type=Path, help="use the selected bundle of this run")
+    scan.add_argument(
+        "--known",
+        type=Path,
+        metavar="KB",
+        help="also (or, without --bundle and --config, only) check every function against this "
+        "knowledge base of known vulnerable functions (enstack known build): no model needed",
+    )
     scan.add_argument(
         "--set",
         dest="overrides",
@@ -249,6 +260,53 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
     )
 
 
+def _known_parser(known: argparse.ArgumentParser) -> None:
+    actions = known.add_subparsers(
+        dest="known_verb", required=True, metavar="ACTION", parser_class=Parser
+    )
+    build = actions.add_parser(
+        "build",
+        help="a knowledge base from fix pairs: a dataset, or a repository's fixing commits",
+        description="Each source adds the functions its fixes changed (vulnerable before, "
+        "fixed after), with their CVE id. Give one or more of --config, --preset, --from-git.",
+    )
+    build.add_argument("--out", type=Path, required=True, metavar="KB", help="the base's directory")
+    build.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CFG",
+        help="every file of this config's data (its pairs: pair_columns or pair_column)",
+    )
+    build.add_argument(
+        "--preset",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "PATH"),
+        help="a published dataset as it comes, e.g. --preset pairvul data/pairvul/train",
+    )
+    build.add_argument(
+        "--from-git",
+        type=Path,
+        metavar="REPO",
+        help="a clone or bare repository; with --fixes, each fixing commit against its parent",
+    )
+    build.add_argument(
+        "--fixes",
+        type=Path,
+        metavar="FIXES.csv",
+        help="the fixing commits: columns cve_id,commit (and optionally cwe)",
+    )
+    build.add_argument(
+        "--append", action="store_true", help="add to the existing base at --out instead"
+    )
+    actions.add_parser("inspect", help="what a knowledge base holds").add_argument(
+        "path", type=Path, metavar="KB", help="a knowledge base's directory"
+    )
+
+
 def _with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
     sub.add_argument("--config", type=Path, required=True, help="the YAML config")
     sub.add_argument(
@@ -315,7 +373,11 @@ def _stop_on_sigterm():
 
 
 def _command_name(args: argparse.Namespace) -> str:
-    return f"ckpt {args.ckpt_verb}" if args.verb == "ckpt" else args.verb
+    if args.verb == "ckpt":
+        return f"ckpt {args.ckpt_verb}"
+    if args.verb == "known":
+        return f"known {args.known_verb}"
+    return args.verb
 
 
 def _load(args: argparse.Namespace):  # -> Config
@@ -477,12 +539,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     if args.overrides and args.config is None:
         raise UserError("--set: only with --config (a bundle's settings are fixed)")
+    if args.bundle is None and args.config is None and args.known is None:
+        raise UserError("scan: give a model (--bundle or --config), a --known base, or both")
     paths = _scan_paths(args)
     selection = _scan_selection(args, paths)
     baseline = _scan_baseline(args)
-    if args.bundle is not None:
-        bundle = args.bundle
-    else:
+    bundle = args.bundle
+    if args.config is not None:
         from enstack.stack.stage import selected_bundle
 
         bundle = selected_bundle(_load(args))
@@ -496,17 +559,19 @@ def cmd_scan(args: argparse.Namespace) -> int:
         args.precision,
         args.long_functions,
         args.compile_commands,
+        args.known,
     )
     report = scanner.scan(paths, selection=selection, baseline=baseline)
     _write_scan_output(args.output, render(report, args.format), report)
     # after the scan: a scan that fails says one `error:` line and nothing else
-    print(scanner.card.headline(), file=sys.stderr)
-    for warning in scanner.card.warnings():
-        print(f"warning: {warning}", file=sys.stderr)
+    if scanner.card is not None:
+        print(scanner.card.headline(), file=sys.stderr)
+        for warning in scanner.card.warnings():
+            print(f"warning: {warning}", file=sys.stderr)
     print(report.summary(), file=sys.stderr)
     if args.fail_on != "none":
         bar = LEVELS.index(args.fail_on)
-        if any(LEVELS.index(s.level) >= bar for s in report.unsuppressed):
+        if any(LEVELS.index(level) >= bar for level in report.fails_at):
             return EXIT_FINDINGS
     return EXIT_OK
 
@@ -568,6 +633,20 @@ def _write_scan_output(output: Path | None, text: str, report) -> None:
         raise UserError(f"--output {output}: cannot write it ({exc.strerror})") from None
 
 
+def cmd_known_build(args: argparse.Namespace) -> int:
+    from enstack.known.command import build_base
+
+    print(build_base(args), file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_known_inspect(args: argparse.Namespace) -> int:
+    from enstack.known.command import inspect_base
+
+    print(inspect_base(args.path))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": cmd_scan,
     "prepare": cmd_prepare,
@@ -576,6 +655,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "stack": cmd_stack,
     "evaluate": cmd_evaluate,
     "run": cmd_run,
+    "known build": cmd_known_build,
+    "known inspect": cmd_known_inspect,
     "ckpt inspect": cmd_ckpt_inspect,
     "ckpt verify": cmd_ckpt_verify,
     "ckpt clean": cmd_ckpt_clean,

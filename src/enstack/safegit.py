@@ -5,13 +5,15 @@ A scanned repository is untrusted input, and so is its `.git/config`: `core.fsmo
 `core.hooksPath`, `core.pager`, `core.sshCommand`, `core.gitProxy`, a promisor remote's lazy
 fetch and aliases each make git run a command. Porcelain (`git diff`, `git status`) runs several
 of them, so nothing here uses it. What enstack asks a repository is answered by plumbing that
-reads objects and the index only (`rev-parse`, `ls-tree`, `ls-files`, `diff-index --cached`,
-`cat-file --batch`), under the overrides in `_HARDENING`; the line diff of a file against a
-blob is computed by `git diff --no-index` between two temporary files in an empty directory
-outside every repository, with no configuration at all (`line_changes`).
+reads objects and the index only (`rev-parse`, `rev-list`, `ls-tree`, `ls-files`,
+`diff-index --cached`, `diff-tree`, `cat-file --batch`), under the overrides in `_HARDENING`;
+the line diff of a file against a blob is computed by `git diff --no-index` between two
+temporary files in an empty directory outside every repository, with no configuration at all
+(`line_changes`).
 
-One owner for every git call enstack makes: the scanner's `--changed-since` and, later, the
-knowledge base's `--from-git` go through `Repository`.
+One owner for every git call enstack makes: the scanner's `--changed-since` and the
+knowledge base's `--from-git` (`enstack known build`) go through `Repository`; `diff-tree`
+compares two commits' trees there, raw (no diff driver, no textconv).
 """
 
 from __future__ import annotations
@@ -126,10 +128,16 @@ class Repository:
 
     def __init__(self, where: Path, what: str) -> None:
         self.what = what
-        top = run_git(["rev-parse", "--show-toplevel"], where, what).decode(
-            errors="surrogateescape"
-        )
-        self.top = Path(top.rstrip("\n"))
+        if not where.is_dir():
+            raise GitError(f"{what}: {where} is not a directory")
+        top = run_git(["rev-parse", "--show-toplevel"], where, what, check=False)
+        if top.strip():
+            self.top = Path(top.decode(errors="surrogateescape").rstrip("\n"))
+        else:  # a bare repository (`git clone --bare`, a mirror) has no work tree
+            bare = run_git(["rev-parse", "--is-bare-repository"], where, what)
+            if bare.strip() != b"true":
+                raise GitError(f"{what}: {where} is not in a git work tree or a bare repository")
+            self.top = where.resolve()
         fmt = run_git(["rev-parse", "--show-object-format"], self.top, what, check=False)
         self.object_format = fmt.decode().strip() or "sha1"
 
@@ -144,6 +152,30 @@ class Repository:
         )
         sha = out.decode(errors="replace").strip()
         return sha or None
+
+    def first_parent(self, commit: str) -> str | None:
+        """The commit's first parent; None for a root commit."""
+        out = self.git(["rev-list", "--parents", "-n", "1", "--end-of-options", commit])
+        shas = out.decode().split()
+        return shas[1] if len(shas) > 1 else None
+
+    def changed_paths(self, old: str, new: str) -> list[str]:
+        """Paths whose blob differs between two commits (raw tree comparison: no diff driver,
+        no textconv, no rename detection)."""
+        out = self.git(
+            ["diff-tree", "-r", "-z", "--no-renames", "--no-textconv", "--no-ext-diff",
+             "--name-only", old, new]
+        )  # fmt: skip
+        return [os.fsdecode(name) for name in filter(None, out.split(b"\0"))]
+
+    def file_at(self, commit: str, path: str, limit: int = 4 << 20) -> bytes | None:
+        """A file's bytes at a commit (None where it is absent, not a blob, or over `limit`)."""
+        out = self.git(["ls-tree", "-z", "--full-tree", commit, "--", path])
+        meta, _, _name = out.rstrip(b"\0").partition(b"\t")
+        fields = meta.split(b" ")
+        if len(fields) != 3 or fields[1] != b"blob":
+            return None
+        return next((data for _, data in self.blobs([fields[2].decode()], limit)), None)
 
     def tree(self, commit: str) -> dict[str, TreeEntry]:
         """Every blob of a commit's tree, by path."""

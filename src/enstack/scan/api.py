@@ -52,6 +52,8 @@ from enstack.scan.suppress import (
 from enstack.windows import WINDOWS_VERSION, Coverage, LongFunctions
 
 if TYPE_CHECKING:  # torch and transformers load only when something must be scored
+    from enstack.known.base import KnownBase
+    from enstack.known.match import KnownReport
     from enstack.scan.model import ScanModel
 
 LEVELS = ("none", "note", "warning", "error")
@@ -84,7 +86,7 @@ class Scored:
 
 @dataclass
 class ScanReport:
-    model: ModelCard
+    model: ModelCard | None  # None: a scan against a knowledge base alone (--known, no model)
     scored: list[Scored]
     tally: FileTally
     damaged_functions: int
@@ -100,6 +102,7 @@ class ScanReport:
     long_mode: str = "windows"
     # per file: what the parse could not turn into functions (so was not scored at all)
     unscored: dict[str, Unscored] = field(default_factory=dict)
+    known: KnownReport | None = None  # what the knowledge base (--known) found
 
     def render(self, fmt: str = "text") -> str:
         """The report as `enstack scan --format FMT` writes it: text, json, csv or sarif."""
@@ -134,11 +137,27 @@ class ScanReport:
     def localisation_note(self) -> str | None:
         """What the findings' ranked lines leave out (a graph model's graph), if any."""
         ranked = any(s.lines for s in self.findings)
-        return self.model.localisation_note(self.localise) if ranked else None
+        if self.model is None or not ranked:
+            return None
+        return self.model.localisation_note(self.localise)
 
     @property
     def detects(self) -> bool:
-        return self.model.benign_label is not None
+        """A model that tells vulnerable from benign (or none at all: nothing to warn of)."""
+        return self.model is None or self.model.benign_label is not None
+
+    @property
+    def functions(self) -> int:
+        """Functions in scope: scored by the model, or checked against the base alone."""
+        if self.model is None:
+            return self.known.checked if self.known is not None else 0
+        return len(self.scored)
+
+    @property
+    def fails_at(self) -> list[str]:
+        """The level of every finding nobody has judged yet, learned and known."""
+        known = self.known.unsuppressed if self.known is not None else []
+        return [s.level for s in self.unsuppressed] + [k.level for k in known]
 
     def summary(self) -> str:
         new = self.unsuppressed
@@ -146,13 +165,14 @@ class ScanReport:
         counted = ", ".join(f"{n} {lv}" for lv, n in levels.items() if n)
         skipped = sum(self.tally.skipped.values())
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(self.tally.skipped.items()))
-        functions = _count(len(self.scored), "function")
+        functions = _count(self.functions, "function")
         if self.changed_since is not None:
             functions = (
-                f"{len(self.scored)} of their {_count(self.functions_seen, 'function')} in scope "
+                f"{self.functions} of their {_count(self.functions_seen, 'function')} in scope "
                 f"(changed since {self.changed_since})"
             )
         suppressed = len(self.findings) - len(new)
+        learned = _count(len(new), "finding") + (f" ({counted})" if counted else "")
         parts = [
             f"scanned {_count(self.tally.files, 'file')}, {functions}"
             + (
@@ -161,8 +181,11 @@ class ScanReport:
                 else ""
             ),
             f"skipped {_count(skipped, 'file')}" + (f" ({reasons})" if reasons else ""),
-            _count(len(new), "finding") + (f" ({counted})" if counted else ""),
         ]
+        if self.model is not None:
+            parts.append(learned)
+        if self.known is not None:
+            parts.append(self.known.summary())
         if suppressed:
             parts.append(f"{suppressed} suppressed")
         parts += self._coverage_clause()
@@ -258,7 +281,7 @@ class Scanner:
 
     def __init__(
         self,
-        model: ScanModel | Path | str,
+        model: ScanModel | Path | str | None,
         threshold: float = DEFAULT_THRESHOLD,
         top_lines: int = 3,
         localise: str = "auto",
@@ -266,6 +289,7 @@ class Scanner:
         precision: str = "fp32",
         long_functions: LongFunctions = "windows",
         compile_commands: Path | str | None = None,
+        known: KnownBase | Path | str | None = None,
     ) -> None:
         _check_settings(threshold, top_lines, localise, precision, cache_dir)
         # each file's macros from a compilation database: `#if` groups read as the build does
@@ -274,12 +298,18 @@ class Scanner:
             choices = " or ".join(LONG_FUNCTION_MODES)
             raise UserError(f"--long-functions: {long_functions!r} is not {choices}")
         self.long_functions = long_functions
+        self.known = _known_base(known)
         loaded = hasattr(model, "card") and hasattr(model, "predict_proba")  # a ScanModel
-        if not (isinstance(model, (str, Path)) or loaded):
+        if model is None and self.known is None:
+            raise UserError("Scanner: give a model (a bundle's path), a knowledge base, or both")
+        if not (model is None or isinstance(model, (str, Path)) or loaded):
             raise UserError(
                 f"Scanner: model must be a bundle's path or a loaded ScanModel, not {model!r}"
             )
-        if isinstance(model, (str, Path)):
+        self.card: ModelCard | None
+        if model is None:  # the knowledge base alone: no model is read, torch never imported
+            self.card, self._model = None, None
+        elif isinstance(model, (str, Path)):
             self.card, self._model = read_card(model), None
         else:
             self.card, self._model = model.card, model
@@ -288,7 +318,7 @@ class Scanner:
         self.precision = precision
         self.threshold = threshold
         self.top_lines = top_lines
-        self.localise = resolve_method(self.card, localise)
+        self.localise = resolve_method(self.card, localise) if self.card else localise
         if self.localise == "gradient" and precision == "int8":
             raise UserError("--localise gradient: needs --precision fp32 (int8 has no gradients)")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -296,6 +326,8 @@ class Scanner:
     @property
     def model(self) -> ScanModel:
         """The loaded model (loading it now if this is its first use)."""
+        if self.card is None:
+            raise UserError("this Scanner has no model (a knowledge base alone): nothing to score")
         if self._model is None:
             from enstack.scan.model import load_scan_model
 
@@ -311,6 +343,8 @@ class Scanner:
     def cache_key(self) -> str:
         """Scores differ by precision and by how long functions are read: each keeps its own
         rows (truncation keeps the key scans had before windows)."""
+        if self.card is None:
+            return "known-only"  # no scores are kept; the files' functions are
         key = self.card.fingerprint + ("" if self.precision == "fp32" else f"@{self.precision}")
         windows = f"+windows{WINDOWS_VERSION}" if self.long_functions == "windows" else ""
         return key + windows
@@ -356,11 +390,8 @@ class Scanner:
         damaged_paths: list[str] = []
         unscored: dict[str, Unscored] = {}
         seen = 0
-        cache = (
-            ScanCache(self.cache_dir, self.cache_key, len(self.card.labels))
-            if self.cache_dir
-            else None
-        )
+        labels = self.card.labels if self.card else []
+        cache = ScanCache(self.cache_dir, self.cache_key, len(labels)) if self.cache_dir else None
         try:
             for source in source_files(paths, tally, selection):
                 build = self.build.for_file(source.language_path) if self.build else None
@@ -374,7 +405,7 @@ class Scanner:
                         if changes.touches(source.language_path, f.start_line, f.end_line)
                     ]
                 for function, found_marks in zip(
-                    found, _marks_of(source, found, self.card.labels), strict=True
+                    found, _marks_of(source, found, labels), strict=True
                 ):
                     if found_marks:
                         marks[len(functions)] = found_marks
@@ -385,7 +416,8 @@ class Scanner:
                     unscored[source.display] = extraction.unscored
             if tally.files == 0 and paths and changes is None and not tally.excluded:
                 raise UserError(_nothing_readable(paths, tally))
-            scored, coverage = self._score(functions, cache, progress)
+            scored, coverage = self._score(functions, cache, progress) if self.card else ([], None)
+            known = self._check_known(functions, marks, baseline, progress)
             for index, item in enumerate(scored):
                 if item.level == "none":
                     continue
@@ -411,7 +443,35 @@ class Scanner:
             coverage,
             self.long_functions,
             unscored,
+            known,
         )
+
+    def _check_known(
+        self,
+        functions: list[Function],
+        marks: dict[int, list[InlineMark]],
+        baseline: Baseline | None,
+        progress: bool | None,
+    ) -> KnownReport | None:
+        """Each function against the knowledge base; a finding is suppressed as a learned one
+        is (an `enstack-ignore` naming its CVE, its CWE or no class; the baseline)."""
+        if self.known is None:
+            return None
+        from enstack.known.match import KnownMatcher
+
+        matcher = KnownMatcher(self.known)
+        report = matcher.report()
+        for index, function in enumerate(
+            progress_bar(functions, enabled=progress, desc="known", unit=" functions", leave=False)
+        ):
+            report.checked += 1
+            for found in matcher.match(function):
+                aliases = found.entry.cwe.split(",") if found.entry.cwe else []
+                found.suppression = inline_suppression(
+                    marks.get(index, []), found.label, *aliases
+                ) or (baseline.suppression(found.fingerprint) if baseline else None)
+                report.findings.append(found)
+        return report
 
     def _score(
         self, functions: list[Function], cache: ScanCache | None, progress: bool | None
@@ -487,6 +547,19 @@ class Scanner:
             if cache:
                 cache.put_lines(key, method, relative)
         return [(item.function.start_line + line, score) for line, score in relative]
+
+
+def _known_base(known: object) -> KnownBase | None:
+    """A knowledge base from its directory (verified as it opens), or one already open."""
+    if known is None:
+        return None
+    from enstack.known.base import KnownBase
+
+    if isinstance(known, KnownBase):
+        return known
+    if not isinstance(known, (str, Path)):
+        raise UserError(f"known: {known!r} is not a knowledge base's directory")
+    return KnownBase(Path(known))
 
 
 def _check_settings(

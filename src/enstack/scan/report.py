@@ -1,5 +1,10 @@
 """A scan's findings as a terminal table, JSON, CSV, or SARIF 2.1.0 (GitHub code scanning).
 
+Learned and known findings are told apart in every format: the text report lists the known
+ones in their own table; JSON keeps them under `known`; CSV marks each row's `kind` (`learned`
+or `known`, columns added last); in SARIF a known finding's rule is its CVE id
+(`properties.kind` is `known`), a learned one's `enstack/<class>`.
+
 SARIF: one rule per flaw class (ids stable across runs: `enstack/<class>`), each result at the
 function's top-ranked line with the function's span and its other top lines as related
 locations, a `primaryLocationLineHash` computed from the function's name, class and text (so it
@@ -15,6 +20,7 @@ import re
 from urllib.parse import quote
 
 from enstack import __version__
+from enstack.known.match import KnownFinding
 from enstack.scan.api import ScanReport, Scored
 from enstack.scan.card import FIVE_CLASS_WARNING
 from enstack.scan.scope import IGNORE_FILE
@@ -62,6 +68,13 @@ def _lines_text(item: Scored) -> str:
 
 
 def as_text(report: ScanReport) -> str:
+    out = _learned_text(report) if report.model is not None else []
+    out += _known_text(report)
+    out += _unscored_text(report)
+    return "\n".join(out) + "\n"
+
+
+def _learned_text(report: ScanReport) -> list[str]:
     rows = sorted(
         report.unsuppressed, key=lambda s: (-s.confidence, s.function.path, s.function.start_line)
     )
@@ -100,8 +113,43 @@ def as_text(report: ScanReport) -> str:
     suppressed = len(report.findings) - len(rows)
     if suppressed:
         out.append(f"({suppressed} suppressed findings not shown: see --format json or sarif)")
-    out += _unscored_text(report)
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _known_text(report: ScanReport) -> list[str]:
+    """Known vulnerabilities, apart from the model's findings: the CVE and what its fix did."""
+    if report.known is None:
+        return []
+    rows = sorted(
+        report.known.unsuppressed,
+        key=lambda k: (k.level != "error", k.function.path, k.function.start_line),
+    )
+    base = printable(report.known.base)
+    if not rows:
+        return [f"no known vulnerability from {base} matched"]
+    header = ("location", "function", "known vulnerability", "CWE", "level", "match", "lines")
+    table = [
+        (
+            f"{printable(k.function.path)}:{k.function.start_line}",
+            printable(k.function.name),
+            printable(k.entry.vuln_id),
+            printable(k.entry.cwe) or "-",
+            k.level,
+            k.how,
+            ", ".join(map(str, k.lines)),
+        )
+        for k in rows
+    ]
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+    out = [f"known vulnerabilities (from {base}):"]
+    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    out += [f"  {printable(k.entry.vuln_id)} in {printable(k.function.name)}: the fix "
+            f"{printable(k.entry.change)}" for k in rows]  # fmt: skip
+    hidden = len(report.known.findings) - len(rows)
+    if hidden:
+        out.append(f"({hidden} suppressed known findings not shown: see --format json or sarif)")
+    return out
 
 
 def _unscored_text(report: ScanReport) -> list[str]:
@@ -141,19 +189,56 @@ def _by_label(report: ScanReport, probs) -> dict[str, float]:
     return {label: round(float(p), 6) for label, p in zip(report.model.labels, probs, strict=True)}
 
 
+def _known_json(report: ScanReport, k: KnownFinding) -> dict:
+    return {
+        "kind": "known",
+        "path": k.function.path,
+        "function": k.function.name,
+        "start_line": k.function.start_line,
+        "end_line": k.function.end_line,
+        "vulnerability": k.entry.vuln_id,
+        "cwe": k.entry.cwe.split(",") if k.entry.cwe else [],
+        "class": k.entry.label,
+        "level": k.level,
+        "match": k.how,
+        "containment": round(k.containment, 4),
+        "lines": k.lines,
+        "known_function": k.entry.name,
+        "fix": k.entry.change,
+        "learned_from": k.entry.source,
+        "damaged": k.function.damaged,
+        "fingerprint": k.fingerprint,
+        "suppressed": None if k.suppression is None else k.suppression.as_json(),
+    }
+
+
+def _known_section(report: ScanReport) -> dict | None:
+    known = report.known
+    if known is None:
+        return None
+    return {
+        "base": known.base,
+        "about": known.about,
+        "entries": known.entries,
+        "functions_checked": known.checked,
+        "findings": [_known_json(report, k) for k in known.findings],
+    }
+
+
 def as_json(report: ScanReport) -> dict:
+    model = report.model
     return {
         "tool": {"name": "enstack", "version": __version__},
-        "model": report.model.source.name,  # a name, never a local path
-        "model_card": report.model.describe(),
-        "labels": report.model.labels,
-        "benign_label": report.model.benign_label,
+        "model": model.source.name if model else None,  # a name, never a local path
+        "model_card": model.describe() if model else None,
+        "labels": model.labels if model else [],
+        "benign_label": model.benign_label if model else None,
         "threshold": report.threshold,
         "localisation": report.localise,
         "localisation_note": report.localisation_note,
         "summary": {
             "files": report.tally.files,
-            "functions": len(report.scored),
+            "functions": report.functions,
             "damaged_functions": report.damaged_functions,
             "skipped_files": report.tally.skipped,
             "excluded_files": report.tally.excluded,  # by --exclude and ignore files
@@ -165,21 +250,23 @@ def as_json(report: ScanReport) -> dict:
             "changed_since": report.changed_since,
             "functions_in_changed_files": report.functions_seen,
             "unscored_lines": sum(u.lines for u in report.unscored.values()),
+            "known_findings": len(report.known.unsuppressed) if report.known else None,
         },
         "unscored_files": [
             {"path": path, "lines": u.lines, "functions_estimate": u.functions}
             for path, u in report.unscored.items()
         ],
         "warning": None if report.detects else FIVE_CLASS_WARNING,
-        "warnings": report.model.warnings(),  # about the model: synthetic data, no benign class
+        "warnings": model.warnings() if model else [],  # about the model: synthetic data, ...
         "findings": [_finding_json(report, s) for s in report.findings],
+        "known": _known_section(report),  # known vulnerabilities (--known), apart
     }
 
 
 def as_csv(report: ScanReport) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    labels = report.model.labels
+    labels = report.model.labels if report.model else []
     writer.writerow(
         [
             "path",
@@ -194,6 +281,7 @@ def as_csv(report: ScanReport) -> str:
         ]
         + [f"p_{printable(label)}" for label in labels]
         + ["damaged", "unscored_lines"]  # added last, so readers by position keep working
+        + ["kind", "vulnerability"]  # learned or known; the known one's CVE id
     )
     for s in report.findings:
         writer.writerow(
@@ -209,12 +297,28 @@ def as_csv(report: ScanReport) -> str:
                 "" if s.suppression is None else s.suppression.kind,
             ]
             + [f"{p:.6f}" for p in s.probs]
-            + ["true" if s.function.damaged else "false", ""]
+            + ["true" if s.function.damaged else "false", "", "learned", ""]
+        )
+    for k in report.known.findings if report.known else []:
+        writer.writerow(
+            [
+                printable(k.function.path),
+                printable(k.function.name),
+                k.function.start_line,
+                k.function.end_line,
+                printable(k.entry.cwe),
+                k.level,
+                "",
+                " ".join(map(str, k.lines)),
+                "" if k.suppression is None else k.suppression.kind,
+            ]
+            + [""] * len(labels)
+            + ["true" if k.function.damaged else "false", "", "known", printable(k.entry.vuln_id)]
         )
     # a row per file with lines no function could be cut from: level `unscored`
     for path, lost in sorted(report.unscored.items()):
         where = [printable(path), "", "", "", "", "unscored", "", "", ""]
-        writer.writerow(where + [""] * len(labels) + ["", lost.lines])
+        writer.writerow(where + [""] * len(labels) + ["", lost.lines, "", ""])
     return buffer.getvalue()
 
 
@@ -299,6 +403,14 @@ def _lines_lead(method: str) -> str:
     return "Lines that drive the prediction most"
 
 
+def _known_properties(report: ScanReport) -> dict | None:
+    known = report.known
+    if known is None:
+        return None
+    return {"name": known.base, "about": known.about, "entries": known.entries,
+            "functionsChecked": known.checked}  # fmt: skip
+
+
 def _result(report: ScanReport, s: Scored) -> dict:
     f = s.function
     top = s.lines[0][0] if s.lines else f.start_line
@@ -349,7 +461,8 @@ def _result(report: ScanReport, s: Scored) -> dict:
 
 def _notifications(report: ScanReport) -> list[dict]:
     """What the scan could not read or parse, for code scanning's tool status page."""
-    out = [{"level": "warning", "message": {"text": text}} for text in report.model.warnings()]
+    warnings = report.model.warnings() if report.model else []
+    out = [{"level": "warning", "message": {"text": text}} for text in warnings]
     tally = report.tally
     if tally.excluded or tally.unchanged:
         text = (
@@ -390,8 +503,88 @@ def _notifications(report: ScanReport) -> list[dict]:
     return out
 
 
+def _known_rule(finding: KnownFinding) -> dict:
+    """A known vulnerability's rule: its CVE id, the CWE in tags and properties."""
+    entry = finding.entry
+    vuln = printable(entry.vuln_id)
+    cwes = [c for c in entry.cwe.split(",") if c]
+    numbers = [m.group(1) for c in cwes if (m := CWE_NUMBER.fullmatch(c))]
+    is_cve = vuln.upper().startswith("CVE-")
+    text = (
+        f"{vuln}: a function known to be vulnerable (fixed by {printable(entry.source)}); a copy "
+        "or version of it that lacks the fix."
+    )
+    rule = {
+        "id": entry.vuln_id,
+        "name": "KnownVulnerability",
+        "shortDescription": {"text": f"Known vulnerability {vuln}"},
+        "fullDescription": {"text": text, "markdown": escape_markdown(text)},
+        "defaultConfiguration": {"level": "error"},
+        "properties": {
+            "kind": "known",
+            "cwe": cwes,
+            "class": entry.label,
+            "tags": ["security", "known-vulnerability"]
+            + [f"external/cwe/cwe-{n}" for n in numbers],
+            "security-severity": SEVERITY.get(numbers[0] if numbers else "", SEVERITY_OTHER),
+        },
+    }
+    if is_cve:
+        url = f"https://www.cve.org/CVERecord?id={quote(vuln)}"
+        rule["helpUri"] = url
+        rule["help"] = {"text": f"{vuln}: see {url}", "markdown": f"[{vuln}]({url})"}
+    return rule
+
+
+def _known_result(report: ScanReport, k: KnownFinding, rule_index: int) -> dict:
+    f = k.function
+    lines = k.lines or [f.start_line]
+    text = k.message
+    markdown = escape_markdown(printable(text))
+    result = {
+        "ruleId": k.entry.vuln_id,
+        "ruleIndex": rule_index,
+        "level": k.level,
+        "message": {"text": printable(text), "markdown": markdown},
+        "locations": [_location(f.path, _region(lines[0], lines[-1]))],
+        "relatedLocations": [
+            _location(f.path, _region(f.start_line, f.end_line), f"function {printable(f.name)}", 1)
+        ],
+        "partialFingerprints": {"primaryLocationLineHash": k.fingerprint},
+        "properties": {
+            "kind": "known",
+            "function": f.name,
+            "cwe": k.entry.cwe.split(",") if k.entry.cwe else [],
+            "match": k.how,
+            "containment": round(k.containment, 4),
+            "knownFunction": k.entry.name,
+            "learnedFrom": k.entry.source,
+            "knowledgeBase": report.known.base if report.known else None,
+            "damaged": f.damaged,
+        },
+    }
+    if k.suppression is not None:
+        result["suppressions"] = [k.suppression.as_sarif()]
+    return result
+
+
+def _known_rules_and_results(report: ScanReport, first_index: int) -> tuple[list, list]:
+    if report.known is None:
+        return [], []
+    rules: dict[str, int] = {}
+    rule_list, results = [], []
+    for k in report.known.findings:
+        if k.entry.vuln_id not in rules:
+            rules[k.entry.vuln_id] = first_index + len(rule_list)
+            rule_list.append(_known_rule(k))
+        results.append(_known_result(report, k, rules[k.entry.vuln_id]))
+    return rule_list, results
+
+
 def as_sarif(report: ScanReport) -> dict:
-    flaw_labels = [lb for lb in report.model.labels if lb != report.model.benign_label]
+    model = report.model
+    flaw_labels = [lb for lb in model.labels if lb != model.benign_label] if model else []
+    known_rules, known_results = _known_rules_and_results(report, len(flaw_labels))
     run = {
         "tool": {
             "driver": {
@@ -399,7 +592,7 @@ def as_sarif(report: ScanReport) -> dict:
                 "version": __version__,
                 "semanticVersion": __version__,
                 "informationUri": INFORMATION_URI,
-                "rules": [_rule(label) for label in flaw_labels],
+                "rules": [_rule(label) for label in flaw_labels] + known_rules,
             }
         },
         "originalUriBaseIds": {
@@ -409,14 +602,15 @@ def as_sarif(report: ScanReport) -> dict:
         "invocations": [
             {"executionSuccessful": True, "toolExecutionNotifications": _notifications(report)}
         ],
-        "results": [_result(report, s) for s in report.findings],
+        "results": [_result(report, s) for s in report.findings] + known_results,
         "properties": {
-            "model": report.model.source.name,
-            "modelCard": report.model.describe(),
+            "model": model.source.name if model else None,
+            "modelCard": model.describe() if model else None,
             "threshold": report.threshold,
             "localisation": report.localise,
-            "functions": len(report.scored),
+            "functions": report.functions,
             "changedSince": report.changed_since,
+            "knowledgeBase": _known_properties(report),
         },
     }
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}

@@ -27,6 +27,7 @@ from enstack.fsutil import read_untrusted_json
 MARK = re.compile(r"enstack-ignore\b:?[ \t]*([^\r\n]*)", re.IGNORECASE)
 COMMENT_END = re.compile(r"\s*\*/.*$")
 ANY_CLASS = {"*", "all"}
+IDS = ("CWE-", "CVE-")  # a mark may name a CWE or (for a known vulnerability) a CVE
 FINGERPRINT = "primaryLocationLineHash"
 MAX_BASELINE_BYTES = 256 << 20
 
@@ -88,8 +89,8 @@ def inline_marks(
 ) -> list[InlineMark]:
     """`enstack-ignore` comments in a function's text, on the comment line just above it, or
     after its closing brace on its last line (`after_end`). The first word after the colon is
-    a class when it names one of the model's classes (any case), a CWE id, `*` or `all`;
-    otherwise it begins the reason and every class is covered."""
+    a class when it names one of the model's classes (any case), a CWE or CVE id, `*` or
+    `all`; otherwise it begins the reason and every class is covered."""
     known = {label.upper() for label in labels}
     marks = []
     for text in (line_above if is_comment_line(line_above) else "", code, after_end):
@@ -97,7 +98,7 @@ def inline_marks(
             rest = COMMENT_END.sub("", match.group(1)).strip()
             first, _, reason = rest.partition(" ")
             named = {c.strip().upper() for c in first.split(",") if c.strip()}
-            if named and (named <= known | ANY_CLASS or all(c.startswith("CWE-") for c in named)):
+            if named and (named <= known | ANY_CLASS or all(c.startswith(IDS) for c in named)):
                 classes = frozenset() if named & ANY_CLASS else frozenset(named)
                 marks.append(InlineMark(classes, clean_reason(reason)))
             else:
@@ -105,9 +106,11 @@ def inline_marks(
     return marks
 
 
-def inline_suppression(marks: list[InlineMark], label: str) -> Suppression | None:
+def inline_suppression(marks: list[InlineMark], label: str, *aliases: str) -> Suppression | None:
+    """The first mark covering `label` (a class, or a known finding's CVE id) or an alias of
+    it (a known finding's CWE ids)."""
     for mark in marks:
-        if mark.covers(label):
+        if any(mark.covers(name) for name in (label, *aliases)):
             return Suppression("inSource", mark.reason or "enstack-ignore comment")
     return None
 

@@ -1,0 +1,119 @@
+"""Scanned functions against a knowledge base: each one still vulnerable to a known CVE is a
+finding that names it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from enstack.csyntax.functions import Function
+from enstack.known.base import Entry, KnownBase, describe
+from enstack.known.normalise import normalise
+from enstack.known.signature import judge
+from enstack.scan.suppress import Suppression, fingerprint
+
+LEVEL_OF = {"clone": "error", "signature": "warning"}  # a copy of it, or still its signature
+
+
+@dataclass
+class KnownFinding:
+    """A function that a known vulnerability's entry matches."""
+
+    function: Function
+    entry: Entry
+    how: str  # clone or signature
+    lines: list[int]  # file lines of the statements that matched (the signature), in order
+    containment: float  # share of the known vulnerable function's statements found here
+    suppression: Suppression | None = None
+
+    @property
+    def label(self) -> str:
+        """What suppressions and baselines name: the CVE id."""
+        return self.entry.vuln_id
+
+    @property
+    def level(self) -> str:
+        return LEVEL_OF[self.how]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return fingerprint(self.function.name, self.entry.vuln_id, self.function.code)
+
+    @property
+    def message(self) -> str:
+        what = (
+            "is a copy (after normalisation) of"
+            if self.how == "clone"
+            else f"holds the vulnerable statements of (and {self.containment:.0%} of the text of)"
+        )
+        return (
+            f"Function {self.function.name} (lines {self.function.start_line}-"
+            f"{self.function.end_line}) {what} {self.entry.name or 'a function'}, vulnerable to "
+            f"{self.entry.vuln_id}, and lacks its fix. The fix {self.entry.change}."
+        )
+
+
+@dataclass
+class KnownReport:
+    """What the knowledge base found in a scan."""
+
+    base: str  # the base's directory name
+    about: str  # one line: entries and their sources
+    entries: int
+    checked: int = 0  # functions compared with the base
+    findings: list[KnownFinding] = field(default_factory=list)
+
+    @property
+    def unsuppressed(self) -> list[KnownFinding]:
+        return [f for f in self.findings if f.suppression is None]
+
+    def summary(self) -> str:
+        matched = len({id(f.function) for f in self.findings})
+        return (
+            f"known vulnerabilities: {self.checked} functions checked against {self.entries} "
+            f"entries of {self.base}, {matched} matched ({len(self.unsuppressed)} findings"
+            + (f", {len(self.findings) - len(self.unsuppressed)} suppressed" if
+               len(self.findings) > len(self.unsuppressed) else "")
+            + ")"
+        )  # fmt: skip
+
+
+class KnownMatcher:
+    def __init__(self, base: KnownBase) -> None:
+        self.base = base
+
+    def report(self) -> KnownReport:
+        return KnownReport(self.base.name, describe(self.base.manifest), self.base.entries_count)
+
+    def match(self, function: Function) -> list[KnownFinding]:
+        """Every known vulnerability `function` still holds: one finding per CVE id, the
+        strongest (a clone before a signature, then the closest)."""
+        normal = normalise(function.code)
+        if not normal.looks_like_a_function:
+            return []
+        best: dict[str, KnownFinding] = {}
+        for entry in self.base.candidates(normal, function.name):
+            verdict = judge(
+                normal,
+                function.name,
+                entry.name,
+                entry.vulnerable_key,
+                entry.fixed_key,
+                entry.vulnerable_keys,
+                entry.signature,
+            )
+            if verdict is None:
+                continue
+            marks = set(verdict.marks)
+            lines = sorted(
+                {function.start_line + u.first_line - 1 for u in normal.units if u.key in marks}
+            )
+            found = KnownFinding(function, entry, verdict.how, lines, verdict.containment)
+            held = best.get(entry.vuln_id)
+            if held is None or _strength(found) > _strength(held):
+                best[entry.vuln_id] = found
+        return sorted(best.values(), key=lambda f: (-_strength(f)[0], f.entry.vuln_id))
+
+
+def _strength(finding: KnownFinding) -> tuple[int, float]:
+    return (finding.how == "clone", finding.containment)
