@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import time
 import zlib
 from collections.abc import Callable
@@ -86,10 +87,10 @@ def renamed(code: str) -> str:
     """Declared names renamed where they are names: not in strings or comments, not fields
     (`->len` belongs to the project's struct), not names in capitals (a macro tree-sitter read
     as a declaration)."""
-    from enstack.known.normalise import CONSTANT, KEYWORDS, TOKEN
+    from enstack.known.normalise import KEYWORDS, TOKEN, is_constant
 
     names, own = declared_names(code)
-    mapping = {n: f"v{i}_{n[:1]}" for i, n in enumerate(sorted(names)) if not CONSTANT.fullmatch(n)}
+    mapping = {n: f"v{i}_{n[:1]}" for i, n in enumerate(sorted(names)) if not is_constant(n)}
     if own and own not in KEYWORDS:
         mapping[own] = f"vendor_{own}"
     out, last, previous = [], 0, ""
@@ -299,46 +300,54 @@ def _unrelated_trees(flags, quick: bool) -> tuple[int, int]:
 # --- scale -------------------------------------------------------------------------------------
 
 
-CALL = re.compile(r"\b([a-z_][a-z0-9_]*)\s*\(")
+NAME = re.compile(r"\b[A-Za-z_]\w*\b")
 
 
 def synthetic_pair(pair, i: int):
-    """A real pair made distinct: its calls renamed with `_s<i>`, a statement added to both."""
+    """A real pair made into another function: every name suffixed with `_s<i>` (calls,
+    fields and constants are what the normalised text keeps, so each copy's statements are
+    its own), a statement added to both sides."""
     from enstack.known.build import FixPair
     from enstack.known.normalise import KEYWORDS
 
     def change(code: str) -> str:
-        code = CALL.sub(lambda m: m.group() if m.group(1) in KEYWORDS else
-                        f"{m.group(1)}_s{i}(", code)  # fmt: skip
-        return statement_added(code).replace("trace_entry(", f"trace_{i}(", 1)
+        code = NAME.sub(lambda m: m.group() if m.group() in KEYWORDS else f"{m.group()}_s{i}", code)
+        return statement_added(code)
 
     return FixPair(change(pair.vulnerable), change(pair.fixed), f"SYN-{i}", [], f"synthetic:{i}")
 
 
 def measure_scale(workdir: Path, quick: bool) -> dict[str, Result]:
+    """The real half's entries, filled up to each size with synthetic ones; looked up: half
+    held-out functions (no match expected), half copies of base functions (renamed,
+    reformatted, recommented, a statement added: each should find its id)."""
     from enstack.known.base import DB_NAME, KnownBase
     from enstack.known.match import KnownMatcher
+    from enstack.known.normalise import normalise
 
     pairs = realvul_pairs()
     real = [p for p in pairs if in_base(p.vuln_id)]
-    queries = [p.vulnerable for p in pairs if not in_base(p.vuln_id)][:SCALE_QUERIES]
+    half = SCALE_QUERIES // 2
+    held = [p.vulnerable for p in pairs if not in_base(p.vuln_id)][:half]
+    step = max(1, len(real) // half)
+    copies = [(transform("all")(p.vulnerable), p.vuln_id) for p in real[::step][:half]]
+    queries = [(code, None) for code in held] + copies
     rows = {}
     for size in SCALE_SIZES[:2] if quick else SCALE_SIZES:
         path = workdir / f"kb-scale-{size}"
-        synthetic = [synthetic_pair(real[i % len(real)], i) for i in range(size)]
-        count, build_s = build_base(path, synthetic, f"synthetic {size}")
+        filler = [synthetic_pair(real[i % len(real)], i) for i in range(max(0, size - len(real)))]
+        count, build_s = build_base(path, real[:size] + filler, f"realvul half + {len(filler)}")
         started = time.perf_counter()
         base = KnownBase(path)
         load_s = time.perf_counter() - started
         matcher = KnownMatcher(base)
-        functions = [_function(code, _own_name(code)) for code in queries]
-        from enstack.known.normalise import normalise
-
-        candidates = sum(len(base.candidates(normalise(f.code), f.name)) for f in functions)
+        functions = [(_function(code, _own_name(code)), want) for code, want in queries]
+        candidates = sum(len(base.candidates(normalise(f.code), f.name)) for f, _ in functions)
         base._entries.clear()  # timed cold: no entry read before
-        started = time.perf_counter()
-        for function in functions:
-            matcher.match(function)
+        found, started = 0, time.perf_counter()
+        for function, want in functions:
+            ids = [k.entry.vuln_id for k in matcher.match(function)]
+            found += want is not None and want in ids
         ms = 1000 * (time.perf_counter() - started) / len(functions)
         rows[size] = {
             "entries": count,
@@ -347,9 +356,11 @@ def measure_scale(workdir: Path, quick: bool) -> dict[str, Result]:
             "mib": round((path / DB_NAME).stat().st_size / 2**20, 1),
             "ms_per_function": round(ms, 3),
             "candidates_per_function": round(candidates / len(functions), 2),
+            "copies_found": round(found / len(copies), 4),
         }
         print(f"known scale {size}: {rows[size]}")
         base.close()
+        shutil.rmtree(path)
     largest = max(rows)
     return {
         "known_scale_ms": Result(

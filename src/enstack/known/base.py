@@ -15,6 +15,7 @@ band with probability over 0.6, at 0.8 over 0.999).
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -30,7 +31,7 @@ from enstack import __version__
 from enstack.errors import UserError
 from enstack.fsutil import atomic_write_json, read_untrusted_json, sha256_file, staged_dir
 from enstack.known.normalise import LEVEL, Normalised, hash63
-from enstack.known.signature import Signature
+from enstack.known.signature import Entry, Signature
 
 FORMAT = "enstack-known-base"
 VERSION = 1
@@ -40,6 +41,7 @@ NUM_PERM, BANDS = 64, 16
 ROWS = NUM_PERM // BANDS
 MAX_CANDIDATES = 64  # entries verified per function, most shared keys first
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_CACHED_ENTRIES = 8192  # entries kept decoded in memory while a scan runs
 SCHEME = "affine32"  # datasketch's permutation scheme (2.0's default, named so it stays put)
 # band keys of a fixed set, kept in the manifest: a MinHash that hashes differently (another
 # datasketch) would find no candidates in silence, so it is caught at load instead
@@ -50,27 +52,12 @@ CREATE TABLE entries (
     id INTEGER PRIMARY KEY,
     vuln_id TEXT NOT NULL, cwe TEXT NOT NULL, class TEXT, name TEXT, source TEXT NOT NULL,
     vulnerable_key INTEGER NOT NULL, fixed_key INTEGER NOT NULL, vulnerable_keys BLOB NOT NULL,
-    deleted BLOB NOT NULL, added BLOB NOT NULL, context BLOB NOT NULL, change TEXT NOT NULL);
+    fixed_keys BLOB NOT NULL, deleted BLOB NOT NULL, added BLOB NOT NULL, context BLOB NOT NULL,
+    marks TEXT NOT NULL, change TEXT NOT NULL);
 CREATE UNIQUE INDEX entries_once ON entries (vuln_id, vulnerable_key, fixed_key);
 CREATE TABLE keys (key INTEGER NOT NULL, entry INTEGER NOT NULL);
 CREATE INDEX keys_by_key ON keys (key);
 """
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One known vulnerable function and what its fix changed."""
-
-    vuln_id: str  # CVE-2021-1234 (or the dataset's advisory id)
-    cwe: str  # CWE ids, comma-joined ("" when the source names none)
-    label: str | None  # the class the CWE maps to through the hierarchy
-    name: str | None  # the vulnerable function's name
-    source: str  # where the base learned it: dataset file and row, or repository and commit
-    vulnerable_key: int
-    fixed_key: int
-    vulnerable_keys: frozenset[int]
-    signature: Signature
-    change: str  # what the fix changed, in the project's own lines (for the message)
 
 
 @cache
@@ -153,8 +140,8 @@ class BaseWriter:
         sig = entry.signature
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO entries (vuln_id, cwe, class, name, source, vulnerable_key, "
-            "fixed_key, vulnerable_keys, deleted, added, context, change) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "fixed_key, vulnerable_keys, fixed_keys, deleted, added, context, marks, change) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 entry.vuln_id,
                 entry.cwe,
@@ -164,9 +151,11 @@ class BaseWriter:
                 entry.vulnerable_key,
                 entry.fixed_key,
                 _pack(sorted(entry.vulnerable_keys)),
+                _pack(sorted(entry.fixed_keys)),
                 _pack(sig.deleted),
                 _pack(sig.added),
                 _pack(sig.context),
+                json.dumps([sig.texts.get(k, "") for k in sig.vulnerable_marks]),
                 entry.change,
             ),
         )
@@ -174,7 +163,7 @@ class BaseWriter:
             tally.skip("already in the base")
             return
         row = cursor.lastrowid
-        keys = minhash_bands(entry.vulnerable_keys)
+        keys = minhash_bands(entry.sketched) if entry.sketched else []
         if entry.name:
             keys.append(name_key(entry.name))
         self.db.executemany("INSERT INTO keys VALUES (?, ?)", [(k, row) for k in set(keys)])
@@ -280,7 +269,7 @@ class KnownBase:
 
     def candidates(self, function: Normalised, name: str | None) -> list[Entry]:
         """Entries sharing the function's name or a MinHash band, most shared keys first."""
-        keys = minhash_bands(function.key_set)
+        keys = minhash_bands(function.informative_keys) if function.informative_keys else []
         if name:
             keys.append(name_key(name))
         marks = ",".join("?" * len(keys))
@@ -291,7 +280,7 @@ class KnownBase:
                 (*keys, MAX_CANDIDATES),
             ).fetchall()
             return [self.entry(int(row)) for (row,) in rows]
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:
             raise UserError(f"--known {self.path / DB_NAME}: not a readable base ({exc})") from None
 
     def entry(self, row: int) -> Entry:
@@ -299,12 +288,15 @@ class KnownBase:
         if found is None:
             record = self.db.execute(
                 "SELECT vuln_id, cwe, class, name, source, vulnerable_key, fixed_key, "
-                "vulnerable_keys, deleted, added, context, change FROM entries WHERE id = ?",
+                "vulnerable_keys, fixed_keys, deleted, added, context, marks, change "
+                "FROM entries WHERE id = ?",
                 (row,),
             ).fetchone()
             if record is None:
                 raise sqlite3.DatabaseError(f"the index names entry {row}, which is missing")
             found = _entry_of(record)
+            if len(self._entries) >= MAX_CACHED_ENTRIES:
+                self._entries.clear()  # a scan meets few entries: bounded, not clever
             self._entries[row] = found
         return found
 
@@ -313,12 +305,25 @@ class KnownBase:
 
 
 def _entry_of(record: tuple) -> Entry:
-    vuln_id, cwe, label, name, source, vkey, fkey, vkeys, deleted, added, context, change = record
-    texts = (vuln_id, cwe, source, change)
+    vuln_id, cwe, label, name, source, vkey, fkey, vkeys, fkeys = record[:9]
+    deleted, added, context, marks, change = record[9:]
+    texts = (vuln_id, cwe, source, change, marks)
     if not all(isinstance(t, str) for t in texts) or not all(
         isinstance(k, int) for k in (vkey, fkey)
     ):
         raise sqlite3.DatabaseError("an entry's fields are not of their types")
+    signature = Signature(
+        _unpack(deleted, "deleted"), _unpack(added, "added"), _unpack(context, "context")
+    )
+    mark_texts = json.loads(marks)
+    if not isinstance(mark_texts, list) or not all(isinstance(t, str) for t in mark_texts):
+        raise sqlite3.DatabaseError("an entry's marks are not a list of texts")
+    signature = Signature(
+        signature.deleted,
+        signature.added,
+        signature.context,
+        dict(zip(signature.vulnerable_marks, mark_texts, strict=False)),
+    )
     return Entry(
         vuln_id,
         cwe,
@@ -328,9 +333,9 @@ def _entry_of(record: tuple) -> Entry:
         vkey,
         fkey,
         frozenset(_unpack(vkeys, "vulnerable_keys")),
-        Signature(
-            _unpack(deleted, "deleted"), _unpack(added, "added"), _unpack(context, "context")
-        ),
+        frozenset(_unpack(fkeys, "fixed_keys")),
+        frozenset(),  # only building needs it
+        signature,
         change,
     )
 

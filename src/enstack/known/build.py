@@ -22,9 +22,9 @@ from enstack.data.cwe import CweMapper
 from enstack.data.prepare import source_files
 from enstack.data.tabular import TABULAR_READERS, Columns, Record
 from enstack.errors import UserError
-from enstack.known.base import BuildTally, Entry
+from enstack.known.base import BuildTally
 from enstack.known.normalise import normalise
-from enstack.known.signature import signature_of
+from enstack.known.signature import Entry, signature_of
 from enstack.labels import PAPER_LABELS
 from enstack.registries.cwe_ids import cwe_ids
 
@@ -70,6 +70,8 @@ class EntryMaker:
             vulnerable_key=vulnerable.key,
             fixed_key=fixed.key,
             vulnerable_keys=vulnerable.key_set,
+            fixed_keys=fixed.key_set,
+            sketched=vulnerable.informative_keys,
             signature=signature_of(vulnerable, fixed),
             change=change_text(pair.vulnerable, pair.fixed),
         )
@@ -277,7 +279,7 @@ def git_pairs(repo: Path, fixes_path: Path, tally: BuildTally) -> Iterator[FixPa
             if before is None or after is None:
                 tally.skip("a file the fix added or deleted")
                 continue
-            language = language_of(path)
+            language = language_of(Path(path))
             old = extract_functions(before, path, language).functions
             new = dict(_numbered_pairs(extract_functions(after, path, language).functions))
             for key, function in _numbered_pairs(old):

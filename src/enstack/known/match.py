@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from enstack.csyntax.functions import Function
-from enstack.known.base import Entry, KnownBase, describe
+from enstack.known.base import KnownBase, describe
 from enstack.known.normalise import normalise
-from enstack.known.signature import judge
+from enstack.known.signature import Entry, judge
 from enstack.scan.suppress import Suppression, fingerprint
 
 LEVEL_OF = {"clone": "error", "signature": "warning"}  # a copy of it, or still its signature
@@ -93,15 +93,7 @@ class KnownMatcher:
             return []
         best: dict[str, KnownFinding] = {}
         for entry in self.base.candidates(normal, function.name):
-            verdict = judge(
-                normal,
-                function.name,
-                entry.name,
-                entry.vulnerable_key,
-                entry.fixed_key,
-                entry.vulnerable_keys,
-                entry.signature,
-            )
+            verdict = judge(normal, function.name, entry)
             if verdict is None:
                 continue
             marks = set(verdict.marks)

@@ -24,6 +24,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 LEVEL = "names-v1"  # what is abstracted; stored in the base: a base of another level is refused
 
@@ -53,13 +54,11 @@ KEYWORDS = frozenset(
     __volatile__ __asm__ __extension__
     """.split()  # noqa: SIM905 (a word list reads better as words)
 )
-CONSTANT = re.compile(r"[A-Z][A-Z0-9_]+")  # EINVAL, PAGE_SIZE: an interface name, kept
 ENDS_UNIT = frozenset(";{}")
 MIN_TOKENS = 4  # a unit shorter than this (`}`, `break ;`, `V ++ ;`) says little on its own
 
 
-@dataclass(frozen=True)
-class Unit:
+class Unit(NamedTuple):
     text: str  # normalised tokens joined by spaces
     key: int  # 63-bit hash of `text`: what the base stores and compares
     first_line: int  # 1-based, relative to the function's first line
@@ -78,6 +77,12 @@ class Normalised:
         return [u.key for u in self.units]
 
     @cached_property
+    def informative_keys(self) -> frozenset[int]:
+        """What the index sketches: a `}` or a `return V ;` is in nearly every function, and an
+        element in every set would make every set share its MinHash bands."""
+        return frozenset(u.key for u in self.units if u.informative)
+
+    @cached_property
     def key_set(self) -> frozenset[int]:
         return frozenset(u.key for u in self.units)
 
@@ -94,56 +99,59 @@ def hash63(text: str) -> int:
 
 def normalise(code: str) -> Normalised:
     """`code` (one function) as abstracted statement units (see the module's docstring)."""
-    tokens = _abstracted_tokens(code)
     units: list[Unit] = []
     current: list[str] = []
-    first = 0
-    depth = 0  # parentheses: `for (a; b; c)` is one unit
-    for text, line in tokens:
+    first = depth = 0  # depth: parentheses (`for (a; b; c)` is one unit)
+    line = 1
+    for text, at in _abstracted_tokens(code):
         if not current:
-            first = line
+            first = at
         current.append(text)
+        line = at
         if text == "(":
             depth += 1
         elif text == ")":
             depth = max(0, depth - 1)
-        elif text in ENDS_UNIT and depth == 0:
-            units.append(_unit(current, first, line))
+        elif depth == 0 and text in ENDS_UNIT:
+            joined = " ".join(current)
+            units.append(Unit(joined, hash63(joined), first, at, len(current) >= MIN_TOKENS))
             current = []
     if current:
-        units.append(_unit(current, first, tokens[-1][1]))
+        joined = " ".join(current)
+        units.append(Unit(joined, hash63(joined), first, line, len(current) >= MIN_TOKENS))
     whole = hash63("\n".join(u.text for u in units))
     return Normalised(tuple(units), whole, _own_name(code))
 
 
-def _unit(tokens: list[str], first: int, last: int) -> Unit:
-    text = " ".join(tokens)
-    return Unit(text, hash63(text), first, last, len(tokens) >= MIN_TOKENS)
+def is_constant(name: str) -> bool:
+    """A name in capitals (`EINVAL`, `PAGE_SIZE`): a constant or a macro, kept."""
+    return len(name) > 1 and name[0].isupper() and name.isupper()
 
 
 def _abstracted_tokens(code: str) -> list[tuple[str, int]]:
     """(token, 1-based line) with names abstracted; comments and preprocessor lines gone."""
-    raw: list[tuple[str, str, int]] = []
-    line, last_end = 1, 0
+    raw: list[tuple[bool, str, int]] = []  # (is a name, text, line)
+    line, last = 1, 0
+    count = code.count
     for match in TOKEN.finditer(code):
-        kind = match.lastgroup or "op"
-        line += code.count("\n", last_end, match.start())
-        last_end = match.start()
-        if kind in ("comment", "pp"):
+        kind = match.lastgroup
+        start = match.start()
+        line += count("\n", last, start)
+        last = start
+        if kind == "comment" or kind == "pp":
             continue
-        raw.append((kind, match.group(), line))
+        raw.append((kind == "name", match.group(), line))
     out: list[tuple[str, int]] = []
     own_name_done = body_open = False
-    for i, (kind, text, at) in enumerate(raw):
-        body_open = body_open or text == "{"
-        if kind != "name" or text in KEYWORDS or CONSTANT.fullmatch(text):
+    before = ""
+    n = len(raw)
+    for i, (is_name, text, at) in enumerate(raw):
+        if not is_name or text in KEYWORDS or is_constant(text):
+            body_open = body_open or text == "{"
             out.append((text, at))
-            continue
-        following = raw[i + 1][1] if i + 1 < len(raw) else ""
-        before = raw[i - 1][1] if i else ""
-        if before in (".", "->", "::"):
+        elif before in (".", "->", "::"):
             out.append((text, at))  # a field or a member
-        elif following == "(":
+        elif i + 1 < n and raw[i + 1][1] == "(":
             if not own_name_done and not body_open:
                 out.append(("F", at))  # the function's own name, before its body opens
                 own_name_done = True
@@ -151,6 +159,7 @@ def _abstracted_tokens(code: str) -> list[tuple[str, int]]:
                 out.append((text, at))  # a call: which function is called matters
         else:
             out.append(("V", at))
+        before = text
     return out
 
 

@@ -7,12 +7,12 @@
 - the fix's signature: the statements the fix added (that the vulnerable version did not hold).
 
 A scanned function is vulnerable to the entry when it is close enough to the vulnerable
-function, holds the vulnerability's signature and not the fix's (`Signature.judge`).
+function, holds the vulnerability's signature and not the fix's (`judge`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 from enstack.known.normalise import Normalised
@@ -24,6 +24,11 @@ CONTEXT = 2  # informative statements kept on each side of an insertion
 SAME_NAME_CONTAINMENT = 0.3
 OTHER_NAME_CONTAINMENT = 0.7
 FIX_PRESENT = 0.5  # share of the fix's added statements whose presence means "fixed"
+# a mark is held by the statement itself or, in an earlier or later version of the code, by
+# one this alike (difflib's ratio over tokens: a cast added, an argument more); and a function
+# is still vulnerable when it holds this share of the marks
+NEAR = 0.75
+MARKS_HELD = 0.75
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class Signature:
     deleted: tuple[int, ...]  # vulnerability's signature: unit keys the fix removed
     added: tuple[int, ...]  # fix's signature: unit keys the fix introduced
     context: tuple[int, ...]  # for an insert-only fix: the units around the insertion
+    texts: dict[int, str] = field(default_factory=dict)  # each vulnerable mark's text
 
     @property
     def vulnerable_marks(self) -> tuple[int, ...]:
@@ -44,9 +50,27 @@ class Signature:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One known vulnerable function and what its fix changed."""
+
+    vuln_id: str  # CVE-2021-1234 (or the dataset's advisory id)
+    cwe: str  # CWE ids, comma-joined ("" when the source names none)
+    label: str | None  # the class the CWE maps to through the hierarchy
+    name: str | None  # the vulnerable function's name
+    source: str  # where the base learned it: dataset file and row, or repository and commit
+    vulnerable_key: int
+    fixed_key: int
+    vulnerable_keys: frozenset[int]
+    fixed_keys: frozenset[int]
+    sketched: frozenset[int]  # the informative ones, which the index's MinHash is taken over
+    signature: Signature
+    change: str  # what the fix changed, in the project's own lines (for the message)
+
+
+@dataclass(frozen=True)
 class Verdict:
     how: str  # "clone" (the vulnerable function, normalised) or "signature"
-    marks: tuple[int, ...]  # unit keys that matched: where the finding points
+    marks: tuple[int, ...]  # unit keys of the scanned function that matched: where it points
     containment: float  # share of the vulnerable function's statements the function holds
 
 
@@ -71,7 +95,9 @@ def signature_of(vulnerable: Normalised, fixed: Normalised) -> Signature:
         for at in insertions:
             context += [u.key for u in _nearest(units[:at][::-1])]
             context += [u.key for u in _nearest(units[at:])]
-    return Signature(_unique(deleted), _unique(added), _unique(context))
+    marks = _unique(deleted) or _unique(context)
+    texts = {u.key: u.text for u in vulnerable.units if u.key in marks}
+    return Signature(_unique(deleted), _unique(added), _unique(context), texts)
 
 
 def _nearest(units) -> list:
@@ -82,33 +108,64 @@ def _unique(keys: list[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(keys))
 
 
-def judge(
-    function: Normalised,
-    name: str | None,
-    entry_name: str | None,
-    vulnerable_key: int,
-    fixed_key: int,
-    vulnerable_keys: frozenset[int],
-    signature: Signature,
-) -> Verdict | None:
+def judge(function: Normalised, name: str | None, entry: Entry) -> Verdict | None:
     """Whether `function` is still vulnerable to the entry; None when it is not (or it holds
     the fix)."""
     keys = function.key_set
-    containment = len(keys & vulnerable_keys) / max(1, len(vulnerable_keys))
-    if function.key == fixed_key:
+    if function.key == entry.fixed_key:
         return None
-    if function.key == vulnerable_key:
+    signature = entry.signature
+    if function.key == entry.vulnerable_key:
         return Verdict("clone", signature.vulnerable_marks, 1.0)
     if not signature.usable:
         return None
-    same_name = name is not None and name == entry_name
+    containment = len(keys & entry.vulnerable_keys) / max(1, len(entry.vulnerable_keys))
+    same_name = name is not None and name == entry.name
     if containment < (SAME_NAME_CONTAINMENT if same_name else OTHER_NAME_CONTAINMENT):
-        return None
-    marks = signature.vulnerable_marks
-    if not all(k in keys for k in marks):
         return None
     if signature.added:
         present = sum(k in keys for k in signature.added) / len(signature.added)
         if present >= FIX_PRESENT:
             return None  # the fix is there
-    return Verdict("signature", marks, containment)
+    matched = _held_marks(function, entry)
+    if len(matched) < MARKS_HELD * len(signature.vulnerable_marks):
+        return None
+    return Verdict("signature", tuple(matched), containment)
+
+
+def _held_marks(function: Normalised, entry: Entry) -> list[int]:
+    """The function's statements that stand for the vulnerability's marks: the mark itself,
+    or (an earlier or later version of the code) a statement nearly the same that the fixed
+    version does not have; a statement the fix kept is no evidence of the flaw."""
+    keys = function.key_set
+    held = []
+    spare = None
+    for mark in entry.signature.vulnerable_marks:
+        if mark in keys:
+            held.append(mark)
+            continue
+        text = entry.signature.texts.get(mark)
+        if text is None:
+            continue
+        if spare is None:  # the function's statements the fixed version lacks, tokenised once
+            spare = [(u.key, u.text.split(" ")) for u in function.units
+                     if u.informative and u.key not in entry.fixed_keys]  # fmt: skip
+        near = _nearest_statement(text.split(" "), spare)
+        if near is not None:
+            held.append(near)
+    return held
+
+
+def _nearest_statement(tokens: list[str], candidates: list[tuple[int, list[str]]]) -> int | None:
+    """The key of the candidate whose tokens are at least NEAR alike, best first."""
+    best, best_ratio = None, NEAR
+    matcher = SequenceMatcher(None, autojunk=False)
+    matcher.set_seq2(tokens)
+    for key, other in candidates:
+        matcher.set_seq1(other)
+        if matcher.real_quick_ratio() < best_ratio or matcher.quick_ratio() < best_ratio:
+            continue
+        ratio = matcher.ratio()
+        if ratio >= best_ratio:
+            best, best_ratio = key, ratio
+    return best
