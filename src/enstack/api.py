@@ -147,23 +147,29 @@ def scan(
     paths: Iterable[str | Path] | str | Path,
     bundle: str | Path | None = None,
     config: Config | str | Path | None = None,
+    known: str | Path | None = None,
     **options: Any,
 ):
-    """Scan files or directories with a bundle (or a run's selected bundle, `config`).
-    `options`: `threshold`, `top_lines`, `localise`, `cache_dir`, as the `Scanner` takes them.
-    Returns a `ScanReport` (`findings`, `scored`, `summary()`, `render(fmt)`, `write(path)`);
-    what the model card warns about (synthetic training data, no benign class) is issued as a
-    `UserWarning`."""
+    """Scan files or directories with a bundle (or a run's selected bundle, `config`), a
+    knowledge base of known vulnerable functions (`known`, built by `enstack known build`), or
+    both. `options`: `threshold`, `top_lines`, `localise`, `cache_dir`, as the `Scanner` takes
+    them. Returns a `ScanReport` (`findings`, `scored`, `known`, `summary()`, `render(fmt)`,
+    `write(path)`); what the model card warns about (synthetic training data, no benign class)
+    is issued as a `UserWarning`."""
     from enstack.scan.api import Scanner
     from enstack.stack.stage import selected_bundle
 
-    if (bundle is None) == (config is None):
-        raise UserError("scan: give a bundle or a config, not both or neither")
+    if bundle is not None and config is not None:
+        raise UserError("scan: give a bundle or a config, not both")
+    if bundle is None and config is None and known is None:
+        raise UserError("scan: give a bundle or a config (a model), a known base, or both")
     if bundle is not None and not isinstance(bundle, (str, Path)):
         raise UserError(f"scan: bundle must be a bundle directory's path, not {bundle!r}")
-    where = Path(bundle) if bundle is not None else selected_bundle(_config(config, "scan"))
-    report = Scanner(where, **options).scan(paths)
-    for text in report.model.warnings():  # what the CLI prints beside the model's name
+    where = Path(bundle) if bundle is not None else None
+    if config is not None:
+        where = selected_bundle(_config(config, "scan"))
+    report = Scanner(where, known=known, **options).scan(paths)
+    for text in report.model.warnings() if report.model else []:  # as the CLI prints them
         warnings.warn(text, UserWarning, stacklevel=2)
     return report
 

@@ -45,17 +45,30 @@ class Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        unknown = self._unknown_options() if "required" in message else []
+        typo = "required" in message or message.startswith("unrecognized arguments")
+        unknown = self._unknown_options() if typo else []
         if unknown:  # `--bundel x`: name the typo, not the required --bundle it stood for
-            near = difflib.get_close_matches(unknown[0], self._option_string_actions, n=1)
+            near = difflib.get_close_matches(unknown[0], self._options(), n=1)
             hint = f"; did you mean {near[0]}?" if near else ""
             message = f"unrecognized option {unknown[0]}{hint}"
         print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USER)
 
+    def _options(self) -> list[str]:
+        """This parser's options and those of the command given (`enstack scan --bundel`:
+        argparse reports the typo from the top parser, which has no --bundle)."""
+        options = list(self._option_string_actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    if name in self._given and isinstance(sub, Parser):
+                        sub._given = self._given
+                        options += sub._options()
+        return options
+
     def _unknown_options(self) -> list[str]:
         """Options given that this parser has not, nor abbreviates (`--bundel`)."""
-        known = self._option_string_actions
+        known = self._options()
         unknown = []
         for token in self._given:
             if token == "--":

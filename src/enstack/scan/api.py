@@ -301,7 +301,10 @@ class Scanner:
         self.known = _known_base(known)
         loaded = hasattr(model, "card") and hasattr(model, "predict_proba")  # a ScanModel
         if model is None and self.known is None:
-            raise UserError("Scanner: give a model (a bundle's path), a knowledge base, or both")
+            raise UserError(
+                "Scanner: model is missing: give a bundle's path (or a loaded ScanModel), a "
+                "knowledge base (known=), or both"
+            )
         if not (model is None or isinstance(model, (str, Path)) or loaded):
             raise UserError(
                 f"Scanner: model must be a bundle's path or a loaded ScanModel, not {model!r}"
