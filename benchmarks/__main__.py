@@ -19,6 +19,7 @@ from benchmarks import (
     demo,
     dfg,
     gpu_memory,
+    known,
     parse,
     prepare_hdf5,
     realvul,
@@ -41,6 +42,7 @@ MODULES = {
     "scan_ci": scan_ci,  # full-size encoders on the CPU, a C project: `--only scan_ci`
     "realvul": realvul,  # real CVE fixes, trained here (about 15 min): `--only realvul`
     "parse": parse,  # function extraction on real C trees against ctags: `--only parse`
+    "known": known,  # known-vulnerability matching: realvul, 100k entries, libexpat releases
 }
 # what each device measures by default; modules that take a device get it
 DEFAULT = {

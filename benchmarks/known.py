@@ -329,8 +329,9 @@ def measure_scale(workdir: Path, quick: bool) -> dict[str, Result]:
     real = [p for p in pairs if in_base(p.vuln_id)]
     half = SCALE_QUERIES // 2
     held = [p.vulnerable for p in pairs if not in_base(p.vuln_id)][:half]
-    step = max(1, len(real) // half)
-    copies = [(transform("all")(p.vulnerable), p.vuln_id) for p in real[::step][:half]]
+    smallest = real[: SCALE_SIZES[0]]  # copies of entries every base size holds
+    step = max(1, len(smallest) // half)
+    copies = [(transform("all")(p.vulnerable), p.vuln_id) for p in smallest[::step][:half]]
     queries = [(code, None) for code in held] + copies
     rows = {}
     for size in SCALE_SIZES[:2] if quick else SCALE_SIZES:

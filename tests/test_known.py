@@ -559,3 +559,45 @@ def test_a_failed_append_keeps_the_base(tmp_path, capsys, base, history) -> None
                         "--fixes", _fixes(tmp_path, f"{CVE},deadbeef\n"))  # fmt: skip
     _assert_error(code, err, "deadbeef")
     assert {p.name: p.read_bytes() for p in base.iterdir()} == before
+
+
+@pytest.mark.slow
+def test_the_pre_commit_hook_checks_staged_files(tmp_path, capsys, base) -> None:
+    """The `enstack-known` hook of this repository's .pre-commit-hooks.yaml, run by pre-commit
+    on a project whose staged file holds a copy of a known vulnerable function."""
+    import shutil
+
+    import yaml
+
+    pre_commit = Path(sys.executable).parent / "pre-commit"
+    if not pre_commit.exists():
+        pytest.skip("pre-commit is not installed (pip install -e '.[dev]')")
+    hook_repo = tmp_path / "hooks"
+    hook_repo.mkdir()
+    shutil.copy(REPO / ".pre-commit-hooks.yaml", hook_repo)
+    _git(hook_repo, "init", "-q", "-b", "main")
+    _git(hook_repo, "add", "-A")
+    _git(hook_repo, "commit", "-qm", "hooks")
+    rev = _git(hook_repo, "rev-parse", "HEAD")
+    project = tmp_path / "project"
+    project.mkdir()
+    _git(project, "init", "-q", "-b", "main")
+    hook = {"id": "enstack-known", "args": ["--known", str(base), "--no-cache"]}
+    config = {"repos": [{"repo": str(hook_repo), "rev": rev, "hooks": [hook]}]}
+    (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
+    (project / "vendor.c").write_text(COPY)
+    _git(project, "add", "-A")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+
+    def run_hooks() -> subprocess.CompletedProcess:
+        return subprocess.run([str(pre_commit), "run"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    done = run_hooks()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert CVE in done.stdout and "vendor.c:2" in done.stdout
+    (project / "vendor.c").write_text(COPY_FIXED)
+    _git(project, "add", "-A")
+    done = run_hooks()
+    assert done.returncode == 0, done.stdout + done.stderr

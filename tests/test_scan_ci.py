@@ -416,6 +416,16 @@ def test_the_github_actions_example_uses_real_flags() -> None:
     argv = shlex.split(command)
     args = build_parser().parse_args(argv[1:])
     assert args.changed_since and args.format == "sarif" and args.output
+    # every scan the workflow runs parses; one checks the whole tree against known CVEs
+    parsed = []
+    for scan in scans:
+        line = " ".join(scan.split())
+        line = line[line.index("enstack scan") :].replace("${{", "").replace("}}", "")
+        parsed.append(build_parser().parse_args(shlex.split(line)[1:]))
+    known = [a for a in parsed if a.known is not None]
+    assert known and known[0].changed_since is None and known[0].bundle is None
+    uploads = [s for s in steps if s.get("uses", "").startswith("github/codeql-action/upload")]
+    assert {u["with"]["sarif_file"] for u in uploads} == {str(a.output) for a in parsed}
     assert any(s.get("uses", "").startswith("github/codeql-action/upload-sarif") for s in steps)
     assert any(s.get("with", {}).get("fetch-depth") == 0 for s in steps)
 

@@ -35,7 +35,8 @@ TOKEN = re.compile(
   | (?P<literal>[uUL]?8?"(?:\\.|[^"\\\n])*"|[uUL]?'(?:\\.|[^'\\\n])*'
                 |\.?\d(?:[eEpP][+-]|[\w.'])*)
   | (?P<name>[A-Za-z_$][\w$]*)
-  | (?P<op>->\*?|\+\+|--|<<=|>>=|<=>|<<|>>|<=|>=|==|!=|&&|\|\||[-+*/%&|^]=|::|\.\.\.|\S)
+  | (?P<op>->\*?|\+\+|--|<<=|>>=|<=>|<<|>>|<=|>=|==|!=|&&|\|\||[-+*/%&|^]=|::|\.\.\.|[^\s])
+  | (?P<newline>\n)
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -101,13 +102,12 @@ def normalise(code: str) -> Normalised:
     """`code` (one function) as abstracted statement units (see the module's docstring)."""
     units: list[Unit] = []
     current: list[str] = []
-    first = depth = 0  # depth: parentheses (`for (a; b; c)` is one unit)
-    line = 1
-    for text, at in _abstracted_tokens(code):
+    first = last = depth = 0  # depth: parentheses (`for (a; b; c)` is one unit)
+    for text, at in _abstracted_tokens(_raw_tokens(code)):
         if not current:
             first = at
         current.append(text)
-        line = at
+        last = at
         if text == "(":
             depth += 1
         elif text == ")":
@@ -118,7 +118,7 @@ def normalise(code: str) -> Normalised:
             current = []
     if current:
         joined = " ".join(current)
-        units.append(Unit(joined, hash63(joined), first, line, len(current) >= MIN_TOKENS))
+        units.append(Unit(joined, hash63(joined), first, last, len(current) >= MIN_TOKENS))
     whole = hash63("\n".join(u.text for u in units))
     return Normalised(tuple(units), whole, _own_name(code))
 
@@ -128,37 +128,48 @@ def is_constant(name: str) -> bool:
     return len(name) > 1 and name[0].isupper() and name.isupper()
 
 
-def _abstracted_tokens(code: str) -> list[tuple[str, int]]:
-    """(token, 1-based line) with names abstracted; comments and preprocessor lines gone."""
-    raw: list[tuple[bool, str, int]] = []  # (is a name, text, line)
-    line, last = 1, 0
-    count = code.count
-    for match in TOKEN.finditer(code):
-        kind = match.lastgroup
-        start = match.start()
-        line += count("\n", last, start)
-        last = start
-        if kind == "comment" or kind == "pp":
-            continue
-        raw.append((kind == "name", match.group(), line))
+def _raw_tokens(code: str) -> list[tuple[bool, str, int]]:
+    """(is a name, text, 1-based line) of every token; comments and preprocessor lines
+    dropped, their lines counted."""
+    raw: list[tuple[bool, str, int]] = []
+    append = raw.append
+    line = 1
+    for comment, pp, literal, name, op, newline in TOKEN.findall(code):
+        if newline:
+            line += 1
+        elif name:
+            append((True, name, line))
+        elif op:
+            append((False, op, line))
+        elif literal:
+            append((False, literal, line))
+            line += literal.count("\n")  # a string continued with a backslash
+        else:
+            line += (comment or pp).count("\n")
+    return raw
+
+
+def _abstracted_tokens(raw: list[tuple[bool, str, int]]) -> list[tuple[str, int]]:
+    """(token, line) with names abstracted (see the module's docstring)."""
     out: list[tuple[str, int]] = []
+    append = out.append
     own_name_done = body_open = False
     before = ""
     n = len(raw)
     for i, (is_name, text, at) in enumerate(raw):
         if not is_name or text in KEYWORDS or is_constant(text):
             body_open = body_open or text == "{"
-            out.append((text, at))
+            append((text, at))
         elif before in (".", "->", "::"):
-            out.append((text, at))  # a field or a member
+            append((text, at))  # a field or a member
         elif i + 1 < n and raw[i + 1][1] == "(":
             if not own_name_done and not body_open:
-                out.append(("F", at))  # the function's own name, before its body opens
+                append(("F", at))  # the function's own name, before its body opens
                 own_name_done = True
             else:
-                out.append((text, at))  # a call: which function is called matters
+                append((text, at))  # a call: which function is called matters
         else:
-            out.append(("V", at))
+            append(("V", at))
         before = text
     return out
 
