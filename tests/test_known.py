@@ -303,10 +303,18 @@ def test_changed_since_and_the_cache(tmp_path, capsys, base, monkeypatch) -> Non
     code, out, _ = _cli(capsys, *args)
     assert code == 0 and json.loads(out)["known"]["findings"] == []  # the copy is unchanged
     (repo / "copy.c").write_text(COPY.replace("return count;", "return count; /* ok */"))
-    for _ in range(2):  # cold, then from the cache (the files' functions)
-        code, out, _ = _cli(capsys, *args)
-        assert _known_ids(json.loads(out)) == {"vendor_parse_header": [CVE]}
-    assert (cache / "scan.sqlite").exists() or any(cache.iterdir())
+    db = sqlite3.connect(cache / "scan.sqlite")
+    for poison in (None, "[[999999, \"clone\", [1], 1.0]]", "[[1, \"bad\"]]", "{"):
+        if poison is not None:  # a stale or damaged verdict is judged again, never believed
+            db.execute("UPDATE known SET found = ?", (poison,))
+            db.commit()
+        code, out, _ = _cli(capsys, *args)  # cold, then from the cache's verdicts
+        found = json.loads(out)["known"]["findings"]
+        assert [(f["function"], f["vulnerability"], f["lines"]) for f in found] == [
+            ("vendor_parse_header", CVE, [3, 5, 6, 7])
+        ]
+    (count,) = db.execute("SELECT count(*) FROM known").fetchone()
+    assert count == 2  # a verdict for each function in scope: the copy and the edited `add`
 
 
 def test_a_known_only_scan_imports_no_model(tmp_path, base) -> None:

@@ -31,7 +31,7 @@ from enstack import __version__
 from enstack.errors import UserError
 from enstack.fsutil import atomic_write_json, read_untrusted_json, sha256_file, staged_dir
 from enstack.known.normalise import LEVEL, Normalised, hash63
-from enstack.known.signature import Entry, Signature
+from enstack.known.signature import MATCHER_VERSION, Entry, Signature
 
 FORMAT = "enstack-known-base"
 VERSION = 1
@@ -103,7 +103,7 @@ def _pack(keys: Iterable[int]) -> bytes:
 def _unpack(blob: object, what: str) -> tuple[int, ...]:
     if not isinstance(blob, bytes) or len(blob) % 8:
         raise sqlite3.DatabaseError(f"{what} is not a list of keys")
-    return tuple(int(k) for k in np.frombuffer(blob, dtype=np.int64))
+    return tuple(np.frombuffer(blob, dtype=np.int64).tolist())
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -260,51 +260,71 @@ class KnownBase:
             self.db.execute("SELECT vuln_id, vulnerable_keys FROM entries LIMIT 1").fetchall()
             self.db.execute("SELECT key, entry FROM keys LIMIT 1").fetchall()
         except sqlite3.Error as exc:
-            raise UserError(f"--known {self.path / DB_NAME}: not a readable base ({exc})") from None
+            raise self._unreadable(exc) from None
         self._entries: dict[int, Entry] = {}
 
     @property
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def cache_key(self) -> str:
+        """What a scan cache keeps this base's verdicts under: its contents and the rules."""
+        return f"known:{self.manifest['database']['sha256']}:{LEVEL}:{MATCHER_VERSION}"
+
     def candidates(self, function: Normalised, name: str | None) -> list[Entry]:
         """Entries sharing the function's name or a MinHash band, most shared keys first."""
         keys = minhash_bands(function.informative_keys) if function.informative_keys else []
         if name:
             keys.append(name_key(name))
+        if not keys:
+            return []
         marks = ",".join("?" * len(keys))
-        try:
-            rows = self.db.execute(
-                f"SELECT entry FROM keys WHERE key IN ({marks}) GROUP BY entry "
-                "ORDER BY count(*) DESC, entry LIMIT ?",
-                (*keys, MAX_CANDIDATES),
-            ).fetchall()
-            return [self.entry(int(row)) for (row,) in rows]
-        except (sqlite3.Error, ValueError) as exc:
-            raise UserError(f"--known {self.path / DB_NAME}: not a readable base ({exc})") from None
+        rows = self._read(
+            f"SELECT entry FROM keys WHERE key IN ({marks}) GROUP BY entry "
+            "ORDER BY count(*) DESC, entry LIMIT ?",
+            (*keys, MAX_CANDIDATES),
+        )
+        found = [self.entry(int(row)) for (row,) in rows]
+        if None in found:
+            raise UserError(f"--known {self.path / DB_NAME}: its index names a missing entry")
+        return found  # type: ignore[return-value]
 
-    def entry(self, row: int) -> Entry:
+    def entry(self, row: int) -> Entry | None:
+        """The entry at `row`, or None where there is none (a stale scan cache's row)."""
         found = self._entries.get(row)
         if found is None:
-            record = self.db.execute(
+            records = self._read(
                 "SELECT vuln_id, cwe, class, name, source, vulnerable_key, fixed_key, "
                 "vulnerable_keys, fixed_keys, deleted, added, context, marks, change "
                 "FROM entries WHERE id = ?",
                 (row,),
-            ).fetchone()
-            if record is None:
-                raise sqlite3.DatabaseError(f"the index names entry {row}, which is missing")
-            found = _entry_of(record)
+            )
+            if not records:
+                return None
+            try:
+                found = _entry_of(records[0], row)
+            except (sqlite3.Error, ValueError) as exc:
+                raise self._unreadable(exc) from None
             if len(self._entries) >= MAX_CACHED_ENTRIES:
                 self._entries.clear()  # a scan meets few entries: bounded, not clever
             self._entries[row] = found
         return found
 
+    def _read(self, query: str, parameters: tuple) -> list[tuple]:
+        try:
+            return self.db.execute(query, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: Exception) -> UserError:
+        return UserError(f"--known {self.path / DB_NAME}: not a readable base ({exc})")
+
     def close(self) -> None:
         self.db.close()
 
 
-def _entry_of(record: tuple) -> Entry:
+def _entry_of(record: tuple, row: int) -> Entry:
     vuln_id, cwe, label, name, source, vkey, fkey, vkeys, fkeys = record[:9]
     deleted, added, context, marks, change = record[9:]
     texts = (vuln_id, cwe, source, change, marks)
@@ -337,6 +357,7 @@ def _entry_of(record: tuple) -> Entry:
         frozenset(),  # only building needs it
         signature,
         change,
+        row,
     )
 
 

@@ -88,19 +88,34 @@ class KnownMatcher:
     def match(self, function: Function) -> list[KnownFinding]:
         """Every known vulnerability `function` still holds: one finding per CVE id, the
         strongest (a clone before a signature, then the closest)."""
-        normal = normalise(function.code)
+        return self.findings(function, self.verdicts(function.code, function.name)) or []
+
+    def verdicts(self, code: str, name: str) -> list[tuple]:
+        """[(entry row, how, lines relative to the function, containment)] for each entry
+        the code is still vulnerable to: what a scan cache keeps."""
+        normal = normalise(code)
         if not normal.looks_like_a_function:
             return []
-        best: dict[str, KnownFinding] = {}
-        for entry in self.base.candidates(normal, function.name):
-            verdict = judge(normal, function.name, entry)
+        found = []
+        for entry in self.base.candidates(normal, name):
+            verdict = judge(normal, name, entry)
             if verdict is None:
                 continue
             marks = set(verdict.marks)
-            lines = sorted(
-                {function.start_line + u.first_line - 1 for u in normal.units if u.key in marks}
-            )
-            found = KnownFinding(function, entry, verdict.how, lines, verdict.containment)
+            lines = sorted({u.first_line for u in normal.units if u.key in marks})
+            found.append((entry.row, verdict.how, lines, verdict.containment))
+        return found
+
+    def findings(self, function: Function, verdicts: list[tuple]) -> list[KnownFinding] | None:
+        """The findings `verdicts` make of `function`; None where one names an entry the
+        base lacks (a scan cache's stale row: the caller judges the function again)."""
+        best: dict[str, KnownFinding] = {}
+        for row, how, lines, containment in verdicts:
+            entry = self.base.entry(row)
+            if entry is None:
+                return None
+            at = [function.start_line + line - 1 for line in lines]
+            found = KnownFinding(function, entry, how, at, containment)
             held = best.get(entry.vuln_id)
             if held is None or _strength(found) > _strength(held):
                 best[entry.vuln_id] = found

@@ -29,6 +29,8 @@ FIX_PRESENT = 0.5  # share of the fix's added statements whose presence means "f
 # is still vulnerable when it holds this share of the marks
 NEAR = 0.75
 MARKS_HELD = 0.75
+# bump when what `judge` decides changes: scans cache each function's verdicts under it
+MATCHER_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Entry:
     sketched: frozenset[int]  # the informative ones, which the index's MinHash is taken over
     signature: Signature
     change: str  # what the fix changed, in the project's own lines (for the message)
+    row: int = 0  # its row in the base (0 until written)
 
 
 @dataclass(frozen=True)

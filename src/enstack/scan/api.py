@@ -420,7 +420,7 @@ class Scanner:
             if tally.files == 0 and paths and changes is None and not tally.excluded:
                 raise UserError(_nothing_readable(paths, tally))
             scored, coverage = self._score(functions, cache, progress) if self.card else ([], None)
-            known = self._check_known(functions, marks, baseline, progress)
+            known = self._check_known(functions, marks, baseline, progress, cache)
             for index, item in enumerate(scored):
                 if item.level == "none":
                     continue
@@ -455,6 +455,7 @@ class Scanner:
         marks: dict[int, list[InlineMark]],
         baseline: Baseline | None,
         progress: bool | None,
+        cache: ScanCache | None,
     ) -> KnownReport | None:
         """Each function against the knowledge base; a finding is suppressed as a learned one
         is (an `enstack-ignore` naming its CVE, its CWE or no class; the baseline)."""
@@ -464,16 +465,28 @@ class Scanner:
 
         matcher = KnownMatcher(self.known)
         report = matcher.report()
-        for index, function in enumerate(
-            progress_bar(functions, enabled=progress, desc="known", unit=" functions", leave=False)
-        ):
+        keys = [code_key(f"{f.name}\0{f.code}") for f in functions]  # the verdict reads both
+        owner = self.known.cache_key
+        known = cache.get_known(owner, sorted(set(keys))) if cache else {}
+        fresh: dict[str, list[tuple]] = {}
+        bar = progress_bar(enabled=progress, total=len(functions), desc="known",
+                           unit=" functions", leave=False)  # fmt: skip
+        for index, (function, key) in enumerate(zip(functions, keys, strict=True)):
+            found_here = matcher.findings(function, known[key]) if key in known else None
+            if found_here is None:  # not cached (or a stale row): judged now
+                known[key] = fresh[key] = matcher.verdicts(function.code, function.name)
+                found_here = matcher.findings(function, known[key]) or []
             report.checked += 1
-            for found in matcher.match(function):
+            for found in found_here:
                 aliases = found.entry.cwe.split(",") if found.entry.cwe else []
                 found.suppression = inline_suppression(
                     marks.get(index, []), found.label, *aliases
                 ) or (baseline.suppression(found.fingerprint) if baseline else None)
                 report.findings.append(found)
+            bar.update()
+        bar.close()
+        if cache:
+            cache.put_known(owner, fresh)
         return report
 
     def _score(

@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS lines (
     PRIMARY KEY (model, code, method));
 CREATE TABLE IF NOT EXISTS files (
     source TEXT NOT NULL PRIMARY KEY, functions TEXT NOT NULL, damaged INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS known (
+    model TEXT NOT NULL, code TEXT NOT NULL, found TEXT NOT NULL, PRIMARY KEY (model, code));
 CREATE TABLE IF NOT EXISTS coverage (
     model TEXT NOT NULL, code TEXT NOT NULL, long INTEGER NOT NULL, lines INTEGER NOT NULL,
     seen INTEGER NOT NULL, PRIMARY KEY (model, code));
@@ -131,9 +133,12 @@ class ScanCache:
                 found[code] = row
         return found
 
-    def _rows_for(self, table: str, columns: str, keys: list[str]) -> list[tuple]:
-        """`(code, *columns)` of this model's rows for `keys`, 500 keys a query (SQLite's
-        limit on variables); none where the database fails (the cache is then given up)."""
+    def _rows_for(
+        self, table: str, columns: str, keys: list[str], owner: str | None = None
+    ) -> list[tuple]:
+        """`(code, *columns)` of this model's rows (or `owner`'s: a knowledge base) for `keys`,
+        500 keys a query (SQLite's limit on variables); none where the database fails (the
+        cache is then given up)."""
         if self.db is None or not keys:
             return []
         rows: list[tuple] = []
@@ -143,7 +148,7 @@ class ScanCache:
                 marks = ",".join("?" * len(part))
                 rows += self.db.execute(
                     f"SELECT code, {columns} FROM {table} WHERE model = ? AND code IN ({marks})",
-                    [self.model, *part],
+                    [owner or self.model, *part],
                 ).fetchall()
         except sqlite3.Error as exc:
             self._give_up("its database", exc)
@@ -186,6 +191,20 @@ class ScanCache:
     def put_coverage(self, items: dict[str, tuple[int, int, int]]) -> None:
         rows = [(self.model, key, *map(int, counts)) for key, counts in items.items()]
         self._write("INSERT OR REPLACE INTO coverage VALUES (?, ?, ?, ?, ?)", rows)
+
+    def get_known(self, base: str, keys: list[str]) -> dict[str, list[tuple]]:
+        """What a knowledge base (`base`: its contents' hash and the matching rules' version)
+        found in each function before: [(entry row, how, lines, containment)]."""
+        found = {}
+        for code, text in self._rows_for("known", "found", keys, owner=base):
+            verdicts = _known_verdicts(_json_or_none(text))
+            if verdicts is not None:  # a poisoned row is a miss
+                found[code] = verdicts
+        return found
+
+    def put_known(self, base: str, items: dict[str, list[tuple]]) -> None:
+        rows = [(base, key, json.dumps(found)) for key, found in items.items()]
+        self._write("INSERT OR REPLACE INTO known VALUES (?, ?, ?)", rows)
 
     def get_lines(self, key: str, method: str) -> list[tuple[int, float]] | None:
         if self.db is None:
@@ -253,6 +272,25 @@ class ScanCache:
         if self.db is not None:
             self.db.close()
             self.db = None
+
+
+def _known_verdicts(value: object) -> list[tuple] | None:
+    """[(entry row, how, relative lines, containment)] as put_known writes it, or None."""
+    if not isinstance(value, list):
+        return None
+    out = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 4):
+            return None
+        row, how, lines, containment = item
+        if type(row) is not int or row < 1 or how not in ("clone", "signature"):
+            return None
+        if not isinstance(lines, list) or not all(type(n) is int and n >= 1 for n in lines):
+            return None
+        if not isinstance(containment, (int, float)) or not 0 <= containment <= 1:
+            return None
+        out.append((row, how, lines, float(containment)))
+    return out
 
 
 def _json_or_none(text: object) -> object:
