@@ -219,7 +219,10 @@ def test_every_format_tells_known_findings_apart(tmp_path, capsys, base) -> None
         code, out, err = _cli(capsys, "scan", tree, "--known", base, "--format", fmt)
         assert code == 0, err
         outputs[fmt] = out
-    assert "known vulnerabilities: 2 functions checked against 2 entries of kb, 1 matched" in err
+    assert (
+        "known vulnerabilities: 2 functions checked against 2 entries of kb, 1 matched "
+        "(1 finding of 1 vulnerability)"
+    ) in err
     text = outputs["text"]
     assert "known vulnerabilities (from kb):" in text and CVE in text
     assert "vendor_parse_header" in text and "P(vuln)" not in text  # no model: no model table
@@ -304,7 +307,7 @@ def test_changed_since_and_the_cache(tmp_path, capsys, base, monkeypatch) -> Non
     assert code == 0 and json.loads(out)["known"]["findings"] == []  # the copy is unchanged
     (repo / "copy.c").write_text(COPY.replace("return count;", "return count; /* ok */"))
     db = sqlite3.connect(cache / "scan.sqlite")
-    for poison in (None, "[[999999, \"clone\", [1], 1.0]]", "[[1, \"bad\"]]", "{"):
+    for poison in (None, '[[999999, "clone", [1], 1.0]]', '[[1, "bad"]]', "{"):
         if poison is not None:  # a stale or damaged verdict is judged again, never believed
             db.execute("UPDATE known SET found = ?", (poison,))
             db.commit()

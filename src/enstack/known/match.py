@@ -69,13 +69,20 @@ class KnownReport:
 
     def summary(self) -> str:
         matched = len({id(f.function) for f in self.findings})
+        open_ = self.unsuppressed
+        cves = len({f.entry.vuln_id for f in open_})
+        suppressed = len(self.findings) - len(open_)
         return (
             f"known vulnerabilities: {self.checked} functions checked against {self.entries} "
-            f"entries of {self.base}, {matched} matched ({len(self.unsuppressed)} findings"
-            + (f", {len(self.findings) - len(self.unsuppressed)} suppressed" if
-               len(self.findings) > len(self.unsuppressed) else "")
+            f"entries of {self.base}, {matched} matched ({_count(len(open_), 'finding')} of "
+            f"{_count(cves, 'vulnerability', 'vulnerabilities')}"
+            + (f", {suppressed} suppressed" if suppressed else "")
             + ")"
-        )  # fmt: skip
+        )
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one}" if n == 1 else f"{n} {many or one + 's'}"
 
 
 class KnownMatcher:
