@@ -612,3 +612,72 @@ def test_the_pre_commit_hook_checks_staged_files(tmp_path, capsys, base) -> None
     _git(project, "add", "-A")
     done = run_hooks()
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_a_build_killed_anywhere_leaves_a_whole_base(tmp_path, capsys, base) -> None:
+    """SIGKILL at random moments of an `--append` build (reading PairVul, writing entries,
+    publishing): the base at --out is always the old one or the new one, whole; the next
+    build cleans what the killed one left and ends as an uninterrupted one."""
+    import random
+    import signal
+    import time
+
+    from enstack.known.base import KnownBase
+
+    source = shared_file("realvul", "pairvul", "train", "linux_kernel_CWE-416_data.json").parent
+    before = KnownBase(base).entries_count
+    command = [sys.executable, "-m", "enstack", "known", "build", "--append", "--out",
+               str(base), "--preset", "pairvul", str(source)]  # fmt: skip
+    rng = random.Random(42)
+    for _ in range(6):
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 6.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        opened = KnownBase(base)  # verified against its manifest, or this raises
+        assert opened.entries_count == before or opened.entries_count > before + 2000
+        opened.close()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not [p for p in base.parent.iterdir() if p.name.startswith(".kb.")]
+    final = KnownBase(base).entries_count
+    assert final > before + 2000
+    twin = tmp_path / "twin"  # the same two builds, never killed
+    code, _, _ = _cli(capsys, "known", "build", "--preset", "pairvul", _dataset(tmp_path),
+                      "--out", twin)  # fmt: skip
+    code, _, _ = _cli(capsys, "known", "build", "--append", "--out", twin,
+                      "--preset", "pairvul", source)  # fmt: skip
+    assert code == 0 and KnownBase(twin).entries_count == final
+
+
+def test_a_base_set_aside_by_a_killed_publish_is_put_back(tmp_path, capsys, base) -> None:
+    """Killed between moving the old base aside and moving the new one in: the next build
+    puts the old one back before anything else (it is never cleaned away as debris)."""
+    manifest = (base / "manifest.json").read_bytes()
+    aside = base.parent / f".{base.name}.old-0badf00d"
+    base.rename(aside)
+    (base.parent / f".{base.name}.tmp-1234abcd").mkdir()  # the new one, half-written
+    code, _, err = _cli(capsys, "known", "build", "--append", "--out", base,
+                        "--preset", "pairvul", _dataset(tmp_path))  # fmt: skip
+    assert code == 0, err
+    assert "skipped 2 (2 already in the base)" in err  # the old entries were there
+    assert not aside.exists() and not (base.parent / f".{base.name}.tmp-1234abcd").exists()
+    assert (
+        json.loads((base / "manifest.json").read_bytes())["entries"]
+        == json.loads(manifest)["entries"]
+    )
+
+
+def test_a_fixes_file_that_is_not_csv(tmp_path, capsys, history) -> None:
+    repo, _, _ = history
+    for body in ('cve_id,commit\n"' + "a" * 200_000 + '",x\n', "cve_id,commit\nCVE-2099-1,\x00x\n"):
+        path = tmp_path / "fixes.csv"
+        path.write_text(body)
+        code, _, err = _cli(capsys, "known", "build", "--from-git", repo, "--fixes", path,
+                            "--out", tmp_path / "kb")  # fmt: skip
+        _assert_error(code, err, "fixes.csv", "line 2")
+    path.write_bytes(b"cve_id,commit\nCVE-2099-1,\xff\n")
+    code, _, err = _cli(capsys, "known", "build", "--from-git", repo, "--fixes", path,
+                        "--out", tmp_path / "kb")  # fmt: skip
+    _assert_error(code, err, "fixes.csv", "not UTF-8")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -29,7 +30,14 @@ import numpy as np
 
 from enstack import __version__
 from enstack.errors import UserError
-from enstack.fsutil import atomic_write_json, read_untrusted_json, sha256_file, staged_dir
+from enstack.fsutil import (
+    OLD_MARK,
+    atomic_write_json,
+    clean_debris,
+    read_untrusted_json,
+    sha256_file,
+    staged_dir,
+)
 from enstack.known.normalise import LEVEL, Normalised, hash63
 from enstack.known.signature import MATCHER_VERSION, Entry, Signature
 
@@ -197,6 +205,7 @@ class BaseWriter:
 @contextmanager
 def writing(path: Path, append: bool) -> Iterator[tuple[BaseWriter, Path]]:
     """A writer whose base replaces `path` only when the block ends without an error."""
+    _recover(path)
     if path.exists() and not append and not _is_base(path):
         raise UserError(f"--out {path}: exists and is not a knowledge base; refusing to replace it")
     if append and not path.exists():
@@ -209,6 +218,15 @@ def writing(path: Path, append: bool) -> Iterator[tuple[BaseWriter, Path]]:
             if writer.db is not None:
                 with suppress(sqlite3.Error):
                     writer.db.close()
+
+
+def _recover(path: Path) -> None:
+    """What a build killed at any point left: a staged copy (removed) or, killed between
+    setting the old base aside and moving the new one in, the old base (put back)."""
+    set_aside = sorted(path.parent.glob(f".{path.name}{OLD_MARK}*"), key=os.path.getmtime)
+    if not path.exists() and set_aside and _is_base(set_aside[-1]):
+        os.rename(set_aside[-1], path)
+    clean_debris(path.parent, path.name)
 
 
 def _is_base(path: Path) -> bool:

@@ -228,13 +228,23 @@ def read_fixes(path: Path) -> list[Fix]:
     except UnicodeDecodeError:
         raise UserError(f"--fixes {path}: not UTF-8 text") from None
     reader = csv.DictReader(io.StringIO(text))
-    columns = [c.strip() for c in reader.fieldnames or []]
+    try:
+        columns = [c.strip() for c in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise UserError(f"--fixes {path}: line 1: not CSV ({exc})") from None
     missing = [c for c in ("cve_id", "commit") if c not in columns]
     if missing:
         raise UserError(
             f"--fixes {path}: no column {missing[0]!r} (needs cve_id,commit and optionally cwe; "
             f"found: {', '.join(columns) or 'nothing'})"
         )
+    try:
+        return _fix_rows(path, reader)
+    except csv.Error as exc:
+        raise UserError(f"--fixes {path}: line {reader.line_num + 1}: not CSV ({exc})") from None
+
+
+def _fix_rows(path: Path, reader: csv.DictReader) -> list[Fix]:
     fixes = []
     for row, raw in enumerate(reader, start=2):  # line 1 is the header
         values = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
