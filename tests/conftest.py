@@ -150,6 +150,75 @@ def shared_file(*parts: str) -> Path:
     return path
 
 
+def git(repo: Path, *args: str) -> str:
+    """`git ARGS` in `repo` as a test sets a repository up (an author named, output decoded)."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}  # fmt: skip
+    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, check=True)
+    return done.stdout.decode()
+
+
+@pytest.fixture
+def marker(tmp_path: Path):
+    """A script that leaves `PWNED` when anything runs it (and passes its input through, so a
+    filter or textconv that did run would not fail git and hide itself); the test fails if it
+    ran. For repositories whose configuration names commands enstack must never run."""
+    mark = tmp_path / "PWNED"
+    script = tmp_path / "evil.sh"
+    script.write_text(f'#!/bin/sh\necho "$0 $*" >> {mark}\ncat "$@" 2>/dev/null\nexit 0\n')
+    script.chmod(0o755)
+    yield script
+    assert not mark.exists(), f"a configured command ran: {mark.read_text()}"
+
+
+@dataclass
+class PreCommitProject:
+    """A git project that runs this checkout's `.pre-commit-hooks.yaml` through pre-commit
+    itself, as a user's project does (the hooks repository pinned at a commit)."""
+
+    root: Path
+    hooks_repo: Path
+    rev: str
+    env: dict[str, str]
+
+    def use(self, hook: dict) -> None:
+        import yaml
+
+        repos = [{"repo": str(self.hooks_repo), "rev": self.rev, "hooks": [hook]}]
+        (self.root / ".pre-commit-config.yaml").write_text(yaml.safe_dump({"repos": repos}))
+        git(self.root, "add", "-A")
+
+    def stage(self, name: str, text: str) -> None:
+        (self.root / name).write_text(text)
+        git(self.root, "add", "-A")
+
+    def run(self) -> subprocess.CompletedProcess:
+        pre_commit = str(Path(sys.executable).parent / "pre-commit")
+        return subprocess.run([pre_commit, "run"], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+@pytest.fixture
+def pre_commit_project(tmp_path: Path) -> PreCommitProject:
+    import shutil
+
+    if shutil.which("pre-commit", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("pre-commit is not installed (pip install -e '.[dev]')")
+    hooks_repo = tmp_path / "hooks"
+    hooks_repo.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / ".pre-commit-hooks.yaml", hooks_repo)
+    git(hooks_repo, "init", "-q", "-b", "main")
+    git(hooks_repo, "add", "-A")
+    git(hooks_repo, "commit", "-qm", "hooks")
+    project = tmp_path / "project"
+    project.mkdir()
+    git(project, "init", "-q", "-b", "main")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    rev = git(hooks_repo, "rev-parse", "HEAD").strip()
+    return PreCommitProject(project, hooks_repo, rev, env)
+
+
 @pytest.fixture
 def juliet() -> Path:
     return shared_file("juliet5", "train.jsonl").parent

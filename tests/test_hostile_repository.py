@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import signal
 import stat
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import git
 
 from enstack.errors import UserError
 from enstack.safegit import hunk_lines, line_changes
@@ -27,10 +26,7 @@ def _fn(name: str, body: str = "return x + 1;") -> str:
 
 
 def _git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}  # fmt: skip
-    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, check=True)
-    return done.stdout.decode()
+    return git(repo, *args)
 
 
 @pytest.fixture
@@ -45,18 +41,6 @@ def repo(tmp_path: Path) -> Path:
     _git(root, "commit", "-qm", "base")
     (root / "a.c").write_text(_fn("first") + "\n" + _fn("second", "return x * 2;"))
     return root
-
-
-@pytest.fixture
-def marker(tmp_path: Path) -> Iterator[Path]:
-    """A script that leaves `PWNED` when anything runs it (and passes its input through, so a
-    filter or textconv that did run would not fail git and hide itself)."""
-    mark = tmp_path / "PWNED"
-    script = tmp_path / "evil.sh"
-    script.write_text(f'#!/bin/sh\necho "$0 $*" >> {mark}\ncat "$@" 2>/dev/null\nexit 0\n')
-    script.chmod(0o755)
-    yield script
-    assert not mark.exists(), f"a configured command ran: {mark.read_text()}"
 
 
 def _config(repo: Path, key: str, value: str) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import shared_file
+from tests.conftest import git, shared_file
 
 from enstack.cli import main
 
@@ -287,10 +286,7 @@ def test_suppressions_baselines_and_fail_on(tmp_path, capsys, base) -> None:
 
 
 def _git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}  # fmt: skip
-    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, check=True)
-    return done.stdout.decode().strip()
+    return git(repo, *args).strip()
 
 
 def test_changed_since_and_the_cache(tmp_path, capsys, base, monkeypatch) -> None:
@@ -411,16 +407,6 @@ def test_from_git_takes_each_changed_function(tmp_path, capsys, history, bare) -
     assert item["cwe"] == ["CWE-787"]
 
 
-@pytest.fixture
-def marker(tmp_path: Path):
-    mark = tmp_path / "PWNED"
-    script = tmp_path / "evil.sh"
-    script.write_text(f'#!/bin/sh\necho "$0 $*" >> {mark}\ncat "$@" 2>/dev/null\nexit 0\n')
-    script.chmod(0o755)
-    yield script
-    assert not mark.exists(), f"a configured command ran: {mark.read_text()}"
-
-
 def test_from_git_runs_nothing_the_repository_configures(tmp_path, capsys, history, marker):
     repo, _, fix = history
     (repo / ".git" / "info").mkdir(exist_ok=True)
@@ -521,20 +507,17 @@ def _flip(base: Path) -> None:
     db.write_bytes(bytes(data))
 
 
-def _garbage_rows(base: Path) -> None:
-    db = sqlite3.connect(base / "known.sqlite")
-    db.execute("UPDATE entries SET deleted = x'0102', marks = 'not json', vulnerable_key = 'k'")
-    db.commit()
-    db.close()
-    _resign(base)
+def _rewritten(statement: str):
+    """A damage: `statement` run on the database, the manifest re-signed to match."""
 
+    def damage(base: Path) -> None:
+        db = sqlite3.connect(base / "known.sqlite")
+        db.execute(statement)
+        db.commit()
+        db.close()
+        _resign(base)
 
-def _foreign_table(base: Path) -> None:
-    db = sqlite3.connect(base / "known.sqlite")
-    db.execute("DROP TABLE keys")
-    db.commit()
-    db.close()
-    _resign(base)
+    return damage
 
 
 @pytest.mark.parametrize(
@@ -549,8 +532,11 @@ def _foreign_table(base: Path) -> None:
         (_truncate, ["known.sqlite", "does not match its manifest"]),
         (_flip, ["known.sqlite", "does not match its manifest"]),
         (lambda b: _rewrite_manifest(b, probe_bands=[1, 2]), ["another MinHash"]),
-        (_garbage_rows, ["known.sqlite", "not a readable base"]),
-        (_foreign_table, ["known.sqlite", "not a readable base"]),
+        (
+            _rewritten("UPDATE entries SET deleted = x'0102', marks = 'x', vulnerable_key = 'k'"),
+            ["known.sqlite", "not a readable base"],
+        ),
+        (_rewritten("DROP TABLE keys"), ["known.sqlite", "not a readable base"]),
     ],
 )
 def test_a_bad_base_is_one_error(tmp_path, capsys, base, damage, fragments) -> None:
@@ -573,44 +559,17 @@ def test_a_failed_append_keeps_the_base(tmp_path, capsys, base, history) -> None
 
 
 @pytest.mark.slow
-def test_the_pre_commit_hook_checks_staged_files(tmp_path, capsys, base) -> None:
+def test_the_pre_commit_hook_checks_staged_files(pre_commit_project, base) -> None:
     """The `enstack-known` hook of this repository's .pre-commit-hooks.yaml, run by pre-commit
     on a project whose staged file holds a copy of a known vulnerable function."""
-    import shutil
-
-    import yaml
-
-    pre_commit = Path(sys.executable).parent / "pre-commit"
-    if not pre_commit.exists():
-        pytest.skip("pre-commit is not installed (pip install -e '.[dev]')")
-    hook_repo = tmp_path / "hooks"
-    hook_repo.mkdir()
-    shutil.copy(REPO / ".pre-commit-hooks.yaml", hook_repo)
-    _git(hook_repo, "init", "-q", "-b", "main")
-    _git(hook_repo, "add", "-A")
-    _git(hook_repo, "commit", "-qm", "hooks")
-    rev = _git(hook_repo, "rev-parse", "HEAD")
-    project = tmp_path / "project"
-    project.mkdir()
-    _git(project, "init", "-q", "-b", "main")
-    hook = {"id": "enstack-known", "args": ["--known", str(base), "--no-cache"]}
-    config = {"repos": [{"repo": str(hook_repo), "rev": rev, "hooks": [hook]}]}
-    (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
-    (project / "vendor.c").write_text(COPY)
-    _git(project, "add", "-A")
-    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
-
-    def run_hooks() -> subprocess.CompletedProcess:
-        return subprocess.run([str(pre_commit), "run"], cwd=project, env=env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-
-    done = run_hooks()
+    project = pre_commit_project
+    project.use({"id": "enstack-known", "args": ["--known", str(base), "--no-cache"]})
+    project.stage("vendor.c", COPY)
+    done = project.run()
     assert done.returncode == 1, done.stdout + done.stderr
     assert CVE in done.stdout and "vendor.c:2" in done.stdout
-    (project / "vendor.c").write_text(COPY_FIXED)
-    _git(project, "add", "-A")
-    done = run_hooks()
+    project.stage("vendor.c", COPY_FIXED)
+    done = project.run()
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -10,7 +10,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -342,67 +341,31 @@ def test_output_never_replaces_what_was_scanned(
 
 
 @pytest.mark.slow  # two pre-commit runs, each starting enstack in a fresh process
-def test_the_pre_commit_hook_runs_on_staged_files(bundle: Path, tmp_path, monkeypatch) -> None:
+def test_the_pre_commit_hook_runs_on_staged_files(bundle: Path, pre_commit_project) -> None:
     """pre-commit, as a user runs it: this repository's .pre-commit-hooks.yaml, at a commit,
     on a project with a staged C file."""
-    if shutil.which("pre-commit", path=str(Path(sys.executable).parent)) is None:
-        pytest.skip("pre-commit is not installed (pip install -e '.[dev]')")
     hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
-    assert {h["id"] for h in hooks} >= {"enstack-scan", "enstack-scan-changed"}
-    # the hooks repository: this checkout's files at one commit (its working tree as it is)
-    hook_repo = tmp_path / "hooks"
-    hook_repo.mkdir()
-    shutil.copy(REPO / ".pre-commit-hooks.yaml", hook_repo)
-    _git(hook_repo, "init", "-q", "-b", "main")
-    _git(hook_repo, "add", "-A")
-    _git(hook_repo, "commit", "-qm", "hooks")
-    rev = _git(hook_repo, "rev-parse", "HEAD").strip()
-    project = tmp_path / "project"
-    project.mkdir()
-    _git(project, "init", "-q", "-b", "main")
-    config = {
-        "repos": [
-            {
-                "repo": str(hook_repo),
-                "rev": rev,
-                "hooks": [
-                    {
-                        "id": "enstack-scan",
-                        "args": [
-                            *("--bundle", str(bundle), "--threshold", "0.01"),
-                            *("--no-cache", "--fail-on", "note"),  # the last --fail-on counts
-                        ],
-                    }
-                ],
-            }
-        ]
+    assert {h["id"] for h in hooks} >= {"enstack-scan", "enstack-scan-changed", "enstack-known"}
+    project = pre_commit_project
+    hook = {
+        "id": "enstack-scan",
+        "args": [
+            *("--bundle", str(bundle), "--threshold", "0.01"),
+            *("--no-cache", "--fail-on", "note"),  # the last --fail-on counts
+        ],
     }
-    (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
-    (project / "a.c").write_text(_fn("f"))
-    (project / "notes.txt").write_text("not code")
-    _git(project, "add", "-A")
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
-    }
-
-    def run_hooks() -> subprocess.CompletedProcess:
-        pre_commit = str(Path(sys.executable).parent / "pre-commit")
-        return subprocess.run(
-            [pre_commit, "run"], cwd=project, env=env, capture_output=True, text=True, timeout=300
-        )
-
-    done = run_hooks()
+    project.use(hook)
+    project.stage("a.c", _fn("f"))
+    project.stage("notes.txt", "not code")
+    done = project.run()
     # threshold 0.01 makes the staged function a finding: the hook fails
     assert done.returncode == 1, done.stdout + done.stderr
     assert "enstack" in done.stdout and "a.c:1" in done.stdout
     assert "notes.txt" not in done.stdout
     # above every score, the same hook passes
-    config["repos"][0]["hooks"][0]["args"][3] = "1.0"
-    (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
-    _git(project, "add", "-A")
-    done = run_hooks()
+    hook["args"][3] = "1.0"
+    project.use(hook)
+    done = project.run()
     assert done.returncode == 0, done.stdout + done.stderr
 
 

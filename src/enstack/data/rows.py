@@ -28,6 +28,19 @@ TRUE_TARGETS = {"1", "true", "yes"}
 FALSE_TARGETS = {"0", "false", "no"}
 
 
+def parse_target(value: object) -> bool | None:
+    """A binary target as datasets write it (1, 1.0, "true", "yes"; 0, "false", "no"); None
+    when it is neither."""
+    text = str(value).strip().lower() if value is not None else ""
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    if text in TRUE_TARGETS:
+        return True
+    if text in FALSE_TARGETS:
+        return False
+    return None
+
+
 class Labeller:
     """A record's class id under the config's rules."""
 
@@ -63,13 +76,9 @@ class Labeller:
         return self.label_map(record.label, row)
 
     def _target(self, value: object, row: int) -> bool:
-        text = str(value).strip().lower() if value is not None else ""
-        if isinstance(value, float) and value.is_integer():
-            text = str(int(value))
-        if text in TRUE_TARGETS:
-            return True
-        if text in FALSE_TARGETS:
-            return False
+        target = parse_target(value)
+        if target is not None:
+            return target
         raise UserError(
             f"{self.path}: row {row}: target {value!r} in column '{self.target_column}' is not "
             "0 or 1 (data.target_column)"

@@ -20,6 +20,7 @@ from pathlib import Path
 from enstack.config import DataConfig
 from enstack.data.cwe import CweMapper
 from enstack.data.prepare import source_files
+from enstack.data.rows import parse_target
 from enstack.data.tabular import TABULAR_READERS, Columns, Record
 from enstack.errors import UserError
 from enstack.known.base import BuildTally
@@ -133,50 +134,37 @@ def dataset_pairs(data: DataConfig, what: str, tally: BuildTally) -> Iterator[Fi
                 if reader.pair_columns is not None:
                     yield from _row_pairs(records, path, tally)
                 else:
-                    yield from _linked_pairs(records, path, reader, tally)
+                    yield from _linked_pairs(records, path, tally)
 
 
 def _row_pairs(records: Iterator[Record], path: Path, tally: BuildTally) -> Iterator[FixPair]:
     """Pairs stored in one row (`pair_columns`); a row whose target says 'not changed by a
     fix' (Big-Vul's vul 0, MegaVul's is_vul false) is no pair."""
     for row, record in enumerate(records):
-        if record.target is not None and str(record.target).strip().lower() in NOT_A_FIX:
-            tally.skip("not changed by the fix (target 0)")
+        if record.target is not None and parse_target(record.target) is not True:
+            tally.skip("not changed by the fix (target not 1)")
             continue
-        pair = _pair(record.code, record.fixed, record, f"{path.name}:{_row_name(record, row)}")
-        if pair is None:
-            tally.skip("no vulnerable or no fixed text")
-        elif not pair.vuln_id:
-            tally.skip("no CVE id or fix commit in the row")
-        else:
+        where = f"{path.name}:{_row_name(record, row)}"
+        pair = _pair(record.code, record.fixed, record, where, tally)
+        if pair is not None:
             yield pair
 
 
-NOT_A_FIX = {"0", "false", "0.0", "no"}
-
-
-def _linked_pairs(
-    records: Iterator[Record], path: Path, data: DataConfig, tally: BuildTally
-) -> Iterator[FixPair]:
+def _linked_pairs(records: Iterator[Record], path: Path, tally: BuildTally) -> Iterator[FixPair]:
     """Pairs over two rows sharing `pair_column` (CVEfixes): the target says which side."""
     sides: dict[str, dict[bool, Record]] = {}
     for record in records:
-        if record.pair in (None, ""):
-            tally.skip("no pair id")
+        side = parse_target(record.target)
+        if record.pair in (None, "") or side is None:
+            tally.skip("no pair id, or a target neither 0 nor 1")
             continue
-        vulnerable = str(record.target).strip().lower() not in NOT_A_FIX
-        sides.setdefault(str(record.pair), {})[vulnerable] = record
+        sides.setdefault(str(record.pair), {})[side] = record
     for key, found in sides.items():
         if True not in found or False not in found:
             tally.skip("one side of the pair missing")
             continue
-        first = found[True]
-        pair = _pair(first.code, found[False].code, first, f"{path.name}:{key}")
-        if pair is None:
-            tally.skip("no vulnerable or no fixed text")
-        elif not pair.vuln_id:
-            tally.skip("no CVE id or fix commit in the row")
-        else:
+        pair = _pair(found[True].code, found[False].code, found[True], f"{path.name}:{key}", tally)
+        if pair is not None:
             yield pair
 
 
@@ -184,10 +172,18 @@ def _row_name(record: Record, row: int) -> str:
     return str(record.id) if record.id not in (None, "") else str(row)
 
 
-def _pair(vulnerable: object, fixed: object, record: Record, source: str) -> FixPair | None:
+def _pair(
+    vulnerable: object, fixed: object, record: Record, source: str, tally: BuildTally
+) -> FixPair | None:
+    """The pair, or None (its reason counted) without two texts or an id to know it by."""
     if not isinstance(vulnerable, str) or not isinstance(fixed, str) or not vulnerable.strip():
+        tally.skip("no vulnerable or no fixed text")
         return None
-    return FixPair(vulnerable, fixed, advisory_id(record), cwe_ids(record.cwe), source)
+    vuln_id = advisory_id(record)
+    if not vuln_id:
+        tally.skip("no CVE id or fix commit in the row")
+        return None
+    return FixPair(vulnerable, fixed, vuln_id, cwe_ids(record.cwe), source)
 
 
 def advisory_id(record: Record) -> str:
