@@ -303,31 +303,36 @@ class KnownBase:
             "ORDER BY count(*) DESC, entry LIMIT ?",
             (*keys, MAX_CANDIDATES),
         )
-        found = [self.entry(int(row)) for (row,) in rows]
-        if None in found:
+        ids = [int(row) for (row,) in rows]
+        self._load([i for i in ids if i not in self._entries])
+        if any(i not in self._entries for i in ids):
             raise UserError(f"--known {self.path / DB_NAME}: its index names a missing entry")
-        return found  # type: ignore[return-value]
+        return [self._entries[i] for i in ids]
 
     def entry(self, row: int) -> Entry | None:
         """The entry at `row`, or None where there is none (a stale scan cache's row)."""
-        found = self._entries.get(row)
-        if found is None:
-            records = self._read(
-                "SELECT vuln_id, cwe, class, name, source, vulnerable_key, fixed_key, "
-                "vulnerable_keys, fixed_keys, deleted, added, context, marks, change "
-                "FROM entries WHERE id = ?",
-                (row,),
-            )
-            if not records:
-                return None
+        if row not in self._entries:
+            self._load([row])
+        return self._entries.get(row)
+
+    def _load(self, rows: list[int]) -> None:
+        """Read and decode the entries at `rows` (one query) into the in-memory cache."""
+        if not rows:
+            return
+        if len(self._entries) + len(rows) > MAX_CACHED_ENTRIES:
+            self._entries.clear()  # a scan meets few entries: bounded, not clever
+        marks = ",".join("?" * len(rows))
+        records = self._read(
+            "SELECT id, vuln_id, cwe, class, name, source, vulnerable_key, fixed_key, "
+            "vulnerable_keys, fixed_keys, deleted, added, context, marks, change "
+            f"FROM entries WHERE id IN ({marks})",
+            tuple(rows),
+        )
+        for row, *record in records:
             try:
-                found = _entry_of(records[0], row)
+                self._entries[row] = _entry_of(tuple(record), row)
             except (sqlite3.Error, ValueError) as exc:
                 raise self._unreadable(exc) from None
-            if len(self._entries) >= MAX_CACHED_ENTRIES:
-                self._entries.clear()  # a scan meets few entries: bounded, not clever
-            self._entries[row] = found
-        return found
 
     def _read(self, query: str, parameters: tuple) -> list[tuple]:
         try:

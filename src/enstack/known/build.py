@@ -283,7 +283,7 @@ def git_pairs(repo: Path, fixes_path: Path, tally: BuildTally) -> Iterator[FixPa
                 continue
             before, after = repository.file_at(parent, path), repository.file_at(sha, path)
             if before is None or after is None:
-                tally.skip("a file the fix added or deleted")
+                tally.skip("a file the fix added or deleted (or over 4 MiB)")
                 continue
             language = language_of(Path(path))
             old = extract_functions(before, path, language).functions
