@@ -640,3 +640,33 @@ def test_a_fixes_file_that_is_not_csv(tmp_path, capsys, history) -> None:
     code, _, err = _cli(capsys, "known", "build", "--from-git", repo, "--fixes", path,
                         "--out", tmp_path / "kb")  # fmt: skip
     _assert_error(code, err, "fixes.csv", "not UTF-8")
+
+
+def test_bigvul_names_its_cves_in_their_own_column(tmp_path, capsys) -> None:
+    """Big-Vul's CSV as published: the CVE in `CVE ID` (the group is the project), `vul` 0
+    rows are functions no fix changed."""
+    path = tmp_path / "MSR_data_cleaned.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["CVE ID", "CWE ID", "project", "func_before", "func_after", "vul"])
+        writer.writerow([CVE, "CWE-787", "netio", VULNERABLE, FIXED, 1])
+        writer.writerow(["", "", "netio", UNRELATED, UNRELATED, 0])
+    out = tmp_path / "kb"
+    code, _, err = _cli(capsys, "known", "build", "--preset", "bigvul", path, "--out", out)
+    assert code == 0, err
+    assert "1 entries added; skipped 1 (1 not changed by the fix (target not 1))" in err
+    report = _scan_json(capsys, _tree(tmp_path, {"copy.c": COPY}), "--known", out)
+    assert _known_ids(report) == {"vendor_parse_header": [CVE]}
+
+
+def test_the_cve_column_leaves_existing_runs_alone(tmp_path) -> None:
+    """`data.cve_column` (new in the presets) is read by the knowledge base only: a run
+    prepared before it existed keeps its identity and its prepared data."""
+    from enstack.config import load_config_dict
+    from enstack.pipeline import _identity
+
+    data = {"preset": "pairvul", "path": str(tmp_path / "x.json"),
+            "labels": ["CWE-416", "CWE-other", "none"]}  # fmt: skip
+    config = load_config_dict({"data": data}, "test")
+    assert config.data.cve_column == "cve_id"
+    assert "cve_column" not in _identity(config)["data"]

@@ -46,7 +46,10 @@ class PairColumns(Strict):
     fixed: Annotated[str, Field(min_length=1)]
 
 
-COLUMN_KEYS = ("pair_column", "group_column", "cwe_column", "target_column", "pair_columns")
+COLUMN_KEYS = (
+    *("pair_column", "group_column", "cwe_column", "target_column", "pair_columns"),
+    "cve_column",
+)
 # what each of data.sources sets for itself; every other data key is shared
 SOURCE_KEYS = (
     *("preset", "format", "path", "train", "val", "test", "code_column", "label_column"),
@@ -88,6 +91,9 @@ class DataConfig(Strict):
     # pairs as two columns of one row (the fixed text becomes a benign row of the same pair).
     cwe_column: Annotated[str, Field(min_length=1)] | None = None
     cwe_map: dict[str, str] = Field(default_factory=dict)
+    # A column holding the row's CVE id, for `enstack known build` (a base names its entries'
+    # CVEs; where it is unset, the group and id columns are searched for one). Optional in rows.
+    cve_column: Annotated[str, Field(min_length=1)] | None = None
     target_column: Annotated[str, Field(min_length=1)] | None = None
     pair_columns: PairColumns | None = None
     # Several sources, each read by its own keys (SOURCE_KEYS: a preset, a format, its paths

@@ -107,5 +107,6 @@ def _identity(config: Config) -> dict:
     dumped = config.model_dump(mode="json")
     identity = {key: dumped[key] for key in IDENTITY_KEYS}
     identity["data"].pop("chunk_rows", None)
+    identity["data"].pop("cve_column", None)  # read by `enstack known build` only
     identity["training"] = {k: v for k, v in dumped["training"].items() if k not in RUN_DIR_IGNORES}
     return identity

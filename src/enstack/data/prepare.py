@@ -221,8 +221,8 @@ LATER_RULES = ("preset", "group_pattern", "cwe_column", "cwe_map", "target_colum
 
 def _inputs_fingerprint(config: Config, fingerprints: dict) -> str:
     rules = config.data.model_dump(
-        mode="json", exclude={"train", "val", "test", "path", "chunk_rows"}
-    )
+        mode="json", exclude={"train", "val", "test", "path", "chunk_rows", "cve_column"}
+    )  # cve_column: read by `enstack known build` only, no training row depends on it
     for key in LATER_RULES:  # unset, they leave an older run's fingerprint as it was
         if not rules.get(key):
             rules.pop(key, None)

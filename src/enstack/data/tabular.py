@@ -33,6 +33,7 @@ class Columns(NamedTuple):
     cwe: str | None
     target: str | None
     fixed: str | None  # the fixed text of a pair stored in one row (code is the vulnerable one)
+    cve: str | None = None  # the row's CVE id (for the knowledge base), optional in rows
 
     @classmethod
     def of(cls, data: DataConfig, label_needed: bool) -> Columns:
@@ -46,6 +47,7 @@ class Columns(NamedTuple):
             cwe=data.cwe_column,
             target=data.target_column,
             fixed=pairs.fixed if pairs else None,
+            cve=data.cve_column,
         )
 
     def required(self) -> list[tuple[str, str]]:
@@ -59,7 +61,8 @@ class Columns(NamedTuple):
             "target": "target_column",
             "fixed": "pair_columns.fixed",
         }
-        return [(column, keys[role]) for role, column in self.roles() if role != "id"]
+        optional = ("id", "cve")
+        return [(column, keys[role]) for role, column in self.roles() if role not in optional]
 
     def roles(self) -> list[tuple[str, str]]:
         """(role, column) of every column read."""
@@ -76,6 +79,7 @@ class Record(NamedTuple):
     target: object = None
     fixed: object = None
     replaced: bool = False  # the line had bytes that are not UTF-8
+    cve: object = None  # None when the config names no CVE column
 
 
 def _require(path: Path, available: list[str], column: str, role: str) -> None:

@@ -187,8 +187,9 @@ def _pair(
 
 
 def advisory_id(record: Record) -> str:
-    """The CVE id a row names (group or id column), else its fix commit, else ''."""
-    for value in (record.group, record.id):
+    """The CVE id a row names (`data.cve_column`, else the group or id column), else its fix
+    commit, else ''."""
+    for value in (record.cve, record.group, record.id):
         found = CVE_ID.search(str(value)) if value is not None else None
         if found:
             return found.group().upper()

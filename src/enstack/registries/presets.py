@@ -16,6 +16,7 @@ PRESETS: dict[str, dict] = {
         "pair_columns": {"vulnerable": "code_before_change", "fixed": "code_after_change"},
         "cwe_column": "cwe",
         "group_column": "cve_id",
+        "cve_column": "cve_id",
         "id_column": "id",
     },
     # SVEN (eth-sri/sven) data_train_val: JSON lines per CWE; the project is the commit's repo.
@@ -43,6 +44,7 @@ PRESETS: dict[str, dict] = {
         "target_column": "vul",
         "cwe_column": "CWE ID",
         "group_column": "project",
+        "cve_column": "CVE ID",
     },
     # DiverseVul (wagner-group/diversevul): JSON lines, `target` 1 = vulnerable.
     "diversevul": {
@@ -62,6 +64,7 @@ PRESETS: dict[str, dict] = {
         "target_column": "is_vul",
         "cwe_column": "cwe_ids",
         "group_column": "cve_id",
+        "cve_column": "cve_id",
     },
     # CVEfixes (secureIT-project/CVEfixes, CVEfixes.db): a SQLite database. A row per C/C++
     # method a fix changed, before (`before_change` 'True': vulnerable) and after; a method's
@@ -87,6 +90,7 @@ PRESETS: dict[str, dict] = {
         "pair_column": "pair",
         "cwe_column": "cwe_id",
         "group_column": "cve_id",
+        "cve_column": "cve_id",
         "id_column": "id",
     },
 }
