@@ -670,3 +670,30 @@ def test_the_cve_column_leaves_existing_runs_alone(tmp_path) -> None:
     config = load_config_dict({"data": data}, "test")
     assert config.data.cve_column == "cve_id"
     assert "cve_column" not in _identity(config)["data"]
+
+
+def test_huge_rows_are_skipped_or_compared_in_bounded_time(tmp_path, capsys) -> None:
+    """What a dataset row can be made to be: 30,000 statements (skipped, said), and a single
+    statement of 50,000 tokens in a fix (built and matched, compared exactly)."""
+    import time
+
+    many = "int f(int a)\n{\n" + "    a = a + 1;\n" * 30_000 + "    return a;\n}\n"
+    long_call = "g(" + ", ".join(f"x{i}" for i in range(25_000)) + ");"
+    wide = VULNERABLE.replace("log_header(c, n);", long_call)
+    rows = [
+        {"cve_id": "CVE-2099-0009", "cwe": [], "code_before_change": many,
+         "code_after_change": many.replace("return a;", "return -a;"), "id": 1},
+        {"cve_id": CVE, "cwe": [], "code_before_change": wide,
+         "code_after_change": wide.replace(long_call, long_call.replace("x1,", "MAX_X,")),
+         "id": 2},
+    ]  # fmt: skip
+    started = time.perf_counter()
+    code, _, err = _cli(capsys, "known", "build", "--preset", "pairvul",
+                        _dataset(tmp_path, rows), "--out", tmp_path / "kb")  # fmt: skip
+    assert code == 0, err
+    assert "1 entries added" in err and "1 over 20000 statements (too long to compare)" in err
+    tree = _tree(tmp_path, {"wide.c": wide.replace("x2,", "z2,")})
+    report = _scan_json(capsys, tree, "--known", tmp_path / "kb")
+    assert time.perf_counter() - started < 60
+    assert report["known"]["functions_checked"] == 1
+    assert _known_ids(report) == {"parse_header": [CVE]}  # a copy, variables renamed

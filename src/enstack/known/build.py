@@ -25,7 +25,7 @@ from enstack.data.tabular import TABULAR_READERS, Columns, Record
 from enstack.errors import UserError
 from enstack.known.base import BuildTally
 from enstack.known.normalise import normalise
-from enstack.known.signature import Entry, signature_of
+from enstack.known.signature import MAX_UNITS, Entry, signature_of
 from enstack.labels import PAPER_LABELS
 from enstack.registries.cwe_ids import cwe_ids
 
@@ -60,6 +60,9 @@ class EntryMaker:
             return None
         if vulnerable.key == fixed.key:
             tally.skip("vulnerable and fixed the same after normalisation")
+            return None
+        if max(len(vulnerable.units), len(fixed.units)) > MAX_UNITS:
+            tally.skip(f"over {MAX_UNITS} statements (too long to compare)")
             return None
         cls = self.mapper(pair.cwe) if pair.cwe else None
         return Entry(

@@ -29,6 +29,11 @@ FIX_PRESENT = 0.5  # share of the fix's added statements whose presence means "f
 # is still vulnerable when it holds this share of the marks
 NEAR = 0.75
 MARKS_HELD = 0.75
+# difflib is quadratic at worst: statements longer than this are compared exactly only, and a
+# function of more statements than MAX_UNITS is no entry (a row a dataset or an attacker made
+# huge would otherwise stall a build)
+MAX_NEAR_TOKENS = 400
+MAX_UNITS = 20_000
 # bump when what `judge` decides changes: scans cache each function's verdicts under it
 MATCHER_VERSION = 1
 
@@ -148,11 +153,12 @@ def _held_marks(function: Normalised, entry: Entry) -> list[int]:
             held.append(mark)
             continue
         text = entry.signature.texts.get(mark)
-        if text is None:
+        if text is None or text.count(" ") >= MAX_NEAR_TOKENS:
             continue
         if spare is None:  # the function's statements the fixed version lacks, tokenised once
-            spare = [(u.key, u.text.split(" ")) for u in function.units
-                     if u.informative and u.key not in entry.fixed_keys]  # fmt: skip
+            spare = [(u.key, u.text.split(" ")) for u in function.units if u.informative
+                     and u.key not in entry.fixed_keys
+                     and u.text.count(" ") < MAX_NEAR_TOKENS]  # fmt: skip
         near = _nearest_statement(text.split(" "), spare)
         if near is not None:
             held.append(near)
