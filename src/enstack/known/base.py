@@ -42,7 +42,7 @@ from enstack.known.normalise import LEVEL, Normalised, hash63
 from enstack.known.signature import MATCHER_VERSION, Entry, Signature
 
 FORMAT = "enstack-known-base"
-VERSION = 1
+VERSION = 2  # 2: the fix's added statements' texts kept (near matching of the fix)
 DB_NAME = "known.sqlite"
 MANIFEST = "manifest.json"
 NUM_PERM, BANDS = 64, 16
@@ -163,7 +163,7 @@ class BaseWriter:
                 _pack(sig.deleted),
                 _pack(sig.added),
                 _pack(sig.context),
-                json.dumps([sig.texts.get(k, "") for k in sig.vulnerable_marks]),
+                json.dumps(sig.texts),
                 entry.change,
             ),
         )
@@ -358,14 +358,14 @@ def _entry_of(record: tuple, row: int) -> Entry:
     signature = Signature(
         _unpack(deleted, "deleted"), _unpack(added, "added"), _unpack(context, "context")
     )
-    mark_texts = json.loads(marks)
-    if not isinstance(mark_texts, list) or not all(isinstance(t, str) for t in mark_texts):
-        raise sqlite3.DatabaseError("an entry's marks are not a list of texts")
+    texts = json.loads(marks)
+    if not isinstance(texts, dict) or not all(isinstance(t, str) for t in texts.values()):
+        raise sqlite3.DatabaseError("an entry's statement texts are not a mapping of texts")
     signature = Signature(
         signature.deleted,
         signature.added,
         signature.context,
-        dict(zip(signature.vulnerable_marks, mark_texts, strict=False)),
+        {int(k): t for k, t in texts.items()},
     )
     return Entry(
         vuln_id,

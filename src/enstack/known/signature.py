@@ -35,7 +35,7 @@ MARKS_HELD = 0.75
 MAX_NEAR_TOKENS = 400
 MAX_UNITS = 20_000
 # bump when what `judge` decides changes: scans cache each function's verdicts under it
-MATCHER_VERSION = 1
+MATCHER_VERSION = 2  # 2: near statements weighed against the other side; the fix held near
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Signature:
     deleted: tuple[int, ...]  # vulnerability's signature: unit keys the fix removed
     added: tuple[int, ...]  # fix's signature: unit keys the fix introduced
     context: tuple[int, ...]  # for an insert-only fix: the units around the insertion
-    texts: dict[int, str] = field(default_factory=dict)  # each vulnerable mark's text
+    texts: dict[int, str] = field(default_factory=dict)  # each mark's and added one's text
 
     @property
     def vulnerable_marks(self) -> tuple[int, ...]:
@@ -89,13 +89,13 @@ def signature_of(vulnerable: Normalised, fixed: Normalised) -> Signature:
     informative = {u.key for u in vulnerable.units + fixed.units if u.informative}
     deleted: list[int] = []
     added: list[int] = []
-    insertions: list[int] = []  # positions in `before` where only insertions happened
+    insertions: list[int] = []  # positions in `before` where statements went in
     for tag, i1, i2, j1, j2 in SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
         if tag in ("delete", "replace"):
             deleted += [k for k in before[i1:i2] if k not in still_there and k in informative]
         if tag in ("insert", "replace"):
             added += [k for k in after[j1:j2] if k not in was_there and k in informative]
-        if tag == "insert":
+        if tag == "insert" or tag == "replace":  # a replaced `}` or `int V ;` is an insertion
             insertions.append(i1)
     context: list[int] = []
     if not deleted:
@@ -103,8 +103,8 @@ def signature_of(vulnerable: Normalised, fixed: Normalised) -> Signature:
         for at in insertions:
             context += [u.key for u in _nearest(units[:at][::-1])]
             context += [u.key for u in _nearest(units[at:])]
-    marks = _unique(deleted) or _unique(context)
-    texts = {u.key: u.text for u in vulnerable.units if u.key in marks}
+    marks = set(_unique(deleted) or _unique(context)) | set(added)
+    texts = {u.key: u.text for u in vulnerable.units + fixed.units if u.key in marks}
     return Signature(_unique(deleted), _unique(added), _unique(context), texts)
 
 
@@ -131,42 +131,60 @@ def judge(function: Normalised, name: str | None, entry: Entry) -> Verdict | Non
     same_name = name is not None and name == entry.name
     if containment < (SAME_NAME_CONTAINMENT if same_name else OTHER_NAME_CONTAINMENT):
         return None
+    added_texts = [signature.texts[k] for k in signature.added if k in signature.texts]
+    mark_texts = [signature.texts[k] for k in signature.vulnerable_marks if k in signature.texts]
     if signature.added:
-        present = sum(k in keys for k in signature.added) / len(signature.added)
-        if present >= FIX_PRESENT:
-            return None  # the fix is there
-    matched = _held_marks(function, entry)
+        # the fix is there: its statements, or ones nearly the same (the check written a
+        # little differently) that the vulnerable version did not have and that are closer to
+        # the fix than to what it replaced
+        fix = _held(function, signature.added, signature.texts, entry.vulnerable_keys, mark_texts)
+        if len(fix) >= FIX_PRESENT * len(signature.added):
+            return None
+    matched = _held(
+        function, signature.vulnerable_marks, signature.texts, entry.fixed_keys, added_texts
+    )
     if len(matched) < MARKS_HELD * len(signature.vulnerable_marks):
         return None
     return Verdict("signature", tuple(matched), containment)
 
 
-def _held_marks(function: Normalised, entry: Entry) -> list[int]:
-    """The function's statements that stand for the vulnerability's marks: the mark itself,
-    or (an earlier or later version of the code) a statement nearly the same that the fixed
-    version does not have; a statement the fix kept is no evidence of the flaw."""
+def _held(
+    function: Normalised,
+    marks: tuple[int, ...],
+    texts: dict[int, str],
+    excluded: frozenset[int],
+    rivals: list[str],
+) -> list[int]:
+    """The function's statements that stand for `marks`: each mark itself or, in an earlier
+    or later version of the code, a statement nearly the same that is not in `excluded` (a
+    statement the other side also has is no evidence) and is closer to the mark than to any of
+    `rivals` (the other side's statements: a statement halfway between a fix's old and new
+    line says nothing)."""
     keys = function.key_set
     held = []
     spare = None
-    for mark in entry.signature.vulnerable_marks:
+    for mark in marks:
         if mark in keys:
             held.append(mark)
             continue
-        text = entry.signature.texts.get(mark)
+        text = texts.get(mark)
         if text is None or text.count(" ") >= MAX_NEAR_TOKENS:
             continue
-        if spare is None:  # the function's statements the fixed version lacks, tokenised once
+        if spare is None:  # the function's statements that may stand in, tokenised once
             spare = [(u.key, u.text.split(" ")) for u in function.units if u.informative
-                     and u.key not in entry.fixed_keys
+                     and u.key not in excluded
                      and u.text.count(" ") < MAX_NEAR_TOKENS]  # fmt: skip
-        near = _nearest_statement(text.split(" "), spare)
+        near = _nearest_statement(text.split(" "), spare, [r.split(" ") for r in rivals])
         if near is not None:
             held.append(near)
     return held
 
 
-def _nearest_statement(tokens: list[str], candidates: list[tuple[int, list[str]]]) -> int | None:
-    """The key of the candidate whose tokens are at least NEAR alike, best first."""
+def _nearest_statement(
+    tokens: list[str], candidates: list[tuple[int, list[str]]], rivals: list[list[str]]
+) -> int | None:
+    """The key of the candidate whose tokens are at least NEAR alike, best first, and more
+    alike than to any rival."""
     best, best_ratio = None, NEAR
     matcher = SequenceMatcher(None, autojunk=False)
     matcher.set_seq2(tokens)
@@ -175,6 +193,20 @@ def _nearest_statement(tokens: list[str], candidates: list[tuple[int, list[str]]
         if matcher.real_quick_ratio() < best_ratio or matcher.quick_ratio() < best_ratio:
             continue
         ratio = matcher.ratio()
-        if ratio >= best_ratio:
+        if ratio >= best_ratio and ratio > _closest(other, rivals):
             best, best_ratio = key, ratio
+    return best
+
+
+def _closest(tokens: list[str], others: list[list[str]]) -> float:
+    """The highest likeness of `tokens` to any of `others` (0 with none)."""
+    matcher = SequenceMatcher(None, autojunk=False)
+    matcher.set_seq2(tokens)
+    best = 0.0
+    for other in others:
+        if len(other) >= MAX_NEAR_TOKENS:
+            continue
+        matcher.set_seq1(other)
+        if matcher.real_quick_ratio() > best:
+            best = max(best, matcher.ratio())
     return best
