@@ -697,3 +697,35 @@ def test_huge_rows_are_skipped_or_compared_in_bounded_time(tmp_path, capsys) -> 
     assert time.perf_counter() - started < 60
     assert report["known"]["functions_checked"] == 1
     assert _known_ids(report) == {"parse_header": [CVE]}  # a copy, variables renamed
+
+
+def test_a_later_version_between_the_old_and_the_new_line_is_not_flagged(tmp_path, capsys):
+    """A fix that replaced `markold(g, g->survival, ...)` with `markold(g, g->allgc, ...)`: a
+    later version that reads `markold(g, g->firstold1, ...)` is as like the fix as the flaw
+    (no evidence either way: not flagged); an older version still holding the old line is."""
+    body = """\
+static void youngcollection (lua_State *L, global_State *g) {
+  GCObject **psurvival;
+  lua_assert(g->gcstate == GCSpropagate);
+  markold(g, g->survival, g->reallyold);
+  markold(g, g->finobj, g->finobjrold);
+  atomic(L);
+  sweepgen(L, g, &g->allgc, g->survival);
+  finishgencycle(L, g);
+}
+"""
+    fixed = body.replace("markold(g, g->survival, g->reallyold);",
+                         "markold(g, g->allgc, g->reallyold);")  # fmt: skip
+    rows = [{"cve_id": "CVE-2099-0042", "cwe": ["CWE-125"], "code_before_change": body,
+             "code_after_change": fixed, "id": 1}]  # fmt: skip
+    out = tmp_path / "kb"
+    code, _, err = _cli(capsys, "known", "build", "--preset", "pairvul",
+                        _dataset(tmp_path, rows), "--out", out)  # fmt: skip
+    assert code == 0, err
+    later = body.replace("markold(g, g->survival, g->reallyold);",
+                         "markold(g, g->firstold1, g->reallyold);")  # fmt: skip
+    older = body.replace("  atomic(L);\n", "  atomic(L);\n  checkSizes(L, g);\n")
+    report = _scan_json(capsys, _tree(tmp_path, {"later.c": later, "older.c": older}),
+                        "--known", out)  # fmt: skip
+    flagged = [f["path"].rsplit("/", 1)[-1] for f in report["known"]["findings"]]
+    assert flagged == ["older.c"]
