@@ -168,6 +168,14 @@ def test_a_changed_copy_is_named_and_the_fixed_one_is_not(tmp_path, capsys, base
     assert copy["lines"] == [3, 5, 6, 7]
     assert "sizeof(tmp)" in copy["fix"] and copy["cwe"] == ["CWE-787"]
     assert report["model"] is None and report["findings"] == []
+    # the text report says each CVE's fix once, with the other functions it was found in
+    code, text, _ = _cli(capsys, "scan", tree, "--known", base, "--no-cache")
+    assert code == 0
+    fixes = text[text.index("what each fix changed:") :].splitlines()[1:]
+    assert fixes == [
+        f"  {CVE}: in parse_header the fix added `if (len > sizeof(tmp))`; `return -EINVAL;`"
+        "; and in 1 more function"
+    ]
 
 
 def test_a_replaced_statement_is_the_signature(tmp_path, capsys, base) -> None:

@@ -144,12 +144,32 @@ def _known_text(report: ScanReport) -> list[str]:
     out = [f"known vulnerabilities (from {base}):"]
     out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    out += [f"  {printable(k.entry.vuln_id)} in {printable(k.function.name)}: the fix "
-            f"{printable(k.entry.change)}" for k in rows]  # fmt: skip
+    out += _fixes_text(rows)
     hidden = len(report.known.findings) - len(rows)
     if hidden:
         out.append(f"({hidden} suppressed known findings not shown: see --format json or sarif)")
     return out
+
+
+def _fixes_text(rows: list[KnownFinding]) -> list[str]:
+    """What each vulnerability's fix changed, once per CVE (a large fix changed many functions:
+    its findings share one line), in the order the table first names them."""
+    by_id: dict[str, list[KnownFinding]] = {}
+    for k in rows:
+        by_id.setdefault(k.entry.vuln_id, []).append(k)
+    out = ["what each fix changed:"]
+    for vuln_id, found in by_id.items():
+        first = found[0]
+        where = printable(first.entry.name or first.function.name)
+        more = f"; and in {_plural(len(found) - 1, 'more function')}" if len(found) > 1 else ""
+        out.append(
+            f"  {printable(vuln_id)}: in {where} the fix {printable(first.entry.change)}{more}"
+        )
+    return out
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _unscored_text(report: ScanReport) -> list[str]:
