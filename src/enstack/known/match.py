@@ -10,6 +10,7 @@ from enstack.csyntax.functions import Function
 from enstack.known.base import KnownBase, describe
 from enstack.known.normalise import normalise
 from enstack.known.signature import Entry, judge
+from enstack.scan.api import count_of
 from enstack.scan.suppress import Suppression, fingerprint
 
 LEVEL_OF = {"clone": "error", "signature": "warning"}  # a copy of it, or still its signature
@@ -74,15 +75,11 @@ class KnownReport:
         suppressed = len(self.findings) - len(open_)
         return (
             f"known vulnerabilities: {self.checked} functions checked against {self.entries} "
-            f"entries of {self.base}, {matched} matched ({_count(len(open_), 'finding')} of "
-            f"{_count(cves, 'vulnerability', 'vulnerabilities')}"
+            f"entries of {self.base}, {matched} matched ({count_of(len(open_), 'finding')} of "
+            f"{count_of(cves, 'vulnerability', 'vulnerabilities')}"
             + (f", {suppressed} suppressed" if suppressed else "")
             + ")"
         )
-
-
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one}" if n == 1 else f"{n} {many or one + 's'}"
 
 
 class KnownMatcher:

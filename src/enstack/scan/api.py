@@ -165,22 +165,22 @@ class ScanReport:
         counted = ", ".join(f"{n} {lv}" for lv, n in levels.items() if n)
         skipped = sum(self.tally.skipped.values())
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(self.tally.skipped.items()))
-        functions = _count(self.functions, "function")
+        functions = count_of(self.functions, "function")
         if self.changed_since is not None:
             functions = (
-                f"{self.functions} of their {_count(self.functions_seen, 'function')} in scope "
+                f"{self.functions} of their {count_of(self.functions_seen, 'function')} in scope "
                 f"(changed since {self.changed_since})"
             )
         suppressed = len(self.findings) - len(new)
-        learned = _count(len(new), "finding") + (f" ({counted})" if counted else "")
+        learned = count_of(len(new), "finding") + (f" ({counted})" if counted else "")
         parts = [
-            f"scanned {_count(self.tally.files, 'file')}, {functions}"
+            f"scanned {count_of(self.tally.files, 'file')}, {functions}"
             + (
                 f" ({self.damaged_functions} from damaged regions)"
                 if self.damaged_functions
                 else ""
             ),
-            f"skipped {_count(skipped, 'file')}" + (f" ({reasons})" if reasons else ""),
+            f"skipped {count_of(skipped, 'file')}" + (f" ({reasons})" if reasons else ""),
         ]
         if self.model is not None:
             parts.append(learned)
@@ -192,16 +192,16 @@ class ScanReport:
         if self.unscored:
             lines = sum(u.lines for u in self.unscored.values())
             bodies = sum(u.functions for u in self.unscored.values())
-            about = f", about {_count(bodies, 'function')}" if bodies else ""
+            about = f", about {count_of(bodies, 'function')}" if bodies else ""
             parts.append(
-                f"{_count(lines, 'line')} in {_count(len(self.unscored), 'file')} not scored "
+                f"{count_of(lines, 'line')} in {count_of(len(self.unscored), 'file')} not scored "
                 f"(C the parser could not read{about}; listed per file in every format)"
             )
         if self.localisation_note:
             parts.append(f"lines: {self.localisation_note}")
         parts += self._scope_clauses()
         if self.tally.non_utf8:
-            parts.append(f"{_count(self.tally.non_utf8, 'file')} not UTF-8 (bytes replaced)")
+            parts.append(f"{count_of(self.tally.non_utf8, 'file')} not UTF-8 (bytes replaced)")
         return "; ".join(parts)
 
     def _coverage_clause(self) -> list[str]:
@@ -213,7 +213,7 @@ class ScanReport:
             return []
         how = "scored whole, in windows" if self.long_mode == "windows" else "truncated"
         return [
-            f"{seen.long} of the {_count(seen.functions, 'distinct function text')} scored "
+            f"{seen.long} of the {count_of(seen.functions, 'distinct function text')} scored "
             f"longer than a window ({how}; {seen.lines_seen} of their {seen.lines} lines "
             f"scored)"
         ]
@@ -226,10 +226,10 @@ class ScanReport:
         parts = []
         if tally.excluded:
             by_file = f" ({tally.ignored} by {IGNORE_FILE})" if tally.ignored else ""
-            parts.append(f"{_count(tally.excluded, 'file')} excluded{by_file}")
+            parts.append(f"{count_of(tally.excluded, 'file')} excluded{by_file}")
         if tally.unchanged:
             parts.append(
-                f"{_count(tally.unchanged, 'file')} not changed since {self.changed_since}"
+                f"{count_of(tally.unchanged, 'file')} not changed since {self.changed_since}"
             )
         if self.every_file_excluded:
             parts.append(f"warning: {self.every_file_excluded}")
@@ -248,9 +248,9 @@ class ScanReport:
         return f"{rules} left out every file ({self.tally.excluded}): nothing was scanned"
 
 
-def _count(n: int, noun: str) -> str:
-    """`1 file`, `2 files`, `0 findings`."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def count_of(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 file`, `2 files`, `0 findings`; `plural` where adding an s is wrong."""
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
 
 
 class Probabilities(np.ndarray):

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from enstack import __version__
 from enstack.known.match import KnownFinding
-from enstack.scan.api import ScanReport, Scored
+from enstack.scan.api import ScanReport, Scored, count_of
 from enstack.scan.card import FIVE_CLASS_WARNING
 from enstack.scan.scope import IGNORE_FILE
 
@@ -99,21 +99,26 @@ def _learned_text(report: ScanReport) -> list[str]:
         )
         for s in rows
     ]
-    widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
     out = []
     if not report.detects:
         out.append(f"note: {FIVE_CLASS_WARNING}")
     if table:
-        out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-        out += [
-            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
-        ]
+        out += _aligned(header, table)
     else:
         out.append(f"no findings at P(vulnerable) >= {report.threshold}")
     suppressed = len(report.findings) - len(rows)
     if suppressed:
         out.append(f"({suppressed} suppressed findings not shown: see --format json or sarif)")
     return out
+
+
+def _aligned(header: tuple[str, ...], table: list[tuple]) -> list[str]:
+    """A header and rows as columns padded to their widest cell, two spaces apart."""
+    widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
+    return [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *table]
+    ]
 
 
 def _known_text(report: ScanReport) -> list[str]:
@@ -140,10 +145,7 @@ def _known_text(report: ScanReport) -> list[str]:
         )
         for k in rows
     ]
-    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    out = [f"known vulnerabilities (from {base}):"]
-    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    out = [f"known vulnerabilities (from {base}):", *_aligned(header, table)]
     out += _fixes_text(rows)
     hidden = len(report.known.findings) - len(rows)
     if hidden:
@@ -161,15 +163,11 @@ def _fixes_text(rows: list[KnownFinding]) -> list[str]:
     for vuln_id, found in by_id.items():
         first = found[0]
         where = printable(first.entry.name or first.function.name)
-        more = f"; and in {_plural(len(found) - 1, 'more function')}" if len(found) > 1 else ""
+        more = f"; and in {count_of(len(found) - 1, 'more function')}" if len(found) > 1 else ""
         out.append(
             f"  {printable(vuln_id)}: in {where} the fix {printable(first.entry.change)}{more}"
         )
     return out
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _unscored_text(report: ScanReport) -> list[str]:
