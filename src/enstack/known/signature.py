@@ -163,6 +163,7 @@ def _held(
     keys = function.key_set
     held = []
     spare = None
+    rival_tokens = [r.split(" ") for r in rivals]
     for mark in marks:
         if mark in keys:
             held.append(mark)
@@ -174,7 +175,7 @@ def _held(
             spare = [(u.key, u.text.split(" ")) for u in function.units if u.informative
                      and u.key not in excluded
                      and u.text.count(" ") < MAX_NEAR_TOKENS]  # fmt: skip
-        near = _nearest_statement(text.split(" "), spare, [r.split(" ") for r in rivals])
+        near = _nearest_statement(text.split(" "), spare, rival_tokens)
         if near is not None:
             held.append(near)
     return held
