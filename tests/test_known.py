@@ -737,3 +737,27 @@ static void youngcollection (lua_State *L, global_State *g) {
                         "--known", out)  # fmt: skip
     flagged = [f["path"].rsplit("/", 1)[-1] for f in report["known"]["findings"]]
     assert flagged == ["older.c"]
+
+
+@pytest.mark.slow
+def test_two_builds_at_once_the_second_is_refused(tmp_path, capsys, base) -> None:
+    """A second build of the same base while one runs is one error naming the first's PID; the
+    first ends whole (the second never touches its staging)."""
+    import time
+
+    from enstack.known.base import KnownBase
+
+    source = shared_file("realvul", "pairvul", "train", "linux_kernel_CWE-416_data.json").parent
+    command = [sys.executable, "-m", "enstack", "known", "build", "--append", "--out",
+               str(base), "--preset", "pairvul", str(source)]  # fmt: skip
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = base.parent / f".{base.name}.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lock.exists(), "the first build never took its lock"
+    code, _, err = _cli(capsys, "known", "build", "--append", "--out", base,
+                        "--preset", "pairvul", _dataset(tmp_path))  # fmt: skip
+    _assert_error(code, err, f"--out {base} is in use by process {first.pid}")
+    assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
+    assert KnownBase(base).entries_count > 2000 and not lock.exists()

@@ -32,6 +32,7 @@ from enstack import __version__
 from enstack.errors import UserError
 from enstack.fsutil import (
     OLD_MARK,
+    ProcessLock,
     atomic_write_json,
     clean_debris,
     read_untrusted_json,
@@ -204,18 +205,23 @@ class BaseWriter:
 
 @contextmanager
 def writing(path: Path, append: bool) -> Iterator[tuple[BaseWriter, Path]]:
-    """A writer whose base replaces `path` only when the block ends without an error."""
-    _recover(path)
-    if path.exists() and not append and not _is_base(path):
-        raise UserError(f"--out {path}: exists and is not a knowledge base; refusing to replace it")
-    if append and not path.exists():
-        raise UserError(f"--append: {path} does not exist yet (build it first, without --append)")
-    with staged_dir(path) as staged:
-        writer = BaseWriter(staged, path if append else None)
-        try:
-            yield writer, staged
-        finally:
-            if writer.db is not None:
+    """A writer whose base replaces `path` only when the block ends without an error; one
+    build at a time (a second one's recovery would otherwise remove the first's staging)."""
+    with ProcessLock(path.parent / f".{path.name}.lock", f"--out {path}"):
+        _recover(path)
+        if path.exists() and not append and not _is_base(path):
+            raise UserError(
+                f"--out {path}: exists and is not a knowledge base; refusing to replace it"
+            )
+        if append and not path.exists():
+            raise UserError(
+                f"--append: {path} does not exist yet (build it first, without --append)"
+            )
+        with staged_dir(path) as staged:
+            writer = BaseWriter(staged, path if append else None)
+            try:
+                yield writer, staged
+            finally:
                 with suppress(sqlite3.Error):
                     writer.db.close()
 
