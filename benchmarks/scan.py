@@ -82,7 +82,7 @@ def _quality(
 ) -> Result:
     from enstack.scan import LOCALISE_METHODS as METHODS
     from enstack.scan.card import resolve_method
-    from enstack.scan.report import render
+    from enstack.scan.formats import render
 
     out = workdir / "scan-sarif"
     out.mkdir(exist_ok=True)
@@ -125,7 +125,7 @@ def _quality(
 
 def _without_juliet_rules(scanner, sources: list[str], bundle: Path, out: Path) -> float | None:
     from enstack.lines.fit import fit_on_split
-    from enstack.scan.report import render
+    from enstack.scan.formats import render
 
     if not scanner.card.has_line_ranker:
         return None

@@ -652,7 +652,7 @@ def test_a_five_class_model_is_warned_about_once() -> None:
     from enstack.scan.api import ScanReport
     from enstack.scan.card import FIVE_CLASS_WARNING, ModelCard
     from enstack.scan.files import FileTally
-    from enstack.scan.report import as_sarif
+    from enstack.scan.formats.sarif import as_sarif
 
     card = ModelCard(
         source=Path("bundle"),

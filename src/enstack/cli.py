@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, NoReturn
 from enstack import __version__
 from enstack.errors import UserError
 from enstack.scan import DEFAULT_THRESHOLD, LOCALISE_CHOICES, LONG_FUNCTION_MODES, PRECISIONS
+from enstack.scan.formats import FORMATS
+from enstack.scan.formats import names as format_names
 
 if TYPE_CHECKING:
     from enstack.config import Config
@@ -199,7 +201,12 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="with --config: override a config key, e.g. --set run_dir=runs/other",
     )
-    scan.add_argument("--format", choices=("text", "json", "csv", "sarif"), default="text")
+    scan.add_argument(
+        "--format",
+        choices=format_names(),
+        help="default: the one --output's suffix names (.json, .csv, .sarif, .html), else "
+        "text; " + "; ".join(f"{f.name}: {f.about}" for f in FORMATS.values()),
+    )
     scan.add_argument("--output", type=Path, help="write there instead of standard output")
     scan.add_argument(
         "--threshold",
@@ -548,7 +555,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_scan(args: argparse.Namespace) -> int:
     from enstack.scan.api import LEVELS, Scanner
     from enstack.scan.cache import default_cache_dir
-    from enstack.scan.report import render
+    from enstack.scan.formats import for_path, render
 
     if args.overrides and args.config is None:
         raise UserError("--set: only with --config (a bundle's settings are fixed)")
@@ -575,7 +582,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         args.known,
     )
     report = scanner.scan(paths, selection=selection, baseline=baseline)
-    _write_scan_output(args.output, render(report, args.format), report)
+    fmt = args.format or (for_path(args.output) if args.output else "text")
+    _write_scan_output(args.output, render(report, fmt), report)
     # after the scan: a scan that fails says one `error:` line and nothing else
     if scanner.card is not None:
         print(scanner.card.headline(), file=sys.stderr)

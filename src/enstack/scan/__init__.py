@@ -4,8 +4,9 @@ scope.py decides what is in a scan (--include, --exclude, .enstackignore, --chan
 files.py finds and reads source files (functions are cut out by enstack.csyntax),
 card.py says what a model is without loading it, model.py scores functions (a bundle or a
 single export), cache.py remembers scores, localise.py ranks a finding's lines, suppress.py
-reads enstack-ignore comments and baselines, report.py writes text, JSON, CSV and SARIF 2.1.0,
-and api.py ties them together for the CLI and for notebooks.
+reads enstack-ignore comments and baselines, formats/ writes text, JSON, CSV, SARIF 2.1.0
+and HTML (one module each, one registry), and api.py ties them together for the CLI and
+for notebooks.
 """
 
 from enstack.registries.modes import LONG_FUNCTION_MODES  # noqa: F401 (the CLI reads it here)

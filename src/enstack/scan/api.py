@@ -105,21 +105,20 @@ class ScanReport:
     known: KnownReport | None = None  # what the knowledge base (--known) found
 
     def render(self, fmt: str = "text") -> str:
-        """The report as `enstack scan --format FMT` writes it: text, json, csv or sarif."""
-        from enstack.scan.report import FORMATS, render
+        """The report as `enstack scan --format FMT` writes it: text, json, csv, sarif or html
+        (`enstack.scan.formats.FORMATS`)."""
+        from enstack.scan.formats import render
 
-        if fmt not in FORMATS:
-            raise UserError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
         return render(self, fmt)
 
     def write(self, path: str | Path, fmt: str | None = None) -> Path:
         """Write the report to `path` atomically, in `fmt` or the format its suffix names
-        (`.sarif`, `.json`, `.csv`, else text)."""
+        (`.sarif`, `.json`, `.csv`, `.html`, else text)."""
         from enstack.fsutil import atomic_write_text
+        from enstack.scan.formats import for_path
 
         path = Path(path)
-        if fmt is None:
-            fmt = {".sarif": "sarif", ".json": "json", ".csv": "csv"}.get(path.suffix, "text")
+        fmt = fmt or for_path(path)
         atomic_write_text(path, self.render(fmt))
         return path
 
