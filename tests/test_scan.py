@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -468,3 +469,29 @@ def test_functions_hidden_by_if_branches_are_scanned_and_the_rest_counted(
         assert code == 0, err
         cached = json.loads((tmp_path / "cached.json").read_text())
         assert cached["unscored_files"] == report["unscored_files"]
+
+
+def test_a_scan_logs_each_stage_with_its_rate_and_quiet_prints_only_the_report(
+    bundle: Path, tree: Path, capsys, monkeypatch
+) -> None:
+    """Not a terminal (a CI log): plain progress lines per stage (here at every step) and one
+    line of what took how long; --quiet: the same report, and on stderr only the model's
+    warnings."""
+    monkeypatch.setenv("ENSTACK_PROGRESS_INTERVAL", "0")
+    args = (str(tree), "--bundle", str(bundle), "--threshold", "0.01", "--no-cache")
+    code, out, err = _scan(*args, capsys=capsys)
+    assert code == 0
+    assert re.search(r"^reading: 4 files \[.*files/s, \d+ functions in scope\]$", err, re.M), err
+    assert re.search(r"^scoring: (\d+)/\1 \(100%\).* \d+ windows scored\]$", err, re.M), err
+    assert re.search(r"^ranking lines: (\d+)/\1 \(100%\)", err, re.M), err
+    took = err.splitlines()[-1]
+    assert re.fullmatch(
+        r"took [\d.]+ s: reading 4 files \(\d+ functions\) [\d.]+ s.*; scoring \d+ functions "
+        r"\(\d+ windows; 0 from the cache\) .*; ranking lines of \d+ findings .*",
+        took,
+    ), took
+    code, quiet_out, quiet_err = _scan(*args, "--quiet", capsys=capsys)
+    assert code == 0 and quiet_out == out
+    assert quiet_err.splitlines() and all(
+        line.startswith("warning: ") for line in quiet_err.splitlines()
+    ), quiet_err

@@ -207,7 +207,7 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
         help="default: the one --output's suffix names (.json, .csv, .sarif, .html), else "
         "text; " + "; ".join(f"{f.name}: {f.about}" for f in FORMATS.values()),
     )
-    scan.add_argument("--output", type=Path, help="write there instead of standard output")
+    scan.add_argument("-o", "--output", type=Path, help="write there instead of standard output")
     scan.add_argument(
         "--threshold",
         type=float,
@@ -229,6 +229,12 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
         "attention)",
     )
     scan.add_argument("--no-cache", action="store_true", help="score every function afresh")
+    scan.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="the report, warnings and errors only: no progress, model line or summary",
+    )
     scan.add_argument("--cache-dir", type=Path, help="default: ~/.cache/enstack/scan")
     scan.add_argument(
         "--changed-since",
@@ -581,15 +587,19 @@ def cmd_scan(args: argparse.Namespace) -> int:
         args.compile_commands,
         args.known,
     )
-    report = scanner.scan(paths, selection=selection, baseline=baseline)
+    progress = False if args.quiet else None
+    report = scanner.scan(paths, progress=progress, selection=selection, baseline=baseline)
     fmt = args.format or (for_path(args.output) if args.output else "text")
     _write_scan_output(args.output, render(report, fmt), report)
     # after the scan: a scan that fails says one `error:` line and nothing else
     if scanner.card is not None:
-        print(scanner.card.headline(), file=sys.stderr)
-        for warning in scanner.card.warnings():
+        if not args.quiet:
+            print(scanner.card.headline(), file=sys.stderr)
+        for warning in scanner.card.warnings():  # kept with --quiet: they change the reading
             print(f"warning: {warning}", file=sys.stderr)
-    print(report.summary(), file=sys.stderr)
+    if not args.quiet:
+        print(report.summary(), file=sys.stderr)
+        print(report.timing(), file=sys.stderr)
     if args.fail_on != "none":
         bar = LEVELS.index(args.fail_on)
         if any(LEVELS.index(level) >= bar for level in report.fails_at):

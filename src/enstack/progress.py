@@ -9,7 +9,8 @@
   ends within one interval logs nothing.
 
 `enabled`: False hides progress, None (the default everywhere) chooses as above, True is the
-same as None (a bar that cannot draw in place is logged rather than hidden).
+same as None (a bar that cannot draw in place is logged rather than hidden). `every`: a
+shorter interval for work people sit waiting on (a scan), never a longer one.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ def log_interval() -> float:
         return 30.0
 
 
-def progress_bar(iterable: Iterable | None = None, *, enabled: bool | None, **kwargs: Any) -> tqdm:
+def progress_bar(
+    iterable: Iterable | None = None,
+    *,
+    enabled: bool | None,
+    every: float | None = None,
+    **kwargs: Any,
+) -> tqdm:
     """A tqdm for `iterable` (or for manual `update`s), drawn where it will be seen."""
     if enabled is False:
         return tqdm(iterable, disable=True, **kwargs)
@@ -45,7 +52,15 @@ def progress_bar(iterable: Iterable | None = None, *, enabled: bool | None, **kw
     stream = kwargs.get("file") or sys.stderr
     if _is_terminal(stream):
         return tqdm(iterable, disable=False, **kwargs)
-    return LogLines(iterable, **kwargs)
+    return LogLines(iterable, every=every, **kwargs)
+
+
+def abandon(bar: tqdm) -> None:
+    """The work stopped on an exception: a drawn bar is cleared, a logged one says nothing more
+    (the error line stays the last thing printed)."""
+    if isinstance(bar, LogLines):
+        bar.disable = True
+    bar.close()
 
 
 def in_notebook() -> bool:
@@ -75,19 +90,22 @@ def _is_terminal(stream: Any) -> bool:
 class LogLines(tqdm):
     """tqdm writing a whole line at most every `log_interval()` seconds instead of redrawing."""
 
-    def __init__(self, iterable: Iterable | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, iterable: Iterable | None = None, every: float | None = None, **kwargs: Any
+    ) -> None:
         # work shorter than one interval logs nothing; longer work a line per interval and
         # its final count
-        self._quiet_until = time.monotonic() + log_interval()
+        interval = log_interval() if every is None else min(every, log_interval())
+        self._quiet_until = time.monotonic() + interval
         self._logged = False
         kwargs.pop("dynamic_ncols", None)
-        kwargs.update(disable=False, mininterval=log_interval(), maxinterval=log_interval())
+        kwargs.update(disable=False, mininterval=interval, maxinterval=interval)
         known = kwargs.get("total") is not None or hasattr(iterable, "__len__")
         kwargs["bar_format"] = (
             "{desc}: {n_fmt}/{total_fmt} ({percentage:.0f}%) [{elapsed}<{remaining}, "
             "{rate_fmt}{postfix}]"
             if known
-            else "{desc}: {n_fmt} [{elapsed}, {rate_fmt}{postfix}]"
+            else "{desc}: {n_fmt}{unit} [{elapsed}, {rate_fmt}{postfix}]"
         )
         super().__init__(iterable, **kwargs)
 

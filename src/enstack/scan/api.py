@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +22,7 @@ from enstack.csyntax.functions import (
 from enstack.csyntax.parser import language_of
 from enstack.errors import UserError
 from enstack.lines import VERSION as LINES_VERSION
-from enstack.progress import progress_bar
+from enstack.progress import abandon, progress_bar
 from enstack.scan import (
     DEFAULT_THRESHOLD,
     LOCALISE_CHOICES,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:  # torch and transformers load only when something must be sco
 LEVELS = ("none", "note", "warning", "error")
 ERROR_AT = 0.9  # P(vulnerable) at or above which a finding is an error, not a warning
 SCORE_BATCH = 256  # functions scored per step (the progress bar's unit of work)
+STAGE_LOG_EVERY = 10.0  # seconds between a scan's progress lines in a log (not a terminal)
 
 
 @dataclass
@@ -84,6 +86,23 @@ class Scored:
         return fingerprint(self.function.name, self.label, self.function.code)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """How long one stage of a scan took, and over how much work: a line on stderr."""
+
+    name: str  # reading, scoring, ranking lines, known vulnerabilities
+    done: int
+    noun: str  # file, function, finding
+    seconds: float
+    detail: str = ""  # e.g. "2,209 windows"
+
+    def __str__(self) -> str:
+        fast = self.seconds >= 0.05 and self.done
+        rate = f", {self.done / self.seconds:,.0f} {self.noun}s/s" if fast else ""
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.name} {count_of(self.done, self.noun)}{detail} {self.seconds:.1f} s{rate}"
+
+
 @dataclass
 class ScanReport:
     model: ModelCard | None  # None: a scan against a knowledge base alone (--known, no model)
@@ -103,6 +122,12 @@ class ScanReport:
     # per file: what the parse could not turn into functions (so was not scored at all)
     unscored: dict[str, Unscored] = field(default_factory=dict)
     known: KnownReport | None = None  # what the knowledge base (--known) found
+    stages: list[Stage] = field(default_factory=list)  # what took how long (stderr only)
+
+    def timing(self) -> str:
+        """One line: the scan's time, stage by stage, with each stage's rate."""
+        total = sum(stage.seconds for stage in self.stages)
+        return f"took {total:.1f} s: " + "; ".join(map(str, self.stages))
 
     def render(self, fmt: str = "text") -> str:
         """The report as `enstack scan --format FMT` writes it: text, json, csv, sarif or html
@@ -394,8 +419,12 @@ class Scanner:
         seen = 0
         labels = self.card.labels if self.card else []
         cache = ScanCache(self.cache_dir, self.cache_key, len(labels)) if self.cache_dir else None
+        started = time.monotonic()
+        reading = progress_bar(enabled=progress, desc="reading", unit=" files", leave=False,
+                               every=STAGE_LOG_EVERY)  # fmt: skip
         try:
             for source in source_files(paths, tally, selection):
+                reading.update()
                 build = self.build.for_file(source.language_path) if self.build else None
                 extraction = _functions_of(source, cache, build)
                 found = extraction.functions
@@ -416,18 +445,19 @@ class Scanner:
                     damaged_paths.append(source.display)
                 if extraction.unscored.lines:
                     unscored[source.display] = extraction.unscored
+                reading.set_postfix_str(f"{count_of(len(functions), 'function')} in scope",
+                                        refresh=False)  # fmt: skip
             if tally.files == 0 and paths and changes is None and not tally.excluded:
                 raise UserError(_nothing_readable(paths, tally))
-            scored, coverage = self._score(functions, cache, progress) if self.card else ([], None)
-            known = self._check_known(functions, marks, baseline, progress, cache)
-            for index, item in enumerate(scored):
-                if item.level == "none":
-                    continue
-                item.suppression = inline_suppression(marks.get(index, []), item.label) or (
-                    baseline.suppression(item.fingerprint) if baseline else None
-                )
-                if self.top_lines:
-                    item.lines = self._lines(item, cache)[: self.top_lines]
+            reading.close()
+            stages = [Stage("reading", tally.files, "file", time.monotonic() - started,
+                            count_of(len(functions), "function"))]  # fmt: skip
+            scored, coverage = self._score(functions, cache, progress, stages)
+            known = self._check_known(functions, marks, baseline, progress, cache, stages)
+            self._rank_findings(scored, marks, baseline, cache, progress, stages)
+        except BaseException:
+            abandon(reading)  # the error line, not a half-drawn bar, is the last thing shown
+            raise
         finally:
             if cache is not None:
                 cache.close()
@@ -446,7 +476,35 @@ class Scanner:
             self.long_functions,
             unscored,
             known,
+            stages,
         )
+
+    def _rank_findings(
+        self,
+        scored: list[Scored],
+        marks: dict[int, list[InlineMark]],
+        baseline: Baseline | None,
+        cache: ScanCache | None,
+        progress: bool | None,
+        stages: list[Stage],
+    ) -> None:
+        """Each finding's suppression (an inline mark, the baseline) and its ranked lines."""
+        started = time.monotonic()
+        findings = [(i, item) for i, item in enumerate(scored) if item.level != "none"]
+        bar = progress_bar(enabled=progress if self.top_lines and findings else False, leave=False,
+                           total=len(findings), desc="ranking lines", unit=" findings",
+                           every=STAGE_LOG_EVERY)  # fmt: skip
+        for index, item in findings:
+            item.suppression = inline_suppression(marks.get(index, []), item.label) or (
+                baseline.suppression(item.fingerprint) if baseline else None
+            )
+            if self.top_lines:
+                item.lines = self._lines(item, cache)[: self.top_lines]
+            bar.update()
+        bar.close()
+        if self.top_lines and findings:
+            stages.append(Stage("ranking lines of", len(findings), "finding",
+                                time.monotonic() - started))  # fmt: skip
 
     def _check_known(
         self,
@@ -455,6 +513,7 @@ class Scanner:
         baseline: Baseline | None,
         progress: bool | None,
         cache: ScanCache | None,
+        stages: list[Stage],
     ) -> KnownReport | None:
         """Each function against the knowledge base; a finding is suppressed as a learned one
         is (an `enstack-ignore` naming its CVE, its CWE or no class; the baseline)."""
@@ -462,14 +521,15 @@ class Scanner:
             return None
         from enstack.known.match import KnownMatcher
 
+        started = time.monotonic()
         matcher = KnownMatcher(self.known)
         report = matcher.report()
         keys = [code_key(f"{f.name}\0{f.code}") for f in functions]  # the verdict reads both
         owner = self.known.cache_key
         known = cache.get_known(owner, sorted(set(keys))) if cache else {}
         fresh: dict[str, list[tuple]] = {}
-        bar = progress_bar(enabled=progress, total=len(functions), desc="known",
-                           unit=" functions", leave=False)  # fmt: skip
+        bar = progress_bar(enabled=progress, total=len(functions), desc="known vulnerabilities",
+                           unit=" functions", leave=False, every=STAGE_LOG_EVERY)  # fmt: skip
         for index, (function, key) in enumerate(zip(functions, keys, strict=True)):
             found_here = matcher.findings(function, known[key]) if key in known else None
             if found_here is None:  # not cached (or a stale row): judged now
@@ -486,13 +546,22 @@ class Scanner:
         bar.close()
         if cache:
             cache.put_known(owner, fresh)
+        stages.append(Stage("checking known vulnerabilities in", len(functions), "function",
+                            time.monotonic() - started))  # fmt: skip
         return report
 
     def _score(
-        self, functions: list[Function], cache: ScanCache | None, progress: bool | None
+        self,
+        functions: list[Function],
+        cache: ScanCache | None,
+        progress: bool | None,
+        stages: list[Stage],
     ) -> tuple[list[Scored], Coverage | None]:
         """Each function judged; and what the model saw of the distinct texts (from the
         cache for those it answers, so a cached re-scan says what a cold one says)."""
+        if self.card is None:
+            return [], None
+        started = time.monotonic()
         keys = [code_key(f.code) for f in functions]
         distinct = sorted(set(keys))
         known = cache.get_scores(distinct) if cache else {}
@@ -509,7 +578,9 @@ class Scanner:
             desc="scoring",
             unit=" functions",
             leave=False,
+            every=STAGE_LOG_EVERY,
         )
+        windows = 0
         for start in range(0, len(todo), SCORE_BATCH):
             part = todo[start : start + SCORE_BATCH]
             probs, per_model = self.model.predict_proba([code for _, code in part])
@@ -528,8 +599,13 @@ class Scanner:
             if cache:
                 cache.put_scores(new)
                 cache.put_coverage(counts)
+            windows += getattr(self.model, "last_windows", 0)
+            bar.set_postfix_str(f"{count_of(windows, 'window')} scored", refresh=False)
             bar.update(len(part))
         bar.close()
+        cached = len(distinct) - len(todo)
+        stages.append(Stage("scoring", len(todo), "function", time.monotonic() - started,
+                            f"{count_of(windows, 'window')}; {cached} from the cache"))  # fmt: skip
         judged = [self._judge(f, *known[k]) for f, k in zip(functions, keys, strict=True)]
         complete = all(k in seen_of for k in distinct)  # a cache an older enstack wrote: not
         return judged, Coverage.of([seen_of[k] for k in distinct]) if complete else None

@@ -82,7 +82,9 @@ def _driving_window(scan_model: ScanModel, model: BaseModel, code: str, target: 
     if len(windows) == 1:
         return windows[0]
     split = model.encode([w.text for w in windows])
-    probs = predict(model.model, split, scan_model.batch_size, scan_model.device, "off")["probs"]
+    probs = predict(
+        model.model, split, scan_model.batch_size, scan_model.device, "off", progress=False
+    )["probs"]
     benign = scan_model.benign_id
     score = 1.0 - probs[:, benign] if benign is not None else probs[:, target]
     return windows[int(np.argmax(score))]

@@ -77,6 +77,7 @@ class ScanModel:
     precision: str = "fp32"  # int8: linear layers dynamically quantised (CPU inference)
     long_functions: LongFunctions = "windows"  # or "truncate": the first window only
     last_coverage: np.ndarray | None = None  # the last call's (long, lines, seen) per function
+    last_windows: int = 0  # the last call's windows, each scored by every base model
 
     @property
     def source(self) -> Path:
@@ -126,9 +127,18 @@ class ScanModel:
         split = model.encode([w.text for w in rows.windows])
         # a scan scores its functions in several calls: the budget is the model's, not the call's
         longest = model.max_length + model.dfg_length
-        out = predict(model.model, split, self.batch_size, self.device, self.amp, longest=longest)
+        out = predict(  # the scan shows its own progress, by functions and windows
+            model.model,
+            split,
+            self.batch_size,
+            self.device,
+            self.amp,
+            progress=False,
+            longest=longest,
+        )
         if count:  # per function of this call: the scanner keeps it in its cache
             self.last_coverage = rows.per_function
+            self.last_windows = len(rows.windows)
         if len(rows.windows) == len(codes):
             return out
         return aggregate(out, rows.owner, len(codes), self.benign_id)[0]
