@@ -257,3 +257,32 @@ def test_json_golden_is_valid_json_with_the_report_s_counts() -> None:
     data = json.loads((GOLDEN / "scan.json").read_text(encoding="utf-8"))
     assert data["summary"]["findings"] == 2 and data["summary"]["suppressed"] == 1
     assert data["known"]["findings"][0]["vulnerability"] == "CVE-2022-0001"
+
+
+def test_the_evaluation_page_escapes_names_and_embeds_the_plots(tmp_path: Path) -> None:
+    """Model and class names come from the config and the data: shown as written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from enstack.evaluate.page import evaluation_page
+
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    plt.plot([0, 1], [0, 1])
+    plt.savefig(plots / "roc_selected.png")
+    plt.close()
+    md = (
+        "# Results (test set, %)\n\n| model | F1 |\n|---|---|\n"
+        "| <img src=x onerror=alert(1)> | **77.50** |\n| [x](javascript:alert(2)) | 1.00 |\n"
+    )
+    html = evaluation_page(md, plots, "run<1>")
+    parsed = _Page()
+    parsed.feed(html)
+    tags = [t for t, _ in parsed.tags]
+    assert tags.count("img") == 1 and "a" not in tags and tags.count("script") == 1
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "<strong>77.50</strong>" in html
+    assert "<td>&#91;x&#93;(javascript:alert(2))</td>" in html
+    assert "run&lt;1&gt;" in html and "ROC, one-vs-rest, selected model" in html
+    assert "confusion" not in html.lower()  # a plot not drawn is not announced

@@ -75,6 +75,9 @@ def test_run_killed_anywhere_ends_with_the_same_results(tmp_path: Path) -> None:
         assert (twin / "reports" / name).read_bytes() == (
             tmp_path / "ref" / "reports" / name
         ).read_bytes(), name
+    page = (twin / "reports" / "report.html").read_text()  # the tables and plots, in one file
+    assert "<h1>Results (test set, %)</h1>" in page and "<table>" in page
+    assert page.count('src="data:image/png;base64,') >= 3
 
     # what a SIGKILL inside the stack or evaluate writes leaves behind
     debris = [twin / ".reports.tmp-deadbeef", twin / ".stack.tmp-cafef00d"]

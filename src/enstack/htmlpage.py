@@ -1,22 +1,20 @@
 """One self-contained HTML page: what the scan report and the evaluation report share.
 
 Self-contained means the page loads nothing: its CSS and script are inline, pictures are data
-URIs, and a Content-Security-Policy forbids every fetch, so the page opens the same offline, in
-a CI artifact viewer or from a mail attachment, and a name that slipped past escaping could
-still load nothing. Everything that comes from the scanned code, the model or the data goes
-through `esc` (the helpers here escape for the callers that pass plain text).
+URIs, and a Content-Security-Policy forbids every fetch and every script but its own, so the
+page opens the same offline, in a CI artifact viewer or from a mail attachment, and markup
+that slipped past escaping could neither load nor run anything. Everything that comes from the
+scanned code, the model or the data goes through `esc`.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from html import escape
 from pathlib import Path
 
 from enstack import __version__
-
-# nothing from the network, ever: styles, the sort script and data: pictures only
-CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 
 BASE_CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
@@ -59,6 +57,20 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
   });
 });
 """
+
+
+def _csp() -> str:
+    """Nothing from the network, ever: inline styles, data: pictures, and of scripts only the
+    sorter below, by its hash (so no event handler or javascript: link can run, even one that
+    slipped into the page)."""
+    digest = base64.b64encode(hashlib.sha256(SORT_SCRIPT.encode()).digest()).decode()
+    return (
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; "
+        "img-src data:"
+    )
+
+
+CSP = _csp()
 
 
 def esc(value: object) -> str:

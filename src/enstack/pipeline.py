@@ -64,7 +64,7 @@ def run_pipeline(config: Config, progress: bool | None = None, force_resume: boo
     reports, summary, skipped = run_evaluate(config)
     print(f"evaluate: {'unchanged' if skipped else 'done'} -> {reports}", file=sys.stderr)
     print(plain_table(summary))
-    print(f"\nreports: {reports}/results.md, results.json, results.csv, plots/")
+    print(f"\nreports: {reports}/report.html, results.md, results.json, results.csv, plots/")
     print(f"total time: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return summary
 

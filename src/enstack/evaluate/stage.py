@@ -1,7 +1,8 @@
 """`enstack evaluate`: `run_dir/reports/` from what `enstack stack` wrote.
 
 results.json (the contract's rows and selection, plus per-class reports and confusion
-matrices), results.md (the Table III layout), results.csv and plots/*.png. Deterministic, so a
+matrices), results.md (the Table III layout), results.csv, plots/*.png, and report.html (the
+tables and plots in one page). Deterministic, so a
 pipeline killed anywhere and run again ends with the same results.json.
 """
 
@@ -15,6 +16,7 @@ from safetensors.numpy import load_file
 
 from enstack.config import Config
 from enstack.errors import UserError
+from enstack.evaluate.page import evaluation_page
 from enstack.evaluate.tables import (
     candidate_name,
     csv_text,
@@ -40,7 +42,8 @@ def _run_evaluate(config: Config) -> tuple[Path, dict, bool]:
     clean_debris(out.parent, out.name)  # what a killed run left (under this stage's lock)
     done = out / "results.json"
     previous = read_json_object(done)  # damaged or foreign: stale, so redone
-    if previous is not None and previous.get("stack_fingerprint") == summary["fingerprint"]:
+    current = previous is not None and previous.get("stack_fingerprint") == summary["fingerprint"]
+    if current and (out / "report.html").is_file():  # reports of an older enstack: redone
         return out, summary, True
     try:
         arrays = load_file(str(stack_dir / "arrays.safetensors"))
@@ -134,6 +137,9 @@ def _write_reports(config: Config, summary: dict, arrays: dict, out: Path) -> No
                 labels.index(summary["benign_label"]),
                 "Detection, vulnerable vs benign (test)",
             )
+        results_md = (tmp / "results.md").read_text()
+        page = evaluation_page(results_md, pics, config.run_dir.name)
+        (tmp / "report.html").write_text(page, encoding="utf-8")
 
 
 def _report(y, probs, labels: list[str]) -> dict:
