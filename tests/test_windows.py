@@ -204,7 +204,8 @@ def test_the_scan_summary_says_what_was_long_and_what_was_read(
     summaries = []
     for _ in range(2):
         assert main(argv) in (0, 1)
-        summaries.append(capsys.readouterr().err.splitlines()[-1])
+        err = capsys.readouterr().err.splitlines()
+        summaries.append(next(line for line in err if line.startswith("scanned ")))
     assert summaries[0] == summaries[1] and clause in summaries[1]
 
 
