@@ -294,3 +294,36 @@ def test_the_evaluation_page_escapes_names_and_embeds_the_plots(tmp_path: Path) 
     assert "<td>&#91;x&#93;(javascript:alert(2))</td>" in html
     assert "run&lt;1&gt;" in html and "ROC, one-vs-rest, selected model" in html
     assert "confusion" not in html.lower()  # a plot not drawn is not announced
+
+
+@pytest.mark.skipif(
+    _chromium() is None and not CHROMIUM_REQUIRED,
+    reason="Chromium is absent (Debian: apt-get install chromium; .ci/run installs it)",
+)
+def test_the_page_of_a_real_scan_loads_in_a_browser(bundle: Path, tmp_path: Path) -> None:
+    """A scan with a trained bundle (synthetic data, as the demo's), written by the CLI as a
+    user would, then loaded by Chromium: every finding of the JSON report is on the page,
+    and the browser reports no script error."""
+    from enstack.cli import main
+
+    (tmp_path / "copy.c").write_text(
+        "#include <string.h>\nvoid copy(char *s)\n{\n  char b[8];\n  strcpy(b, s);\n}\n"
+        "int twice(int x)\n{\n  return 2 * x;\n}\n"
+    )
+    args = ["scan", str(tmp_path / "copy.c"), "--bundle", str(bundle), "--threshold", "0",
+            "--no-cache", "-q"]  # fmt: skip
+    assert main([*args, "-o", str(tmp_path / "r.html")]) == 0
+    assert main([*args, "-o", str(tmp_path / "r.json")]) == 0
+    names = [f["function"] for f in json.loads((tmp_path / "r.json").read_text())["findings"]]
+    flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--enable-logging=stderr", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    run = subprocess.run(
+        [*flags, "--dump-dom", (tmp_path / "r.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sorted(names) == ["copy", "twice"]
+    for name in names:
+        assert f"<code>{name}</code>" in run.stdout
+    assert "Uncaught" not in run.stderr and "Content Security Policy" not in run.stderr
