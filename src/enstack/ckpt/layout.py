@@ -10,7 +10,7 @@ from pathlib import Path
 
 from enstack.ckpt.schema import schema_problem
 from enstack.errors import UserError
-from enstack.fsutil import TMP_MARK
+from enstack.fsutil import TMP_MARK, fsync_dir
 from enstack.manifest import MANIFEST, verify_files
 
 FORMAT_VERSION = 2
@@ -150,3 +150,34 @@ def newest_valid(directories: list[Path]) -> tuple[Checkpoint | None, list[str]]
     if not valid:
         return None, problems
     return max(valid, key=lambda c: (c.global_step, c.state.get("saved_at", ""))), problems
+
+
+def rotate(directory: Path, keep: int, keep_best: bool = True) -> list[Path]:
+    """Remove all but the newest `keep` checkpoints and (with `keep_best`) the newest one
+    marked best.
+
+    Reads only each state.json (these are checkpoints this process wrote or verified at start),
+    orders them by the global step recorded inside.
+    """
+    entries = []
+    for path in candidates([directory]):
+        if not (path / MANIFEST).is_file():
+            continue
+        try:
+            state = json.loads((path / STATE).read_text())
+            entries.append((int(state["global_step"]), bool(state.get("is_best")), path))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    entries.sort(key=lambda e: e[0])
+    keep_paths = {path for _, _, path in entries[-keep:]}
+    best = [path for _, is_best, path in entries if is_best and keep_best]
+    if best:
+        keep_paths.add(best[-1])
+    removed = []
+    for _, _, path in entries:
+        # a checkpoint holding anything enstack did not write is the user's to remove
+        if path not in keep_paths and holds_only_checkpoint_files(path) and remove_tree(path):
+            removed.append(path)
+    if removed:
+        fsync_dir(directory)
+    return removed

@@ -12,6 +12,7 @@ from enstack.ckpt.layout import (
     is_unfinished_name,
     remove_tree,
     remove_unfinished,
+    rotate,
     verify,
 )
 from enstack.errors import UserError
@@ -104,8 +105,6 @@ def clean(directory: Path, keep: int | None) -> tuple[list[Path], list[str]]:
             else:
                 left.append(f"{path}: invalid ({problem}), but holds files enstack did not write")
     if keep is not None:
-        from enstack.ckpt.writer import rotate  # imports torch: only when rotating
-
         removed += rotate(directory, keep)
     return removed, left
 

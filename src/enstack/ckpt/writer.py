@@ -27,13 +27,12 @@ from enstack.ckpt.layout import (
     CheckpointError,
     candidates,
     checkpoint_name,
-    holds_only_checkpoint_files,
-    remove_tree,
+    rotate,
     verify,
     verify_contents,
 )
 from enstack.errors import UserError
-from enstack.fsutil import fsync_dir, publish_dir, sibling_tmp
+from enstack.fsutil import publish_dir, sibling_tmp
 from enstack.manifest import manifest_bytes
 
 
@@ -230,34 +229,3 @@ def copy_verified(source: Path, final_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def rotate(directory: Path, keep: int, keep_best: bool = True) -> list[Path]:
-    """Remove all but the newest `keep` checkpoints and (with `keep_best`) the newest one
-    marked best.
-
-    Reads only each state.json (these are checkpoints this process wrote or verified at start),
-    orders them by the global step recorded inside.
-    """
-    entries = []
-    for path in candidates([directory]):
-        if not (path / MANIFEST).is_file():
-            continue
-        try:
-            state = json.loads((path / STATE).read_text())
-            entries.append((int(state["global_step"]), bool(state.get("is_best")), path))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    entries.sort(key=lambda e: e[0])
-    keep_paths = {path for _, _, path in entries[-keep:]}
-    best = [path for _, is_best, path in entries if is_best and keep_best]
-    if best:
-        keep_paths.add(best[-1])
-    removed = []
-    for _, _, path in entries:
-        # a checkpoint holding anything enstack did not write is the user's to remove
-        if path not in keep_paths and holds_only_checkpoint_files(path) and remove_tree(path):
-            removed.append(path)
-    if removed:
-        fsync_dir(directory)
-    return removed
