@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (`-n 2`), each worker and every process it starts runs torch on one
+# thread: two workers with two threads each on a 2-core machine slow each other many times over.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 # the shared real-data fixtures; ENSTACK_SHARED_DATA points elsewhere (a GPU machine's copy)
 SHARED_DATA = Path(os.environ.get("ENSTACK_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -151,6 +151,7 @@ def test_windows_never_cut_inside_a_statement() -> None:
     assert {1, 3, 5, 6} <= set(cuts)
 
 
+@pytest.mark.slow  # 12 s: the size that shows a per-line walk's cost
 def test_deeply_nested_conditionals_are_read_in_linear_time() -> None:
     """A file an attacker writes: 20,000 nested `#if`s around a function, and an `#else` at
     every level (so the file does not parse whole and every branch is tried). Each line's fate

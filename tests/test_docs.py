@@ -103,6 +103,7 @@ def test_some_blocks_are_marked_runnable() -> None:
     assert len(RUNNABLE) >= 2
 
 
+@pytest.mark.slow  # each command is a fresh process that loads the model
 @pytest.mark.parametrize("block", RUNNABLE)
 def test_runnable_blocks_run(block: str, bundle: Path, tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()

@@ -57,6 +57,7 @@ def test_every_ckpt_command_loads_no_model_library(trained_run: Path, tmp_path: 
     assert len([p for p in checkpoints.iterdir() if p.is_dir()]) <= 2  # newest and best kept
 
 
+@pytest.mark.slow  # three fresh processes, one of which loads the model
 def test_a_scan_the_cache_answers_loads_no_model_library(bundle: Path, tmp_path: Path) -> None:
     (tmp_path / "a.c").write_text(C_FILE)
     argv = ["scan", str(tmp_path / "a.c"), "--bundle", str(bundle), "--threshold", "0",
