@@ -15,7 +15,7 @@ from enstack.cli import main
 from enstack.config import load_config_dict
 from enstack.data.synthetic import generate
 from enstack.scan.api import Scanner
-from enstack.windows import aggregate, split_windows
+from enstack.windows import WINDOWS_VERSION, aggregate, split_windows
 
 LABELS = ["CWE-119", "CWE-120", "CWE-469", "CWE-476", "CWE-other", "none"]
 CALL = ["    result = combine(first_argument,", "                     second_argument,",
@@ -385,3 +385,33 @@ def test_a_tokenizer_that_panics_or_lies_is_one_error() -> None:
     for tokenizer, fragment in ((Panics(), "failed on the code"), (Lies(), "outside the code")):
         with pytest.raises(UserError, match=fragment):
             expand(["int f(void) { return 0; }"], tokenizer, 16, "windows")
+
+
+def test_the_scanner_reads_long_functions_as_the_models_were_trained(
+    bundle: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """Training records its long-function mode in each export; a scan reads long functions
+    the same way unless told otherwise, and a model that does not say is read in windows."""
+    import json
+    import shutil
+
+    from enstack.scan.api import Scanner
+    from enstack.scan.card import read_card
+
+    assert read_card(bundle).trained_long_functions == "windows"  # training's default
+    export = tmp_path / "export"
+    shutil.copytree(trained_run / "run" / "models" / "m" / "best", export)
+    contract = export / "enstack.json"
+    recorded = json.loads(contract.read_text())
+    assert recorded["long_functions"] == "truncate"  # as the fixture's config trains
+    assert Scanner(export).long_functions == "truncate"
+    contract.write_text(json.dumps({**recorded, "long_functions": "windows"}))
+    assert Scanner(export).long_functions == "windows"
+    contract.write_text(json.dumps({**recorded, "long_functions": "truncate"}))
+    scanner = Scanner(export)
+    assert scanner.long_functions == "truncate"
+    assert "trained on long functions truncated" in scanner.card.headline()
+    assert not scanner.cache_key.endswith(f"+windows{WINDOWS_VERSION}")  # its own scores
+    assert Scanner(export, long_functions="windows").long_functions == "windows"  # told
+    contract.write_text(json.dumps({k: v for k, v in recorded.items() if k != "long_functions"}))
+    assert Scanner(export).long_functions == "windows"  # an export that does not say

@@ -280,9 +280,9 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
     scan.add_argument(
         "--long-functions",
         choices=LONG_FUNCTION_MODES,
-        default="windows",
         help="a function longer than the model's window: scored whole in overlapping windows "
-        "cut at statement boundaries (default), or truncated to its first window",
+        "cut at statement boundaries, or truncated to its first window (default: as the "
+        "bundle's models were trained; windows where it does not say)",
     )
 
 

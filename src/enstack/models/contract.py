@@ -1,5 +1,6 @@
 """An export's encoding contract: how its model reads code, recorded by the trainer in the
-export (`enstack.json`'s `max_length`; the family and the graph length in `config.json`).
+export (`enstack.json`'s `max_length` and `long_functions`; the family and the graph length
+in `config.json`).
 Everything that encodes code for an export (stack features, evaluation, the scanner,
 localisation) reads the length from here, never from a config that may have changed since.
 Light (JSON only): read before any model is loaded."""
@@ -14,14 +15,27 @@ from enstack.errors import UserError
 CONTRACT_FILE = "enstack.json"
 
 
+def _recorded(export: Path, key: str) -> object:
+    try:
+        return json.loads((export / CONTRACT_FILE).read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def recorded_max_length(export: Path) -> int | None:
     """The max_length the export was trained at; None for an export without one (a model
     directory enstack did not train, read as its positions allow)."""
-    try:
-        recorded = json.loads((export / CONTRACT_FILE).read_text()).get("max_length")
-    except (OSError, ValueError, AttributeError):
-        return None
+    recorded = _recorded(export, "max_length")
     return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+
+
+def recorded_long_functions(export: Path) -> str | None:
+    """How training read functions longer than a window (`windows` or `truncate`); None for
+    an export that does not say (one an older enstack wrote, or another tool)."""
+    from enstack.registries.modes import LONG_FUNCTION_MODES
+
+    recorded = _recorded(export, "long_functions")
+    return recorded if recorded in LONG_FUNCTION_MODES else None
 
 
 def trained_length(export: Path, positions: int) -> int:

@@ -311,17 +311,16 @@ class Scanner:
         localise: str = "auto",
         cache_dir: Path | None = None,
         precision: str = "fp32",
-        long_functions: LongFunctions = "windows",
+        long_functions: LongFunctions | None = None,
         compile_commands: Path | str | None = None,
         known: KnownBase | Path | str | None = None,
     ) -> None:
         _check_settings(threshold, top_lines, localise, precision, cache_dir)
         # each file's macros from a compilation database: `#if` groups read as the build does
         self.build = CompileCommands.load(Path(compile_commands)) if compile_commands else None
-        if long_functions not in LONG_FUNCTION_MODES:
+        if long_functions not in (None, *LONG_FUNCTION_MODES):
             choices = " or ".join(LONG_FUNCTION_MODES)
             raise UserError(f"--long-functions: {long_functions!r} is not {choices}")
-        self.long_functions = long_functions
         self.known = _known_base(known)
         loaded = hasattr(model, "card") and hasattr(model, "predict_proba")  # a ScanModel
         if model is None and self.known is None:
@@ -341,7 +340,12 @@ class Scanner:
         else:
             self.card, self._model = model.card, model
             precision = model.precision
-            model.long_functions = long_functions
+        # unless told, long functions are read as the models were trained on them (windows
+        # where the bundle does not say)
+        trained = self.card.trained_long_functions if self.card else None
+        self.long_functions: LongFunctions = long_functions or trained or "windows"
+        if self._model is not None:
+            self._model.long_functions = self.long_functions
         self.precision = precision
         self.threshold = threshold
         self.top_lines = top_lines

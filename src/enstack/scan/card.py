@@ -18,6 +18,7 @@ from enstack.errors import UserError
 from enstack.fsutil import read_untrusted_json, sha256_file, sha256_json
 from enstack.lines import RANKER_FORMAT
 from enstack.lines.features import HASH_FEATURES
+from enstack.models.contract import recorded_long_functions
 from enstack.registries.families import GRAPH_INPUT_TYPE
 
 BENIGN_DEFAULT = "none"
@@ -51,6 +52,9 @@ class ModelCard:
     # members that read a data-flow graph after the code: attribution methods explain them
     # over the code tokens alone (localise.py), an input other than the one scored
     graph_members: tuple[str, ...] = ()
+    # how its models were trained on functions longer than a window, where they all say the
+    # same (`windows` or `truncate`): the scanner reads them that way unless told otherwise
+    trained_long_functions: str | None = None
 
     @property
     def benign_id(self) -> int | None:
@@ -88,15 +92,18 @@ class ModelCard:
         """One line for the terminal: what is scoring the code."""
         what = f"{self.source} ({self.kind}: " + ", ".join(self.members)
         what += f" stacked by {self.meta})" if self.meta else ")"
+        read = {"windows": "; trained on long functions in windows",
+                "truncate": "; trained on long functions truncated"}  # fmt: skip
+        how = read.get(self.trained_long_functions or "", "")
         info = self.trained_on
         if info is None:
-            return f"model: {what}; training data unknown"
+            return f"model: {what}; training data unknown{how}"
         rows = info.get("rows", {})
         data = "synthetic data" if info.get("synthetic") else ", ".join(info.get("sources", []))
         size = f"{rows.get('train', 0):,} train functions" if rows else "size unknown"
         test = info.get("test", {})
         held = f"; held-out test macro-F1 {test['macro_f1']:.3f}" if "macro_f1" in test else ""
-        return f"model: {what}; trained on {data or info.get('format')} ({size}){held}"
+        return f"model: {what}; trained on {data or info.get('format')} ({size}){held}{how}"
 
 
 def read_card(path: Path | str) -> ModelCard:
@@ -151,6 +158,7 @@ def _bundle_card(path: Path) -> ModelCard:
         meta=str(manifest.get("meta")) if manifest.get("meta") is not None else None,
         trained_on=trained_on if isinstance(trained_on, dict) else None,
         graph_members=tuple(n for n in members if _reads_graph(path / "models" / n)),
+        trained_long_functions=_common_mode([path / "models" / n for n in members]),
     )
 
 
@@ -175,7 +183,15 @@ def _export_card(path: Path) -> ModelCard:
         meta=None,
         trained_on=None,
         graph_members=(name,) if config.get("model_type") == GRAPH_INPUT_TYPE else (),
+        trained_long_functions=_common_mode([path]),
     )
+
+
+def _common_mode(exports: list[Path]) -> str | None:
+    """The long-function mode every export was trained with; None where one does not say or
+    they differ."""
+    modes = {recorded_long_functions(export) for export in exports}
+    return modes.pop() if len(modes) == 1 else None
 
 
 def _reads_graph(export: Path) -> bool:

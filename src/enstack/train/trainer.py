@@ -629,6 +629,8 @@ class Trainer:
                 "labels": self.labels,
                 "family": self.model_cfg.family,
                 "max_length": self.tc.max_length,  # what scanning truncates functions to
+                # how training read long functions: the scanner reads them the same way
+                "long_functions": self.tc.long_functions,
                 "dfg_length": self.dfg_length,  # graph nodes the model reads (0: no graph)
             },
         )
