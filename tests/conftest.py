@@ -299,9 +299,14 @@ def slow_saves(seconds: float) -> dict[str, str]:
 def popen_train(
     config: Path, env_extra: dict[str, str] | None = None, *extra: str
 ) -> subprocess.Popen:
+    return popen_cli(train_args(config, *extra), env_extra)
+
+
+def popen_cli(args: list[str], env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    """A command line (`[python, -m, enstack, ...]`) started, its output captured."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     return subprocess.Popen(
-        train_args(config, *extra),
+        args,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -345,10 +350,15 @@ def sleep(seconds: float) -> None:
 
 
 def kill_repeatedly(
-    config: Path, ckpt_dir: Path, env_extra: dict[str, str], attempts: int = 6
+    config: Path,
+    ckpt_dir: Path,
+    env_extra: dict[str, str],
+    attempts: int = 6,
+    args: list[str] | None = None,
 ) -> dict[str, int]:
-    """SIGKILL `enstack train` again and again, every other time inside a save, else at a
-    random moment; each attempt resumes from what the last left. Returns the kills by kind."""
+    """SIGKILL `enstack train` (or the command `args`) again and again, every other time
+    inside a save, else at a random moment; each attempt resumes from what the last left.
+    Returns the kills by kind."""
     import random
     import signal
 
@@ -357,7 +367,7 @@ def kill_repeatedly(
     rng.seed(seed)
     kills = {"inside_save": 0, "elsewhere": 0}
     for attempt in range(attempts):
-        proc = popen_train(config, env_extra)
+        proc = popen_cli(args, env_extra) if args else popen_train(config, env_extra)
         if attempt % 2 == 0:  # the moment a save is half-written
             until_event(proc, lambda: save_in_progress(ckpt_dir))
         else:  # a random moment once training runs

@@ -143,6 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume even if the config or prepared data changed since the checkpoint",
     )
 
+    distill = _with_config(
+        verbs.add_parser(
+            "distill",
+            help="train one compact student on the selected bundle's probabilities: "
+            "run_dir/distill/bundle, for fast scans",
+        )
+    )
+    distill.add_argument(
+        "--resume",
+        default="auto",
+        metavar="auto|never|PATH",
+        help="auto: newest valid checkpoint (default); never: start over; PATH: that checkpoint",
+    )
+    distill.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="resume even if the config or the teacher's targets changed since the checkpoint",
+    )
+
     _scan_parser(verbs.add_parser("scan", help="find likely vulnerable functions in C/C++ code"))
 
     _known_parser(
@@ -445,6 +464,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from enstack.distill.stage import run_distill
+    from enstack.train.signals import Interrupted
+
+    try:
+        result = run_distill(_load(args), resume=args.resume, force_resume=args.force_resume)
+    except Interrupted as stop:
+        again = _resume_command(args)
+        print(f"stopped at {stop}; checkpoint saved, resume with: {again}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    state = result.train.state
+    best = "none" if state.best_f1 is None else f"{state.best_f1:.4f}"
+    print(f"student: done after {state.epoch} epochs; best val weighted F1 {best}")
+    for split, agree in result.agreement.items():
+        print(
+            f"student vs teacher on {split} ({agree['functions']} functions): the same finding "
+            f"for {agree['decisions_agree']:.1%}, the same class for {agree['classes_agree']:.1%}"
+        )
+    print(f"bundle: {result.bundle} (enstack scan --bundle {result.bundle})")
+    return EXIT_OK
+
+
 def _resume_command(args: argparse.Namespace) -> str:
     """The command that resumes this training: the same one, except that `--resume never`
     (which moves checkpoints aside and starts over) becomes `--resume auto`."""
@@ -683,6 +724,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prepare": cmd_prepare,
     "demo": cmd_demo,
     "train": cmd_train,
+    "distill": cmd_distill,
     "stack": cmd_stack,
     "evaluate": cmd_evaluate,
     "run": cmd_run,

@@ -354,6 +354,25 @@ class StackingConfig(Strict):
         return meta_params
 
 
+def _default_student() -> ScratchConfig:
+    return ScratchConfig(layers=2, hidden=128, heads=2, intermediate=256, attention_dropout=0)
+
+
+class DistillConfig(Strict):
+    """`enstack distill`: one compact encoder (the student) trained on the selected bundle's
+    class probabilities (the teacher's), to scan fast where the ensemble is slow."""
+
+    family: Literal[tuple(FAMILIES)] = "codebert"  # type: ignore[valid-type]
+    student: ScratchConfig = Field(default_factory=_default_student)
+    temperature: Annotated[float, Field(gt=0)] = 2.0  # softens the teacher's probabilities
+    epochs: Annotated[int, Field(gt=0)] | None = None  # None: training.epochs
+    learning_rate: Annotated[float, Field(gt=0)] | None = None  # None: training.learning_rate
+    # C/C++ files or trees whose functions the teacher scores too (no labels needed): more
+    # of the code the student will scan, beside the run's train split
+    unlabelled: list[Path] = Field(default_factory=list)
+    max_unlabelled: Annotated[int, Field(ge=0)] = 50_000  # functions taken from `unlabelled`
+
+
 class Config(Strict):
     run_dir: Path = Path("runs/default")
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 42  # NumPy's seeds are 32-bit
@@ -361,6 +380,7 @@ class Config(Strict):
     models: list[ModelConfig] = Field(default_factory=_paper_models)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     stacking: StackingConfig = Field(default_factory=StackingConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
 
     @property
     def layout(self) -> RunLayout:

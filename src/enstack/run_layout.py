@@ -8,6 +8,8 @@ run_dir/
   features/NAME/           each model's val and test outputs (stack)
   stack/                   ablation.json, arrays.safetensors, bundle/ (stack)
   reports/                 results.json, .md, .csv, plots/ (evaluate)
+  distill/                 a student's own run: data/ (the teacher's probabilities), cache/,
+                           models/student/, and bundle/: what `enstack scan --bundle` takes
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ class RunLayout:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def distill(self) -> Path:
+        """The student's run directory (`enstack distill`): a run layout of its own."""
+        return self.root / "distill"
 
 
 def staging_path(staging_dir: Path, run_dir: Path, name: str) -> Path:

@@ -18,7 +18,7 @@ from enstack.errors import UserError
 from enstack.fsutil import read_untrusted_json, sha256_file, sha256_json
 from enstack.lines import RANKER_FORMAT
 from enstack.lines.features import HASH_FEATURES
-from enstack.models.contract import recorded_long_functions
+from enstack.models.contract import CONTRACT_FILE, recorded_long_functions
 from enstack.registries.families import GRAPH_INPUT_TYPE
 
 BENIGN_DEFAULT = "none"
@@ -55,6 +55,8 @@ class ModelCard:
     # how its models were trained on functions longer than a window, where they all say the
     # same (`windows` or `truncate`): the scanner reads them that way unless told otherwise
     trained_long_functions: str | None = None
+    # a student (`enstack distill`): its teacher, and how often their findings agree
+    student: dict | None = None
 
     @property
     def benign_id(self) -> int | None:
@@ -69,7 +71,23 @@ class ModelCard:
             "models": self.members,
             "meta": self.meta,
             "trained_on": self.trained_on,
+            "student": self.student,
         }
+
+    def _student_clause(self) -> str:
+        """What a student is: whose, and how closely it follows its teacher on held-out data."""
+        if not self.student:
+            return ""
+        teacher = self.student.get("teacher") or {}
+        agree = (self.student.get("agreement") or {}).get("test") or {}
+        share = agree.get("decisions_agree")
+        close = (
+            f", the same finding on {share:.1%} of {agree.get('functions')} held-out functions"
+            if isinstance(share, (int, float))
+            else ""
+        )
+        members = "+".join(map(str, teacher.get("models") or []))
+        return f"; a student of {teacher.get('name', 'an ensemble')} ({members}){close}"
 
     def localisation_note(self, method: str) -> str | None:
         """What a finding's lines do not account for, with this method; None if nothing."""
@@ -95,6 +113,7 @@ class ModelCard:
         read = {"windows": "; trained on long functions in windows",
                 "truncate": "; trained on long functions truncated"}  # fmt: skip
         how = read.get(self.trained_long_functions or "", "")
+        how += self._student_clause()
         info = self.trained_on
         if info is None:
             return f"model: {what}; training data unknown{how}"
@@ -172,6 +191,10 @@ def _export_card(path: Path) -> ModelCard:
             f"{path / 'config.json'}: no id2label; not an export enstack wrote"
         ) from None
     name = path.parent.name if path.name in ("best", "final") else path.name
+    contract = _contract(path)
+    student, trained_on = contract.get("student"), contract.get("trained_on")
+    if isinstance(student, dict):
+        name = "student"
     return ModelCard(
         source=path,
         kind="export",
@@ -181,10 +204,22 @@ def _export_card(path: Path) -> ModelCard:
         has_line_ranker=False,
         members=[name],
         meta=None,
-        trained_on=None,
+        trained_on=trained_on if isinstance(trained_on, dict) else None,
         graph_members=(name,) if config.get("model_type") == GRAPH_INPUT_TYPE else (),
         trained_long_functions=_common_mode([path]),
+        student=student if isinstance(student, dict) else None,
     )
+
+
+def _contract(export: Path) -> dict:
+    """An export's enstack.json, read as any file handed over is; {} where it has none or it
+    is not an object (its max_length is then read as the model's positions allow)."""
+    if not (export / CONTRACT_FILE).is_file():
+        return {}
+    try:
+        return _json(export / CONTRACT_FILE, "an export")
+    except UserError:
+        return {}
 
 
 def _common_mode(exports: list[Path]) -> str | None:

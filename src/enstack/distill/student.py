@@ -1,0 +1,56 @@
+"""The student's training: enstack's trainer, with the teacher's probabilities as targets.
+
+Everything the trainer promises holds unchanged (mid-epoch checkpoints, exact resume after a
+SIGKILL, SIGTERM saves and exits 130, progress, TensorBoard and metrics.jsonl): only the
+training rows' targets and the loss differ. Validation still scores the student against the
+true labels of the run's val split, so its best epoch is chosen as any model's is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from enstack.train.trainer import Trainer
+
+
+class SoftTargetLoss(torch.nn.Module):
+    """Cross-entropy against the teacher's probabilities softened by `temperature` (Hinton
+    et al.'s distillation loss, scaled by T^2 so its gradients keep their size as T grows);
+    against class ids (validation's true labels), plain cross-entropy."""
+
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if not targets.is_floating_point():
+            return F.cross_entropy(logits, targets)
+        t = self.temperature
+        # softening a distribution: its log-probabilities divided by T, renormalised
+        soft = F.softmax(torch.log(targets.clamp_min(1e-12)) / t, dim=-1)
+        return -(soft * F.log_softmax(logits / t, dim=-1)).sum(-1).mean() * (t * t)
+
+
+class StudentTrainer(Trainer):
+    """A Trainer whose training rows learn the teacher's probabilities (each window of a long
+    function its function's), with `SoftTargetLoss`."""
+
+    def __init__(self, *args, teacher: np.ndarray, temperature: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher = torch.as_tensor(teacher, dtype=torch.float32)
+        self.temperature = temperature
+
+    def _setup(self, checkpoint, force_resume: bool) -> None:
+        super()._setup(checkpoint, force_resume)
+        split = self.train_split
+        functions = split.owner if split.owner is not None else torch.arange(len(split))
+        if len(self.teacher) != split.functions:
+            raise RuntimeError(  # the targets and the data are written together: a bug
+                f"{len(self.teacher)} teacher rows for {split.functions} train functions"
+            )
+        self.train_split = dataclasses.replace(split, labels=self.teacher[functions])
+        self.loss_fn = SoftTargetLoss(self.temperature)
