@@ -13,7 +13,7 @@ libexpat, curl, lua and libpng snapshots fetched from GitHub, commits in the res
   not parse;
 - `keyword-named`: enstack functions named after a C keyword, a statement or a type;
 - `functions/s`: enstack's throughput, beside the previous extractor's (`baseline`:
-  EXTRACTOR_VERSION 2, tree-sitter and `#if` branches, read from this repository's history at
+  versions.FUNCTION_CUTS 2, tree-sitter and `#if` branches, read from this repository's history at
   commit BASELINE_COMMIT, so the comparison needs a clone with history) timed in the same run.
 
 Goals on every tree: span recall >= 0.995, damaged share <= 0.05, no keyword-named function,
@@ -44,7 +44,7 @@ SUFFIXES = {".c", ".h"}
 # measured untouched; libxml2, pcre2 and tcpdump were held out until a first measurement, then
 # looked at: their first figures are in the changelog)
 TUNED_ON = {"zlib", "libexpat", "curl", "lua", "libpng", "libxml2", "pcre2", "tcpdump"}
-BASELINE_COMMIT = "fab7eb1"  # the extractor before macros were read (EXTRACTOR_VERSION 2)
+BASELINE_COMMIT = "fab7eb1"  # the extractor before macros were read (versions.FUNCTION_CUTS 2)
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -80,7 +80,7 @@ def _config(workdir: Path, rows_per_class: int) -> Path:
 
 
 def _place(source: Path, target: Path, epoch: int, step: int, per_epoch: int) -> Path:
-    from enstack.ckpt.layout import FORMAT_VERSION
+    from enstack import versions
     from enstack.manifest import MANIFEST, describe_files, manifest_bytes
 
     shutil.copytree(source, target)
@@ -89,7 +89,9 @@ def _place(source: Path, target: Path, epoch: int, step: int, per_epoch: int) ->
     state["scheduler"]["last_epoch"] = state["global_step"]
     (target / "state.json").write_text(json.dumps(state))
     (target / MANIFEST).unlink()  # signed again over the edited state, as a save would
-    (target / MANIFEST).write_bytes(manifest_bytes(FORMAT_VERSION, describe_files(target)))
+    (target / MANIFEST).write_bytes(
+        manifest_bytes(versions.CHECKPOINT_FORMAT, describe_files(target))
+    )
     return target
 
 

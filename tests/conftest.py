@@ -280,10 +280,12 @@ def train_args(config: Path, *extra: str) -> list[str]:
 def resign_checkpoint(directory: Path) -> None:
     """Rewrite a checkpoint's manifest over its files as they are now: an edited checkpoint
     an attacker re-signed, which only loading it can tell from a real one."""
-    from enstack.ckpt.layout import FORMAT_VERSION
+    from enstack import versions
     from enstack.manifest import MANIFEST, describe_files, manifest_bytes
 
-    (directory / MANIFEST).write_bytes(manifest_bytes(FORMAT_VERSION, describe_files(directory)))
+    (directory / MANIFEST).write_bytes(
+        manifest_bytes(versions.CHECKPOINT_FORMAT, describe_files(directory))
+    )
 
 
 def slow_saves(seconds: float) -> dict[str, str]:

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from enstack import versions
 from enstack.cli import main
 from enstack.config import load_config_dict
 from enstack.data.synthetic import generate
 from enstack.scan.api import Scanner
-from enstack.windows import WINDOWS_VERSION, aggregate, split_windows
+from enstack.windows import aggregate, split_windows
 
 LABELS = ["CWE-119", "CWE-120", "CWE-469", "CWE-476", "CWE-other", "none"]
 CALL = ["    result = combine(first_argument,", "                     second_argument,",
@@ -411,7 +412,7 @@ def test_the_scanner_reads_long_functions_as_the_models_were_trained(
     scanner = Scanner(export)
     assert scanner.long_functions == "truncate"
     assert "trained on long functions truncated" in scanner.card.headline()
-    assert not scanner.cache_key.endswith(f"+windows{WINDOWS_VERSION}")  # its own scores
+    assert not scanner.cache_key.endswith(f"+windows{versions.WINDOWS}")  # its own scores
     assert Scanner(export, long_functions="windows").long_functions == "windows"  # told
     contract.write_text(json.dumps({k: v for k, v in recorded.items() if k != "long_functions"}))
     assert Scanner(export).long_functions == "windows"  # an export that does not say

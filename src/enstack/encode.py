@@ -18,16 +18,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from enstack.csyntax.dataflow import EXTRACTOR_VERSION, parse_function, row_graph
+from enstack import versions
+from enstack.csyntax.dataflow import parse_function, row_graph
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
 from enstack.labels import SPLITS
-from enstack.lines import VERSION as LINES_VERSION
 from enstack.progress import progress_bar
 from enstack.registries.families import FAMILIES
-from enstack.windows import WINDOWS_VERSION, scoring_rows, training_rows
+from enstack.windows import scoring_rows, training_rows
 
-ENCODE_VERSION = 1
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -183,7 +182,7 @@ def encode_splits(
     windows = long_functions == "windows"
     key = sha256_json(
         {
-            "version": ENCODE_VERSION,
+            "version": versions.TOKEN_ROWS,
             "tokenizer": {
                 n: sha256_file(base_dir / n) for n in TOKENIZER_FILES if (base_dir / n).is_file()
             },
@@ -191,9 +190,11 @@ def encode_splits(
             "max_length": max_length,
             "prefix": FAMILIES[family].prefix,
             # added later, only when on: caches without a graph keep their key
-            **({"dfg": [dfg_length, EXTRACTOR_VERSION]} if dfg_length else {}),
+            **({"dfg": [dfg_length, versions.DATAFLOW_GRAPHS]} if dfg_length else {}),
             # added later, only when on: truncated caches keep their key
-            **({"windows": [WINDOWS_VERSION, LINES_VERSION, benign_id]} if windows else {}),
+            **(
+                {"windows": [versions.WINDOWS, versions.LINE_RANKING, benign_id]} if windows else {}
+            ),
         }
     )[:20]
     cache = cache_root / key

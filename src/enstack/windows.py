@@ -28,7 +28,6 @@ from enstack.csyntax.statements import window_cuts
 from enstack.errors import UserError
 from enstack.registries.modes import LONG_FUNCTION_MODES
 
-WINDOWS_VERSION = 2  # bump when where windows cut changes: cached scores are then redone
 LongFunctions = Literal[LONG_FUNCTION_MODES]  # type: ignore[valid-type]
 EDGE_MARGIN = 2  # tokens kept free: a subword at a window's edge may split in two
 OVERLAP = 4  # the next window repeats about 1/OVERLAP of the last one

@@ -13,7 +13,6 @@ from enstack.errors import UserError
 from enstack.fsutil import TMP_MARK, fsync_dir
 from enstack.manifest import MANIFEST, verify_files
 
-FORMAT_VERSION = 2
 STATE = "state.json"
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
 REQUIRED = (*TENSOR_FILES, STATE)

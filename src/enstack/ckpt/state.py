@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
-from enstack.ckpt.layout import FORMAT_VERSION, TENSOR_FILES, CheckpointError
+from enstack import versions
+from enstack.ckpt.layout import TENSOR_FILES, CheckpointError
 
 if TYPE_CHECKING:
     from enstack.ckpt.layout import Checkpoint
@@ -120,7 +121,7 @@ def capture(
     from enstack import __version__
 
     state = {
-        "format_version": FORMAT_VERSION,
+        "format_version": versions.CHECKPOINT_FORMAT,
         "enstack_version": __version__,
         **scalars,
         "scheduler": parts.scheduler.state_dict(),

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
+from enstack import versions
 from enstack.ckpt.layout import (
-    FORMAT_VERSION,
     MANIFEST,
     STATE,
     CheckpointError,
@@ -183,7 +183,7 @@ def write_checkpoint(parent: Path, snapshot: Snapshot) -> Path:
             files[name] = _write_file(tmp / name, save(tensors, metadata={"format": "pt"}))
         state = (json.dumps(snapshot.state, indent=1) + "\n").encode()
         files[STATE] = _write_file(tmp / STATE, state)
-        _write_file(tmp / MANIFEST, manifest_bytes(FORMAT_VERSION, files))
+        _write_file(tmp / MANIFEST, manifest_bytes(versions.CHECKPOINT_FORMAT, files))
         publish_dir(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -18,11 +18,11 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from enstack import versions
 from enstack.errors import UserError
 from enstack.fsutil import read_untrusted_json
 
 MAX_DATABASE_BYTES = 256 << 20
-CONFIGURED_VERSION = 1  # part of a file's cache key: bump when `configured` reads differently
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class BuildContext:
     def key(self) -> str:
         """A digest of the defines: part of the file's cache key."""
         text = "\0".join(f"{k}={v}" for k, v in sorted(self.defines.items()))
-        return hashlib.sha256(f"{CONFIGURED_VERSION}\0{text}".encode()).hexdigest()[:16]
+        return hashlib.sha256(f"{versions.BUILD_MACROS}\0{text}".encode()).hexdigest()[:16]
 
 
 class CompileCommands:

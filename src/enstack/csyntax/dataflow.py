@@ -27,10 +27,6 @@ from tree_sitter import Node
 
 from enstack.csyntax.parser import parse
 
-EXTRACTOR_VERSION = (
-    2  # part of the token cache's key: a change here re-encodes (2: bounded nesting)
-)
-
 # Leaves kept whole as one code token (their insides are not code).
 ATOMS = {"string_literal", "char_literal", "raw_string_literal", "concatenated_string"}
 LOOPS = {"for_statement", "while_statement", "do_statement", "for_range_loop"}

@@ -25,7 +25,6 @@ from enstack.csyntax.macros import blank_specifier_macros
 from enstack.csyntax.parser import definition_nodes, parse_tree, reparse
 from enstack.csyntax.preprocessor import has_conditionals, one_branch
 
-EXTRACTOR_VERSION = 3  # bump when what is cut out changes: cached functions are then redone
 # (2: `#if` branches recovered, operators and reference-returning functions named; 3: macros in
 # declarations blanked, no function named after a keyword or a type)
 

@@ -17,7 +17,6 @@ from tree_sitter import Node
 
 from enstack.csyntax.parser import parse_text
 
-STATEMENTS_VERSION = 1  # bump when what counts as a statement changes (ranker labels, caches)
 # statements read as one piece: nothing inside them is another candidate
 SIMPLE = {"expression_statement", "declaration", "return_statement", "break_statement",
           "continue_statement", "goto_statement", "throw_statement", "field_declaration",

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from enstack import versions
 from enstack.config import Config, DataConfig
 from enstack.data.chunks import MULTI_DROPPED, NO_LABEL, Chunk
 from enstack.data.cwe import CweMapper
@@ -41,8 +42,6 @@ from enstack.fsutil import (
 from enstack.labels import PAPER_LABELS, SPLITS
 from enstack.progress import progress_bar
 
-FORMAT_VERSION = 1  # bump when the output or the rules change, so old runs are re-prepared
-SYNTHETIC_VERSION = 2
 SPLIT_SCHEMA = pa.schema([("id", pa.string()), ("code", pa.string()), ("label", pa.int16())])
 
 
@@ -201,7 +200,7 @@ def source_files(path: Path, fmt: str) -> list[Path]:
 def _source_fingerprint(data: DataConfig, units: Units | None, seed: int) -> dict:
     if units is None:
         return {
-            "synthetic": SYNTHETIC_VERSION,
+            "synthetic": versions.SYNTHETIC_DATA,
             "n_per_class": data.synthetic.n_per_class,
             "seed": seed,
         }
@@ -228,7 +227,7 @@ def _inputs_fingerprint(config: Config, fingerprints: dict) -> str:
             rules.pop(key, None)
     return sha256_json(
         {
-            "version": FORMAT_VERSION,
+            "version": versions.PREPARED_DATA,
             "seed": config.seed,
             "rules": rules,
             "sources": {k: v.get("sha256", v) for k, v in fingerprints.items()},
@@ -453,7 +452,7 @@ def _manifest(
         "downsampled": sum(plan.downsampled.values()),
     }
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": versions.PREPARED_DATA,
         "fingerprint": inputs,
         "data_fingerprint": sha256_json({s: splits[s]["sha256"] for s in SPLITS}),
         "labels": list(names),

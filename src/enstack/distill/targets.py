@@ -17,12 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from safetensors.numpy import load_file, save_file
 
+from enstack import versions
 from enstack.config import Config
 from enstack.errors import UserError
 from enstack.fsutil import atomic_write_json, read_json_object, sha256_json, staged_dir
 from enstack.progress import progress_bar
 
-TARGETS_VERSION = 1  # bump when what the targets hold changes: the teacher is asked again
 TARGETS_FILE = "teacher.safetensors"
 SPLITS = ("train", "val", "test")
 BATCH = 256  # functions the teacher scores per step (the progress bar's unit)
@@ -54,7 +54,7 @@ def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets
     extra = _unlabelled(config, set(splits["train"][0]))
     key = sha256_json(
         {
-            "version": TARGETS_VERSION,
+            "version": versions.DISTILL_TARGETS,
             "teacher": card.fingerprint,
             "data": run_manifest["data_fingerprint"],
             "unlabelled": sha256_json(extra),

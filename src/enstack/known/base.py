@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enstack import __version__
+from enstack import __version__, versions
 from enstack.errors import UserError
 from enstack.fsutil import (
     OLD_MARK,
@@ -40,10 +40,9 @@ from enstack.fsutil import (
     staged_dir,
 )
 from enstack.known.normalise import LEVEL, Normalised, hash63
-from enstack.known.signature import MATCHER_VERSION, Entry, Signature
+from enstack.known.signature import Entry, Signature
 
 FORMAT = "enstack-known-base"
-VERSION = 2  # 2: the fix's added statements' texts kept (near matching of the fix)
 DB_NAME = "known.sqlite"
 MANIFEST = "manifest.json"
 NUM_PERM, BANDS = 64, 16
@@ -186,7 +185,7 @@ class BaseWriter:
         self.sources += sources
         manifest = {
             "format": FORMAT,
-            "version": VERSION,
+            "version": versions.KNOWN_BASE_FORMAT,
             "level": LEVEL,
             "entries": count,
             "database": {
@@ -251,10 +250,11 @@ def read_manifest(path: Path) -> dict:
     )
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"--known {path / MANIFEST}: not an enstack knowledge base's manifest")
-    if manifest.get("version") != VERSION or manifest.get("level") != LEVEL:
+    if manifest.get("version") != versions.KNOWN_BASE_FORMAT or manifest.get("level") != LEVEL:
         raise UserError(
             f"--known {path}: a base of format {manifest.get('version')!r}, level "
-            f"{manifest.get('level')!r}; this enstack reads {VERSION}, {LEVEL}: build it again"
+            f"{manifest.get('level')!r}; this enstack reads {versions.KNOWN_BASE_FORMAT}, "
+            f"{LEVEL}: build it again"
         )
     database = manifest.get("database")
     db = path / DB_NAME
@@ -294,7 +294,7 @@ class KnownBase:
     @property
     def cache_key(self) -> str:
         """What a scan cache keeps this base's verdicts under: its contents and the rules."""
-        return f"known:{self.manifest['database']['sha256']}:{LEVEL}:{MATCHER_VERSION}"
+        return f"known:{self.manifest['database']['sha256']}:{LEVEL}:{versions.KNOWN_MATCHER}"
 
     def candidates(self, function: Normalised, name: str | None) -> list[Entry]:
         """Entries sharing the function's name or a MinHash band, most shared keys first."""

@@ -35,7 +35,6 @@ MARKS_HELD = 0.75
 MAX_NEAR_TOKENS = 400
 MAX_UNITS = 20_000
 # bump when what `judge` decides changes: scans cache each function's verdicts under it
-MATCHER_VERSION = 2  # 2: near statements weighed against the other side; the fix held near
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,10 @@ free, the way LineVul's line labels are the lines a fix commit deleted. Four con
   (`lines/ranker.safetensors` + `lines/ranker.json`: plain arrays, nothing to unpickle).
 Statements themselves are C syntax: `enstack.csyntax.statements`.
 
-VERSION is the one key for anything that stores what the ranker or the statements produce
-(the stack stage's inputs, the scanner's cached line rankings): bump the part that changed.
+`enstack.versions.LINE_RANKING` is the one key for anything that stores what the ranker or
+the statements produce (the stack stage's inputs, the scanner's cached line rankings); its
+parts, LINE_RANKER_FORMAT, LINE_LABELS and STATEMENTS, live there too: bump the one that
+changed.
 """
 
 from __future__ import annotations
-
-from enstack.csyntax.statements import STATEMENTS_VERSION
-
-RANKER_FORMAT = 2  # the stored arrays and the features: a ranker of another format is not loaded
-LABELS_VERSION = 4  # the labelling (4: statements from tree-sitter, named Juliet heuristics)
-VERSION = f"{RANKER_FORMAT}.{LABELS_VERSION}.{STATEMENTS_VERSION}"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from enstack import versions
 from enstack.csyntax.statements import statement_spans
-from enstack.lines import LABELS_VERSION, STATEMENTS_VERSION
 from enstack.lines.features import features, statement_text, vectorizer
 from enstack.lines.labels import JULIET_RULES, fixed_lines
 from enstack.lines.ranker import LineRanker
@@ -64,8 +64,8 @@ def fit_line_ranker(
         vectorizer().transform(texts), np.asarray(targets), sample_weight=weight / weight.mean()
     )
     info = {
-        "labels_version": LABELS_VERSION,
-        "statements_version": STATEMENTS_VERSION,
+        "labels_version": versions.LINE_LABELS,
+        "statements_version": versions.STATEMENTS,
         "juliet_rules": sorted(rules),
         "functions": functions,
         "lines": len(texts),

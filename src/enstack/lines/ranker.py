@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from enstack import versions
 from enstack.csyntax.statements import statement_spans
 from enstack.errors import UserError
-from enstack.lines import RANKER_FORMAT
 from enstack.lines.features import HASH_FEATURES, features, statement_text, vectorizer
 
 
@@ -46,7 +46,11 @@ class LineRanker:
             },
             str(directory / "ranker.safetensors"),
         )
-        header = {"version": RANKER_FORMAT, "hash_features": HASH_FEATURES, **self.info}
+        header = {
+            "version": versions.LINE_RANKER_FORMAT,
+            "hash_features": HASH_FEATURES,
+            **self.info,
+        }
         (directory / "ranker.json").write_text(json.dumps(header, indent=2) + "\n")
 
 
@@ -68,7 +72,10 @@ def load_line_ranker(directory: Path) -> LineRanker | None:
         raise UserError(f"{directory}: line ranker unreadable ({exc})") from None
     if not isinstance(header, dict):
         raise UserError(f"{header_path}: not a JSON object; not a ranker enstack wrote")
-    if header.get("version") != RANKER_FORMAT or header.get("hash_features") != HASH_FEATURES:
+    if (
+        header.get("version") != versions.LINE_RANKER_FORMAT
+        or header.get("hash_features") != HASH_FEATURES
+    ):
         return None
     coef, intercept = arrays.get("coef"), arrays.get("intercept")
     shapes = {"coef": (HASH_FEATURES,), "intercept": (1,)}

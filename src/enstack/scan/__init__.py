@@ -20,6 +20,3 @@ PRECISIONS = ("fp32", "int8")
 
 # `--threshold`: the P(vulnerable) that makes a finding, for the CLI and the Scanner alike
 DEFAULT_THRESHOLD = 0.5
-# The line rankings' cache key: bump when a method's output changes for the same model.
-# 2: statement lines, `learned`; 3: a statement's lines as one
-LOCALISE_VERSION = 3

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from enstack import versions
 from enstack.csyntax.build import BuildContext, CompileCommands
 from enstack.csyntax.functions import (
-    EXTRACTOR_VERSION,
     Extraction,
     Function,
     Unscored,
@@ -21,12 +21,10 @@ from enstack.csyntax.functions import (
 )
 from enstack.csyntax.parser import language_of
 from enstack.errors import UserError
-from enstack.lines import VERSION as LINES_VERSION
 from enstack.progress import abandon, progress_bar
 from enstack.scan import (
     DEFAULT_THRESHOLD,
     LOCALISE_CHOICES,
-    LOCALISE_VERSION,
     LONG_FUNCTION_MODES,
     PRECISIONS,
 )
@@ -50,7 +48,7 @@ from enstack.scan.suppress import (
     inline_marks,
     inline_suppression,
 )
-from enstack.windows import WINDOWS_VERSION, Coverage, LongFunctions
+from enstack.windows import Coverage, LongFunctions
 
 if TYPE_CHECKING:  # torch and transformers load only when something must be scored
     from enstack.known.base import KnownBase
@@ -377,7 +375,7 @@ class Scanner:
         if self.card is None:
             return "known-only"  # no scores are kept; the files' functions are
         key = self.card.fingerprint + ("" if self.precision == "fp32" else f"@{self.precision}")
-        windows = f"+windows{WINDOWS_VERSION}" if self.long_functions == "windows" else ""
+        windows = f"+windows{versions.WINDOWS}" if self.long_functions == "windows" else ""
         return key + windows
 
     def predict_proba(self, codes: list[str] | str) -> Probabilities:
@@ -632,7 +630,7 @@ class Scanner:
 
     def _lines(self, item: Scored, cache: ScanCache | None) -> list[tuple[int, float]]:
         key = code_key(item.function.code)
-        method = f"{self.localise}@{LOCALISE_VERSION}.{LINES_VERSION}"
+        method = f"{self.localise}@{versions.LOCALISE}.{versions.LINE_RANKING}"
         relative = cache.get_lines(key, method) if cache else None
         if relative is None:
             from enstack.scan.localise import rank_lines
@@ -735,7 +733,7 @@ def _functions_of(
     language = language_of(source.language_path)
     # the path is part of the key: the functions carry it; so is the build's reading of #if
     built = build.key if build is not None else ""
-    header = f"{EXTRACTOR_VERSION}\0{language}\0{source.display}\0{built}\0"
+    header = f"{versions.FUNCTION_CUTS}\0{language}\0{source.display}\0{built}\0"
     key = code_key_bytes(header.encode(errors="surrogateescape") + source.data)
     known = cache.get_functions(key) if cache else None
     if known is not None:

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from enstack import versions
 from enstack.errors import UserError
 from enstack.fsutil import read_untrusted_json, sha256_file, sha256_json
-from enstack.lines import RANKER_FORMAT
 from enstack.lines.features import HASH_FEATURES
 from enstack.models.contract import CONTRACT_FILE, recorded_long_functions
 from enstack.registries.families import GRAPH_INPUT_TYPE
@@ -250,7 +250,7 @@ def _has_line_ranker(directory: Path) -> bool:
         return False
     return (
         isinstance(header, dict)
-        and header.get("version") == RANKER_FORMAT
+        and header.get("version") == versions.LINE_RANKER_FORMAT
         and header.get("hash_features") == HASH_FEATURES
     )
 

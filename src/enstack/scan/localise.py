@@ -24,7 +24,6 @@ import torch
 from enstack.csyntax.statements import statement_spans
 from enstack.encode import pad_id, special_ids
 from enstack.infer import predict
-from enstack.scan import LOCALISE_VERSION  # noqa: F401 (re-exported)
 from enstack.scan.model import BaseModel, ScanModel
 from enstack.windows import Window, expand
 

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from enstack import versions
 from enstack.errors import UserError
 from enstack.fsutil import staged_dir
 from enstack.lines.ranker import LineRanker
 from enstack.manifest import MANIFEST, describe_files, manifest_bytes, verify_files
 from enstack.stack.meta import MetaClassifier
-
-BUNDLE_VERSION = 1
 
 
 def bundle_model_dir(bundle: Path, name: str) -> Path:
@@ -61,7 +60,7 @@ def write_bundle(
         if line_ranker is not None:
             line_ranker.save(bundle_lines_dir(tmp))
         manifest = manifest_bytes(
-            BUNDLE_VERSION,
+            versions.BUNDLE_FORMAT,
             describe_files(tmp),
             models=list(model_exports),
             meta=classifier.name,

@@ -17,13 +17,13 @@ import numpy as np
 import pyarrow.parquet as pq
 from safetensors.numpy import load_file, save_file
 
+from enstack import versions
 from enstack.config import Config
 from enstack.errors import UserError
 from enstack.fsutil import read_json_object, sha256_file, sha256_json, staged_dir
 from enstack.models.contract import recorded_max_length, trained_length
-from enstack.windows import WINDOWS_VERSION, Expanded, aggregate, expand
+from enstack.windows import Expanded, aggregate, expand
 
-FEATURE_VERSION = 2  # 2: val and test only
 FEATURE_SPLITS = ("val", "test")  # what stacking fits on and what the reports score
 
 
@@ -50,14 +50,14 @@ def extract_model(
     windows = config.training.long_functions == "windows"
     fingerprint = sha256_json(
         {
-            "version": FEATURE_VERSION,
+            "version": versions.STACK_FEATURES,
             "weights": sha256_file(weights),
             "data": manifest["data_fingerprint"],
             # the length the export was trained at (the config's, for every export enstack
             # wrote: the key keeps its value, and features stay cached)
             "max_length": recorded_max_length(export) or config.training.max_length,
             # added with windows: truncated features keep the fingerprint they had
-            **({"windows": WINDOWS_VERSION} if windows else {}),
+            **({"windows": versions.WINDOWS} if windows else {}),
         }
     )
     out_dir = config.layout.features(name)

@@ -16,15 +16,13 @@ import numpy as np
 import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
+from enstack import versions
 from enstack.config import Config
 from enstack.data.prepare import read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import clean_debris, read_json_object, sha256_json, stage_lock, staged_dir
-from enstack.lines import VERSION as LINES_VERSION
 from enstack.lines.fit import fit_on_split
 from enstack.stack.features import extract_all
-
-STACK_VERSION = 3  # 2: detection and pair metrics, select_on; 3: grouped folds, 1-SE rule
 
 
 @dataclass
@@ -63,14 +61,14 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
     manifest = read_manifest(config.layout.data)
     features = extract_all(config, manifest, progress)
     inputs = {
-        "version": STACK_VERSION,
+        "version": versions.STACK_RESULTS,
         "seed": config.seed,
         "labels": manifest["labels"],
         "stacking": config.stacking.model_dump(mode="json", exclude={"extract_batch_size"}),
         "features": {name: f.fingerprint for name, f in features.items()},
     }
     if _learns_lines(config):  # only then: other runs' stacks keep their fingerprint
-        inputs["line_ranker"] = LINES_VERSION
+        inputs["line_ranker"] = versions.LINE_RANKING
     fingerprint = sha256_json(inputs)
     out = config.layout.stack
     clean_debris(out.parent, out.name)  # what a killed run left (under this stage's lock)
