@@ -141,3 +141,38 @@ def test_a_single_model_selection_says_why_and_shows_the_best_ensemble() -> None
     assert "a alone" in plain_table(summary)
     summary["selected"] = {"models": ["a", "b"], "meta": "lr"}
     assert selection_note(summary) is None
+
+
+def test_messages_go_through_the_enstack_logger(tmp_path, capsys) -> None:
+    """A notebook can silence enstack's lines or take them elsewhere, as with any library;
+    by default they are the CLI's lines on standard error."""
+    import logging
+
+    import enstack.api as es
+
+    config = es.demo_config(tmp_path / "run", data={"synthetic": {"n_per_class": 20}})
+    es.prepare(config, progress=False)
+    capsys.readouterr()
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    root = logging.getLogger("enstack")
+    keep = Keep()
+    root.addHandler(keep)
+    level = root.level
+    try:
+        root.setLevel(logging.WARNING)  # warnings only: the stages' progress lines go quiet
+        (tmp_path / "run" / "data" / "manifest.json").write_text("{damaged")
+        es.prepare(config, progress=False)
+    finally:
+        root.setLevel(level)
+        root.removeHandler(keep)
+    err = capsys.readouterr().err
+    assert "manifest.json: damaged (stale): preparing the data again" in err
+    assert err.startswith("warning: ")
+    assert [r.name for r in records] == ["enstack.data.prepare"]
+    assert records[0].levelno == logging.WARNING
+    assert issubclass(es.EnstackWarning, UserWarning)

@@ -25,9 +25,11 @@ from typing import Any
 
 from enstack.config import Config, load_config_dict, parse_yaml, read_config_yaml
 from enstack.errors import UserError
+from enstack.log import EnstackWarning
 
 __all__ = [
     "Config",
+    "EnstackWarning",
     "Reports",
     "UserError",
     "demo_config",
@@ -155,7 +157,7 @@ def scan(
     both. `options`: `threshold`, `top_lines`, `localise`, `cache_dir`, as the `Scanner` takes
     them. Returns a `ScanReport` (`findings`, `scored`, `known`, `summary()`, `render(fmt)`,
     `write(path)`); what the model card warns about (synthetic training data, no benign class)
-    is issued as a `UserWarning`."""
+    is issued as an `EnstackWarning` (a `UserWarning`)."""
     from enstack.scan.api import Scanner
     from enstack.stack.stage import selected_bundle
 
@@ -170,7 +172,7 @@ def scan(
         where = selected_bundle(_config(config, "scan"))
     report = Scanner(where, known=known, **options).scan(paths)
     for text in report.model.warnings() if report.model else []:  # as the CLI prints them
-        warnings.warn(text, UserWarning, stacklevel=2)
+        warnings.warn(text, EnstackWarning, stacklevel=2)
     return report
 
 

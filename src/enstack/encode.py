@@ -7,7 +7,6 @@ is a slice and a pad, and nothing is tokenised twice: not across epochs, not on 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -18,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from enstack import versions
+from enstack import log, versions
 from enstack.csyntax.dataflow import parse_function, row_graph
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
@@ -26,6 +25,8 @@ from enstack.labels import SPLITS
 from enstack.progress import progress_bar
 from enstack.registries.families import FAMILIES
 from enstack.windows import scoring_rows, training_rows
+
+LOG = log.get(__name__)
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -202,7 +203,7 @@ def encode_splits(
         cached = _read_cache(cache, pad_id(tokenizer))
         if cached is not None:
             return cached
-        print(f"warning: {cache}: token cache damaged (stale): redone", file=sys.stderr)
+        LOG.warning(f"{cache}: token cache damaged (stale): redone")
     with staged_dir(cache) as tmp:
         for split in SPLITS:
             codes, labels = _read_split(data_dir / f"{split}.parquet")
@@ -271,11 +272,10 @@ def _window_rows(data_dir: Path, split: str, codes, labels, tokenizer, room, ben
     pairs = pq.read_table(path, columns=["pair"]).column("pair").to_pylist() if has_pairs else None
     rows = training_rows(codes, labels, pairs, tokenizer, room, benign_id)
     if rows.placed or rows.first_window:
-        print(
+        LOG.info(
             f"train: long functions of fix pairs trained on the windows where the pair differs: "
             f"{rows.placed}; on their first window (no difference to place, or no fix): "
-            f"{rows.first_window}",
-            file=sys.stderr,
+            f"{rows.first_window}"
         )
     return rows
 

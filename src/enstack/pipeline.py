@@ -6,11 +6,10 @@ training setup pointed at the same directory is refused rather than mixed in.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-from enstack import IMPORTED_AT
+from enstack import IMPORTED_AT, log
 from enstack.config import Config, changed_keys, load_config_text, shipped_config
 from enstack.data.prepare import prepare, split_warnings
 from enstack.errors import UserError
@@ -20,6 +19,8 @@ from enstack.fsutil import atomic_write_json, read_json_object, sha256_json
 from enstack.stack.stage import line_ranker_text, run_stack
 from enstack.train.status import train_unless_done
 from enstack.train.trajectory import RUN_DIR_IGNORES
+
+LOG = log.get(__name__)
 
 IDENTITY_KEYS = ("seed", "data", "models")
 
@@ -38,34 +39,31 @@ def run_pipeline(config: Config, progress: bool | None = None, force_resume: boo
     started = _clock_start()
     check_run_dir(config)
     data = prepare(config, progress)
-    print(
+    LOG.info(
         f"prepare: {'unchanged' if data.skipped else 'done'} "
-        f"({data.manifest['table']['total']['train']} train rows)",
-        file=sys.stderr,
+        f"({data.manifest['table']['total']['train']} train rows)"
     )
     for warning in split_warnings(data.manifest):
-        print(f"warning: {warning}", file=sys.stderr)
+        LOG.warning(warning)
     for model in config.models:
         result = train_unless_done(
             config, model.name, "auto", progress, force_resume, manifest=data.manifest
         )
-        print(
+        LOG.info(
             f"train {model.name}: {'already trained' if result.already_done else 'done'}, "
-            f"best val F1 {result.state.best_f1:.4f}",
-            file=sys.stderr,
+            f"best val F1 {result.state.best_f1:.4f}"
         )
     stacked = run_stack(config, progress)
-    print(
-        f"stack: {'unchanged' if stacked.skipped else 'done'}; {line_ranker_text(stacked.summary)}",
-        file=sys.stderr,
+    LOG.info(
+        f"stack: {'unchanged' if stacked.skipped else 'done'}; {line_ranker_text(stacked.summary)}"
     )
     if long_functions_text(stacked.summary):
-        print(f"stack: {long_functions_text(stacked.summary)}", file=sys.stderr)
+        LOG.info(f"stack: {long_functions_text(stacked.summary)}")
     reports, summary, skipped = run_evaluate(config)
-    print(f"evaluate: {'unchanged' if skipped else 'done'} -> {reports}", file=sys.stderr)
+    LOG.info(f"evaluate: {'unchanged' if skipped else 'done'} -> {reports}")
     print(plain_table(summary))
     print(f"\nreports: {reports}/report.html, results.md, results.json, results.csv, plots/")
-    print(f"total time: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    LOG.info(f"total time: {time.perf_counter() - started:.0f} s")
     return summary
 
 

@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import json
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from enstack import versions
+from enstack import log, versions
 from enstack.config import Config, DataConfig
 from enstack.data.chunks import MULTI_DROPPED, NO_LABEL, Chunk
 from enstack.data.cwe import CweMapper
@@ -41,6 +40,8 @@ from enstack.fsutil import (
 )
 from enstack.labels import PAPER_LABELS, SPLITS
 from enstack.progress import progress_bar
+
+LOG = log.get(__name__)
 
 SPLIT_SCHEMA = pa.schema([("id", pa.string()), ("code", pa.string()), ("label", pa.int16())])
 
@@ -79,10 +80,7 @@ def _prepare(config: Config, progress: bool | None) -> PrepareResult:
     inputs = _inputs_fingerprint(config, fingerprints)
     existing = read_manifest(data_dir, required=False)
     if existing is None and (data_dir / "manifest.json").exists():
-        print(
-            f"warning: {data_dir / 'manifest.json'}: damaged (stale): preparing the data again",
-            file=sys.stderr,
-        )
+        LOG.warning(f"{data_dir / 'manifest.json'}: damaged (stale): preparing the data again")
     if (
         existing is not None
         and existing.get("fingerprint") == inputs

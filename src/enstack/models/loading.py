@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
+from enstack import log
 from enstack.config import ModelConfig
 from enstack.errors import UserError
 from enstack.fsutil import staged_dir
@@ -26,6 +26,8 @@ from enstack.registries.families import (
     SUPPORTED_MODEL_TYPES,
     pooling_of,
 )
+
+LOG = log.get(__name__)
 
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0-4
 
@@ -49,10 +51,9 @@ def load_pretrained_config(model: ModelConfig, labels: list[str]) -> PretrainedC
                 "(no config.json); save one with save_pretrained or give a hub id"
             )
     else:
-        print(
+        LOG.info(
             f"note: loading {source!r} from the Hugging Face hub (downloaded on first use, then "
-            "cached); set pretrained: to a local directory to avoid the network",
-            file=sys.stderr,
+            "cached); set pretrained: to a local directory to avoid the network"
         )
         _offline_unless_hub_reachable()
     try:
@@ -84,7 +85,7 @@ def _offline_unless_hub_reachable() -> None:
     try:
         socket.create_connection((host, 443), timeout=HUB_PROBE_SECONDS).close()
     except OSError:
-        print(f"note: {host} cannot be reached; using the local cache only", file=sys.stderr)
+        LOG.info(f"note: {host} cannot be reached; using the local cache only")
         os.environ["HF_HUB_OFFLINE"] = "1"
         constants.HF_HUB_OFFLINE = True
 

@@ -17,13 +17,15 @@ import json
 import math
 import os
 import sqlite3
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from enstack import log
 from enstack.csyntax.functions import Extraction, Function, Unscored
+
+LOG = log.get(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -120,7 +122,7 @@ class ScanCache:
             self._give_up(directory, exc)
 
     def _give_up(self, where: object, exc: Exception) -> None:
-        print(f"warning: scan cache at {where} not used ({exc})", file=sys.stderr)
+        LOG.warning(f"scan cache at {where} not used ({exc})")
         if self.db is not None:
             self.db.close()
         self.db = None

@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from enstack import log
 from enstack.config import Config
 from enstack.metrics import classification_metrics, detection_metrics, pair_outcomes
 from enstack.progress import progress_bar
 from enstack.registries.metas import COMBINERS, complexity
 from enstack.stack.meta import MetaClassifier
+
+LOG = log.get(__name__)
 
 
 @dataclass
@@ -194,10 +196,9 @@ def _say_fewer_folds(used: int, asked: int, y: np.ndarray, units: np.ndarray | N
     counts = np.bincount(y)
     rarest = int(counts[counts > 0].min())
     groups = f", {len(np.unique(units))} groups" if units is not None else ""
-    print(
-        f"warning: stacking.cv_folds {asked}: val has too few rows to fill them (rarest class "
-        f"{rarest} rows{groups}); scoring with {used} folds",
-        file=sys.stderr,
+    LOG.warning(
+        f"stacking.cv_folds {asked}: val has too few rows to fill them (rarest class "
+        f"{rarest} rows{groups}); scoring with {used} folds"
     )
 
 

@@ -8,7 +8,6 @@ fingerprints, the stacking settings, the labels) are unchanged.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +15,15 @@ import numpy as np
 import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
-from enstack import versions
+from enstack import log, versions
 from enstack.config import Config
 from enstack.data.prepare import read_manifest
 from enstack.errors import UserError
 from enstack.fsutil import clean_debris, read_json_object, sha256_json, stage_lock, staged_dir
 from enstack.lines.fit import fit_on_split
 from enstack.stack.features import extract_all
+
+LOG = log.get(__name__)
 
 
 @dataclass
@@ -37,10 +38,9 @@ def _warn_one_class(chosen, labels: list[str]) -> None:
     on small real data every candidate can be that, and the table alone would not say so."""
     answers = np.unique(chosen.val_probs.argmax(1))
     if len(answers) == 1 and len(chosen.val_probs) > 1:
-        print(
-            f"warning: the selection predicts {labels[int(answers[0])]} for every val row: no "
-            "candidate learned to tell the classes apart on this data",
-            file=sys.stderr,
+        LOG.warning(
+            f"the selection predicts {labels[int(answers[0])]} for every val row: no "
+            "candidate learned to tell the classes apart on this data"
         )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from enstack import log
 from enstack.ckpt.layout import (
     Checkpoint,
     newest_valid,
@@ -49,6 +50,8 @@ from enstack.train.records import TrainResult, TrainState
 from enstack.train.signals import Interrupted, StopSignals
 from enstack.train.trajectory import as_checkpoint_trained, run_fingerprint, trajectory_settings
 from enstack.train.validation import evaluate
+
+LOG = log.get(__name__)
 
 
 class TrainingDiverged(UserError):
@@ -180,7 +183,7 @@ class Trainer:
             return verify(Path(resume))
         found, problems = newest_valid([ckpt_dir, *([self.staging] if self.staging else [])])
         for problem in problems:
-            print(f"warning: skipping checkpoint: {problem}", file=sys.stderr)
+            LOG.warning(f"skipping checkpoint: {problem}")
         return found
 
     # --- the run ----------------------------------------------------------------------------
@@ -422,8 +425,8 @@ class Trainer:
         # said for the last epoch only: an early epoch often answers one class, then learns
         last = state.epoch + 1 == tc.epochs
         if last and metrics.get("predicted_classes") == 1 and len(self.val_split) > 1:
-            self._say(
-                f"warning: {self.model_cfg.name} epoch {state.epoch + 1} predicts one class for "
+            self._warn(
+                f"{self.model_cfg.name} epoch {state.epoch + 1} predicts one class for "
                 "every val row: its scores are that one class's, not learning (more epochs, "
                 "another learning rate, or more data)"
             )
@@ -495,7 +498,7 @@ class Trainer:
         saved = ckpt.state
         self._check_compatible(ckpt, force)
         for warning in restore(ckpt, self.parts, self.ranks):
-            self._say(f"warning: {warning}")
+            self._warn(warning)
         state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
         state.total_batches = _derived(saved, "total_batches", fresh.total_batches, ckpt.path)
         state.steps_per_epoch = _derived(saved, "steps_per_epoch", fresh.steps_per_epoch, ckpt.path)
@@ -539,7 +542,7 @@ class Trainer:
                 )
                 if not force:
                     raise UserError(message)
-                print(f"warning: {message} (forced)", file=sys.stderr)
+                LOG.warning(f"{message} (forced)")
 
     def _changed_settings(self, saved: dict) -> list[str]:
         """The settings that differ from the checkpoint's, as `--set` spells them (the model's
@@ -609,8 +612,12 @@ class Trainer:
         )
 
     def _say(self, message: str) -> None:
+        if self.ranks.main:  # under torchrun, rank 0 speaks for all
+            LOG.info(message)
+
+    def _warn(self, message: str) -> None:
         if self.ranks.main:
-            print(message, file=sys.stderr, flush=True)
+            LOG.warning(message)
 
     def _where(self) -> str:
         s = self.state
@@ -658,10 +665,9 @@ def _derived(saved: dict, key: str, value: int, path: Path) -> int:
     """A field older checkpoints lack is derived from the data, with a warning."""
     if key in saved:
         return int(saved[key])
-    print(
-        f"warning: {path} has no {key!r} (written by an older enstack); derived {value} "
-        "from the prepared data",
-        file=sys.stderr,
+    LOG.warning(
+        f"{path} has no {key!r} (written by an older enstack); derived {value} "
+        "from the prepared data"
     )
     return value
 
@@ -680,4 +686,4 @@ def _set_aside(path: Path, stamp: str) -> None:
     aside = path.with_name(f"{path.name}.old-{stamp}")
     path.rename(aside)
     hint = f" (enstack ckpt clean {path} --old removes it)" if path.name == "checkpoints" else ""
-    print(f"--resume never: moved {path} aside to {aside}{hint}", file=sys.stderr)
+    LOG.info(f"--resume never: moved {path} aside to {aside}{hint}")

@@ -1,0 +1,66 @@
+"""enstack's messages to people: one `enstack` logger tree, and enstack's own warning class.
+
+Every stage says what it did through `logging.getLogger("enstack.<module>")`; the CLI's
+lines and a notebook's are the same text, one per record, written to standard error as it
+is at that moment (pytest's capture, a notebook's stream). A warning reads `warning: ...`.
+
+From Python, the messages can be silenced, filtered or redirected like any library's:
+
+    import logging
+    logging.getLogger("enstack").setLevel(logging.WARNING)   # warnings only
+    logging.getLogger("enstack").addHandler(my_handler)      # also somewhere else
+
+Warnings a caller may act on in code (a model trained on synthetic data, ...) are also
+issued with `warnings.warn(..., EnstackWarning)`. A signal handler never logs (logging takes
+locks a handler must not wait on): `train/signals.py` writes its two lines directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+ROOT = "enstack"
+
+
+class EnstackWarning(UserWarning):
+    """A warning about what enstack was given or produced that a caller may want to act on."""
+
+
+class StderrHandler(logging.Handler):
+    """Writes each record as one line to whatever `sys.stderr` is when it is emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # a closed stream (the reader left): as logging's own handlers do
+            self.handleError(record)
+
+
+class PlainFormatter(logging.Formatter):
+    """The message as the CLI has always printed it; a warning's prefixed `warning: `."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return f"warning: {text}" if record.levelno >= logging.WARNING else text
+
+
+def _install() -> logging.Logger:
+    root = logging.getLogger(ROOT)
+    if not any(isinstance(h, StderrHandler) for h in root.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(PlainFormatter())
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False  # said once, here; an application's root handlers stay quiet
+    return root
+
+
+_install()
+
+
+def get(name: str) -> logging.Logger:
+    """The logger of module `name` (`enstack.train.trainer` ...), under the `enstack` tree."""
+    return logging.getLogger(name if name.startswith(ROOT) else f"{ROOT}.{name}")
