@@ -35,8 +35,8 @@ class StderrHandler(logging.Handler):
             stream = sys.stderr
             stream.write(self.format(record) + "\n")
             stream.flush()
-        except Exception:  # a closed stream (the reader left): as logging's own handlers do
-            self.handleError(record)
+        except (OSError, ValueError):  # stderr closed or its reader gone: nowhere to say it
+            pass
 
 
 class PlainFormatter(logging.Formatter):
