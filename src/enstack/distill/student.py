@@ -47,6 +47,7 @@ class StudentTrainer(Trainer):
     def _setup(self, checkpoint, force_resume: bool) -> None:
         super()._setup(checkpoint, force_resume)
         split = self.train_split
+        assert split is not None, "set up by Trainer._setup"
         functions = split.owner if split.owner is not None else torch.arange(len(split))
         if len(self.teacher) != split.functions:
             raise RuntimeError(  # the targets and the data are written together: a bug

@@ -44,7 +44,8 @@ def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets
 
     teacher = selected_bundle(config)
     card = read_card(teacher)
-    run_manifest = read_manifest(config.layout.data)
+    run_manifest = read_manifest(config.layout.data)  # required: an error where it is not
+    assert run_manifest is not None
     if card.labels != run_manifest["labels"]:
         raise UserError(
             f"{teacher}: its classes {card.labels} are not the prepared data's "

@@ -31,9 +31,15 @@ def lines_text(item: Scored) -> str:
     return ", ".join(str(line) for line, _ in item.lines)
 
 
+def labels_of(report: ScanReport) -> list[str]:
+    """The model's class names; only reports with learned findings ask, and those have one."""
+    assert report.model is not None, "learned findings without a model"
+    return report.model.labels
+
+
 def by_label(report: ScanReport, probs: np.ndarray) -> dict[str, float]:
     """Probabilities keyed by the model's class names."""
-    return {label: round(float(p), 6) for label, p in zip(report.model.labels, probs, strict=True)}
+    return {label: round(float(p), 6) for label, p in zip(labels_of(report), probs, strict=True)}
 
 
 def aligned(header: tuple[str, ...], table: list[tuple]) -> list[str]:

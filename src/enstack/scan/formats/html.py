@@ -69,7 +69,7 @@ def render(report: ScanReport) -> str:
 
 def _summary(report: ScanReport, learned: list[Scored], known: list[KnownFinding]) -> str:
     tally = report.tally
-    rows = [
+    counts: list[list[str] | None] = [
         ["files scanned", str(tally.files)],
         ["functions", str(report.functions)],
         ["findings (learned)", str(len(learned))] if report.model is not None else None,
@@ -80,7 +80,8 @@ def _summary(report: ScanReport, learned: list[Scored], known: list[KnownFinding
         ["files skipped", str(sum(tally.skipped.values()))],
         ["files excluded", str(tally.excluded)],
     ]
-    out = ["<h2>Summary</h2>", table(["", "count"], [r for r in rows if r], numeric=(1,))]
+    rows = [r for r in counts if r is not None]
+    out = ["<h2>Summary</h2>", table(["", "count"], rows, numeric=(1,))]
     by_class = Counter((s.label, s.level) for s in learned)
     by_class.update((k.entry.vuln_id, k.level) for k in known)
     if by_class:

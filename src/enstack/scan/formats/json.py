@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from enstack import __version__
 from enstack.scan.card import FIVE_CLASS_WARNING
-from enstack.scan.formats.common import by_label
+from enstack.scan.formats.common import by_label, labels_of
 
 if TYPE_CHECKING:
     from enstack.known.match import KnownFinding
@@ -28,7 +28,7 @@ def _finding_json(report: ScanReport, s: Scored) -> dict:
         "class": s.label,
         "level": s.level,
         "p_vulnerable": s.p_vulnerable,
-        "class_probability": float(s.probs[report.model.labels.index(s.label)]),
+        "class_probability": float(s.probs[labels_of(report).index(s.label)]),
         "probabilities": by_label(report, s.probs),
         "models": {name: by_label(report, p) for name, p in s.per_model.items()},
         "top_lines": [{"line": line, "score": round(score, 4)} for line, score in s.lines],

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from enstack import __version__
-from enstack.scan.formats.common import CWE_NUMBER, by_label, escape_markdown, lines_text, printable
+from enstack.scan.formats.common import (
+    CWE_NUMBER,
+    by_label,
+    escape_markdown,
+    labels_of,
+    lines_text,
+    printable,
+)
 from enstack.scan.scope import IGNORE_FILE
 
 if TYPE_CHECKING:
@@ -124,7 +131,7 @@ def _result(report: ScanReport, s: Scored) -> dict:
     f = s.function
     top = s.lines[0][0] if s.lines else f.start_line
     lines = lines_text(s)
-    p_class = float(s.probs[report.model.labels.index(s.label)])
+    p_class = float(s.probs[labels_of(report).index(s.label)])
     name, label = printable(f.name), printable(s.label)
 
     def say(name: str, label: str) -> str:
@@ -171,7 +178,7 @@ def _result(report: ScanReport, s: Scored) -> dict:
 def _notifications(report: ScanReport) -> list[dict]:
     """What the scan could not read or parse, for code scanning's tool status page."""
     warnings = report.model.warnings() if report.model else []
-    out = [{"level": "warning", "message": {"text": text}} for text in warnings]
+    out: list[dict] = [{"level": "warning", "message": {"text": text}} for text in warnings]
     tally = report.tally
     if tally.excluded or tally.unchanged:
         text = (
@@ -281,7 +288,8 @@ def _known_rules_and_results(report: ScanReport, first_index: int) -> tuple[list
     if report.known is None:
         return [], []
     rules: dict[str, int] = {}
-    rule_list, results = [], []
+    rule_list: list[dict] = []
+    results: list[dict] = []
     for k in report.known.findings:
         if k.entry.vuln_id not in rules:
             rules[k.entry.vuln_id] = first_index + len(rule_list)
