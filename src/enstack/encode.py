@@ -206,7 +206,7 @@ def encode_splits(
         LOG.warning(f"{cache}: token cache damaged (stale): redone")
     with staged_dir(cache) as tmp:
         for split in SPLITS:
-            codes, labels = _read_split(data_dir / f"{split}.parquet")
+            codes, labels = read_split(data_dir / f"{split}.parquet")
             owner = None
             if windows:
                 room = code_room(tokenizer, family, max_length)
@@ -280,7 +280,8 @@ def _window_rows(data_dir: Path, split: str, codes, labels, tokenizer, room, ben
     return rows
 
 
-def _read_split(path: Path) -> tuple[list[str], list[int]]:
+def read_split(path: Path) -> tuple[list[str], list[int]]:
+    """A prepared split's code and class ids, in row order."""
     table = pq.read_table(path, columns=["code", "label"])
     return table.column("code").to_pylist(), table.column("label").to_pylist()
 

@@ -9,7 +9,6 @@ with the teacher's on the run's held-out functions. `enstack scan --bundle` take
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -18,13 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from enstack.config import Config, ModelConfig
-from enstack.distill.targets import Targets, teacher_targets
-from enstack.fsutil import ProcessLock, read_json_object, sha256_json, stage_lock, staged_dir
+from enstack.distill.targets import Targets, probabilities, teacher_targets
+from enstack.encode import read_split
+from enstack.fsutil import read_json_object, sha256_json, stage_lock, staged_dir
 from enstack.models.contract import CONTRACT_FILE
+from enstack.scan import DEFAULT_THRESHOLD
 from enstack.train.records import TrainResult
 
 STUDENT = "student"  # the student's name under run_dir/distill/models/
-THRESHOLD = 0.5  # P(vulnerable) that makes a finding, as `enstack scan`'s default
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,7 @@ def run_distill(
         teacher=targets.probs["train"],
         temperature=config.distill.temperature,
     )
-    root = trainer.paths.root
-    with ProcessLock(root / ".lock", f"model {STUDENT!r} ({root})"):
+    with trainer.lock():
         result = trainer.run(trainer.select_checkpoint(resume), force_resume)
     agreement = _agreement(config, result.paths.best, targets)
     bundle = config.layout.distill / "bundle"
@@ -84,8 +83,10 @@ def run_distill(
 
 
 def _agreement(config: Config, export: Path, targets: Targets) -> dict:
-    """How often the student's finding (P(vulnerable) >= 0.5, or its class without a benign
-    class) and its class are the teacher's, on the run's val and test functions."""
+    """How often the student's finding (P(vulnerable) at the scan's default threshold, or its
+    class without a benign class) and its class are the teacher's, on the run's val and test
+    functions; and the student's own macro-F1 there, measured as every model's is."""
+    from enstack.metrics import classification_metrics, vulnerable_scores
     from enstack.scan.model import load_scan_model
 
     labels = targets.manifest["labels"]
@@ -93,45 +94,26 @@ def _agreement(config: Config, export: Path, targets: Targets) -> dict:
     model = load_scan_model(export, long_functions=config.training.long_functions)
     out = {}
     for split in ("val", "test"):
-        codes = _codes(targets.data_dir / f"{split}.parquet")
+        codes, truth = read_split(targets.data_dir / f"{split}.parquet")
         if not codes:
             continue
-        student = np.concatenate(
-            [model.predict_proba(codes[i : i + 256])[0] for i in range(0, len(codes), 256)]
-        )
+        student = probabilities(model, codes, None, f"student on {split}")
         teacher = targets.probs[split]
         if benign is None:
             decided = student.argmax(1) == teacher.argmax(1)
         else:
-            decided = (1 - student[:, benign] >= THRESHOLD) == (1 - teacher[:, benign] >= THRESHOLD)
-        truth = _labels(targets.data_dir / f"{split}.parquet")
+            flagged = [
+                vulnerable_scores(p, benign) >= DEFAULT_THRESHOLD for p in (student, teacher)
+            ]
+            decided = flagged[0] == flagged[1]
+        scores = classification_metrics(np.asarray(truth), student.argmax(1), len(labels))
         out[split] = {
             "functions": len(codes),
             "decisions_agree": round(float(decided.mean()), 4),
             "classes_agree": round(float((student.argmax(1) == teacher.argmax(1)).mean()), 4),
-            # the student's own score against the true labels (the card's held-out figure)
-            "macro_f1": round(_macro_f1(truth, student.argmax(1), len(labels)), 4),
+            "macro_f1": round(scores["macro_f1"], 4),  # the card's held-out figure
         }
     return out
-
-
-def _macro_f1(truth: np.ndarray, predicted: np.ndarray, classes: int) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(truth, predicted, labels=list(range(classes)), average="macro",
-                          zero_division=0))  # fmt: skip
-
-
-def _labels(path: Path) -> np.ndarray:
-    import pyarrow.parquet as pq
-
-    return np.asarray(pq.read_table(path, columns=["label"]).column("label").to_pylist())
-
-
-def _codes(path: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=["code"]).column("code").to_pylist()
 
 
 def _write_bundle(
@@ -139,10 +121,6 @@ def _write_bundle(
 ) -> None:
     """The student's best export, its card added to enstack.json: the teacher's training
     data stands as the student's (it learned that data's labels, through the teacher)."""
-    from enstack.scan.card import read_card
-    from enstack.stack.stage import selected_bundle
-
-    teacher = read_card(selected_bundle(config))
     with staged_dir(bundle) as tmp:
         for item in export.iterdir():
             shutil.copy2(item, tmp / item.name)
@@ -156,12 +134,10 @@ def _write_bundle(
         }
         # what the teacher learned from is the student's data too (through the teacher);
         # the held-out figures are the student's own
-        trained_on = dict(teacher.trained_on or {})
+        trained_on = dict(targets.teacher.trained_on or {})
         if "test" in agreement:
             trained_on["test"] = {"macro_f1": agreement["test"]["macro_f1"]}
         else:
             trained_on.pop("test", None)
         contract["trained_on"] = trained_on or None
-        with contextlib.suppress(OSError):
-            (tmp / CONTRACT_FILE).unlink()
         (tmp / CONTRACT_FILE).write_text(json.dumps(contract, indent=2) + "\n")

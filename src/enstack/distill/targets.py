@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -19,9 +20,14 @@ from safetensors.numpy import load_file, save_file
 
 from enstack import versions
 from enstack.config import Config
+from enstack.encode import read_split
 from enstack.errors import UserError
 from enstack.fsutil import atomic_write_json, read_json_object, sha256_json, staged_dir
 from enstack.progress import progress_bar
+from enstack.scan.card import ModelCard
+
+if TYPE_CHECKING:
+    from enstack.scan.model import ScanModel
 
 TARGETS_FILE = "teacher.safetensors"
 SPLITS = ("train", "val", "test")
@@ -33,6 +39,7 @@ class Targets:
     data_dir: Path
     manifest: dict
     probs: dict[str, np.ndarray]  # per split: (functions, classes), the teacher's
+    teacher: ModelCard
 
 
 def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets:
@@ -51,8 +58,8 @@ def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets
             f"{teacher}: its classes {card.labels} are not the prepared data's "
             f"{run_manifest['labels']} (run `enstack stack` again)"
         )
-    splits = {name: _read(config.layout.split(name)) for name in SPLITS}
-    extra = _unlabelled(config, set(splits["train"][0]))
+    splits = {name: read_split(config.layout.split(name)) for name in SPLITS}
+    extra = _unlabelled(config, splits["train"][0])
     key = sha256_json(
         {
             "version": versions.DISTILL_TARGETS,
@@ -61,7 +68,7 @@ def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets
             "unlabelled": sha256_json(extra),
         }
     )
-    found = _load(out, key)
+    found = _load(out, key, card)
     if found is not None:
         return found
     probs = _ask_teacher(card, splits, extra, progress)
@@ -85,14 +92,9 @@ def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets
             "unlabelled": len(extra),
         }
         atomic_write_json(tmp / "manifest.json", manifest)
-    loaded = _load(out, key)
+    loaded = _load(out, key, card)
     assert loaded is not None, f"{out}: just written, unreadable"
     return loaded
-
-
-def _read(path: Path) -> tuple[list[str], list[int]]:
-    table = pq.read_table(path, columns=["code", "label"])
-    return table.column("code").to_pylist(), table.column("label").to_pylist()
 
 
 def _write(path: Path, codes: list[str], labels: list[int]) -> None:
@@ -101,7 +103,7 @@ def _write(path: Path, codes: list[str], labels: list[int]) -> None:
     pq.write_table(table, path)
 
 
-def _unlabelled(config: Config, seen: set[str]) -> list[str]:
+def _unlabelled(config: Config, train: list[str]) -> list[str]:
     """Functions cut from `distill.unlabelled` (files or trees), each text once and none of
     the train split's, in a fixed order, at most `distill.max_unlabelled` of them."""
     from enstack.csyntax.functions import extract_functions
@@ -113,7 +115,7 @@ def _unlabelled(config: Config, seen: set[str]) -> list[str]:
         return []
     check_paths(paths, None)
     codes: list[str] = []
-    taken = set(seen)
+    taken = set(train)
     for source in source_files(paths, FileTally(), selection_for(paths)):
         found = extract_functions(source.data, source.display, language_of(source.language_path))
         for function in found.functions:
@@ -126,31 +128,37 @@ def _unlabelled(config: Config, seen: set[str]) -> list[str]:
 
 
 def _ask_teacher(
-    card, splits: dict, extra: list[str], progress: bool | None
+    card: ModelCard, splits: dict, extra: list[str], progress: bool | None
 ) -> dict[str, np.ndarray]:
     """The teacher's probabilities for every function of every split, long functions read
     as the teacher's models were trained on them."""
     from enstack.scan.model import load_scan_model
 
-    model = load_scan_model(
-        card.source, card=card, long_functions=card.trained_long_functions or "windows"
-    )
-    out = {}
-    for name, (codes, _) in splits.items():
-        texts = codes + extra if name == "train" else codes
-        bar = progress_bar(enabled=progress, total=len(texts), desc=f"teacher on {name}",
-                           unit=" functions", leave=False)  # fmt: skip
-        parts = []
-        for start in range(0, len(texts), BATCH):
-            probs, _ = model.predict_proba(texts[start : start + BATCH])
-            parts.append(np.asarray(probs, dtype=np.float64))
-            bar.update(len(parts[-1]))
-        bar.close()
-        out[name] = np.concatenate(parts) if parts else np.zeros((0, len(card.labels)))
-    return out
+    model = load_scan_model(card.source, card=card, long_functions=card.long_functions_read)
+    texts = {
+        name: codes + extra if name == "train" else codes for name, (codes, _) in splits.items()
+    }
+    return {
+        name: probabilities(model, t, progress, f"teacher on {name}") for name, t in texts.items()
+    }
 
 
-def _load(out: Path, key: str) -> Targets | None:
+def probabilities(
+    model: ScanModel, texts: list[str], progress: bool | None, desc: str
+) -> np.ndarray:
+    """A model's class probabilities for each text, scored BATCH at a time with progress."""
+    bar = progress_bar(enabled=progress, total=len(texts), desc=desc, unit=" functions",
+                       leave=False)  # fmt: skip
+    parts = [np.zeros((0, len(model.labels)))]
+    for start in range(0, len(texts), BATCH):
+        probs, _ = model.predict_proba(texts[start : start + BATCH])
+        parts.append(np.asarray(probs, dtype=np.float64))
+        bar.update(len(parts[-1]))
+    bar.close()
+    return np.concatenate(parts)
+
+
+def _load(out: Path, key: str, teacher: ModelCard) -> Targets | None:
     manifest = read_json_object(out / "manifest.json")
     if manifest is None or manifest.get("targets_key") != key:
         return None
@@ -159,4 +167,4 @@ def _load(out: Path, key: str) -> Targets | None:
         probs = {name: arrays[name] for name in SPLITS}
     except (OSError, KeyError, ValueError):
         return None  # damaged: derived data, redone
-    return Targets(out, manifest, probs)
+    return Targets(out, manifest, probs, teacher)

@@ -338,10 +338,9 @@ class Scanner:
         else:
             self.card, self._model = model.card, model
             precision = model.precision
-        # unless told, long functions are read as the models were trained on them (windows
-        # where the bundle does not say)
-        trained = self.card.trained_long_functions if self.card else None
-        self.long_functions: LongFunctions = long_functions or trained or "windows"
+        # unless told, long functions are read as the models were trained on them
+        default = self.card.long_functions_read if self.card else "windows"
+        self.long_functions = long_functions or default
         if self._model is not None:
             self._model.long_functions = self.long_functions
         self.precision = precision

@@ -59,6 +59,12 @@ class ModelCard:
     student: dict | None = None
 
     @property
+    def long_functions_read(self) -> str:
+        """How a scan reads long functions unless told: as the models were trained on them,
+        windows where they do not say."""
+        return self.trained_long_functions or "windows"
+
+    @property
     def benign_id(self) -> int | None:
         return self.labels.index(self.benign_label) if self.benign_label is not None else None
 

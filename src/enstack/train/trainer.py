@@ -102,9 +102,7 @@ def _train_in_group(
         manifest = read_manifest(config.layout.data)
     trainer = Trainer(config, model_cfg, manifest, progress if ranks.main else False, ranks)
     # one writer per model: a second `enstack train` would sweep the first's save in flight
-    root = trainer.paths.root
-    lock = ProcessLock(root / ".lock", f"model {model_cfg.name!r} ({root})")
-    with lock if ranks.main else contextlib.nullcontext():
+    with trainer.lock() if ranks.main else contextlib.nullcontext():
         checkpoint = trainer.select_checkpoint(resume)
         return trainer.run(checkpoint, force_resume)
 
@@ -157,6 +155,12 @@ class Trainer:
         self._pending_losses: list[tuple[list[torch.Tensor], list[int]]] = []
 
     # --- which checkpoint -----------------------------------------------------------------
+
+    def lock(self) -> ProcessLock:
+        """One writer per model: a second process training it would sweep this one's save
+        in flight."""
+        root = self.paths.root
+        return ProcessLock(root / ".lock", f"model {self.model_cfg.name!r} ({root})")
 
     def select_checkpoint(self, resume: str) -> Checkpoint | None:
         """Rank 0 chooses (and tidies); every rank then loads the same checkpoint."""
