@@ -131,17 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = _with_config(verbs.add_parser("train", help="fine-tune one base model"))
     train.add_argument("--model", required=True, help="the name of a model in the config")
-    train.add_argument(
-        "--resume",
-        default="auto",
-        metavar="auto|never|PATH",
-        help="auto: newest valid checkpoint (default); never: start over; PATH: that checkpoint",
-    )
-    train.add_argument(
-        "--force-resume",
-        action="store_true",
-        help="resume even if the config or prepared data changed since the checkpoint",
-    )
+    _with_resume(train, "the config or prepared data")
 
     distill = _with_config(
         verbs.add_parser(
@@ -150,17 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
             "run_dir/distill/bundle, for fast scans",
         )
     )
-    distill.add_argument(
-        "--resume",
-        default="auto",
-        metavar="auto|never|PATH",
-        help="auto: newest valid checkpoint (default); never: start over; PATH: that checkpoint",
-    )
-    distill.add_argument(
-        "--force-resume",
-        action="store_true",
-        help="resume even if the config or the teacher's targets changed since the checkpoint",
-    )
+    _with_resume(distill, "the config or the teacher's targets")
 
     _scan_parser(verbs.add_parser("scan", help="find likely vulnerable functions in C/C++ code"))
 
@@ -352,6 +332,21 @@ def _known_parser(known: argparse.ArgumentParser) -> None:
     )
 
 
+def _with_resume(sub: argparse.ArgumentParser, inputs: str) -> None:
+    """--resume and --force-resume, for the commands that train a model."""
+    sub.add_argument(
+        "--resume",
+        default="auto",
+        metavar="auto|never|PATH",
+        help="auto: newest valid checkpoint (default); never: start over; PATH: that checkpoint",
+    )
+    sub.add_argument(
+        "--force-resume",
+        action="store_true",
+        help=f"resume even if {inputs} changed since the checkpoint",
+    )
+
+
 def _with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
     sub.add_argument("--config", type=Path, required=True, help="the YAML config")
     sub.add_argument(
@@ -450,9 +445,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = train_unless_done(config, args.model, args.resume, force_resume=args.force_resume)
     except Interrupted as stop:
-        again = _resume_command(args)
-        print(f"stopped at {stop}; checkpoint saved, resume with: {again}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _stopped(args, stop)
     if os.environ.get("RANK", "0") != "0":
         return EXIT_OK  # under torchrun, rank 0 reports for all
     state = result.state
@@ -471,9 +464,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     try:
         result = run_distill(_load(args), resume=args.resume, force_resume=args.force_resume)
     except Interrupted as stop:
-        again = _resume_command(args)
-        print(f"stopped at {stop}; checkpoint saved, resume with: {again}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _stopped(args, stop)
     state = result.train.state
     best = "none" if state.best_f1 is None else f"{state.best_f1:.4f}"
     print(f"student: done after {state.epoch} epochs; best val weighted F1 {best}")
@@ -484,6 +475,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
         )
     print(f"bundle: {result.bundle} (enstack scan --bundle {result.bundle})")
     return EXIT_OK
+
+
+def _stopped(args: argparse.Namespace, stop: Exception) -> int:
+    """A training stopped by a signal, its checkpoint saved: the command that resumes it."""
+    again = _resume_command(args)
+    print(f"stopped at {stop}; checkpoint saved, resume with: {again}", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _resume_command(args: argparse.Namespace) -> str:
