@@ -270,6 +270,13 @@ class ScanReport:
         return f"{rules} left out every file ({self.tally.excluded}): nothing was scanned"
 
 
+def _stage_bar(progress: bool | None, desc: str, unit: str, total: int | None = None):
+    """A scan stage's progress: a bar cleared when it ends on a terminal, a plain line at most
+    every STAGE_LOG_EVERY seconds in a log (the `took` line then says how long it took)."""
+    return progress_bar(enabled=progress, desc=desc, unit=unit, total=total, leave=False,
+                        every=STAGE_LOG_EVERY)  # fmt: skip
+
+
 def count_of(n: int, noun: str, plural: str | None = None) -> str:
     """`1 file`, `2 files`, `0 findings`; `plural` where adding an s is wrong."""
     return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
@@ -421,8 +428,7 @@ class Scanner:
         labels = self.card.labels if self.card else []
         cache = ScanCache(self.cache_dir, self.cache_key, len(labels)) if self.cache_dir else None
         started = time.monotonic()
-        reading = progress_bar(enabled=progress, desc="reading", unit=" files", leave=False,
-                               every=STAGE_LOG_EVERY)  # fmt: skip
+        reading = _stage_bar(progress, "reading", " files")
         try:
             for source in source_files(paths, tally, selection):
                 reading.update()
@@ -492,9 +498,8 @@ class Scanner:
         """Each finding's suppression (an inline mark, the baseline) and its ranked lines."""
         started = time.monotonic()
         findings = [(i, item) for i, item in enumerate(scored) if item.level != "none"]
-        bar = progress_bar(enabled=progress if self.top_lines and findings else False, leave=False,
-                           total=len(findings), desc="ranking lines", unit=" findings",
-                           every=STAGE_LOG_EVERY)  # fmt: skip
+        ranking = progress if self.top_lines and findings else False
+        bar = _stage_bar(ranking, "ranking lines", " findings", len(findings))
         for index, item in findings:
             item.suppression = inline_suppression(marks.get(index, []), item.label) or (
                 baseline.suppression(item.fingerprint) if baseline else None
@@ -529,8 +534,7 @@ class Scanner:
         owner = self.known.cache_key
         known = cache.get_known(owner, sorted(set(keys))) if cache else {}
         fresh: dict[str, list[tuple]] = {}
-        bar = progress_bar(enabled=progress, total=len(functions), desc="known vulnerabilities",
-                           unit=" functions", leave=False, every=STAGE_LOG_EVERY)  # fmt: skip
+        bar = _stage_bar(progress, "known vulnerabilities", " functions", len(functions))
         for index, (function, key) in enumerate(zip(functions, keys, strict=True)):
             found_here = matcher.findings(function, known[key]) if key in known else None
             if found_here is None:  # not cached (or a stale row): judged now
@@ -573,14 +577,7 @@ class Scanner:
             {k: f.code for k, f in zip(keys, functions, strict=True) if k not in known}.items(),
             key=lambda item: (-len(item[1]), item[0]),
         )
-        bar = progress_bar(
-            enabled=progress,
-            total=len(todo),
-            desc="scoring",
-            unit=" functions",
-            leave=False,
-            every=STAGE_LOG_EVERY,
-        )
+        bar = _stage_bar(progress, "scoring", " functions", len(todo))
         windows = 0
         for start in range(0, len(todo), SCORE_BATCH):
             part = todo[start : start + SCORE_BATCH]
