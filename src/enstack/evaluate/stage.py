@@ -74,7 +74,8 @@ def _write_reports(config: Config, summary: dict, arrays: dict, out: Path) -> No
     sel_name = candidate_name(sel)
     with staged_dir(out) as tmp:
         (tmp / "results.json").write_text(json.dumps(results_json(summary, extra), indent=2) + "\n")
-        (tmp / "results.md").write_text(markdown(summary) + per_class_markdown(extra, labels))
+        results_md = markdown(summary) + per_class_markdown(extra, labels)
+        (tmp / "results.md").write_text(results_md)
         (tmp / "results.csv").write_text(csv_text(summary["rows"]))
         pics = tmp / "plots"
         pics.mkdir()
@@ -137,7 +138,6 @@ def _write_reports(config: Config, summary: dict, arrays: dict, out: Path) -> No
                 labels.index(summary["benign_label"]),
                 "Detection, vulnerable vs benign (test)",
             )
-        results_md = (tmp / "results.md").read_text()
         page = evaluation_page(results_md, pics, config.run_dir.name)
         (tmp / "report.html").write_text(page, encoding="utf-8")
 

@@ -116,19 +116,24 @@ class ModelCard:
         """One line for the terminal: what is scoring the code."""
         what = f"{self.source} ({self.kind}: " + ", ".join(self.members)
         what += f" stacked by {self.meta})" if self.meta else ")"
+        return f"model: {what}; {self.training()}"
+
+    def training(self) -> str:
+        """What the models learned from, how they read long functions, whose student they
+        are: for the terminal's model line and the HTML page alike."""
         read = {"windows": "; trained on long functions in windows",
                 "truncate": "; trained on long functions truncated"}  # fmt: skip
         how = read.get(self.trained_long_functions or "", "")
         how += self._student_clause()
         info = self.trained_on
         if info is None:
-            return f"model: {what}; training data unknown{how}"
+            return f"training data unknown{how}"
         rows = info.get("rows", {})
         data = "synthetic data" if info.get("synthetic") else ", ".join(info.get("sources", []))
         size = f"{rows.get('train', 0):,} train functions" if rows else "size unknown"
         test = info.get("test", {})
         held = f"; held-out test macro-F1 {test['macro_f1']:.3f}" if "macro_f1" in test else ""
-        return f"model: {what}; trained on {data or info.get('format')} ({size}){held}{how}"
+        return f"trained on {data or info.get('format')} ({size}){held}{how}"
 
 
 def read_card(path: Path | str) -> ModelCard:

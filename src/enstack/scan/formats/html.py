@@ -109,7 +109,7 @@ def _model(report: ScanReport) -> str:
         what = ", ".join(card["models"]) + (f" stacked by {card['meta']}" if card["meta"] else "")
         out.append(f"<p><b>Model</b>: {esc(card['name'])} ({esc(card['kind'])}: {esc(what)}); "
                    f"fingerprint <code>{esc(card['fingerprint'])}</code></p>")  # fmt: skip
-        out.append(f"<p><b>Trained on</b>: {esc(_trained_on(card['trained_on']))}</p>")
+        out.append(f"<p><b>Training</b>: {esc(model.training())}</p>")
         out.append(f"<p><b>How far to trust it</b>: {esc(REAL_CODE_NOTE)}</p>")
         out += [f'<p class="warn">warning: {esc(w)}</p>' for w in model.warnings()]
         if report.localisation_note:
@@ -120,19 +120,6 @@ def _model(report: ScanReport) -> str:
                    f"{count_of(known.checked, 'function')} checked</p>")  # fmt: skip
     out.append("</div>")
     return "\n".join(out)
-
-
-def _trained_on(info: dict | None) -> str:
-    if info is None:
-        return "unknown (the bundle does not say)"
-    if info.get("synthetic"):
-        return "synthetic demo data (not a benchmark)"
-    sources = ", ".join(info.get("sources", [])) or str(info.get("format", "unknown data"))
-    rows = info.get("rows", {})
-    size = f"; {rows.get('train', 0):,} train functions" if rows else ""
-    test = info.get("test", {})
-    held = f"; held-out test macro-F1 {test['macro_f1']:.3f}" if "macro_f1" in test else ""
-    return f"{sources}{size}{held}"
 
 
 # --- tables -------------------------------------------------------------------------------------
