@@ -142,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _with_resume(distill, "the config or the teacher's targets")
 
+    pretrain = _with_config(
+        verbs.add_parser(
+            "pretrain",
+            help="masked-language pretraining of an encoder on C/C++ source (pretrain: "
+            "section): run_dir/pretrain/models/encoder/best, to fine-tune from",
+        )
+    )
+    _with_resume(pretrain, "the config or the corpus")
+
     _scan_parser(verbs.add_parser("scan", help="find likely vulnerable functions in C/C++ code"))
 
     _known_parser(
@@ -477,6 +486,26 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from enstack.pretrain.stage import run_pretrain
+    from enstack.train.signals import Interrupted
+
+    try:
+        result = run_pretrain(_load(args), resume=args.resume, force_resume=args.force_resume)
+    except Interrupted as stop:
+        return _stopped(args, stop)
+    if os.environ.get("RANK", "0") != "0":
+        return EXIT_OK  # under torchrun, rank 0 reports for all
+    state, rows = result.train.state, result.corpus.manifest["rows"]
+    best = "none" if state.best_f1 is None else f"{-state.best_f1:.4f}"
+    print(
+        f"encoder: done after {state.epoch} epochs, global step {state.global_step}; best val "
+        f"MLM loss {best} ({rows['train']} train, {rows['val']} val functions)"
+    )
+    print(f"model: {result.model} (fine-tune from it: --set models.N.pretrained={result.model})")
+    return EXIT_OK
+
+
 def _stopped(args: argparse.Namespace, stop: Exception) -> int:
     """A training stopped by a signal, its checkpoint saved: the command that resumes it."""
     again = _resume_command(args)
@@ -723,6 +752,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "train": cmd_train,
     "distill": cmd_distill,
+    "pretrain": cmd_pretrain,
     "stack": cmd_stack,
     "evaluate": cmd_evaluate,
     "run": cmd_run,

@@ -373,6 +373,38 @@ class DistillConfig(Strict):
     max_unlabelled: Annotated[int, Field(ge=0)] = 50_000  # functions taken from `unlabelled`
 
 
+def _default_pretrain_model() -> ScratchConfig:
+    return ScratchConfig(
+        layers=2, hidden=128, heads=2, intermediate=256, vocab_size=8000, attention_dropout=0
+    )
+
+
+class PretrainConfig(Strict):
+    """`enstack pretrain`: masked-language pretraining of one encoder on C/C++ source, before
+    fine-tuning (`models.N.pretrained` takes the result). `training:` sets the optimisation
+    (batch, schedule, checkpoints) unless overridden here."""
+
+    # C/C++ files, directories (walked as a scan walks them) and globs (`src/**/*.c`)
+    corpus: list[str] = Field(default_factory=list)
+    # datasets whose code column joins the corpus, each as one of data.sources is written
+    # ({preset: sven, path: ...}); their labels are not read
+    datasets: list[dict[str, Any]] = Field(default_factory=list)
+    # a local model directory to continue pretraining (its tokenizer is kept); None: a new
+    # encoder of `model`'s size with a BPE tokenizer trained on the corpus
+    continue_from: Path | None = None
+    family: Literal[tuple(FAMILIES)] = "codebert"  # type: ignore[valid-type]
+    model: ScratchConfig = Field(default_factory=_default_pretrain_model)
+    mask_probability: Annotated[float, Field(gt=0, lt=1)] = 0.15  # BERT's 80/10/10 rule
+    val_fraction: Annotated[float, Field(gt=0, le=0.5)] = 0.02  # functions held out, by hash
+    max_functions: Annotated[int, Field(ge=0)] = 0  # 0: every function of the corpus
+    # configs to be fine-tuned after: their val and test functions are dropped from the
+    # corpus (this config's own too, when it names real data)
+    decontaminate: list[Path] = Field(default_factory=list)
+    epochs: Annotated[int, Field(gt=0)] | None = None  # None: training.epochs
+    learning_rate: Annotated[float, Field(gt=0)] | None = None  # None: training.learning_rate
+    max_length: Annotated[int, Field(gt=8)] | None = None  # None: training.max_length
+
+
 class Config(Strict):
     run_dir: Path = Path("runs/default")
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 42  # NumPy's seeds are 32-bit
@@ -381,6 +413,7 @@ class Config(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     stacking: StackingConfig = Field(default_factory=StackingConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
 
     @property
     def layout(self) -> RunLayout:
@@ -681,25 +714,38 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         update={k: fix(getattr(config.data, k)) for k in ("train", "val", "test", "path")}
     )
     if data.sources is not None:  # each source's paths, as written, against the same base
-        paths = ("train", "val", "test", "path")
-        sources = [
-            {k: str(fix(Path(v))) if k in paths and isinstance(v, str) else v for k, v in s.items()}
-            for s in data.sources
-        ]
+        sources = [_resolved_source(s, fix) for s in data.sources]
         data = data.model_copy(update={"sources": sources})
     training = config.training.model_copy(update={"staging_dir": fix(config.training.staging_dir)})
     models = [
         m.model_copy(update={"pretrained": _resolve_model_path(m.pretrained, base)})
         for m in config.models
     ]
+    pretrain = config.pretrain.model_copy(
+        update={
+            "corpus": [str(fix(Path(p))) for p in config.pretrain.corpus],
+            "datasets": [_resolved_source(s, fix) for s in config.pretrain.datasets],
+            "continue_from": fix(config.pretrain.continue_from),
+            "decontaminate": [fix(p) for p in config.pretrain.decontaminate],
+        }
+    )
     return config.model_copy(
         update={
             "run_dir": fix(config.run_dir),
             "data": data,
             "training": training,
             "models": models,
+            "pretrain": pretrain,
         }
     )
+
+
+def _resolved_source(source: dict[str, Any], fix) -> dict[str, Any]:
+    """A source's paths, as written, against the config's directory."""
+    paths = ("train", "val", "test", "path")
+    return {
+        k: str(fix(Path(v))) if k in paths and isinstance(v, str) else v for k, v in source.items()
+    }
 
 
 def _resolve_model_path(pretrained: str | None, base: Path) -> str | None:

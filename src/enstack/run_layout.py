@@ -10,6 +10,8 @@ run_dir/
   reports/                 results.json, .md, .csv, plots/ (evaluate)
   distill/                 a student's own run: data/ (the teacher's probabilities), cache/,
                            models/student/, and bundle/: what `enstack scan --bundle` takes
+  pretrain/                masked-language pretraining (`enstack pretrain`): data/ (the corpus
+                           as functions), cache/, models/encoder/ (best/: the model to fine-tune)
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ class RunLayout:
     def distill(self) -> Path:
         """The student's run directory (`enstack distill`): a run layout of its own."""
         return self.root / "distill"
+
+    @property
+    def pretrain(self) -> Path:
+        """The pretraining run (`enstack pretrain`): data/ (the corpus), cache/, models/encoder/."""
+        return self.root / "pretrain"
 
 
 def staging_path(staging_dir: Path, run_dir: Path, name: str) -> Path:

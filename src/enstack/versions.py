@@ -47,6 +47,10 @@ STACK_RESULTS = 3
 KNOWN_MATCHER = 2
 # What `enstack distill` asks the teacher for: its targets are made again.
 DISTILL_TARGETS = 1
+# How `enstack pretrain` cuts, deduplicates and splits its corpus: the corpus is read again.
+PRETRAIN_CORPUS = 1
+# How the corpus becomes masked-language rows (windows, framing): its token cache is redone.
+PRETRAIN_TOKENS = 1
 
 # --- file formats: a file of another format is refused (or, for caches, redone) ----------------
 

@@ -309,22 +309,7 @@ class Trainer:
                 state.global_step += 1
                 bar.update(len(group))
                 if state.global_step % tc.log_steps == 0:
-                    running = self._fold_losses()
-                    lr = self.parts.scheduler.get_last_lr()[0]
-                    bar.set_postfix_str(f"loss={running:.4f}, lr={lr:.1e}", refresh=False)
-                    if self.log:
-                        self.log.write(
-                            {
-                                "event": "train",
-                                "epoch": state.epoch,
-                                "step": state.step,
-                                "global_step": state.global_step,
-                                "loss": round(running, 6),
-                                "lr": lr,
-                            },
-                            {"loss": running, "lr": lr},
-                            "train",
-                        )
+                    self._log_train(bar)
                 if self.ranks.any(signals.stop):
                     bar.close()
                     self._save(wait=True)
@@ -349,7 +334,7 @@ class Trainer:
         clock = self.clock
         for i, batch in enumerate(group):
             clock.start()
-            inputs, labels = _to_device(self.train_split.collate(batch), self.device)
+            inputs, targets = self._batch(batch, i)
             clock.lap("data")
             # under DDP, gradients are averaged across ranks only on the step's last batch
             last = i == len(group) - 1
@@ -360,8 +345,7 @@ class Trainer:
             )
             with sync:
                 with autocast(self.amp, self.device):
-                    logits = self.forward(*inputs)
-                    loss = self.loss_fn(logits.float(), labels)
+                    loss = self._loss(inputs, targets)
                 clock.lap("forward")
                 # weight each micro-batch by its rows, so a short last group is not
                 # over-weighted
@@ -379,6 +363,18 @@ class Trainer:
         parts.optimizer.zero_grad(set_to_none=True)
         clock.lap("optimizer")
         return losses
+
+    def _batch(self, rows: np.ndarray, micro: int) -> tuple[ModelInputs, torch.Tensor]:
+        """Micro-batch `micro` of this step: its inputs and targets, on the device."""
+        return _to_device(self.train_split.collate(rows), self.device)
+
+    def _loss(self, inputs: ModelInputs, targets: torch.Tensor) -> torch.Tensor:
+        """The micro-batch's mean loss (under autocast)."""
+        return self.loss_fn(self.forward(*inputs).float(), targets)
+
+    def _train_scalars(self) -> dict[str, float]:
+        """What a train log line shows beside the loss and learning rate (none here)."""
+        return {}
 
     def _fold_losses(self) -> float:
         """Add the steps trained since the last fold to the epoch's loss; the running mean.
@@ -405,35 +401,72 @@ class Trainer:
                 state.loss_count += 1
         return state.loss_sum / max(state.loss_count, 1)
 
-    def _end_epoch(self) -> bool:
-        """Evaluate, export a new best, move to the next epoch; whether val F1 improved."""
-        self._fold_losses()
-        state, tc = self.state, self.tc
-        metrics = evaluate(
+    def _log_train(self, bar) -> None:
+        """The running loss, the learning rate and `_train_scalars`: on the bar, in the log."""
+        state = self.state
+        running = self._fold_losses()
+        lr = self.parts.scheduler.get_last_lr()[0]
+        extra = self._train_scalars()
+        shown = "".join(f", {name}={value:.0f}" for name, value in extra.items())
+        bar.set_postfix_str(f"loss={running:.4f}, lr={lr:.1e}{shown}", refresh=False)
+        if self.log:
+            self.log.write(
+                {
+                    "event": "train",
+                    "epoch": state.epoch,
+                    "step": state.step,
+                    "global_step": state.global_step,
+                    "loss": round(running, 6),
+                    "lr": lr,
+                    **{name: round(value, 1) for name, value in extra.items()},
+                },
+                {"loss": running, "lr": lr, **extra},
+                "train",
+            )
+
+    def _validate(self) -> dict:
+        """The val split's metrics (every rank gets the same)."""
+        return evaluate(
             self.model,
             self.val_split,
             len(self.labels),
-            tc.batch_size * 2,
+            self.tc.batch_size * 2,
             self.device,
             self.amp,
             self.ranks,
             benign_id=self.config.data.benign_id,
         )
-        state.last_eval = metrics
-        improved = state.best_f1 is None or metrics["f1"] > state.best_f1
+
+    def _selection_score(self, metrics: dict) -> float:
+        """What the best epoch maximises (kept in the state as `best_f1`): val weighted F1."""
+        return metrics["f1"]
+
+    def _epoch_report(self, metrics: dict, improved: bool) -> None:
+        """The epoch's line, and a warning when it has not learned."""
+        state = self.state
         self._say(
             f"{self.model_cfg.name} epoch {state.epoch + 1}: val loss {metrics['loss']:.4f}, "
             f"accuracy {metrics['accuracy']:.4f}, weighted F1 {metrics['f1']:.4f}, macro F1 "
             f"{metrics['macro_f1']:.4f}{' (best)' if improved else ''}"
         )
         # said for the last epoch only: an early epoch often answers one class, then learns
-        last = state.epoch + 1 == tc.epochs
+        last = state.epoch + 1 == self.tc.epochs
         if last and metrics.get("predicted_classes") == 1 and len(self.val_split) > 1:
             self._warn(
                 f"{self.model_cfg.name} epoch {state.epoch + 1} predicts one class for "
                 "every val row: its scores are that one class's, not learning (more epochs, "
                 "another learning rate, or more data)"
             )
+
+    def _end_epoch(self) -> bool:
+        """Evaluate, export a new best, move to the next epoch; whether val improved."""
+        self._fold_losses()
+        state, tc = self.state, self.tc
+        metrics = self._validate()
+        state.last_eval = metrics
+        score = self._selection_score(metrics)
+        improved = state.best_f1 is None or score > state.best_f1
+        self._epoch_report(metrics, improved)
         if self.log:
             self.log.write(
                 {
@@ -447,7 +480,7 @@ class Trainer:
                 "val",
             )
         if improved:
-            state.best_f1, state.best_epoch = metrics["f1"], state.epoch
+            state.best_f1, state.best_epoch = score, state.epoch
             state.epochs_without_improvement = 0
             if self.ranks.main:
                 self._export(self.paths.best)
@@ -460,7 +493,7 @@ class Trainer:
         stop_early = bool(patience) and state.epochs_without_improvement >= patience
         if self.ranks.broadcast(stop_early):  # rank 0 decides, every rank follows
             state.finished = state.stopped_early = True
-            self._say(f"{self.model_cfg.name}: early stop, no val F1 gain in {patience} epochs")
+            self._say(f"{self.model_cfg.name}: early stop, no val gain in {patience} epochs")
         if state.epoch >= tc.epochs:
             state.finished = True
         return improved

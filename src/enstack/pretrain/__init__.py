@@ -1,0 +1,1 @@
+"""`enstack pretrain`: masked-language pretraining of an encoder on C/C++ source."""

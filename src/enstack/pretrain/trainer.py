@@ -1,0 +1,279 @@
+"""`enstack pretrain`: masked-language pretraining with every guarantee `enstack train` gives.
+
+`MaskedLMTrainer` is enstack's Trainer with another model, batch and loss: mid-epoch
+checkpoints, exact resume after a SIGKILL, SIGTERM saves and exits 130, progress (with
+tokens/s), TensorBoard and metrics.jsonl, and torchrun data-parallel all come from it
+unchanged. What differs:
+- the model: `RobertaForMaskedLM`-style (`AutoModelForMaskedLM`), new or continued from a
+  local directory;
+- a batch: rows of the corpus with tokens masked by a generator seeded from the step
+  (`tokens.step_generator`), so a resumed step masks what the uninterrupted one did;
+- validation: the MLM loss on the held-out functions under one fixed masking; the best
+  epoch is the lowest (kept in the state as minus the loss);
+- exports: `save_pretrained` of the MLM model with its tokenizer, which
+  `transformers.pipeline("fill-mask")` loads and `models.N.pretrained` fine-tunes from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from enstack import log
+from enstack.ckpt.state import TrainingParts
+from enstack.encode import ModelInputs
+from enstack.errors import UserError
+from enstack.fsutil import staged_dir
+from enstack.models.loading import (
+    check_max_length,
+    check_tokenizer,
+    load_base,
+    scratch_config,
+    train_scratch_tokenizer,
+)
+from enstack.pretrain.corpus import iter_codes
+from enstack.pretrain.tokens import Masking, encode_corpus, mask_tokens, step_generator
+from enstack.train.distributed import rank_seed
+from enstack.train.optim import make_optimizer, make_scheduler
+from enstack.train.trainer import Trainer, _seed_everything
+
+LOG = log.get(__name__)
+
+PRETRAIN_FILE = "enstack-pretrain.json"  # what the export was pretrained on, and how far
+
+
+class MaskedLMTrainer(Trainer):
+    def __init__(self, *args, continue_from: Path | None, probability: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.continue_from = continue_from
+        self.probability = probability
+        self.masking: Masking | None = None
+        self._tokens_since = 0  # code tokens trained on since the last log line
+        self._since = time.perf_counter()
+
+    # --- data and model -------------------------------------------------------------------
+
+    def _base_and_tokens(self, data_dir: Path):
+        """base/: the tokenizer (trained on the corpus, or the continued model's) and the
+        encoder's config; then the corpus's rows."""
+        if not (self.paths.base / "config.json").is_file():
+            self._write_base(data_dir)
+        hf_config, tokenizer = load_base(self.paths.base)
+        splits = encode_corpus(
+            data_dir,
+            self.manifest["corpus_fingerprint"],
+            self.paths.base,
+            tokenizer,
+            self.model_cfg.family,
+            self.tc.max_length,
+            self.config.layout.token_cache,
+            self.progress,
+        )
+        self.masking = Masking.of(
+            tokenizer, self.model_cfg.family, self.probability, hf_config.vocab_size
+        )
+        return hf_config, tokenizer, splits
+
+    def _write_base(self, data_dir: Path) -> None:
+        if self.continue_from is not None:
+            config, tokenizer = _continued(self.continue_from, self.tc.max_length)
+        else:
+            self._say(f"{self.model_cfg.name}: training a BPE tokenizer on the corpus")
+            codes = iter_codes(data_dir / "train.parquet")
+            tokenizer = train_scratch_tokenizer(self.model_cfg, codes)
+            config = scratch_config(self.model_cfg, ["code"], self.tc.max_length, len(tokenizer))
+        config.enstack = {"family": self.model_cfg.family, "pooling": "cls", "source": "pretrain"}
+        with staged_dir(self.paths.base) as tmp:
+            config.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+
+    def _build_parts(self, hf_config, fresh: bool, steps_per_epoch: int) -> TrainingParts:
+        from transformers import AutoModelForMaskedLM
+
+        _seed_everything(self.seed)
+        if fresh and self.continue_from is not None:
+            model = _load_mlm(self.continue_from, hf_config)
+        else:  # random weights, or a checkpoint's about to replace them
+            model = AutoModelForMaskedLM.from_config(hf_config)
+        model = model.to(self.device)
+        if self.ranks.active:
+            torch.manual_seed(rank_seed(self.seed, self.ranks.rank))
+        optimizer = make_optimizer(model, self.tc)
+        scheduler = make_scheduler(optimizer, self.tc, steps_per_epoch * self.tc.epochs)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        return TrainingParts(model, optimizer, scheduler, scaler)
+
+    def _class_weights(self) -> torch.Tensor | None:
+        return None  # no classes: every masked token counts once
+
+    # --- a step ---------------------------------------------------------------------------
+
+    def _batch(self, rows: np.ndarray, micro: int) -> tuple[ModelInputs, torch.Tensor]:
+        assert self.masking is not None, "set by _base_and_tokens"
+        generator = step_generator(self.seed + self.ranks.rank, self.state.global_step, micro)
+        inputs, labels = mask_tokens(self.train_split.collate(rows), self.masking, generator)
+        self._tokens_since += int(inputs.attention_mask.sum())
+        return inputs.to(self.device), labels.to(self.device)
+
+    def _loss(self, inputs: ModelInputs, targets: torch.Tensor) -> torch.Tensor:
+        return self.forward(
+            input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, labels=targets
+        ).loss.float()
+
+    def _train_scalars(self) -> dict[str, float]:
+        now = time.perf_counter()
+        rate = self._tokens_since * self.ranks.world / max(now - self._since, 1e-9)
+        self._tokens_since, self._since = 0, now
+        return {"tokens_per_s": rate}
+
+    # --- validation -----------------------------------------------------------------------
+
+    def _validate(self) -> dict:
+        """The mean loss over the val rows' masked tokens, under one masking for every
+        epoch (seeded by the run's seed): epochs are compared on the same questions."""
+        assert self.masking is not None and self.val_split is not None
+        self.model.eval()
+        generator = step_generator(self.seed, -1, 0)
+        order = np.argsort(self.val_split.lengths, kind="stable")
+        total, counted = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(order), self.tc.batch_size * 2):
+                rows = order[start : start + self.tc.batch_size * 2]
+                inputs, labels = mask_tokens(self.val_split.collate(rows), self.masking, generator)
+                out = self.model(
+                    input_ids=inputs.input_ids.to(self.device),
+                    attention_mask=inputs.attention_mask.to(self.device),
+                    labels=labels.to(self.device),
+                )
+                n = int((labels != -100).sum())
+                total += float(out.loss) * n
+                counted += n
+        self.model.train()
+        loss = total / max(counted, 1)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": counted}
+
+    def _selection_score(self, metrics: dict) -> float:
+        return -metrics["loss"]  # the lowest val MLM loss is the best epoch
+
+    def _epoch_report(self, metrics: dict, improved: bool) -> None:
+        self._say(
+            f"{self.model_cfg.name} epoch {self.state.epoch + 1}: val MLM loss "
+            f"{metrics['loss']:.4f}, perplexity {metrics['perplexity']:.2f} over "
+            f"{metrics['masked_tokens']} masked tokens{' (best)' if improved else ''}"
+        )
+
+    # --- exports --------------------------------------------------------------------------
+
+    def _export(self, out_dir: Path) -> None:
+        """A Hugging Face model directory: the MLM model, its tokenizer, and what it was
+        pretrained on (`enstack-pretrain.json`)."""
+        s = self.state
+        record = {
+            "epoch": s.epoch,
+            "global_step": s.global_step,
+            "val": s.last_eval,
+            "family": self.model_cfg.family,
+            "max_length": self.tc.max_length,
+            "mask_probability": self.probability,
+            "continued_from": str(self.continue_from) if self.continue_from else None,
+            "corpus": self.manifest["corpus"],
+        }
+        with staged_dir(out_dir) as tmp, _without_transformers_bars():
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            for path in self.paths.base.iterdir():
+                if path.is_file() and path.name != "config.json":
+                    shutil.copy2(path, tmp / path.name)
+            (tmp / PRETRAIN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+    def _windows_note(self) -> str:
+        split = self.train_split
+        return f" (windows of {split.functions} functions), {split.token_count} tokens"
+
+
+@contextlib.contextmanager
+def _without_transformers_bars() -> Iterator[None]:
+    """transformers draws a bar for each save and load; enstack's own progress is the one
+    shown (a save mid-epoch would otherwise break the training bar's line)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _continued(directory: Path, max_length: int):
+    """The config and tokenizer of a local model directory to continue pretraining."""
+    from transformers import AutoTokenizer
+
+    from enstack.models.loading import read_hf_config
+
+    if not (directory / "config.json").is_file():
+        raise UserError(
+            f"pretrain.continue_from: {directory} is not a Hugging Face model directory "
+            "(no config.json)"
+        )
+    config = read_hf_config(directory)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserError(f"pretrain.continue_from: {directory}: no tokenizer ({exc})") from None
+    source = f"pretrain.continue_from ({directory})"
+    check_tokenizer(tokenizer, source)
+    if tokenizer.mask_token_id is None:
+        raise UserError(f"{source}: its tokenizer has no mask token, so it cannot pretrain")
+    if len(tokenizer) > config.vocab_size:
+        raise UserError(
+            f"{source}: the tokenizer has {len(tokenizer)} tokens but the model's embeddings "
+            f"{config.vocab_size}: they do not belong together"
+        )
+    check_max_length(config, max_length, source)
+    return config, tokenizer
+
+
+def _load_mlm(directory: Path, config):
+    """The continued model with its MLM head; a directory whose weights lack the head (an
+    encoder or classifier export) is refused rather than given a random one."""
+    import pickle
+
+    from safetensors import SafetensorError
+    from transformers import AutoModelForMaskedLM
+
+    try:
+        with _without_transformers_bars():
+            model, info = AutoModelForMaskedLM.from_pretrained(
+                directory, config=config, output_loading_info=True
+            )
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"pretrain.continue_from: {directory}: its weights are a pickle holding more than "
+            "tensors; refused (nothing in it ran). Use model.safetensors"
+        ) from None
+    except (OSError, ValueError, RuntimeError, EOFError, SafetensorError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        message = f"pretrain.continue_from: {directory}: unreadable weights ({reason})"
+        raise UserError(message) from None
+    missing = list(info.get("missing_keys") or []) + list(info.get("mismatched_keys") or [])
+    head = [k for k in missing if "lm_head" in str(k) or "predictions" in str(k)]
+    if head:
+        raise UserError(
+            f"pretrain.continue_from: {directory}: no masked-language head ({head[0]} missing); "
+            "continue from a model saved with its MLM head (AutoModelForMaskedLM)"
+        )
+    if missing:
+        raise UserError(
+            f"pretrain.continue_from: {directory}: the weights lack {len(missing)} tensor(s) "
+            f"(first: {missing[0]}); the file is damaged or for another model"
+        )
+    return model
