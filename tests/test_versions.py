@@ -71,6 +71,8 @@ def _counters(monkeypatch) -> dict[str, Calls]:
         ("LINE_RANKING", {"rank"}),
         ("STACK_FEATURES", set()),  # not the scanner's
         ("DISTILL_TARGETS", set()),
+        ("PRETRAIN_CORPUS", set()),  # pretraining's (tests/test_pretrain.py)
+        ("PRETRAIN_TOKENS", set()),
     ],
 )
 def test_a_bump_redoes_what_its_key_names_in_a_scan(

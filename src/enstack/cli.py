@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import errno
+import math
 import os
 import signal
 import sys
@@ -497,7 +498,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return EXIT_OK  # under torchrun, rank 0 reports for all
     state, rows = result.train.state, result.corpus.manifest["rows"]
-    best = "none" if state.best_f1 is None else f"{-state.best_f1:.4f}"
+    # the best epoch's score is 1 / perplexity: its loss is minus its log
+    best = "none" if not state.best_f1 else f"{-math.log(state.best_f1):.4f}"
     print(
         f"encoder: done after {state.epoch} epochs, global step {state.global_step}; best val "
         f"MLM loss {best} ({rows['train']} train, {rows['val']} val functions)"

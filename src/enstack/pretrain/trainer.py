@@ -9,7 +9,7 @@ unchanged. What differs:
 - a batch: rows of the corpus with tokens masked by a generator seeded from the step
   (`tokens.step_generator`), so a resumed step masks what the uninterrupted one did;
 - validation: the MLM loss on the held-out functions under one fixed masking; the best
-  epoch is the lowest (kept in the state as minus the loss);
+  epoch is the lowest (kept in the state as 1 / perplexity, a score in [0, 1]);
 - exports: `save_pretrained` of the MLM model with its tokenizer, which
   `transformers.pipeline("fill-mask")` loads and `models.N.pretrained` fine-tunes from.
 """
@@ -161,7 +161,9 @@ class MaskedLMTrainer(Trainer):
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": counted}
 
     def _selection_score(self, metrics: dict) -> float:
-        return -metrics["loss"]  # the lowest val MLM loss is the best epoch
+        """1 / perplexity (a checkpoint's best score is in [0, 1]): the lowest val MLM loss
+        is the best epoch."""
+        return math.exp(-metrics["loss"])
 
     def _epoch_report(self, metrics: dict, improved: bool) -> None:
         self._say(
@@ -239,7 +241,33 @@ def _continued(directory: Path, max_length: int):
             f"{config.vocab_size}: they do not belong together"
         )
     check_max_length(config, max_length, source)
+    _check_mlm_head(directory)
     return config, tokenizer
+
+
+MLM_HEAD_PREFIXES = ("lm_head.", "cls.predictions.")  # RoBERTa-type, BERT-type
+
+
+def _check_mlm_head(directory: Path) -> None:
+    """Refuse, before anything is written, weights without a masked-language head (an
+    encoder or a classifier export): read from the safetensors header alone. Other weight
+    files are checked as they load (`_load_mlm`)."""
+    from safetensors import SafetensorError, safe_open
+
+    weights = directory / "model.safetensors"
+    if not weights.is_file():
+        return
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            names = list(handle.keys())
+    except (OSError, SafetensorError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"pretrain.continue_from: {weights}: unreadable ({reason})") from None
+    if not any(name.startswith(MLM_HEAD_PREFIXES) for name in names):
+        raise UserError(
+            f"pretrain.continue_from: {directory}: no masked-language head in its weights; "
+            "continue from a model saved with its MLM head (AutoModelForMaskedLM)"
+        )
 
 
 def _load_mlm(directory: Path, config):

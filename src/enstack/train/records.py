@@ -17,7 +17,7 @@ class TrainState:
     global_step: int = 0
     total_batches: int = 0  # micro-batches in an epoch
     steps_per_epoch: int = 0
-    # the best epoch's selection score: val weighted F1 (pretraining: minus the val MLM loss)
+    # the best epoch's selection score: val weighted F1 (pretraining: 1 / val MLM perplexity)
     best_f1: float | None = None
     best_epoch: int | None = None
     epochs_without_improvement: int = 0
