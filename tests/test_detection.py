@@ -80,6 +80,7 @@ def test_pair_outcomes_by_hand() -> None:
     assert out["pair_vulnerable"] == pytest.approx(1 / 5)  # B
     assert out["pair_benign"] == pytest.approx(1 / 5)  # C
     assert out["pair_reversed"] == pytest.approx(1 / 5)  # D; F is none of the four
+    assert out["pair_gain"] == pytest.approx(0.0)  # as many right as reversed: chance
 
 
 def test_rows_carry_detection_and_pairs_only_with_a_benign_class() -> None:
@@ -94,6 +95,7 @@ def test_rows_carry_detection_and_pairs_only_with_a_benign_class() -> None:
         "pair_vulnerable": 0.0,
         "pair_benign": 0.0,
         "pair_reversed": 0.5,
+        "pair_gain": 0.0,
     }
     five = Scorer(6, None, {}).row(("m",), None, "val", y, probs)
     assert "detection" not in five and "pairs" not in five

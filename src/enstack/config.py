@@ -320,6 +320,12 @@ class TrainingConfig(Strict):
     # (training rows, validation, stack features, evaluation; `enstack scan --long-functions`),
     # or truncated to its first window. A run from before windows goes on truncated.
     long_functions: Literal[LONG_FUNCTION_MODES] = "windows"  # type: ignore[valid-type]
+    # Fix pairs (data with pairs and a benign class): beside cross-entropy, a margin ranking
+    # term asking each flawed function to score as more vulnerable than its fix by
+    # `pair_margin` (log-odds), weighted by `pair_weight`; batches then keep pairs together.
+    pairwise: bool = False
+    pair_margin: Annotated[float, Field(gt=0)] = 1.0
+    pair_weight: Annotated[float, Field(gt=0)] = 1.0
 
 
 MetaName = Literal[META_NAMES]  # type: ignore[valid-type]  # the registry's names
@@ -441,6 +447,11 @@ class Config(Strict):
             )
         if select_on == "pair_correct" and not self.data.has_pairs:
             raise ValueError("stacking.select_on: pair_correct needs data.pair_column")
+        if self.training.pairwise and (self.data.benign_id is None or not self.data.has_pairs):
+            raise ValueError(
+                "training.pairwise: needs fix pairs (data.pair_column or pair_columns) and the "
+                f"benign class {self.data.benign_label!r} in data.labels"
+            )
         return self
 
     def model(self, name: str) -> ModelConfig:

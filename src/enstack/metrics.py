@@ -115,6 +115,7 @@ def pair_outcomes(
     no fix is; vulnerable when every row is flagged; benign when none is; reversed when no
     flawed row is flagged and every fix is. With one flaw and one fix these are PrimeVul's
     P-C, P-V, P-B and P-R, and they sum to 1; with several fixes some pairs are none of them.
+    `pair_gain` is P-C minus P-R.
     Rows with an empty pair id (None or "") belong to no pair.
     """
     flagged = vulnerable_scores(probs, benign_id) >= threshold
@@ -131,4 +132,8 @@ def pair_outcomes(
         tally["pair_vulnerable"] += bool(bad.all() and good.all())
         tally["pair_benign"] += bool(not bad.any() and not good.any())
         tally["pair_reversed"] += bool(not bad.any() and good.all())
-    return {"n": n, **{k: (v / n if n else float("nan")) for k, v in tally.items()}}
+    out = {k: (v / n if n else float("nan")) for k, v in tally.items()}
+    # pair gain: right pairs beyond reversed ones; 0 for a model that tells flaw from fix no
+    # better than chance (which gets as many pairs reversed as right)
+    out["pair_gain"] = out["pair_correct"] - out["pair_reversed"]
+    return {"n": n, **out}

@@ -42,6 +42,7 @@ def student_config(config: Config) -> Config:
         update={
             "epochs": d.epochs or config.training.epochs,
             "learning_rate": d.learning_rate or config.training.learning_rate,
+            "pairwise": False,  # the student learns the teacher's probabilities, not pairs
         }
     )
     model = ModelConfig(name=STUDENT, family=d.family, scratch=d.student, dfg=False)

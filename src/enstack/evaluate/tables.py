@@ -13,8 +13,8 @@ HEADERS = ("acc", "prec", "rec", "F1", "macro F1", "AUC")
 # With a benign class: vulnerable vs benign at P(vulnerable) >= 0.5, then PrimeVul's pairs.
 DETECTION = ("precision", "recall", "f1", "fpr", "roc_auc", "pr_auc", "vd_s")
 DETECTION_HEADERS = ("prec", "rec", "F1", "FPR", "ROC-AUC", "PR-AUC", "VD-S")
-PAIRS = ("pair_correct", "pair_vulnerable", "pair_benign", "pair_reversed")
-PAIR_HEADERS = ("P-C", "P-V", "P-B", "P-R")
+PAIRS = ("pair_correct", "pair_vulnerable", "pair_benign", "pair_reversed", "pair_gain")
+PAIR_HEADERS = ("P-C", "P-V", "P-B", "P-R", "gain")
 LOWER_IS_BETTER = {"fpr", "vd_s", "pair_vulnerable", "pair_benign", "pair_reversed"}
 
 
@@ -162,7 +162,15 @@ def _selection_markdown(val_rows: list[dict], sel: dict) -> list[str]:
 def _detection_values(row: dict) -> list[float | None]:
     pairs = row.get("pairs")
     values = [row["detection"][c] for c in DETECTION]
-    return values + ([pairs[c] for c in PAIRS] if pairs else [])
+    return values + ([pair_value(pairs, c) for c in PAIRS] if pairs else [])
+
+
+def pair_value(pairs: dict, name: str) -> float | None:
+    """A pair outcome; the gain derived for results written before it was recorded."""
+    if name == "pair_gain" and name not in pairs:
+        correct, reversed_ = pairs.get("pair_correct"), pairs.get("pair_reversed")
+        return None if correct is None or reversed_ is None else correct - reversed_
+    return pairs.get(name)
 
 
 def _detection_markdown(rows: list[dict], sel: dict) -> list[str]:
@@ -181,7 +189,8 @@ def _detection_markdown(rows: list[dict], sel: dict) -> list[str]:
         "rate; VD-S: false-negative rate at a false-positive rate <= 0.5% (lower is better)."
         + (
             " Pairs (a flawed function and its fixes): P-C all right, P-V all flagged, P-B none "
-            f"flagged, P-R reversed; over {rows[0]['pairs']['n']} pairs."
+            f"flagged, P-R reversed, gain P-C minus P-R (0 at chance); over "
+            f"{rows[0]['pairs']['n']} pairs."
             if with_pairs
             else ""
         ),
@@ -317,7 +326,7 @@ def csv_text(rows: list[dict]) -> str:
         if detection:
             values += [row["detection"][c] for c in DETECTION]
         if pairs:
-            values += [row["pairs"]["n"], *(row["pairs"][c] for c in PAIRS)]
+            values += [row["pairs"]["n"], *(pair_value(row["pairs"], c) for c in PAIRS)]
         if cv:  # the selection's cross-validated estimate, on val rows in cv mode
             values += [row["cv"]["mean"], row["cv"]["std"]] if "cv" in row else [None, None]
         writer.writerow(

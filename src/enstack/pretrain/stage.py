@@ -43,7 +43,7 @@ def pretrain_config(config: Config) -> Config:
         )
         if value is not None
     }
-    training = config.training.model_copy(update=update)
+    training = config.training.model_copy(update={**update, "pairwise": False})
     if p.continue_from is not None:
         model = ModelConfig(name=ENCODER, family=p.family, pretrained=str(p.continue_from))
     else:

@@ -123,7 +123,7 @@ class MaskedLMTrainer(Trainer):
         self._tokens_since += int(inputs.attention_mask.sum())
         return inputs.to(self.device), labels.to(self.device)
 
-    def _loss(self, inputs: ModelInputs, targets: torch.Tensor) -> torch.Tensor:
+    def _loss(self, inputs: ModelInputs, targets: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
         return self.forward(
             input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, labels=targets
         ).loss.float()

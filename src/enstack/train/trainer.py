@@ -46,6 +46,7 @@ from enstack.train.distributed import Dist, from_environment, rank_seed, shutdow
 from enstack.train.export import export_model
 from enstack.train.logbook import Logbook
 from enstack.train.optim import make_optimizer, make_scheduler
+from enstack.train.pairwise import PairRows, pair_batches, pair_margin_loss
 from enstack.train.records import TrainResult, TrainState
 from enstack.train.signals import Interrupted, StopSignals
 from enstack.train.trajectory import as_checkpoint_trained, run_fingerprint, trajectory_settings
@@ -151,6 +152,7 @@ class Trainer:
         self.writer: CheckpointWriter | None = None
         self.clock = PhaseClock(self.device)
         self.log: Logbook | None = None
+        self.pair_rows: PairRows | None = None  # training.pairwise: each row's pair
         # the steps trained since their losses were last read back (see `_fold_losses`)
         self._pending_losses: list[tuple[list[torch.Tensor], list[int]]] = []
 
@@ -221,6 +223,8 @@ class Trainer:
                 "set dfg: false for it"
             )
         self.train_split, self.val_split = splits["train"], splits["val"]
+        if self.tc.pairwise:
+            self.pair_rows = self._pair_rows()
         n_batches = len(self._epoch_plan(0))
         steps_per_epoch = math.ceil(n_batches / self.tc.grad_accum_steps)
         self.parts = self._build_parts(hf_config, checkpoint is None, steps_per_epoch)
@@ -345,7 +349,7 @@ class Trainer:
             )
             with sync:
                 with autocast(self.amp, self.device):
-                    loss = self._loss(inputs, targets)
+                    loss = self._loss(inputs, targets, batch)
                 clock.lap("forward")
                 # weight each micro-batch by its rows, so a short last group is not
                 # over-weighted
@@ -368,9 +372,34 @@ class Trainer:
         """Micro-batch `micro` of this step: its inputs and targets, on the device."""
         return _to_device(self.train_split.collate(rows), self.device)
 
-    def _loss(self, inputs: ModelInputs, targets: torch.Tensor) -> torch.Tensor:
-        """The micro-batch's mean loss (under autocast)."""
-        return self.loss_fn(self.forward(*inputs).float(), targets)
+    def _loss(self, inputs: ModelInputs, targets: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        """The micro-batch's mean loss (under autocast); with training.pairwise, plus the
+        weighted margin ranking term over its fix pairs."""
+        logits = self.forward(*inputs).float()
+        loss = self.loss_fn(logits, targets)
+        if self.pair_rows is None:
+            return loss
+        benign = self.config.data.benign_id
+        assert benign is not None, "checked by the config"
+        term = pair_margin_loss(
+            logits, torch.as_tensor(rows), self.pair_rows, benign, self.tc.pair_margin
+        )
+        return loss + self.tc.pair_weight * term
+
+    def _pair_rows(self) -> PairRows:
+        """Each train row's pair, from the prepared split's pair column."""
+        split = self.train_split
+        path = self.config.layout.split("train")
+        table = pq.read_table(path, columns=["pair", "label"])
+        pairs, labels = table.column("pair").to_pylist(), table.column("label").to_pylist()
+        benign = self.config.data.benign_id
+        assert benign is not None, "checked by the config"
+        index = PairRows.of(split.owner, len(split), pairs, labels, benign)
+        self._say(
+            f"{self.model_cfg.name}: pairwise term over {index.pairs} fix pairs (margin "
+            f"{self.tc.pair_margin}, weight {self.tc.pair_weight}); batches keep pairs together"
+        )
+        return index
 
     def _train_scalars(self) -> dict[str, float]:
         """What a train log line shows beside the loss and learning rate (none here)."""
@@ -595,6 +624,16 @@ class Trainer:
 
     def _epoch_plan(self, epoch: int) -> list[np.ndarray]:
         """This rank's batches for `epoch` (a pure function of the seed and the epoch)."""
+        if self.pair_rows is not None:
+            return pair_batches(
+                self.train_split.lengths,
+                self.pair_rows.unit,
+                self.tc.batch_size,
+                self.seed,
+                epoch,
+                self.ranks.rank,
+                self.ranks.world,
+            )
         return rank_batches(
             self.train_split.lengths,
             self.tc.batch_size,

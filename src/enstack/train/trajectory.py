@@ -58,6 +58,10 @@ TRAINING: dict[str, Decision] = {
     # windows of long functions as training rows; runs from before trained on the first
     # window (truncation), and go on so unless the user sets it (`as_checkpoint_trained`)
     "long_functions": AddedLater("truncate"),
+    # the pairwise term and its batch order; runs from before trained without it
+    "pairwise": AddedLater(False),
+    "pair_margin": AddedLater(1.0),
+    "pair_weight": AddedLater(1.0),
 }
 MODEL: dict[str, Decision] = {
     "name": ON,
