@@ -22,6 +22,7 @@ from benchmarks import (
     known,
     parse,
     prepare_hdf5,
+    pretrain,
     realvul,
     resume,
     scan,
@@ -43,6 +44,8 @@ MODULES = {
     "realvul": realvul,  # real CVE fixes, trained here (about 15 min): `--only realvul`
     "parse": parse,  # function extraction on real C trees against ctags: `--only parse`
     "known": known,  # known-vulnerability matching: realvul, 100k entries, libexpat releases
+    # pretraining on Debian's glibc and binutils sources, then realvul (about an hour)
+    "pretrain": pretrain,
 }
 # what each device measures by default; modules that take a device get it
 DEFAULT = {
