@@ -108,8 +108,8 @@ def fixed_report() -> ScanReport:
     tally = FileTally(files=4, skipped={"binary": 1}, skipped_files=[("blob.c", "binary")])
     known = KnownReport("kb", "1 entry from fixes.csv", 1, checked=4, findings=[_known(copy)])
     return ScanReport(
-        _card(),
-        [
+        model=_card(),
+        scored=[
             _scored(copy, [0.80, 0.10, 0.05, 0.05], "error", [(14, 0.61), (15, 0.22)]),
             _scored(parse, [0.10, 0.55, 0.05, 0.30], "warning", [(6, 0.5)]),
             _scored(
@@ -121,7 +121,7 @@ def fixed_report() -> ScanReport:
             ),
             _scored(quiet, [0.01, 0.01, 0.01, 0.97], "none", []),
         ],
-        tally,
+        tally=tally,
         damaged_functions=1,
         damaged_files=1,
         threshold=0.5,

@@ -665,7 +665,10 @@ def test_a_five_class_model_is_warned_about_once() -> None:
         meta="lr",
         trained_on={"synthetic": False, "rows": {"train": 10}},
     )
-    report = ScanReport(card, [], FileTally(), 0, 0, 0.5, "attention")
+    report = ScanReport(
+        model=card, scored=[], tally=FileTally(), damaged_functions=0, damaged_files=0,
+        threshold=0.5, localise="attention",
+    )  # fmt: skip
     notes = as_sarif(report)["runs"][0]["invocations"][0]["toolExecutionNotifications"]
     assert [n["message"]["text"] for n in notes] == [FIVE_CLASS_WARNING]
 

@@ -648,14 +648,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     scanner = Scanner(
         bundle,
-        args.threshold,
-        args.top_lines,
-        args.localise,
-        cache_dir,
-        args.precision,
-        args.long_functions,
-        args.compile_commands,
-        args.known,
+        threshold=args.threshold,
+        top_lines=args.top_lines,
+        localise=args.localise,
+        cache_dir=cache_dir,
+        precision=args.precision,
+        long_functions=args.long_functions,
+        compile_commands=args.compile_commands,
+        known=args.known,
     )
     progress = False if args.quiet else None
     report = scanner.scan(paths, progress=progress, selection=selection, baseline=baseline)

@@ -101,7 +101,7 @@ class Stage:
         return f"{self.name} {count_of(self.done, self.noun)}{detail} {self.seconds:.1f} s{rate}"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScanReport:
     model: ModelCard | None  # None: a scan against a knowledge base alone (--known, no model)
     scored: list[Scored]
@@ -311,6 +311,7 @@ class Scanner:
     def __init__(
         self,
         model: ScanModel | Path | str | None,
+        *,
         threshold: float = DEFAULT_THRESHOLD,
         top_lines: int = 3,
         localise: str = "auto",
@@ -469,21 +470,21 @@ class Scanner:
             if cache is not None:
                 cache.close()
         return ScanReport(
-            self.card,
-            scored,
-            tally,
-            sum(f.damaged for f in functions),
-            len(damaged_paths),
-            self.threshold,
-            self.localise,
-            damaged_paths,
-            changes.rev if changes is not None else None,
-            seen,
-            coverage,
-            self.long_functions,
-            unscored,
-            known,
-            stages,
+            model=self.card,
+            scored=scored,
+            tally=tally,
+            damaged_functions=sum(f.damaged for f in functions),
+            damaged_files=len(damaged_paths),
+            threshold=self.threshold,
+            localise=self.localise,
+            damaged_paths=damaged_paths,
+            changed_since=changes.rev if changes is not None else None,
+            functions_seen=seen,
+            coverage=coverage,
+            long_mode=self.long_functions,
+            unscored=unscored,
+            known=known,
+            stages=stages,
         )
 
     def _rank_findings(
