@@ -166,7 +166,9 @@ def test_messages_go_through_the_enstack_logger(tmp_path, capsys) -> None:
     try:
         root.setLevel(logging.WARNING)  # warnings only: the stages' progress lines go quiet
         (tmp_path / "run" / "data" / "manifest.json").write_text("{damaged")
-        es.prepare(config, progress=False)
+        # the same warning reaches code as an EnstackWarning, which it can catch or filter
+        with pytest.warns(es.EnstackWarning, match="manifest.json: damaged"):
+            es.prepare(config, progress=False)
     finally:
         root.setLevel(level)
         root.removeHandler(keep)
@@ -176,3 +178,13 @@ def test_messages_go_through_the_enstack_logger(tmp_path, capsys) -> None:
     assert [r.name for r in records] == ["enstack.data.prepare"]
     assert records[0].levelno == logging.WARNING
     assert issubclass(es.EnstackWarning, UserWarning)
+    # the CLI says it once, as a line: no Python warning is issued there
+    (tmp_path / "run" / "data" / "manifest.json").write_text("{damaged")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["prepare", "--config", str(tmp_path / "c.yaml")]) == 0
+    assert not [w for w in caught if issubclass(w.category, es.EnstackWarning)]
+    assert "warning: " in capsys.readouterr().err

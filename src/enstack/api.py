@@ -12,7 +12,8 @@ Each function is the stage the CLI runs, with the same files written and the sam
 and resuming: after a disconnect, run the same cell. Bad input raises `UserError`, whose
 message is the line the CLI prints after `error:`; a training interrupted by the kernel's
 stop button saves a checkpoint and raises `Interrupted`. Progress renders as a notebook
-widget in Jupyter and Colab (see `enstack.progress`).
+widget in Jupyter and Colab (see `enstack.progress`). Each stage's warnings are also issued
+as `EnstackWarning`s (`warnings.simplefilter("error", es.EnstackWarning)` makes them fatal).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from enstack.config import Config, load_config_dict, parse_yaml, read_config_yaml
 from enstack.errors import UserError
-from enstack.log import EnstackWarning
+from enstack.log import EnstackWarning, warnings_issued
 
 __all__ = [
     "Config",
@@ -33,9 +34,11 @@ __all__ = [
     "Reports",
     "UserError",
     "demo_config",
+    "distill",
     "evaluate",
     "load_config",
     "prepare",
+    "pretrain",
     "run",
     "scan",
     "stack",
@@ -102,7 +105,8 @@ def prepare(config: Config | str | Path, progress: bool | None = None):
     """Stage 1: read, label, dedup, split. Returns a `PrepareResult` (data_dir, manifest)."""
     from enstack.data.prepare import prepare as run_prepare
 
-    return run_prepare(_config(config, "prepare"), progress)
+    with warnings_issued():
+        return run_prepare(_config(config, "prepare"), progress)
 
 
 def train(
@@ -118,21 +122,24 @@ def train(
 
     if not isinstance(model, str):
         raise UserError(f"train: model must be a model's name from the config, not {model!r}")
-    return train_unless_done(_config(config, "train"), model, resume, progress, force_resume)
+    with warnings_issued():
+        return train_unless_done(_config(config, "train"), model, resume, progress, force_resume)
 
 
 def stack(config: Config | str | Path, progress: bool | None = None):
     """Stage 3: features, the ablation, the selected bundle. Returns a `StackResult`."""
     from enstack.stack.stage import run_stack
 
-    return run_stack(_config(config, "stack"), progress)
+    with warnings_issued():
+        return run_stack(_config(config, "stack"), progress)
 
 
 def evaluate(config: Config | str | Path) -> Reports:
     """Stage 4: results.json/md/csv and plots under run_dir/reports."""
     from enstack.evaluate.stage import run_evaluate
 
-    return Reports(*run_evaluate(_config(config, "evaluate")))
+    with warnings_issued():
+        return Reports(*run_evaluate(_config(config, "evaluate")))
 
 
 def run(
@@ -142,7 +149,37 @@ def run(
     (`rows`, `selected`, `best_single`, ...) and prints the results table."""
     from enstack.pipeline import run_pipeline
 
-    return run_pipeline(_config(config, "run"), progress, force_resume)
+    with warnings_issued():
+        return run_pipeline(_config(config, "run"), progress, force_resume)
+
+
+def pretrain(
+    config: Config | str | Path,
+    resume: str = "auto",
+    force_resume: bool = False,
+    progress: bool | None = None,
+):
+    """`enstack pretrain`: masked-language pretraining on the config's `pretrain.corpus`.
+    Returns a `PretrainResult`: `model` is the directory to fine-tune from
+    (`models.N.pretrained`), `corpus` what was read, `train` the training's result."""
+    from enstack.pretrain.stage import run_pretrain
+
+    with warnings_issued():
+        return run_pretrain(_config(config, "pretrain"), progress, resume, force_resume)
+
+
+def distill(
+    config: Config | str | Path,
+    resume: str = "auto",
+    force_resume: bool = False,
+    progress: bool | None = None,
+):
+    """`enstack distill`: a compact student of the run's selected bundle. Returns a
+    `DistillResult` (`bundle`, `agreement` with the teacher on val and test)."""
+    from enstack.distill.stage import run_distill
+
+    with warnings_issued():
+        return run_distill(_config(config, "distill"), progress, resume, force_resume)
 
 
 def scan(

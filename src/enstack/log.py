@@ -10,15 +10,19 @@ From Python, the messages can be silenced, filtered or redirected like any libra
     logging.getLogger("enstack").setLevel(logging.WARNING)   # warnings only
     logging.getLogger("enstack").addHandler(my_handler)      # also somewhere else
 
-Warnings a caller may act on in code (a model trained on synthetic data, ...) are also
-issued with `warnings.warn(..., EnstackWarning)`. A signal handler never logs (logging takes
+Under `enstack.api`, every warning (a model trained on synthetic data, an epoch that predicts
+one class, a checkpoint skipped, ...) is also issued with `warnings.warn(..., EnstackWarning)`
+(`warnings_issued`), so code can catch or filter it. A signal handler never logs (logging takes
 locks a handler must not wait on): `train/signals.py` writes its two lines directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import warnings
+from collections.abc import Iterator
 
 ROOT = "enstack"
 
@@ -59,6 +63,27 @@ def _install() -> logging.Logger:
 
 
 _install()
+
+
+class _WarningBridge(logging.Handler):
+    """Issues each warning record as `warnings.warn(..., EnstackWarning)` too."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warnings.warn(record.getMessage(), EnstackWarning, stacklevel=2)
+
+
+@contextlib.contextmanager
+def warnings_issued() -> Iterator[None]:
+    """While the block runs, every warning the `enstack` loggers say is also issued as an
+    `EnstackWarning`, which a caller can catch, filter or turn into an error (the API's
+    stages run under it; the CLI does not, so a terminal shows each warning once)."""
+    bridge = _WarningBridge(level=logging.WARNING)
+    root = logging.getLogger(ROOT)
+    root.addHandler(bridge)
+    try:
+        yield
+    finally:
+        root.removeHandler(bridge)
 
 
 def get(name: str) -> logging.Logger:
