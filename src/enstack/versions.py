@@ -5,7 +5,7 @@ functions, scores and line rankings) and refuses files of a format it cannot rea
 below is part of the fingerprint of exactly the data it names: bump it when the code that
 makes that data would now make something different from the same inputs, and that data,
 and only that, is made again. The values are the ones the keys had in their own modules, so
-no cache, run or bundle changes by their move here. `tests/test_versions.py` checks that each
+no cache, run or bundle changes by their move here. `tests/unit/test_versions.py` checks that each
 key reaches the fingerprints it names and no others.
 """
 
