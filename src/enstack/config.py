@@ -393,7 +393,8 @@ class PretrainConfig(Strict):
     # C/C++ files, directories (walked as a scan walks them) and globs (`src/**/*.c`)
     corpus: list[str] = Field(default_factory=list)
     # datasets whose code column joins the corpus, each as one of data.sources is written
-    # ({preset: sven, path: ...}); their labels are not read
+    # ({preset: sven, path: ...}); the readers check labels against data.labels (or the
+    # entry's own `labels`), and nothing else is done with them
     datasets: list[dict[str, Any]] = Field(default_factory=list)
     # a local model directory to continue pretraining (its tokenizer is kept); None: a new
     # encoder of `model`'s size with a BPE tokenizer trained on the corpus

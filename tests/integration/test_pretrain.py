@@ -196,6 +196,31 @@ def test_the_corpus_is_deduplicated_decontaminated_and_split_by_hash(tmp_path: P
     assert set(iter_codes(again.split("val"))) == set(iter_codes(built.split("val")))
 
 
+def test_a_dataset_s_code_column_joins_the_corpus(tmp_path: Path) -> None:
+    import pyarrow.csv as pacsv
+
+    corpus = write_corpus(tmp_path / "src", files=1)
+    rows = [{"code": _function(5000 + i), "label": "CWE-119"} for i in range(30)]
+    rows.append({"code": _function(0), "label": "none"})  # also in the files: a duplicate
+    pacsv.write_csv(pa.Table.from_pylist(rows), tmp_path / "extra.csv")
+    config = load_config(
+        pretrain_yaml(tmp_path, corpus),
+        [
+            f"pretrain.datasets=[{{format: csv, path: {tmp_path / 'extra.csv'}, "
+            "labels: [CWE-119, none]}]"
+        ],
+    )
+    built = build_corpus(config, tmp_path / "out", progress=False)
+    # file0.c and its copy (40 each), then the dataset's 31 rows, one of them file0.c's
+    assert built.manifest["functions_read"] == 80 + 31 and built.manifest["duplicates"] == 41
+    kept = {*iter_codes(built.split("train")), *iter_codes(built.split("val"))}
+    assert _function(5029) in kept  # the dataset's text as it is (no cutting)
+    # a changed dataset file is read again
+    pacsv.write_csv(pa.Table.from_pylist(rows[:10]), tmp_path / "extra.csv")
+    again = build_corpus(config, tmp_path / "out", progress=False)
+    assert again.manifest["functions_read"] == 80 + 10
+
+
 def test_a_bump_of_the_corpus_version_reads_the_corpus_again(tmp_path: Path, monkeypatch) -> None:
     corpus = write_corpus(tmp_path / "src", files=2)
     config = load_config(pretrain_yaml(tmp_path, corpus))

@@ -62,12 +62,14 @@ def build_corpus(config: Config, out: Path, progress: bool | None = None) -> Cor
             "pretrain.corpus: empty; name C/C++ files, directories or globs (or "
             "pretrain.datasets) to pretrain on"
         )
+    datasets = _dataset_files(config)
     contaminated, decontaminated_from = _held_out_hashes(config)
     key = sha256_json(
         {
             "version": versions.PRETRAIN_CORPUS,
             "files": _file_stamps(paths),
             "datasets": config.pretrain.datasets,
+            "dataset_files": _file_stamps([str(path) for _, path in datasets]),
             "val_fraction": config.pretrain.val_fraction,
             "max_functions": config.pretrain.max_functions,
             "held_out": hashlib.sha256(
@@ -79,7 +81,7 @@ def build_corpus(config: Config, out: Path, progress: bool | None = None) -> Cor
     if existing and existing.get("sources_key") == key and _complete(out):
         return Corpus(out, existing)
     with staged_dir(out) as tmp:
-        counts = _write_splits(config, paths, contaminated, tmp, progress)
+        counts = _write_splits(config, paths, datasets, contaminated, tmp, progress)
         named = ", ".join(config.pretrain.corpus) or "pretrain.datasets"
         if counts["kept"] == 0:
             read = f"{counts['files']} file(s) read" if counts["files"] else "no C/C++ file read"
@@ -171,7 +173,12 @@ def _held_out_hashes(config: Config) -> tuple[set[int], list[str]]:
 
 
 def _write_splits(
-    config: Config, paths: list[str], contaminated: set[int], out: Path, progress: bool | None
+    config: Config,
+    paths: list[str],
+    datasets: list[tuple[DataConfig, Path]],
+    contaminated: set[int],
+    out: Path,
+    progress: bool | None,
 ) -> Counter:
     """Stream every function into train/val parquet files; the counts, and the content's
     fingerprint (every kept function's hash and split, in order)."""
@@ -185,7 +192,7 @@ def _write_splits(
     writers = {split: pq.ParquetWriter(out / f"{split}.parquet", SCHEMA) for split in SPLITS}
     buffers: dict[str, list[str]] = {split: [] for split in SPLITS}
     try:
-        for code in _functions(config, paths, counts, progress):
+        for code in _functions(paths, datasets, counts, progress):
             if not code.strip():
                 continue
             h = normalised_hash(code)
@@ -221,7 +228,10 @@ def _flush(writer: pq.ParquetWriter, codes: list[str]) -> None:
 
 
 def _functions(
-    config: Config, paths: list[str], counts: Counter, progress: bool | None
+    paths: list[str],
+    datasets: list[tuple[DataConfig, Path]],
+    counts: Counter,
+    progress: bool | None,
 ) -> Iterator[str]:
     """Every function's text: the files' (in walk order), then the datasets' code columns."""
     from enstack.csyntax.functions import extract_functions
@@ -242,27 +252,32 @@ def _functions(
         counts["files"] = tally.files
         for reason, n in tally.skipped.items():
             counts[f"files skipped ({reason})"] = n
-    for i, source in enumerate(config.pretrain.datasets):
-        yield from _dataset_codes(config, i, source, counts)
-
-
-def _dataset_codes(config: Config, index: int, source: dict, counts: Counter) -> Iterator[str]:
-    """A dataset's code column, read as `data.sources` reads it (its labels are not used)."""
-    from pydantic import ValidationError
-
     from enstack.data.readers import read_source
 
-    try:
-        data = DataConfig.model_validate({"labels": config.data.labels, **source})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UserError(f"pretrain.datasets[{index}]: {first['msg']}") from None
-    for path in (data.path, data.train, data.val, data.test):
-        if path is None:
-            continue
-        for chunk in read_source(data, Path(path)):
+    for data, path in datasets:
+        for chunk in read_source(data, path):
             counts["functions_read"] += len(chunk.codes)
             yield from chunk.codes
+
+
+def _dataset_files(config: Config) -> list[tuple[DataConfig, Path]]:
+    """Each file of `pretrain.datasets`, with the reader config that reads it: a dataset is
+    written as one of `data.sources` (a file, a directory of the format's files, a glob)."""
+    from pydantic import ValidationError
+
+    from enstack.data.prepare import source_files
+
+    out = []
+    for index, source in enumerate(config.pretrain.datasets):
+        try:
+            data = DataConfig.model_validate({"labels": config.data.labels, **source})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise UserError(f"pretrain.datasets[{index}]: {first['msg']}") from None
+        for path in (data.path, data.train, data.val, data.test):
+            if path is not None:
+                out += [(data, file) for file in source_files(Path(path), data.format)]
+    return out
 
 
 def _report(manifest: dict) -> None:
