@@ -66,10 +66,23 @@ _install()
 
 
 class _WarningBridge(logging.Handler):
-    """Issues each warning record as `warnings.warn(..., EnstackWarning)` too."""
+    """Issues each warning record as `warnings.warn(..., EnstackWarning)` too, attributed to
+    the caller's code (the first frame outside logging and enstack), as a library's warning
+    is: a filter by module then sees the caller's module."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        warnings.warn(record.getMessage(), EnstackWarning, stacklevel=2)
+        warnings.warn(record.getMessage(), EnstackWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The `stacklevel` of the first frame outside `logging` and the enstack package."""
+    import os
+
+    inside = (os.path.dirname(logging.__file__), os.path.dirname(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @contextlib.contextmanager

@@ -167,8 +167,9 @@ def test_messages_go_through_the_enstack_logger(tmp_path, capsys) -> None:
         root.setLevel(logging.WARNING)  # warnings only: the stages' progress lines go quiet
         (tmp_path / "run" / "data" / "manifest.json").write_text("{damaged")
         # the same warning reaches code as an EnstackWarning, which it can catch or filter
-        with pytest.warns(es.EnstackWarning, match="manifest.json: damaged"):
+        with pytest.warns(es.EnstackWarning, match="manifest.json: damaged") as issued:
             es.prepare(config, progress=False)
+        assert issued[0].filename == __file__  # attributed to the caller, not to logging
     finally:
         root.setLevel(level)
         root.removeHandler(keep)
