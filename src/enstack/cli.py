@@ -43,7 +43,7 @@ class Parser(argparse.ArgumentParser):
 
     _given: tuple[str, ...] = ()  # what this parser was given: set on each parse
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_known_args(self, args=None, namespace=None):
         self._given = tuple(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
 

@@ -23,6 +23,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Iterator
+from types import FrameType
 
 ROOT = "enstack"
 
@@ -79,7 +80,8 @@ def _caller_level() -> int:
     import os
 
     inside = (os.path.dirname(logging.__file__), os.path.dirname(__file__))
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_code.co_filename.startswith(inside):
         frame, level = frame.f_back, level + 1
     return level

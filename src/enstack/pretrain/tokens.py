@@ -163,9 +163,9 @@ def _write_rows(
         for batch in parquet.iter_batches(batch_size=READ_BATCH, columns=["code"]):
             codes = batch.column(0).to_pylist()
             windows = [w.text for w in expand(codes, tokenizer, room, "windows").windows]
-            flat, offsets, _ = tokenize(windows, tokenizer, family, max_length)
+            flat, row_offsets, _ = tokenize(windows, tokenizer, family, max_length)
             sink.write(flat.numpy().astype(np.int32).tobytes())
-            lengths.append(np.diff(offsets.numpy()))
+            lengths.append(np.diff(row_offsets.numpy()))
             functions += len(codes)
             bar.update(len(codes))
     bar.close()
