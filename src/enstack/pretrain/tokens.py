@@ -18,7 +18,15 @@ import pyarrow.parquet as pq
 import torch
 
 from enstack import versions
-from enstack.encode import TOKENIZER_FILES, ModelInputs, code_room, pad_id, special_ids, tokenize
+from enstack.encode import (
+    TOKENIZER_FILES,
+    ModelInputs,
+    code_room,
+    pad_id,
+    padded_rows,
+    special_ids,
+    tokenize,
+)
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
 from enstack.progress import progress_bar
 from enstack.registries.families import FAMILIES
@@ -50,14 +58,7 @@ class MaskedSplit:
 
     def collate(self, rows: np.ndarray) -> ModelInputs:
         """The rows padded to the longest of them."""
-        index = torch.as_tensor(rows)
-        starts = self.offsets[index]
-        lengths = self.offsets[index + 1] - starts
-        columns = torch.arange(int(lengths.max()))
-        mask = columns < lengths[:, None]
-        where = (starts[:, None] + columns).clamp(max=max(len(self.tokens) - 1, 0))
-        ids = torch.where(mask, self.tokens[where].long(), self.pad_id)
-        return ModelInputs(ids, mask.long())
+        return padded_rows(self.tokens, self.offsets, rows, self.pad_id)
 
 
 @dataclass(frozen=True)
