@@ -9,11 +9,13 @@ true labels of the run's val split, so its best epoch is chosen as any model's i
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from enstack.ckpt.layout import Checkpoint
 from enstack.train.trainer import Trainer
 
 
@@ -39,12 +41,12 @@ class StudentTrainer(Trainer):
     """A Trainer whose training rows learn the teacher's probabilities (each window of a long
     function its function's), with `SoftTargetLoss`."""
 
-    def __init__(self, *args, teacher: np.ndarray, temperature: float, **kwargs) -> None:
+    def __init__(self, *args: Any, teacher: np.ndarray, temperature: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.teacher = torch.as_tensor(teacher, dtype=torch.float32)
         self.temperature = temperature
 
-    def _setup(self, checkpoint, force_resume: bool) -> None:
+    def _setup(self, checkpoint: Checkpoint | None, force_resume: bool) -> None:
         super()._setup(checkpoint, force_resume)
         split = self.train_split
         assert split is not None, "set up by Trainer._setup"

@@ -16,7 +16,7 @@ from enstack.config import Config, ModelConfig
 from enstack.device import pick_device
 from enstack.fsutil import read_json_object, sha256_json, stage_lock
 from enstack.pretrain.corpus import Corpus, build_corpus
-from enstack.train.distributed import from_environment, shutdown
+from enstack.train.distributed import Dist, from_environment, shutdown
 from enstack.train.records import TrainResult
 
 ENCODER = "encoder"  # the model's name under run_dir/pretrain/models/
@@ -74,7 +74,15 @@ def run_pretrain(
             shutdown()
 
 
-def _train(config, run, corpus, ranks, progress, resume, force_resume) -> PretrainResult:
+def _train(
+    config: Config,
+    run: Config,
+    corpus: Corpus,
+    ranks: Dist,
+    progress: bool | None,
+    resume: str,
+    force_resume: bool,
+) -> PretrainResult:
     from enstack.pretrain.trainer import MaskedLMTrainer
 
     p = config.pretrain

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -31,6 +32,9 @@ from enstack.fsutil import sha256_file, sha256_json, staged_dir
 from enstack.progress import progress_bar
 from enstack.registries.families import FAMILIES
 from enstack.windows import expand
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 READ_BATCH = 2000  # functions tokenised at a time
 IGNORED = -100  # the label of a position the loss skips (transformers' convention)
@@ -72,7 +76,9 @@ class Masking:
     special: torch.Tensor  # ids never masked: <s>, </s>, padding, the family's prefix
 
     @classmethod
-    def of(cls, tokenizer, family: str, probability: float, vocab_size: int) -> Masking:
+    def of(
+        cls, tokenizer: PreTrainedTokenizerBase, family: str, probability: float, vocab_size: int
+    ) -> Masking:
         head, tail = special_ids(tokenizer, family)
         special = torch.tensor(sorted({*head, *tail, pad_id(tokenizer)}), dtype=torch.long)
         return cls(probability, tokenizer.mask_token_id, vocab_size, special)
@@ -113,7 +119,7 @@ def encode_corpus(
     data_dir: Path,
     data_fingerprint: str,
     base_dir: Path,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     family: str,
     max_length: int,
     cache_root: Path,
@@ -148,7 +154,13 @@ def encode_corpus(
 
 
 def _write_rows(
-    path: Path, out: Path, split: str, tokenizer, family: str, max_length: int, progress
+    path: Path,
+    out: Path,
+    split: str,
+    tokenizer: PreTrainedTokenizerBase,
+    family: str,
+    max_length: int,
+    progress: bool | None,
 ) -> dict:
     """Tokenise `path`'s functions batch by batch, appending to `SPLIT.tokens`; the offsets
     (one int64 per row) are kept until the end."""
