@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,13 @@ from enstack.cli import main
 from enstack.distill.student import SoftTargetLoss
 from enstack.scan.card import read_card
 
-from support import assert_user_error, kill_repeatedly, popen_cli, run_cli, slow_saves, until_event
+from support import (
+    assert_user_error,
+    kill_repeatedly,
+    run_cli,
+    sigterm_then_resume,
+    slow_saves,
+)
 
 STUDENT = {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64, "vocab_size": 400}
 PAUSE = slow_saves(0.08)  # keeps each save open long enough to be hit
@@ -180,14 +185,6 @@ def test_sigkill_anywhere_then_resume_is_bit_exact(bundle: Path, tmp_path: Path)
 def test_sigterm_saves_exits_130_and_the_same_command_resumes(bundle: Path, tmp_path: Path) -> None:
     config = _teacher_run(bundle, tmp_path, save_steps=1000)
     student = tmp_path / "run" / "distill" / "models" / "student"
-    proc = popen_cli(_distill_args(config), PAUSE)
-    assert until_event(proc, lambda: (student / "metrics.jsonl").is_file())
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "checkpoint saved, resume with:" in err
-    assert len(list((student / "checkpoints").iterdir())) == 1
-    resumed = subprocess.run(_distill_args(config), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    sigterm_then_resume(_distill_args(config), student, PAUSE)
     assert (tmp_path / "run" / "distill" / "bundle" / "model.safetensors").is_file()
     assert np.isfinite(json.loads((student / "metrics.jsonl").read_text().splitlines()[-1])["loss"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +28,13 @@ from enstack.encode import ModelInputs
 from enstack.pretrain.corpus import build_corpus, iter_codes
 from enstack.pretrain.tokens import IGNORED, Masking, mask_tokens, step_generator
 
-from support import assert_user_error, kill_repeatedly, popen_cli, run_cli, slow_saves, until_event
+from support import (
+    assert_user_error,
+    kill_repeatedly,
+    run_cli,
+    sigterm_then_resume,
+    slow_saves,
+)
 
 ENCODER = {
     "layers": 1,
@@ -403,15 +408,7 @@ def test_sigkill_anywhere_then_resume_is_bit_exact(tmp_path: Path) -> None:
 def test_sigterm_saves_exits_130_and_the_same_command_resumes(tmp_path: Path) -> None:
     config = pretrain_yaml(tmp_path, write_corpus(tmp_path / "src", files=3), save_steps=1000)
     encoder = tmp_path / "run" / "pretrain" / "models" / "encoder"
-    proc = popen_cli(_args(config), PAUSE)
-    assert until_event(proc, lambda: (encoder / "metrics.jsonl").is_file())
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "checkpoint saved, resume with:" in err
-    assert len(list((encoder / "checkpoints").iterdir())) == 1
-    resumed = subprocess.run(_args(config), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = sigterm_then_resume(_args(config), encoder, PAUSE)
     assert "resuming encoder from" in resumed.stderr
     assert (encoder / "best" / "model.safetensors").is_file()
 

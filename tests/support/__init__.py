@@ -308,6 +308,26 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def sigterm_then_resume(
+    args: list[str], model_dir: Path, env_extra: dict[str, str]
+) -> subprocess.CompletedProcess:
+    """Start the training command `args`, SIGTERM it once it logs a step, and check that it
+    saved one checkpoint and exited 130 naming the command that resumes it; then run the same
+    command again and return that run (checked to succeed)."""
+    import signal
+
+    proc = popen_cli(args, env_extra)
+    assert until_event(proc, lambda: (model_dir / "metrics.jsonl").is_file())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved, resume with:" in err
+    assert len(list((model_dir / "checkpoints").iterdir())) == 1
+    resumed = subprocess.run(args, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    return resumed
+
+
 def kill_repeatedly(
     config: Path,
     ckpt_dir: Path,

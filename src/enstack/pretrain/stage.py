@@ -16,7 +16,7 @@ from enstack.config import Config, ModelConfig
 from enstack.device import pick_device
 from enstack.fsutil import read_json_object, sha256_json, stage_lock
 from enstack.pretrain.corpus import Corpus, build_corpus
-from enstack.train.distributed import Dist, from_environment, shutdown
+from enstack.train.distributed import Dist, process_group
 from enstack.train.records import TrainResult
 
 ENCODER = "encoder"  # the model's name under run_dir/pretrain/models/
@@ -59,8 +59,7 @@ def run_pretrain(
     """Build (or reuse) the corpus, then pretrain; under torchrun, rank 0 builds the corpus
     and every rank trains on it."""
     run = pretrain_config(config)
-    ranks = from_environment(pick_device(run.training.device).type == "cuda")
-    try:
+    with process_group(pick_device(run.training.device).type == "cuda") as ranks:
         if ranks.main:
             with stage_lock(config.run_dir, "pretrain"):
                 corpus = build_corpus(config, run.layout.data, progress)
@@ -69,9 +68,6 @@ def run_pretrain(
             manifest = read_json_object(run.layout.data / "manifest.json") or {}
             corpus = Corpus(run.layout.data, manifest)
         return _train(config, run, corpus, ranks, progress, resume, force_resume)
-    finally:
-        if ranks.active:
-            shutdown()
 
 
 def _train(

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from enstack import log
-from enstack.ckpt.state import TrainingParts
 from enstack.encode import ModelInputs
 from enstack.errors import UserError
 from enstack.fsutil import staged_dir
@@ -41,9 +40,7 @@ from enstack.models.loading import (
 )
 from enstack.pretrain.corpus import iter_codes
 from enstack.pretrain.tokens import Masking, encode_corpus, mask_tokens, step_generator
-from enstack.train.distributed import rank_seed
-from enstack.train.optim import make_optimizer, make_scheduler
-from enstack.train.trainer import Trainer, _seed_everything
+from enstack.train.trainer import Trainer
 
 LOG = log.get(__name__)
 
@@ -95,21 +92,14 @@ class MaskedLMTrainer(Trainer):
             config.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
 
-    def _build_parts(self, hf_config, fresh: bool, steps_per_epoch: int) -> TrainingParts:
+    def _new_model(self, hf_config, fresh: bool) -> torch.nn.Module:
+        """A masked-language model: the continued one's weights on a fresh start, else random
+        (a checkpoint's are about to replace them)."""
         from transformers import AutoModelForMaskedLM
 
-        _seed_everything(self.seed)
         if fresh and self.continue_from is not None:
-            model = _load_mlm(self.continue_from, hf_config)
-        else:  # random weights, or a checkpoint's about to replace them
-            model = AutoModelForMaskedLM.from_config(hf_config)
-        model = model.to(self.device)
-        if self.ranks.active:
-            torch.manual_seed(rank_seed(self.seed, self.ranks.rank))
-        optimizer = make_optimizer(model, self.tc)
-        scheduler = make_scheduler(optimizer, self.tc, steps_per_epoch * self.tc.epochs)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
-        return TrainingParts(model, optimizer, scheduler, scaler)
+            return _load_mlm(self.continue_from, hf_config)
+        return AutoModelForMaskedLM.from_config(hf_config)
 
     def _class_weights(self) -> torch.Tensor | None:
         return None  # no classes: every masked token counts once

@@ -112,3 +112,15 @@ def from_environment(want_cuda: bool) -> Dist:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(want_cuda: bool) -> Iterator[Dist]:
+    """The ranks of the torchrun job this process joins (one process alone without torchrun);
+    the group is left when the block returns or fails."""
+    ranks = from_environment(want_cuda)
+    try:
+        yield ranks
+    finally:
+        if ranks.active:
+            shutdown()

@@ -42,7 +42,7 @@ from enstack.registries.families import GRAPH_ENCODER_TYPES
 from enstack.run_layout import staging_path
 from enstack.train.batching import rank_batches
 from enstack.train.clock import PhaseClock
-from enstack.train.distributed import Dist, from_environment, rank_seed, shutdown
+from enstack.train.distributed import Dist, process_group, rank_seed
 from enstack.train.export import export_model
 from enstack.train.logbook import Logbook
 from enstack.train.optim import make_optimizer, make_scheduler
@@ -79,12 +79,8 @@ def train_model(
     """Train one model; `manifest`: prepared data the caller already checked (pipeline).
     Under torchrun, the process group this joins is left when it returns or fails."""
     model_cfg = config.model(name)  # a bad name is reported before any work
-    ranks = from_environment(pick_device(config.training.device).type == "cuda")
-    try:
+    with process_group(pick_device(config.training.device).type == "cuda") as ranks:
         return _train_in_group(config, model_cfg, ranks, resume, progress, force_resume, manifest)
-    finally:
-        if ranks.active:
-            shutdown()
 
 
 def _train_in_group(
@@ -239,14 +235,17 @@ class Trainer:
         """Initial weights from the model seed (the same on every rank; pretrained ones only
         for a fresh start: a checkpoint's replace them), then each rank's dropout stream."""
         _seed_everything(self.seed)
-        weights = self.model_cfg.pretrained if fresh else None
-        model = new_classifier(hf_config, weights).to(self.device)
+        model = self._new_model(hf_config, fresh).to(self.device)
         if self.ranks.active:
             torch.manual_seed(rank_seed(self.seed, self.ranks.rank))
         optimizer = make_optimizer(model, self.tc)
         scheduler = make_scheduler(optimizer, self.tc, steps_per_epoch * self.tc.epochs)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         return TrainingParts(model, optimizer, scheduler, scaler)
+
+    def _new_model(self, hf_config, fresh: bool) -> torch.nn.Module:
+        """The model, its weights drawn from the seed just set (or the pretrained ones)."""
+        return new_classifier(hf_config, self.model_cfg.pretrained if fresh else None)
 
     def _wrap_ddp(self, model: torch.nn.Module) -> torch.nn.Module:
         if not self.ranks.active:
