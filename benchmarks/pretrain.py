@@ -15,7 +15,8 @@ test are never pretrained on).
   functions in windows: ROC-AUC, pair-correct, pair gain (P-C minus P-R, 0 at chance), F1,
   FPR; beside TF-IDF + logistic regression on the same split.
 
-Reproduce: `python -m benchmarks --only pretrain [--workdir DIR] [--quick]`. The pretraining
+Reproduce: `pip install -e ".[bench]"` (the transformers Trainer needs accelerate), then
+`python -m benchmarks --only pretrain [--workdir DIR] [--quick]`. The pretraining
 run resumes exactly, so an interrupted benchmark goes on with the same `--workdir`.
 """
 

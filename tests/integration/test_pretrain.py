@@ -298,6 +298,14 @@ def test_pretrain_then_fill_mask_and_fine_tune_from_it(tmp_path: Path) -> None:
     again = run_cli("pretrain", "--config", str(config))
     assert again.code == 0 and "already trained" in again.stdout
     assert weights.read_bytes() == before
+    # a damaged token cache (a file enstack did not leave so) is redone, never a traceback
+    tokens = next((tmp_path / "run" / "pretrain" / "cache" / "tokens").glob("*/train.tokens"))
+    whole = tokens.read_bytes()
+    tokens.write_bytes(whole[: len(whole) // 2])
+    redone = run_cli("pretrain", "--config", str(config))
+    assert redone.code == 0, redone.stderr
+    assert "token cache damaged (stale): redone" in redone.stderr
+    assert tokens.read_bytes() == whole and weights.read_bytes() == before
     # continued pretraining from the export keeps its tokenizer
     more = run_cli(
         "pretrain",

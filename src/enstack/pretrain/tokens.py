@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from enstack import versions
+from enstack import log, versions
 from enstack.encode import (
     TOKENIZER_FILES,
     ModelInputs,
@@ -37,7 +37,10 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 READ_BATCH = 2000  # functions tokenised at a time
+SPLITS = ("train", "val")
 IGNORED = -100  # the label of a position the loss skips (transformers' convention)
+
+LOG = log.get(__name__)
 
 
 @dataclass
@@ -139,18 +142,31 @@ def encode_corpus(
         }
     )[:20]
     cache = cache_root / key
-    if not (cache / "meta.json").is_file():
-        with staged_dir(cache) as tmp:
-            meta = {}
-            for split in ("train", "val"):
-                path = data_dir / f"{split}.parquet"
-                meta[split] = _write_rows(path, tmp, split, tokenizer, family, max_length, progress)
-            (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
-    meta = json.loads((cache / "meta.json").read_text())
-    return {
-        split: _read_rows(cache, split, meta[split]["functions"], pad_id(tokenizer))
-        for split in ("train", "val")
-    }
+    if (cache / "meta.json").is_file():
+        cached = _read_cache(cache, pad_id(tokenizer))
+        if cached is not None:
+            return cached
+        LOG.warning(f"{cache}: token cache damaged (stale): redone")
+    with staged_dir(cache) as tmp:
+        meta = {}
+        for split in SPLITS:
+            path = data_dir / f"{split}.parquet"
+            meta[split] = _write_rows(path, tmp, split, tokenizer, family, max_length, progress)
+        (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
+    cached = _read_cache(cache, pad_id(tokenizer))
+    assert cached is not None, f"{cache}: just written, unreadable"
+    return cached
+
+
+def _read_cache(cache: Path, pad: int) -> dict[str, MaskedSplit] | None:
+    """Both splits' rows, or None where a file is missing, damaged, or does not fit the
+    others (a cache is derived data: damage means redo it, never a traceback)."""
+    try:
+        meta = json.loads((cache / "meta.json").read_text())
+        return {split: _read_rows(cache, split, int(meta[split]["functions"]), pad)
+                for split in SPLITS}  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _write_rows(
@@ -190,8 +206,14 @@ def _write_rows(
 
 
 def _read_rows(cache: Path, split: str, functions: int, pad: int) -> MaskedSplit:
-    offsets = torch.from_numpy(np.load(cache / f"{split}.offsets.npy"))
+    """One split's rows; ValueError where its files do not fit together."""
+    offsets = torch.from_numpy(np.load(cache / f"{split}.offsets.npy", allow_pickle=False))
     n_tokens = int(offsets[-1])
+    rows = offsets[1:] - offsets[:-1]
+    if offsets.ndim != 1 or int(offsets[0]) != 0 or bool((rows < 0).any()):
+        raise ValueError(f"{split}: offsets out of order")
+    if (cache / f"{split}.tokens").stat().st_size != 4 * n_tokens:
+        raise ValueError(f"{split}: tokens and offsets disagree")
     if n_tokens:
         # copy-on-write: pages are read from disk as batches touch them, never written back
         flat = np.memmap(cache / f"{split}.tokens", dtype=np.int32, mode="c", shape=(n_tokens,))
