@@ -54,7 +54,7 @@ def _train_and_score(
     workdir: Path, dataset: str, labels: list[str], graph: bool, per_class: int
 ) -> dict:
     from enstack.config import load_config
-    from enstack.data.prepare import read_manifest
+    from enstack.data.record import read_prepared
     from enstack.device import pick_device
     from enstack.infer import predict
     from enstack.metrics import classification_metrics, detection_metrics
@@ -97,13 +97,13 @@ def _train_and_score(
     started = time.perf_counter()
     result = train_model(config, "m", resume="never", progress=False)
     seconds = time.perf_counter() - started
-    train_rows = read_manifest(config.layout.data)["table"]["total"]["train"]
+    train_rows = read_prepared(config.layout.data)["table"]["total"]["train"]
     loop = sum(v for k, v in result.phase_seconds.items() if k != "checkpoint")
 
     export = config.layout.model("m").best
     model, tokenizer = load_classifier(export)
     dfg_length = int(model.config.enstack.get("dfg_length", 0))
-    manifest = read_manifest(config.layout.data)
+    manifest = read_prepared(config.layout.data)
     split = encode_as_trained(config, export, model, tokenizer, manifest)["val"]
     out = predict(model, split, 64, pick_device("cpu"), "off")
     y = out["labels"]

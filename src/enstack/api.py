@@ -27,6 +27,7 @@ from typing import Any
 from enstack.config import Config, load_config_dict, parse_yaml, read_config_yaml
 from enstack.errors import UserError
 from enstack.log import EnstackWarning, warnings_issued
+from enstack.stack.summary import StackSummary
 
 __all__ = [
     "Config",
@@ -51,7 +52,7 @@ class Reports:
     """What `evaluate` wrote: the reports directory and the results it holds."""
 
     directory: Path
-    summary: dict  # the stack summary: rows, selection, labels (results.json holds more)
+    summary: StackSummary  # rows, selection, labels (results.json holds more)
     skipped: bool  # unchanged inputs: nothing rewritten
 
     @property
@@ -144,9 +145,10 @@ def evaluate(config: Config | str | Path) -> Reports:
 
 def run(
     config: Config | str | Path, progress: bool | None = None, force_resume: bool = False
-) -> dict:
+) -> StackSummary:
     """Every stage in order, as `enstack run` (and `enstack demo`); returns the stack summary
-    (`rows`, `selected`, `best_single`, ...) and prints the results table."""
+    (`rows`, `selected`, `best_single`, ...: `enstack.stack.summary.StackSummary`, also
+    readable as `summary["rows"]`) and prints the results table."""
     from enstack.pipeline import run_pipeline
 
     with warnings_issued():

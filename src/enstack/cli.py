@@ -582,9 +582,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
     state = "unchanged, nothing to do" if result.skipped else "done"
     print(
         f"{result.stack_dir}: {state}; selected on validation: "
-        f"{candidate_name(result.summary['selected'])}; {line_ranker_text(result.summary)}"
+        f"{candidate_name(result.summary.selected.as_json())}; "
+        f"{line_ranker_text(result.summary)}"
     )
-    long = long_functions_text(result.summary)
+    long = long_functions_text(result.summary.as_json())
     if long:
         print(long)
     return EXIT_OK
@@ -595,7 +596,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from enstack.evaluate.tables import plain_table
 
     reports, summary, skipped = run_evaluate(_load(args))
-    print(plain_table(summary))
+    print(plain_table(summary.as_json()))
     print(f"{reports}: {'unchanged' if skipped else 'written'}")
     return EXIT_OK
 

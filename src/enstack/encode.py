@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from enstack import log, versions
 from enstack.csyntax.dataflow import parse_function, row_graph
+from enstack.data.record import TrainingData
 from enstack.errors import UserError
 from enstack.fsutil import sha256_file, sha256_json, staged_dir
 from enstack.labels import SPLITS
@@ -172,7 +173,7 @@ def _take(flat: torch.Tensor, offsets: torch.Tensor, rows: np.ndarray):
 
 def encode_splits(
     data_dir: Path,
-    manifest: dict,
+    manifest: TrainingData,
     base_dir: Path,
     tokenizer,
     family: str,
@@ -194,7 +195,7 @@ def encode_splits(
             "tokenizer": {
                 n: sha256_file(base_dir / n) for n in TOKENIZER_FILES if (base_dir / n).is_file()
             },
-            "data": manifest["data_fingerprint"],
+            "data": manifest.data_fingerprint,
             "max_length": max_length,
             "prefix": FAMILIES[family].prefix,
             # added later, only when on: caches without a graph keep their key

@@ -17,6 +17,7 @@ from enstack.evaluate.stage import run_evaluate
 from enstack.evaluate.tables import long_functions_text, plain_table
 from enstack.fsutil import atomic_write_json, read_json_object, sha256_json
 from enstack.stack.stage import line_ranker_text, run_stack
+from enstack.stack.summary import StackSummary
 from enstack.train.status import train_unless_done
 from enstack.train.trajectory import RUN_DIR_IGNORES
 
@@ -35,13 +36,15 @@ def demo_config(run_dir: Path, overrides: list[str]) -> Config:
     return load_config_text(demo_yaml(), "the demo config", [f"run_dir={run_dir}", *overrides])
 
 
-def run_pipeline(config: Config, progress: bool | None = None, force_resume: bool = False) -> dict:
+def run_pipeline(
+    config: Config, progress: bool | None = None, force_resume: bool = False
+) -> StackSummary:
     started = _clock_start()
     check_run_dir(config)
     data = prepare(config, progress)
     LOG.info(
         f"prepare: {'unchanged' if data.skipped else 'done'} "
-        f"({data.manifest['table']['total']['train']} train rows)"
+        f"({data.manifest.table['total']['train']} train rows)"
     )
     for warning in split_warnings(data.manifest):
         LOG.warning(warning)
@@ -57,11 +60,12 @@ def run_pipeline(config: Config, progress: bool | None = None, force_resume: boo
     LOG.info(
         f"stack: {'unchanged' if stacked.skipped else 'done'}; {line_ranker_text(stacked.summary)}"
     )
-    if long_functions_text(stacked.summary):
-        LOG.info(f"stack: {long_functions_text(stacked.summary)}")
+    long = long_functions_text(stacked.summary.as_json())
+    if long:
+        LOG.info(f"stack: {long}")
     reports, summary, skipped = run_evaluate(config)
     LOG.info(f"evaluate: {'unchanged' if skipped else 'done'} -> {reports}")
-    print(plain_table(summary))
+    print(plain_table(summary.as_json()))
     print(f"\nreports: {reports}/report.html, results.md, results.json, results.csv, plots/")
     LOG.info(f"total time: {time.perf_counter() - started:.0f} s")
     return summary

@@ -56,6 +56,7 @@ PRETRAIN_TOKENS = 1
 
 CHECKPOINT_FORMAT = 2  # a checkpoint directory's files and state.json
 BUNDLE_FORMAT = 1  # a bundle's manifest and layout
+STACK_SUMMARY_FORMAT = 1  # the stack stage's record, stack/ablation.json
 LINE_RANKER_FORMAT = 2  # the line ranker's stored arrays and features
 KNOWN_BASE_FORMAT = 2  # a knowledge base (2: the fix's added statements' texts kept)
 

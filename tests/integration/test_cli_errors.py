@@ -267,10 +267,18 @@ def test_an_unreachable_hub_fails_fast_and_names_a_command_that_exists(tmp_path:
 def test_damaged_stacking_arrays_are_one_line_naming_the_file(tmp_path: Path) -> None:
     """evaluate reads arrays.safetensors only when reports are due: a damaged one ends in one
     error naming it and how to recover, with no reports half-written."""
+    from enstack.records import write_record
+    from enstack.stack.summary import Candidate, StackSummary
+
     run_dir = tmp_path / "run"
     stack = run_dir / "stack"
     stack.mkdir(parents=True)
-    (stack / "ablation.json").write_text('{"fingerprint": "x", "labels": ["a", "b"]}')
+    summary = StackSummary(
+        fingerprint="x", mode="cv", features="probs", labels=["a", "b"], benign_label="b",
+        select_on="f1", selection="", rows=[], selected=Candidate(models=["m"], meta=None),
+        best_single="m", line_ranker=None, long_functions={},
+    )  # fmt: skip
+    write_record(stack / "ablation.json", summary)  # a summary as the stack stage writes one
     (stack / "arrays.safetensors").write_bytes(b"\xff" * 64)  # not a safetensors header
     cfg = write_config(tmp_path / "c.yaml", {"run_dir": str(run_dir)})
     result = run_cli("evaluate", "--config", str(cfg))

@@ -218,7 +218,7 @@ def test_a_graph_model_trains_exports_and_loads_back_to_the_same_answers(tmp_pat
 
     from enstack.cli import main
     from enstack.config import load_config
-    from enstack.data.prepare import read_manifest
+    from enstack.data.record import read_prepared
     from enstack.models.loading import load_classifier
     from enstack.stack.features import encode_as_trained
     from enstack.train.validation import evaluate
@@ -235,7 +235,7 @@ def test_a_graph_model_trains_exports_and_loads_back_to_the_same_answers(tmp_pat
         AutoModelForSequenceClassification.from_pretrained(export)
 
     model, tokenizer = load_classifier(export)
-    splits = encode_as_trained(config, export, model, tokenizer, read_manifest(config.layout.data))
+    splits = encode_as_trained(config, export, model, tokenizer, read_prepared(config.layout.data))
     nodes = splits["val"].graph["node_offsets"]
     assert (nodes[1:] > nodes[:-1]).all()  # every synthetic function has variables
 

@@ -99,14 +99,14 @@ def test_stack_features_are_extracted_again_only_for_their_own_key(
     bundle: Path, tmp_path: Path, monkeypatch
 ) -> None:
     from enstack.api import load_config
-    from enstack.data.prepare import read_manifest
+    from enstack.data.record import read_prepared
     from enstack.stack import features
 
     shutil.copytree(bundle.parents[1], tmp_path / "run")
     settings = yaml.safe_load((bundle.parents[2] / "c.yaml").read_text())
     settings["run_dir"] = str(tmp_path / "run")
     config = load_config(settings)
-    manifest = read_manifest(config.layout.data)
+    manifest = read_prepared(config.layout.data)
     before = features.extract_model(config, "m", manifest, progress=False).fingerprint
     extracted = Calls(monkeypatch, features, "_extract_to")
     for key in ("FUNCTION_CUTS", "LOCALISE", "KNOWN_MATCHER"):

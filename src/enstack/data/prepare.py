@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,19 +28,15 @@ from enstack.config import Config, DataConfig
 from enstack.data.chunks import MULTI_DROPPED, NO_LABEL, Chunk
 from enstack.data.cwe import CweMapper
 from enstack.data.readers import read_source
+from enstack.data.record import MANIFEST_NAME, PreparedData, SplitRecord
 from enstack.data.selection import SplitPlan, SplitRules, StagedSource, plan_splits
 from enstack.data.synthetic import generate, synthetic_labels
 from enstack.errors import UserError
-from enstack.fsutil import (
-    clean_debris,
-    read_json_object,
-    sha256_file,
-    sha256_json,
-    stage_lock,
-    staged_dir,
-)
+from enstack.fsutil import sha256_file, sha256_json
 from enstack.labels import PAPER_LABELS, SPLITS
 from enstack.progress import progress_bar
+from enstack.records import read_record, write_record
+from enstack.stages import Stage, StageResult, run_stage
 
 LOG = log.get(__name__)
 
@@ -57,39 +54,57 @@ def split_schema(data: DataConfig) -> pa.Schema:
     return schema
 
 
-@dataclass
-class PrepareResult:
-    data_dir: Path
-    manifest: dict
-    skipped: bool  # True when the inputs were unchanged and nothing was written
+@dataclass(frozen=True)
+class PrepareResult(StageResult[PreparedData]):
+    """`directory` is `run_dir/data`, `record` its manifest (also as `data_dir`, `manifest`)."""
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory
+
+    @property
+    def manifest(self) -> PreparedData:
+        return self.record
 
 
-def prepare(config: Config, progress: bool | None = None) -> PrepareResult:
-    with stage_lock(config.run_dir, "prepare"):
-        return _prepare(config, progress)
+@dataclass(frozen=True)
+class PrepareInputs:
+    sources: dict[str, Units | None]
+    source_fingerprints: dict[str, dict]
+    fingerprint: str
 
 
-def _prepare(config: Config, progress: bool | None) -> PrepareResult:
-    data = config.data
-    _check_rules(data)
-    data_dir = config.layout.data
-    sources = _source_paths(data)
-    fingerprints = {
-        key: _source_fingerprint(data, units, config.seed) for key, units in sources.items()
-    }
-    inputs = _inputs_fingerprint(config, fingerprints)
-    existing = read_manifest(data_dir, required=False)
-    if existing is None and (data_dir / "manifest.json").exists():
-        LOG.warning(f"{data_dir / 'manifest.json'}: damaged (stale): preparing the data again")
-    if (
-        existing is not None
-        and existing.get("fingerprint") == inputs
-        and _outputs_intact(data_dir, existing)
-    ):
-        return PrepareResult(data_dir, existing, skipped=True)
+class Prepare(Stage[PrepareInputs, PreparedData]):
+    """Sources in, `run_dir/data/{train,val,test}.parquet` and `manifest.json` out."""
 
-    clean_debris(data_dir.parent, data_dir.name)
-    with staged_dir(data_dir) as tmp:
+    lock = "prepare"
+
+    def __init__(self, config: Config, progress: bool | None) -> None:
+        super().__init__(config.run_dir, config.layout.data)
+        self.config = config
+        self.progress = progress
+
+    def inputs(self) -> PrepareInputs:
+        data = self.config.data
+        _check_rules(data)
+        sources = _source_paths(data)
+        fingerprints = {
+            key: _source_fingerprint(data, units, self.config.seed)
+            for key, units in sources.items()
+        }
+        return PrepareInputs(sources, fingerprints, _inputs_fingerprint(self.config, fingerprints))
+
+    def reuse(self, inputs: PrepareInputs) -> PreparedData | None:
+        path = self.output / MANIFEST_NAME
+        existing = read_record(path, PreparedData)
+        if existing is None and path.exists():
+            LOG.warning(f"{path}: damaged (stale): preparing the data again")
+        if existing is None or existing.fingerprint != inputs.fingerprint:
+            return None
+        return existing if _outputs_intact(self.output, existing) else None
+
+    def build(self, inputs: PrepareInputs, tmp: Path) -> PreparedData:
+        config, data = self.config, self.config.data
         staging = tmp / "staging"
         staging.mkdir()
         staged: dict[str, StagedSource] = {}
@@ -97,11 +112,11 @@ def _prepare(config: Config, progress: bool | None) -> PrepareResult:
         schema = split_schema(data)
         # one numbering across sources, so that a group in val and in train has one id
         ids = {name: DenseIds() for name in ("pair", "group") if name in schema.names}
-        for key, units in sources.items():
+        for key, units in inputs.sources.items():
             chunks = _chunks(data, units, config.seed)
             out = staging / f"{key}.parquet"
-            staged[key], counts[key] = _stage(chunks, out, schema, ids, key, progress)
-        _check_labelled(sources, staged, counts)
+            staged[key], counts[key] = _stage(chunks, out, schema, ids, key, self.progress)
+        _check_labelled(inputs.sources, staged, counts)
         rules = SplitRules(
             class_names=data.labels,
             downsample=_downsample_rule(data),
@@ -114,22 +129,15 @@ def _prepare(config: Config, progress: bool | None) -> PrepareResult:
         for path in staging.iterdir():
             path.unlink()
         staging.rmdir()
-        manifest = _manifest(config, inputs, fingerprints, counts, plan, staged, split_files, tmp)
+        manifest = _manifest(config, inputs, counts, plan, staged, split_files)
         _check_splits(manifest, data.labels)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return PrepareResult(data_dir, manifest, skipped=False)
+        write_record(tmp / MANIFEST_NAME, manifest)
+        return manifest
 
 
-def read_manifest(data_dir: Path, required: bool = True) -> dict | None:
-    path = data_dir / "manifest.json"
-    if not path.is_file():
-        if required:
-            raise UserError(f"no prepared data at {data_dir} (run `enstack prepare` first)")
-        return None
-    manifest = read_json_object(path)
-    if manifest is None and required:
-        raise UserError(f"{path}: damaged (not a JSON object); run `enstack prepare` again")
-    return manifest
+def prepare(config: Config, progress: bool | None = None) -> PrepareResult:
+    done = run_stage(Prepare(config, progress))
+    return PrepareResult(done.directory, done.record, done.skipped)
 
 
 # --- sources and fingerprints ------------------------------------------------------------------
@@ -408,14 +416,12 @@ def _copy_rows(staged: Path, positions: np.ndarray, writer: pq.ParquetWriter) ->
 
 def _manifest(
     config: Config,
-    inputs: str,
-    fingerprints: dict,
+    inputs: PrepareInputs,
     counts: dict,
     plan: SplitPlan,
     staged: dict[str, StagedSource],
     files: dict[str, Path],
-    tmp: Path,
-) -> dict:
+) -> PreparedData:
     names = config.data.labels
     splits = {}
     for split in SPLITS:
@@ -449,9 +455,10 @@ def _manifest(
         "cross_split_duplicates": sum(plan.cross_split_duplicates.values()),
         "downsampled": sum(plan.downsampled.values()),
     }
-    return {
+    fingerprints = inputs.source_fingerprints
+    record = {
         "format_version": versions.PREPARED_DATA,
-        "fingerprint": inputs,
+        "fingerprint": inputs.fingerprint,
         "data_fingerprint": sha256_json({s: splits[s]["sha256"] for s in SPLITS}),
         "labels": list(names),
         "benign_label": config.data.benign_label if config.data.benign_id is not None else None,
@@ -480,6 +487,7 @@ def _manifest(
         },
         **_cwe_mapping(config.data, counts),
     }
+    return PreparedData.model_validate(record)
 
 
 def _cwe_mapping(data: DataConfig, counts: dict) -> dict:
@@ -517,14 +525,14 @@ def _groups_in(parts: list[tuple[str, np.ndarray]], staged: dict[str, StagedSour
     return out
 
 
-def _check_splits(manifest: dict, names: list[str]) -> None:
+def _check_splits(manifest: PreparedData, names: list[str]) -> None:
     for split in SPLITS:
-        if manifest["splits"][split]["total"] == 0:
+        if manifest.splits[split].total == 0:
             raise UserError(
                 f"the {split} split is empty after filtering and dedup; "
-                f"dropped: {json.dumps(manifest['dropped'])}"
+                f"dropped: {json.dumps(manifest.dropped)}"
             )
-    missing = [n for n in names if manifest["splits"]["train"]["per_class"][n] == 0]
+    missing = [n for n in names if manifest.splits["train"].per_class[n] == 0]
     if missing:
         raise UserError(
             f"class {missing[0]} has no train rows after filtering (data.labels lists it); "
@@ -532,26 +540,25 @@ def _check_splits(manifest: dict, names: list[str]) -> None:
         )
 
 
-def _outputs_intact(data_dir: Path, manifest: dict) -> bool:
+def _outputs_intact(data_dir: Path, manifest: PreparedData) -> bool:
     try:
         return all(
-            sha256_file(data_dir / info["file"]) == info["sha256"]
-            for info in manifest["splits"].values()
+            sha256_file(data_dir / info.file) == info.sha256 for info in manifest.splits.values()
         )
-    except (OSError, KeyError, TypeError):
+    except OSError:
         return False
 
 
-def format_table(manifest: dict) -> str:
+def format_table(manifest: PreparedData) -> str:
     """The Table I layout: per-class counts per split, then what was dropped."""
-    names = manifest["labels"]
+    names = manifest.labels
     width = max(len(n) for n in [*names, "total"]) + 2
     lines = [f"{'class':<{width}}{'train':>9}{'val':>9}{'test':>9}"]
     for name in [*names, "total"]:
-        row = manifest["table"][name]
+        row = manifest.table[name]
         lines.append(f"{name:<{width}}{row['train']:>9}{row['val']:>9}{row['test']:>9}")
-    dropped = ", ".join(f"{k} {v}" for k, v in manifest["dropped"].items())
-    notes = manifest["notes"]
+    dropped = ", ".join(f"{k} {v}" for k, v in manifest.dropped.items())
+    notes = manifest.notes
     lines.append(f"dropped: {dropped}")
     lines.append(
         f"multi-label rows resolved ({notes['multi_label_rule']}): "
@@ -560,8 +567,7 @@ def format_table(manifest: dict) -> str:
     )
     if notes.get("unflagged_kept_as_benign"):
         lines.append(
-            f"unflagged rows kept as {manifest['benign_label']}: "
-            f"{notes['unflagged_kept_as_benign']}"
+            f"unflagged rows kept as {manifest.benign_label}: {notes['unflagged_kept_as_benign']}"
         )
     conflicting = notes.get("texts_with_conflicting_labels")
     if conflicting:
@@ -569,20 +575,19 @@ def format_table(manifest: dict) -> str:
             f"warning: {conflicting} text(s) occur with different labels (kept once, with the "
             "first row's label)"
         )
-    if manifest["dropped"].get("identical_pairs"):
+    if manifest.dropped.get("identical_pairs"):
         lines.append(
-            f"warning: {manifest['dropped']['identical_pairs']} pair(s) whose fixed text is the "
+            f"warning: {manifest.dropped['identical_pairs']} pair(s) whose fixed text is the "
             "vulnerable one (up to whitespace) dropped: flawed and fixed at once"
         )
-    lines += _cwe_lines(manifest.get("cwe_mapping"))
-    if "pairs" in manifest["splits"]["train"]:
-        pairs = ", ".join(f"{s} {manifest['splits'][s]['pairs']}" for s in SPLITS)
+    lines += _cwe_lines(manifest.cwe_mapping)
+    splits = manifest.splits
+    if splits["train"].pairs is not None:
+        pairs = ", ".join(f"{s} {splits[s].pairs}" for s in SPLITS)
         lines.append(f"pairs (a flawed row and a fixed one): {pairs}")
     lines += [f"warning: {w}" for w in split_warnings(manifest)]
-    if "groups" in manifest["splits"]["train"]:
-        lines.append(
-            "groups: " + ", ".join(_group_counts(manifest["splits"][s], s) for s in SPLITS)
-        )
+    if splits["train"].groups is not None:
+        lines.append("groups: " + ", ".join(_group_counts(splits[s], s) for s in SPLITS))
     return "\n".join(lines)
 
 
@@ -598,11 +603,13 @@ def _cwe_lines(mapping: dict | None, shown: int = 12) -> list[str]:
     return lines
 
 
-def split_warnings(manifest: dict) -> list[str]:
-    """Classes that val or test lack: their scores there are undefined (say so once)."""
+def split_warnings(manifest: PreparedData | dict[str, Any]) -> list[str]:
+    """Classes that val or test lack: their scores there are undefined (say so once). Reads
+    `labels` and `table` (a manifest, or any mapping with those two)."""
     out = []
     for split in ("val", "test"):
-        missing = [name for name in manifest["labels"] if manifest["table"][name][split] == 0]
+        table = manifest["table"]
+        missing = [name for name in manifest["labels"] if table[name][split] == 0]
         if missing:
             out.append(
                 f"no {split} rows of {', '.join(missing)}: no {split} scores for "
@@ -612,6 +619,6 @@ def split_warnings(manifest: dict) -> list[str]:
     return out
 
 
-def _group_counts(split: dict, name: str) -> str:
-    shared = split.get("groups_also_in_train")
-    return f"{name} {split['groups']}" + (f" ({shared} also in train)" if shared else "")
+def _group_counts(split: SplitRecord, name: str) -> str:
+    shared = split.groups_also_in_train
+    return f"{name} {split.groups}" + (f" ({shared} also in train)" if shared else "")

@@ -45,18 +45,17 @@ class Targets:
 def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets:
     """The targets for `config`'s selected bundle, from `out` when the same inputs made
     them, else written there (atomically) by running the teacher."""
-    from enstack.data.prepare import read_manifest
+    from enstack.data.record import read_prepared
     from enstack.scan.card import read_card
     from enstack.stack.stage import selected_bundle
 
     teacher = selected_bundle(config)
     card = read_card(teacher)
-    run_manifest = read_manifest(config.layout.data)  # required: an error where it is not
-    assert run_manifest is not None
-    if card.labels != run_manifest["labels"]:
+    run_manifest = read_prepared(config.layout.data)
+    if card.labels != run_manifest.labels:
         raise UserError(
             f"{teacher}: its classes {card.labels} are not the prepared data's "
-            f"{run_manifest['labels']} (run `enstack stack` again)"
+            f"{run_manifest.labels} (run `enstack stack` again)"
         )
     splits = {name: read_split(config.layout.split(name)) for name in SPLITS}
     extra = _unlabelled(config, splits["train"][0])
@@ -64,7 +63,7 @@ def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets
         {
             "version": versions.DISTILL_TARGETS,
             "teacher": card.fingerprint,
-            "data": run_manifest["data_fingerprint"],
+            "data": run_manifest.data_fingerprint,
             "unlabelled": sha256_json(extra),
         }
     )
@@ -80,7 +79,7 @@ def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets
             _write(tmp / f"{name}.parquet", codes, labels)
         save_file({k: v.astype(np.float32) for k, v in probs.items()}, str(tmp / TARGETS_FILE))
         manifest = {
-            "labels": run_manifest["labels"],
+            "labels": run_manifest.labels,
             "targets_key": key,
             "teacher": {
                 "name": card.source.name,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enstack.config import Config, ModelConfig
+from enstack.data.record import TrainingData
 from enstack.device import pick_device
 from enstack.fsutil import read_json_object, sha256_json, stage_lock
 from enstack.pretrain.corpus import Corpus, build_corpus
@@ -82,16 +83,18 @@ def _train(
     from enstack.pretrain.trainer import MaskedLMTrainer
 
     p = config.pretrain
-    manifest = {
-        "labels": ["code"],
-        "corpus": {k: v for k, v in corpus.manifest.items() if k != "sources_key"},
-        "corpus_fingerprint": corpus.manifest["data_fingerprint"],
-        # the masking rule is part of what is learned: a checkpoint trained under another
-        # one does not resume (the trainer compares this fingerprint)
-        "data_fingerprint": sha256_json(
-            {"corpus": corpus.manifest["data_fingerprint"], "mask": p.mask_probability}
-        ),
-    }
+    manifest = TrainingData.model_validate(
+        {
+            "labels": ["code"],
+            "corpus": {k: v for k, v in corpus.manifest.items() if k != "sources_key"},
+            "corpus_fingerprint": corpus.manifest["data_fingerprint"],
+            # the masking rule is part of what is learned: a checkpoint trained under another
+            # one does not resume (the trainer compares this fingerprint)
+            "data_fingerprint": sha256_json(
+                {"corpus": corpus.manifest["data_fingerprint"], "mask": p.mask_probability}
+            ),
+        }
+    )
     trainer = MaskedLMTrainer(
         run,
         run.model(ENCODER),

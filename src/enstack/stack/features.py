@@ -19,9 +19,11 @@ from safetensors.numpy import load_file, save_file
 
 from enstack import versions
 from enstack.config import Config
+from enstack.data.record import PreparedData
 from enstack.errors import UserError
-from enstack.fsutil import read_json_object, sha256_file, sha256_json, staged_dir
+from enstack.fsutil import read_json_object, sha256_file, sha256_json
 from enstack.models.contract import recorded_max_length, trained_length
+from enstack.stages import Stage, run_stage
 from enstack.windows import Expanded, aggregate, expand
 
 FEATURE_SPLITS = ("val", "test")  # what stacking fits on and what the reports score
@@ -36,40 +38,86 @@ class ModelFeatures:
     coverage: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def extract_all(config: Config, manifest: dict, progress: bool | None = None) -> dict:
+def extract_all(config: Config, manifest: PreparedData, progress: bool | None = None) -> dict:
     return {m.name: extract_model(config, m.name, manifest, progress) for m in config.models}
 
 
 def extract_model(
-    config: Config, name: str, manifest: dict, progress: bool | None = None
+    config: Config, name: str, manifest: PreparedData, progress: bool | None = None
 ) -> ModelFeatures:
-    export = config.layout.model(name).best
-    weights = export / "model.safetensors"
-    if not weights.is_file():
-        raise UserError(f"no trained model at {export} (run `enstack train --model {name}`)")
-    windows = config.training.long_functions == "windows"
-    fingerprint = sha256_json(
-        {
-            "version": versions.STACK_FEATURES,
-            "weights": sha256_file(weights),
-            "data": manifest["data_fingerprint"],
-            # the length the export was trained at (the config's, for every export enstack
-            # wrote: the key keeps its value, and features stay cached)
-            "max_length": recorded_max_length(export) or config.training.max_length,
-            # added with windows: truncated features keep the fingerprint they had
-            **({"windows": versions.WINDOWS} if windows else {}),
-        }
-    )
-    out_dir = config.layout.features(name)
-    if _cached(out_dir) != fingerprint:
-        _extract_to(out_dir, config, export, manifest, fingerprint, progress)
-    coverage = (read_json_object(out_dir / "meta.json") or {}).get("coverage") or {}
-    splits = {s: _load(out_dir, s) for s in FEATURE_SPLITS}
-    return ModelFeatures(name, splits, fingerprint, coverage)
+    return run_stage(Features(config, name, manifest, progress)).record
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    export: Path
+    fingerprint: str  # of the export's weights, the data, the length and the windows
+
+
+class Features(Stage[FeatureInputs, ModelFeatures]):
+    """One trained model's export in, `run_dir/features/NAME/` out."""
+
+    lock = None  # part of the stack stage, under its lock
+
+    def __init__(
+        self, config: Config, name: str, manifest: PreparedData, progress: bool | None
+    ) -> None:
+        super().__init__(config.run_dir, config.layout.features(name))
+        self.config, self.name, self.manifest, self.progress = config, name, manifest, progress
+
+    def inputs(self) -> FeatureInputs:
+        config = self.config
+        export = config.layout.model(self.name).best
+        weights = export / "model.safetensors"
+        if not weights.is_file():
+            raise UserError(
+                f"no trained model at {export} (run `enstack train --model {self.name}`)"
+            )
+        windows = config.training.long_functions == "windows"
+        fingerprint = sha256_json(
+            {
+                "version": versions.STACK_FEATURES,
+                "weights": sha256_file(weights),
+                "data": self.manifest.data_fingerprint,
+                # the length the export was trained at (the config's, for every export
+                # enstack wrote: the key keeps its value, and features stay cached)
+                "max_length": recorded_max_length(export) or config.training.max_length,
+                # added with windows: truncated features keep the fingerprint they had
+                **({"windows": versions.WINDOWS} if windows else {}),
+            }
+        )
+        return FeatureInputs(export, fingerprint)
+
+    def reuse(self, inputs: FeatureInputs) -> ModelFeatures | None:
+        meta = read_json_object(self.output / "meta.json")
+        if meta is None or meta.get("fingerprint") != inputs.fingerprint:
+            return None
+        return self._read(self.output, inputs.fingerprint, meta)
+
+    def build(self, inputs: FeatureInputs, tmp: Path) -> ModelFeatures:
+        splits, coverage = _extract_to(
+            tmp, self.config, inputs.export, self.manifest, inputs.fingerprint, self.progress
+        )
+        return ModelFeatures(self.name, splits, inputs.fingerprint, coverage)
+
+    def _read(self, where: Path, fingerprint: str, meta: dict) -> ModelFeatures | None:
+        """The features in `where`, or None where a split's file is missing or damaged."""
+        try:
+            splits = {
+                split: load_file(str(where / f"{split}.safetensors")) for split in FEATURE_SPLITS
+            }
+        except Exception:  # safetensors raises its own errors and OSError alike: redo them
+            return None
+        return ModelFeatures(self.name, splits, fingerprint, meta.get("coverage") or {})
 
 
 def encode_as_trained(
-    config: Config, export: Path, model, tokenizer, manifest: dict, progress: bool | None = None
+    config: Config,
+    export: Path,
+    model,
+    tokenizer,
+    manifest: PreparedData,
+    progress: bool | None = None,
 ) -> dict:
     """The run's prepared splits encoded as the export's model was trained on them: its
     family's framing, its max_length, and its data-flow graph if it reads one."""
@@ -130,29 +178,15 @@ def _split_outputs(
     return aggregate(outputs, rows.owner, len(encoded), config.data.benign_id)[0], coverage
 
 
-def _cached(out_dir: Path) -> str | None:
-    meta = read_json_object(out_dir / "meta.json")
-    return meta.get("fingerprint") if meta is not None else None
-
-
-def _load(out_dir: Path, split: str) -> dict[str, np.ndarray]:
-    path = out_dir / f"{split}.safetensors"
-    try:
-        return load_file(str(path))
-    except Exception:
-        raise UserError(
-            f"{path}: missing or unreadable features; run `enstack stack` again"
-        ) from None
-
-
 def _extract_to(
-    out_dir: Path,
+    tmp: Path,
     config: Config,
     export: Path,
-    manifest: dict,
+    manifest: PreparedData,
     fingerprint: str,
     progress: bool | None,
-) -> None:
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, int]]]:
+    """Write the features into `tmp`; returns them (split -> kind -> array) and coverage."""
     # torch and transformers load only here: features found up to date need neither
     from enstack.device import amp_mode, pick_device
     from enstack.infer import predict
@@ -165,30 +199,30 @@ def _extract_to(
     data_dir = config.layout.data
     splits = encode_as_trained(config, export, model, tokenizer, manifest, progress)
     length = _length(export, model)  # the export's encoding length, read once
-    coverage = {}
-    with staged_dir(out_dir) as tmp:
-        for split in FEATURE_SPLITS:
-            desc = f"features {export.parent.name} {split}"
-            batch = config.stacking.extract_batch_size
+    outputs, coverage = {}, {}
+    for split in FEATURE_SPLITS:
+        desc = f"features {export.parent.name} {split}"
+        batch = config.stacking.extract_batch_size
 
-            def run(encoded, desc=desc, batch=batch):
-                return predict(model, encoded, batch, device, amp, desc, progress)
+        def run(encoded, desc=desc, batch=batch):
+            return predict(model, encoded, batch, device, amp, desc, progress)
 
-            split_file = data_dir / f"{split}.parquet"
-            arrays, coverage[split] = _split_outputs(
-                config, length, model, tokenizer, split_file, splits[split], run
-            )
-            save_file(arrays, str(tmp / f"{split}.safetensors"))
-            ids = pq.read_table(data_dir / f"{split}.parquet", columns=["id"])
-            pq.write_table(ids, tmp / f"{split}_ids.parquet")
-        (tmp / "meta.json").write_text(
-            json.dumps(
-                {
-                    "fingerprint": fingerprint,
-                    "pooling": model.pooling,
-                    "family": family,
-                    "coverage": coverage,
-                }
-            )
-            + "\n"
+        split_file = data_dir / f"{split}.parquet"
+        outputs[split], coverage[split] = _split_outputs(
+            config, length, model, tokenizer, split_file, splits[split], run
         )
+        save_file(outputs[split], str(tmp / f"{split}.safetensors"))
+        ids = pq.read_table(data_dir / f"{split}.parquet", columns=["id"])
+        pq.write_table(ids, tmp / f"{split}_ids.parquet")
+    (tmp / "meta.json").write_text(
+        json.dumps(
+            {
+                "fingerprint": fingerprint,
+                "pooling": model.pooling,
+                "family": family,
+                "coverage": coverage,
+            }
+        )
+        + "\n"
+    )
+    return outputs, coverage

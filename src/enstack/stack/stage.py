@@ -7,7 +7,6 @@ fingerprints, the stacking settings, the labels) are unchanged.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,20 +16,29 @@ from safetensors.numpy import save_file
 
 from enstack import log, versions
 from enstack.config import Config
-from enstack.data.prepare import read_manifest
+from enstack.data.record import PreparedData, read_prepared
 from enstack.errors import UserError
-from enstack.fsutil import clean_debris, read_json_object, sha256_json, stage_lock, staged_dir
+from enstack.fsutil import sha256_json
 from enstack.lines.fit import fit_on_split
-from enstack.stack.features import extract_all
+from enstack.records import write_record
+from enstack.stack.features import ModelFeatures, extract_all
+from enstack.stack.summary import SUMMARY_NAME, Candidate, StackSummary, read_summary
+from enstack.stages import Stage, StageResult, run_stage
 
 LOG = log.get(__name__)
 
 
-@dataclass
-class StackResult:
-    stack_dir: Path
-    summary: dict
-    skipped: bool
+@dataclass(frozen=True)
+class StackResult(StageResult[StackSummary]):
+    """`directory` is `run_dir/stack`, `record` its summary (also as `stack_dir`, `summary`)."""
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.directory
+
+    @property
+    def summary(self) -> StackSummary:
+        return self.record
 
 
 def _warn_one_class(chosen, labels: list[str]) -> None:
@@ -53,76 +61,97 @@ def selected_bundle(config: Config) -> Path:
 
 
 def run_stack(config: Config, progress: bool | None = None) -> StackResult:
-    with stage_lock(config.run_dir, "stack"):
-        return _run_stack(config, progress)
+    done = run_stage(Stack(config, progress))
+    return StackResult(done.directory, done.record, done.skipped)
 
 
-def _run_stack(config: Config, progress: bool | None) -> StackResult:
-    manifest = read_manifest(config.layout.data)
-    features = extract_all(config, manifest, progress)
-    inputs = {
-        "version": versions.STACK_RESULTS,
-        "seed": config.seed,
-        "labels": manifest["labels"],
-        "stacking": config.stacking.model_dump(mode="json", exclude={"extract_batch_size"}),
-        "features": {name: f.fingerprint for name, f in features.items()},
-    }
-    if _learns_lines(config):  # only then: other runs' stacks keep their fingerprint
-        inputs["line_ranker"] = versions.LINE_RANKING
-    fingerprint = sha256_json(inputs)
-    out = config.layout.stack
-    clean_debris(out.parent, out.name)  # what a killed run left (under this stage's lock)
-    previous = _read_summary(out)
-    if previous and previous.get("fingerprint") == fingerprint:
-        return StackResult(out, previous, skipped=True)
-    # scikit-learn and XGBoost load only when there is work: a rerun that finds the stack
-    # up to date answers in about a second
-    from enstack.metrics import classification_metrics
-    from enstack.stack.ablation import meta_features, run_ablation
-    from enstack.stack.bundle import write_bundle
+@dataclass(frozen=True)
+class StackInputs:
+    manifest: PreparedData
+    features: dict[str, ModelFeatures]
+    fingerprint: str
 
-    result = run_ablation(
-        config, features, progress, _split_ids(config, "pair"), _split_ids(config, "group")
-    )
-    chosen = result["selected"]
-    labels = manifest["labels"]
-    line_ranker = _fit_line_ranker(config, labels, progress) if _learns_lines(config) else None
-    select_on = config.stacking.select_on
-    best_single = max(config.models, key=lambda m: _val_score(result["rows"], m.name, select_on))
-    summary = {
-        "fingerprint": fingerprint,
-        "mode": config.stacking.mode,
-        "features": config.stacking.features,
-        "labels": labels,
-        "benign_label": config.data.benign_label if config.data.benign_id is not None else None,
-        "select_on": select_on,
-        "selection": _selection_text(config, chosen),
-        "rows": result["rows"],
-        "selected": {"models": list(chosen.models), "meta": chosen.meta},
-        "best_single": best_single.name,
-        "line_ranker": line_ranker.info if line_ranker else None,
-        "long_functions": {
-            "mode": config.training.long_functions,
-            "max_length": config.training.max_length,
-            "coverage": {name: f.coverage for name, f in features.items()},
-        },
-    }
-    y_test = result["y"]["test"]
-    arrays = {
-        "y_val": result["y"]["val"],
-        "y_test": y_test,
-        "selected_test_probs": chosen.test_probs,
-        "selected_test_meta_features": meta_features(
-            features, chosen.models, "test", config.stacking.features
-        ),
-        "best_single_test_probs": features[best_single.name].splits["test"]["probs"],
-        "best_single_test_embedding": features[best_single.name].splits["test"]["embedding"],
-    }
-    summary["selected_test"] = classification_metrics(
-        y_test, chosen.test_probs.argmax(1), len(labels)
-    )
-    _warn_one_class(chosen, labels)
-    with staged_dir(out) as tmp:
+
+class Stack(Stage[StackInputs, StackSummary]):
+    """Features in (extracted here where missing), the ablation and the bundle out."""
+
+    lock = "stack"
+
+    def __init__(self, config: Config, progress: bool | None) -> None:
+        super().__init__(config.run_dir, config.layout.stack)
+        self.config = config
+        self.progress = progress
+
+    def inputs(self) -> StackInputs:
+        config = self.config
+        manifest = read_prepared(config.layout.data)
+        features = extract_all(config, manifest, self.progress)
+        inputs = {
+            "version": versions.STACK_RESULTS,
+            "seed": config.seed,
+            "labels": manifest.labels,
+            "stacking": config.stacking.model_dump(mode="json", exclude={"extract_batch_size"}),
+            "features": {name: f.fingerprint for name, f in features.items()},
+        }
+        if _learns_lines(config):  # only then: other runs' stacks keep their fingerprint
+            inputs["line_ranker"] = versions.LINE_RANKING
+        return StackInputs(manifest, features, sha256_json(inputs))
+
+    def reuse(self, inputs: StackInputs) -> StackSummary | None:
+        previous = read_summary(self.output)
+        return previous if previous and previous.fingerprint == inputs.fingerprint else None
+
+    def build(self, inputs: StackInputs, tmp: Path) -> StackSummary:
+        # scikit-learn and XGBoost load only when there is work: a rerun that finds the stack
+        # up to date answers in about a second
+        from enstack.metrics import classification_metrics
+        from enstack.stack.ablation import meta_features, run_ablation
+        from enstack.stack.bundle import write_bundle
+
+        config, features, progress = self.config, inputs.features, self.progress
+        result = run_ablation(
+            config, features, progress, _split_ids(config, "pair"), _split_ids(config, "group")
+        )
+        chosen = result["selected"]
+        labels = inputs.manifest.labels
+        ranker = _fit_line_ranker(config, labels, progress) if _learns_lines(config) else None
+        select_on = config.stacking.select_on
+        best_single = max(
+            config.models, key=lambda m: _val_score(result["rows"], m.name, select_on)
+        )
+        y_test = result["y"]["test"]
+        summary = StackSummary(
+            format_version=versions.STACK_SUMMARY_FORMAT,
+            fingerprint=inputs.fingerprint,
+            mode=config.stacking.mode,
+            features=config.stacking.features,
+            labels=labels,
+            benign_label=config.data.benign_label if config.data.benign_id is not None else None,
+            select_on=select_on,
+            selection=_selection_text(config, chosen),
+            rows=result["rows"],
+            selected=Candidate(models=list(chosen.models), meta=chosen.meta),
+            best_single=best_single.name,
+            line_ranker=ranker.info if ranker else None,
+            long_functions={
+                "mode": config.training.long_functions,
+                "max_length": config.training.max_length,
+                "coverage": {name: f.coverage for name, f in features.items()},
+            },
+            selected_test=classification_metrics(y_test, chosen.test_probs.argmax(1), len(labels)),
+        )
+        best = features[best_single.name].splits["test"]
+        arrays = {
+            "y_val": result["y"]["val"],
+            "y_test": y_test,
+            "selected_test_probs": chosen.test_probs,
+            "selected_test_meta_features": meta_features(
+                features, chosen.models, "test", config.stacking.features
+            ),
+            "best_single_test_probs": best["probs"],
+            "best_single_test_embedding": best["embedding"],
+        }
+        _warn_one_class(chosen, labels)
         save_file(
             # copies: with a single model selected, two entries are one array, which
             # safetensors refuses to write twice
@@ -135,44 +164,44 @@ def _run_stack(config: Config, progress: bool | None) -> StackResult:
             chosen.classifier,
             config.stacking.features,
             labels,
-            summary["benign_label"],
-            line_ranker,
-            _provenance(config, manifest, summary),
+            summary.benign_label,
+            ranker,
+            _provenance(config, inputs.manifest, summary),
         )
-        (tmp / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return StackResult(out, summary, skipped=False)
+        write_record(tmp / SUMMARY_NAME, summary)
+        return summary
 
 
-def _provenance(config: Config, manifest: dict, summary: dict) -> dict:
+def _provenance(config: Config, manifest: PreparedData, summary: StackSummary) -> dict:
     """What the bundle was trained on, for `enstack scan` to say: source file names only (no
     local paths leave the machine inside a shared bundle)."""
     sources = sorted(
         Path(str(info["path"])).name if "path" in info else "synthetic"
-        for info in manifest.get("sources", {}).values()
+        for info in manifest.sources.values()
     )
-    test = summary["selected_test"]
+    test = summary.selected_test or {}
     return {
-        "format": manifest.get("format"),
-        "synthetic": manifest.get("format") == "synthetic",
+        "format": manifest.format,
+        "synthetic": manifest.format == "synthetic",
         "sources": sources,
-        "rows": {split: info["total"] for split, info in manifest["splits"].items()},
-        "labels": summary["labels"],
+        "rows": {split: info.total for split, info in manifest.splits.items()},
+        "labels": summary.labels,
         "models": {
             m.name: {
                 "family": m.family,
                 "init": "scratch" if m.scratch is not None else Path(str(m.pretrained)).name,
             }
             for m in config.models
-            if m.name in summary["selected"]["models"]
+            if m.name in summary.selected.models
         },
-        "meta": summary["selected"]["meta"],
+        "meta": summary.selected.meta,
         "test": {k: test[k] for k in ("accuracy", "macro_f1") if k in test},
     }
 
 
-def line_ranker_text(summary: dict) -> str:
+def line_ranker_text(summary: StackSummary) -> str:
     """What the bundle ranks a finding's lines with, for the stage's one-line report."""
-    info = summary.get("line_ranker")
+    info = summary.line_ranker
     if not info:
         return "lines ranked by attribution (no fix pairs to learn a line ranker from)"
     return (
@@ -228,7 +257,3 @@ def _split_ids(config: Config, column: str) -> dict[str, np.ndarray | None]:
             [f"row:{i}" if v is None else f"id:{v}" for i, v in enumerate(values)], object
         )
     return out
-
-
-def _read_summary(out: Path) -> dict | None:
-    return read_json_object(out / "ablation.json")

@@ -9,12 +9,13 @@ import os
 
 from enstack.ckpt.layout import newest_valid
 from enstack.config import Config
+from enstack.data.record import TrainingData
 from enstack.run_layout import staging_path
 from enstack.train.records import TrainResult, TrainState
 from enstack.train.trajectory import as_checkpoint_trained, run_fingerprint
 
 
-def finished_training(config: Config, name: str, manifest: dict) -> TrainResult | None:
+def finished_training(config: Config, name: str, manifest: TrainingData) -> TrainResult | None:
     """The finished run of model `name`, when its newest valid checkpoint is finished, was
     written for this config and this prepared data, and its export is in place; else None (the
     trainer then decides: resume, refuse a changed config, or re-export)."""
@@ -32,7 +33,7 @@ def finished_training(config: Config, name: str, manifest: dict) -> TrainResult 
     settled = as_checkpoint_trained(config, saved)
     if saved.get("config_hash") != run_fingerprint(settled, settled.model(name)):
         return None
-    if saved.get("data_hash") != manifest["data_fingerprint"]:
+    if saved.get("data_hash") != manifest.data_fingerprint:
         return None
     state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
     return TrainResult(paths, state, found.path, True)
@@ -51,7 +52,7 @@ def train_unless_done(
     resume: str = "auto",
     progress: bool | None = None,
     force_resume: bool = False,
-    manifest: dict | None = None,
+    manifest: TrainingData | None = None,
 ) -> TrainResult:
     """Train model `name`, or, when nothing asks for more and it is finished, say so without
     loading torch or transformers: the entry the CLI, the pipeline and the API share.

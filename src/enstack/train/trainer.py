@@ -30,7 +30,8 @@ from enstack.ckpt.layout import (
 from enstack.ckpt.state import TrainingParts, capture, restore
 from enstack.ckpt.writer import CheckpointWriter
 from enstack.config import Config, ModelConfig, changed_keys
-from enstack.data.prepare import prepare, read_manifest
+from enstack.data.prepare import prepare
+from enstack.data.record import TrainingData, read_prepared
 from enstack.device import amp_mode, autocast, pick_device, use_deterministic_kernels
 from enstack.encode import EncodedSplit, ModelInputs, encode_splits
 from enstack.errors import UserError
@@ -74,7 +75,7 @@ def train_model(
     resume: str = "auto",
     progress: bool | None = None,
     force_resume: bool = False,
-    manifest: dict | None = None,
+    manifest: TrainingData | None = None,
 ) -> TrainResult:
     """Train one model; `manifest`: prepared data the caller already checked (pipeline).
     Under torchrun, the process group this joins is left when it returns or fails."""
@@ -90,13 +91,13 @@ def _train_in_group(
     resume: str,
     progress: bool | None,
     force_resume: bool,
-    manifest: dict | None,
+    manifest: TrainingData | None,
 ) -> TrainResult:
     if ranks.main and manifest is None:  # one writer; the other ranks read what it prepared
         manifest = prepare(config, progress).manifest
     ranks.barrier()
     if manifest is None:
-        manifest = read_manifest(config.layout.data)
+        manifest = read_prepared(config.layout.data)
     trainer = Trainer(config, model_cfg, manifest, progress if ranks.main else False, ranks)
     # one writer per model: a second `enstack train` would sweep the first's save in flight
     with trainer.lock() if ranks.main else contextlib.nullcontext():
@@ -109,7 +110,7 @@ class Trainer:
         self,
         config: Config,
         model_cfg: ModelConfig,
-        manifest: dict,
+        manifest: TrainingData,
         progress: bool | None,
         ranks: Dist | None = None,
     ) -> None:
@@ -120,7 +121,7 @@ class Trainer:
         self.manifest = manifest
         self.progress = progress
         self.paths = config.layout.model(model_cfg.name)
-        self.labels = manifest["labels"]
+        self.labels = manifest.labels
         self.device = pick_device(self.tc.device)
         if self.device.type == "cuda" and self.ranks.active:
             self.device = torch.device("cuda", self.ranks.local_rank)
@@ -542,7 +543,7 @@ class Trainer:
             "config_hash": sha256_json(settings),
             # the settings themselves, so that a refused resume can name what changed
             "config": settings,
-            "data_hash": self.manifest["data_fingerprint"],
+            "data_hash": self.manifest.data_fingerprint,
         }
         self.clock.start()
         scalars, extra_rng = capture(self.parts, scalars, self.ranks)
@@ -588,7 +589,7 @@ class Trainer:
         current_config = run_fingerprint(self.config, self.model_cfg, self.ranks.world)
         checks = (
             ("config_hash", current_config, "config"),
-            ("data_hash", self.manifest["data_fingerprint"], "prepared data"),
+            ("data_hash", self.manifest.data_fingerprint, "prepared data"),
         )
         for key, current, what in checks:
             if key in saved and saved[key] != current:
