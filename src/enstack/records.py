@@ -25,7 +25,7 @@ from enstack.fsutil import atomic_write_text, read_json_object
 class Record(BaseModel):
     """A stage's output record: typed fields, unknown keys kept, dict-style reads allowed."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     def __getitem__(self, key: str) -> Any:
         if key in type(self).model_fields or key in (self.model_extra or {}):
@@ -41,7 +41,7 @@ class Record(BaseModel):
 
     def as_json(self) -> dict[str, Any]:
         """The record as the JSON object its file holds (only the keys it was given)."""
-        return self.model_dump(mode="json", exclude_unset=True)
+        return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
 
     def json_text(self) -> str:
         return json.dumps(self.as_json(), indent=2) + "\n"

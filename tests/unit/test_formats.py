@@ -329,3 +329,30 @@ def test_the_page_of_a_real_scan_loads_in_a_browser(bundle: Path, tmp_path: Path
     for name in names:
         assert f"<code>{name}</code>" in run.stdout
     assert "Uncaught" not in run.stderr and "Content Security Policy" not in run.stderr
+
+
+def test_a_json_report_is_the_declared_document_and_reads_back_typed(tmp_path: Path) -> None:
+    """Every JSON report is checked against `ScanDocument` as it is written: a key renamed or
+    added in the code, or a value of another type, fails here rather than in a user's script;
+    `read_scan_report` reads a report back, and a file that is not one is one error."""
+    from pydantic import ValidationError
+
+    from enstack.scan.formats.document import check_document, read_scan_report
+
+    golden = json.loads((GOLDEN / "scan.json").read_text())
+    check_document(golden)
+    renamed = json.loads(json.dumps(golden))
+    renamed["findings"][0]["p_vuln"] = renamed["findings"][0].pop("p_vulnerable")
+    with pytest.raises(ValidationError, match="p_vulnerable"):
+        check_document(renamed)
+    added = json.loads(json.dumps(golden))
+    added["known"]["findings"][0]["extra_key"] = 1
+    with pytest.raises(AssertionError, match=r"known\.findings\.extra_key"):
+        check_document(added)
+    report = read_scan_report(GOLDEN / "scan.json")
+    assert [f.label for f in report.findings] == [f["class"] for f in golden["findings"]]
+    assert report.summary.findings == golden["summary"]["findings"]
+    assert report.known is not None and report.known.findings[0].vulnerability == "CVE-2022-0001"
+    (tmp_path / "x.json").write_text('{"tool": {"name": "enstack"}}')
+    with pytest.raises(UserError, match=r"x\.json: not an enstack JSON report"):
+        read_scan_report(tmp_path / "x.json")

@@ -16,7 +16,7 @@ NonNegative = Annotated[int, Field(ge=0)]
 
 
 class _Schema(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
 
 
 class PythonRng(_Schema):
@@ -46,27 +46,51 @@ class OptimizerMeta(_Schema):
 
 
 class CheckpointState(_Schema):
+    """Where a run stands: its step, its best epoch, and what a resume restores beside the
+    tensors (optimizer, scheduler, random states)."""
+
     epoch: NonNegative
+    """The epoch in progress (0-based)."""
     step: NonNegative
+    """Optimizer steps done in that epoch: (epoch, step) is where a resume starts."""
     global_step: NonNegative
+    """Optimizer steps done in all."""
     total_batches: NonNegative | None = None
+    """Micro-batches in an epoch."""
     steps_per_epoch: NonNegative | None = None
+    """Optimizer steps in an epoch."""
     best_f1: Annotated[float, Field(ge=0, le=1)] | None = None
+    """The best epoch's selection score (val weighted F1; pretraining: 1 / perplexity)."""
     best_epoch: NonNegative | None = None
+    """The epoch `best/` was exported from."""
     epochs_without_improvement: NonNegative = 0
+    """Counted for early stopping."""
     finished: bool = False
+    """The run is done: a later `train` answers "already trained"."""
     stopped_early: bool = False
+    """It ended by early stopping."""
     loss_sum: float = 0.0
+    """This epoch's summed step losses (for the running mean shown)."""
     loss_count: NonNegative = 0
+    """Steps in that sum."""
     last_eval: dict[str, float] = Field(default_factory=dict)
+    """The last validation's scores."""
     grad_accum_steps: Annotated[int, Field(ge=1)] = 1
+    """Micro-batches per optimizer step."""
     seed: NonNegative | None = None
+    """The run's seed."""
     world_size: Annotated[int, Field(ge=1)] = 1
+    """Ranks that trained (torchrun)."""
     scheduler: dict[str, Any] | None = None
+    """The learning-rate scheduler's state."""
     scaler: dict[str, Any] | None = None
+    """The AMP grad scaler's state (fp16 on CUDA)."""
     optimizer: OptimizerMeta
+    """The optimizer's parameter groups and scalars (its tensors are in safetensors)."""
     rng: RngMeta
+    """Python's, NumPy's (and CUDA's) random states, so a resume draws what the run would have."""
     rng_ranks: list[RngMeta] | None = None
+    """Every rank's random states (torchrun)."""
 
     @field_validator("loss_sum")
     @classmethod

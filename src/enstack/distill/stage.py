@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from enstack.config import Config, ModelConfig
-from enstack.data.record import TrainingData
+from enstack.data.record import TrainedOn
 from enstack.distill.targets import Targets, probabilities, teacher_targets
 from enstack.encode import read_split
 from enstack.fsutil import read_json_object, sha256_json, stage_lock, staged_dir
@@ -62,7 +62,7 @@ def run_distill(
         targets = teacher_targets(config, student.layout.data, progress)
     # the loss's temperature is part of what the student learns: a checkpoint trained at
     # another one does not resume (the trainer compares this fingerprint)
-    manifest = TrainingData.model_validate(
+    manifest = TrainedOn.model_validate(
         {
             **targets.manifest,
             "data_fingerprint": sha256_json(

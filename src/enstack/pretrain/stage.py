@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enstack.config import Config, ModelConfig
-from enstack.data.record import TrainingData
+from enstack.data.record import TrainedOn
 from enstack.device import pick_device
 from enstack.fsutil import read_json_object, sha256_json, stage_lock
 from enstack.pretrain.corpus import Corpus, build_corpus
@@ -83,7 +83,7 @@ def _train(
     from enstack.pretrain.trainer import MaskedLMTrainer
 
     p = config.pretrain
-    manifest = TrainingData.model_validate(
+    manifest = TrainedOn.model_validate(
         {
             "labels": ["code"],
             "corpus": {k: v for k, v in corpus.manifest.items() if k != "sources_key"},

@@ -18,26 +18,43 @@ class Candidate(Record):
     one model's own probabilities)."""
 
     models: list[str]
+    """The models whose outputs it reads, by their names in the config."""
     meta: str | None
+    """The meta-classifier (lr, svm, rf, xgb), or None for one model's own probabilities."""
 
 
 class StackSummary(Record):
-    """`run_dir/stack/ablation.json`."""
+    """What `enstack stack` found: every candidate's val and test scores, the one selected
+    for the bundle and how it was chosen."""
 
     format_version: int = versions.STACK_SUMMARY_FORMAT
-    fingerprint: str  # of the inputs: features, stacking settings, labels, seed
-    mode: str  # stacking.mode: paper or cv
-    features: str  # stacking.features: what the meta-classifiers read
+    """The record's format (absent from summaries written before it had one)."""
+    fingerprint: str
+    """Of the inputs: features, stacking settings, labels, seed."""
+    mode: str
+    """`stacking.mode`: paper or cv."""
+    features: str
+    """`stacking.features`: what the meta-classifiers read."""
     labels: list[str]
+    """The classes, in the order of every probability column."""
     benign_label: str | None
-    select_on: str  # the val score the selection maximises
-    selection: str  # how the selection was made, in words
-    rows: list[dict[str, Any]]  # one per candidate and split: its scores (the contract's table)
+    """The class that means no vulnerability, where there is one."""
+    select_on: str
+    """The val score the selection maximises."""
+    selection: str
+    """How the selection was made, in words."""
+    rows: list[dict[str, Any]]
+    """One per candidate and split: its scores (the contract's table)."""
     selected: Candidate
-    best_single: str  # the model with the best val score alone
-    line_ranker: dict[str, Any] | None  # what the bundle's line ranker learned from
-    long_functions: dict[str, Any]  # the mode, max_length and what each model read of them
-    selected_test: dict[str, Any] | None = None  # the selection's test metrics
+    """The candidate the bundle holds."""
+    best_single: str
+    """The model with the best val score alone."""
+    line_ranker: dict[str, Any] | None
+    """What the bundle's line ranker learned from."""
+    long_functions: dict[str, Any]
+    """Functions longer than max_length: the mode, the length, what each model read."""
+    selected_test: dict[str, Any] | None = None
+    """The selection's test metrics."""
 
 
 def read_summary(stack_dir: Path) -> StackSummary | None:

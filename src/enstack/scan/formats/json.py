@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from enstack import __version__
 from enstack.scan.card import FIVE_CLASS_WARNING
 from enstack.scan.formats.common import by_label, labels_of
+from enstack.scan.formats.document import check_document
 
 if TYPE_CHECKING:
     from enstack.known.match import KnownFinding
@@ -16,7 +17,9 @@ if TYPE_CHECKING:
 
 
 def render(report: ScanReport) -> str:
-    return json.dumps(as_json(report), indent=2) + "\n"
+    document = as_json(report)
+    check_document(document)
+    return json.dumps(document, indent=2) + "\n"
 
 
 def _finding_json(report: ScanReport, s: Scored) -> dict:
