@@ -15,6 +15,10 @@ import pytest
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Every JSON scan report is checked against its declared document as it is written, in this
+# process and in every CLI process a test starts (enstack.scan.formats.document).
+os.environ["ENSTACK_CHECK_DOCUMENTS"] = "1"
+
 from support import (
     TINY_MODEL,
     PreCommitProject,

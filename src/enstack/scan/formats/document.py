@@ -1,6 +1,7 @@
 """The scan report as JSON (`enstack scan --format json`), typed: what a CI step or a script
-reads. `formats.json` builds it and checks every report against `ScanDocument` on its way
-out, so a key renamed in the code fails the tests rather than a user's script;
+reads. `formats.json` builds it; under the tests (`ENSTACK_CHECK_DOCUMENTS=1`, which
+`tests/conftest.py` sets) every report is checked against `ScanDocument` on its way out, so a
+key renamed or retyped in the code fails the tests rather than a user's script;
 `read_scan_report` reads one back. Keys are only ever added (docs/CONTRACT), and
 `tool.version` names the enstack that wrote it. Its JSON schema is on the Records page."""
 
@@ -80,13 +81,15 @@ class KnownFinding(ScanRecord):
     end_line: int
     vulnerability: str
     cwe: list[str]
-    label: str = Field(alias="class")
+    label: str | None = Field(alias="class")
+    """The class its CWE maps to (None where the source names no CWE the classes hold)."""
     level: str
     match: str
-    """How it matched: signature, statements or near."""
+    """How it matched: clone (the vulnerable function, normalised) or signature."""
     containment: float
     lines: list[int]
-    known_function: str
+    known_function: str | None
+    """The vulnerable function's name, where the source gives it."""
     fix: str
     learned_from: str
     damaged: bool

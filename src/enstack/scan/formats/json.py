@@ -4,6 +4,7 @@ under `known`."""
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING
 
 from enstack import __version__
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
 
 def render(report: ScanReport) -> str:
     document = as_json(report)
-    check_document(document)
+    if os.environ.get("ENSTACK_CHECK_DOCUMENTS"):  # the tests set it: a user's scan never
+        check_document(document)  # stops over a key the schema has not caught up with
     return json.dumps(document, indent=2) + "\n"
 
 
