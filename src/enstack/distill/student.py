@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from enstack.ckpt.layout import Checkpoint
+from enstack.encode import EncodedSplit
 from enstack.train.trainer import Trainer
 
 
@@ -46,14 +46,14 @@ class StudentTrainer(Trainer):
         self.teacher = torch.as_tensor(teacher, dtype=torch.float32)
         self.temperature = temperature
 
-    def _setup(self, checkpoint: Checkpoint | None, force_resume: bool) -> None:
-        super()._setup(checkpoint, force_resume)
-        split = self.train_split
-        assert split is not None, "set up by Trainer._setup"
+    def _training_rows(self, split: EncodedSplit) -> EncodedSplit:
+        """Each training row's target is its function's teacher probabilities."""
         functions = split.owner if split.owner is not None else torch.arange(len(split))
         if len(self.teacher) != split.functions:
             raise RuntimeError(  # the targets and the data are written together: a bug
                 f"{len(self.teacher)} teacher rows for {split.functions} train functions"
             )
-        self.train_split = dataclasses.replace(split, labels=self.teacher[functions])
-        self.loss_fn = SoftTargetLoss(self.temperature)
+        return dataclasses.replace(split, labels=self.teacher[functions])
+
+    def _loss_function(self, train_split: EncodedSplit) -> torch.nn.Module:
+        return SoftTargetLoss(self.temperature)

@@ -17,18 +17,20 @@ unchanged. What differs:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
 from enstack import log
-from enstack.encode import ModelInputs
+from enstack.encode import EncodedSplit, ModelInputs
 from enstack.errors import UserError
 from enstack.fsutil import staged_dir
 from enstack.models.loading import (
@@ -39,8 +41,17 @@ from enstack.models.loading import (
     train_scratch_tokenizer,
 )
 from enstack.pretrain.corpus import iter_codes
-from enstack.pretrain.tokens import Masking, encode_corpus, mask_tokens, step_generator
+from enstack.pretrain.tokens import (
+    MaskedSplit,
+    Masking,
+    encode_corpus,
+    mask_tokens,
+    step_generator,
+)
 from enstack.train.trainer import Trainer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 LOG = log.get(__name__)
 
@@ -48,17 +59,18 @@ PRETRAIN_FILE = "enstack-pretrain.json"  # what the export was pretrained on, an
 
 
 class MaskedLMTrainer(Trainer):
-    def __init__(self, *args, continue_from: Path | None, probability: float, **kwargs) -> None:
+    def __init__(
+        self, *args: Any, continue_from: Path | None, probability: float, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.continue_from = continue_from
         self.probability = probability
-        self.masking: Masking | None = None
         self._tokens_since = 0  # code tokens trained on since the last log line
         self._since = time.perf_counter()
 
     # --- data and model -------------------------------------------------------------------
 
-    def _base_and_tokens(self, data_dir: Path):
+    def _base_and_tokens(self, data_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
         """base/: the tokenizer (trained on the corpus, or the continued model's) and the
         encoder's config; then the corpus's rows."""
         if not (self.paths.base / "config.json").is_file():
@@ -74,10 +86,18 @@ class MaskedLMTrainer(Trainer):
             self.config.layout.token_cache,
             self.progress,
         )
-        self.masking = Masking.of(
-            tokenizer, self.model_cfg.family, self.probability, hf_config.vocab_size
-        )
         return hf_config, tokenizer, splits
+
+    def _rows(self, split: str) -> MaskedSplit:
+        """A split of the corpus (what `_base_and_tokens` encoded: rows without labels)."""
+        session = self.session
+        return cast(MaskedSplit, session.train_split if split == "train" else session.val_split)
+
+    @functools.cached_property
+    def masking(self) -> Masking:
+        """BERT's masking rule over base/'s tokenizer (read once, when the first batch is)."""
+        hf_config, tokenizer = load_base(self.paths.base)
+        return Masking.of(tokenizer, self.model_cfg.family, self.probability, hf_config.vocab_size)
 
     def _write_base(self, data_dir: Path) -> None:
         if self.continue_from is not None:
@@ -92,7 +112,7 @@ class MaskedLMTrainer(Trainer):
             config.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
 
-    def _new_model(self, hf_config, fresh: bool) -> torch.nn.Module:
+    def _new_model(self, hf_config: Any, fresh: bool) -> torch.nn.Module:
         """A masked-language model: the continued one's weights on a fresh start, else random
         (a checkpoint's are about to replace them)."""
         from transformers import AutoModelForMaskedLM
@@ -101,20 +121,19 @@ class MaskedLMTrainer(Trainer):
             return _load_mlm(self.continue_from, hf_config)
         return AutoModelForMaskedLM.from_config(hf_config)
 
-    def _class_weights(self) -> torch.Tensor | None:
+    def _class_weights(self, train_split: EncodedSplit) -> torch.Tensor | None:
         return None  # no classes: every masked token counts once
 
     # --- a step ---------------------------------------------------------------------------
 
     def _batch(self, rows: np.ndarray, micro: int) -> tuple[ModelInputs, torch.Tensor]:
-        assert self.masking is not None, "set by _base_and_tokens"
         generator = step_generator(self.seed + self.ranks.rank, self.state.global_step, micro)
-        inputs, labels = mask_tokens(self.train_split.collate(rows), self.masking, generator)
+        inputs, labels = mask_tokens(self._rows("train").collate(rows), self.masking, generator)
         self._tokens_since += int(inputs.attention_mask.sum())
         return inputs.to(self.device), labels.to(self.device)
 
     def _loss(self, inputs: ModelInputs, targets: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-        return self.forward(
+        return self.session.forward(
             input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, labels=targets
         ).loss.float()
 
@@ -129,16 +148,16 @@ class MaskedLMTrainer(Trainer):
     def _validate(self) -> dict:
         """The mean loss over the val rows' masked tokens, under one masking for every
         epoch (seeded by the run's seed): epochs are compared on the same questions."""
-        assert self.masking is not None and self.val_split is not None
-        self.model.eval()
+        model, val_split = self.session.model, self._rows("val")
+        model.eval()
         generator = step_generator(self.seed, -1, 0)
-        order = np.argsort(self.val_split.lengths, kind="stable")
+        order = np.argsort(val_split.lengths, kind="stable")
         total, counted = 0.0, 0
         with torch.no_grad():
             for start in range(0, len(order), self.tc.batch_size * 2):
                 rows = order[start : start + self.tc.batch_size * 2]
-                inputs, labels = mask_tokens(self.val_split.collate(rows), self.masking, generator)
-                out = self.model(
+                inputs, labels = mask_tokens(val_split.collate(rows), self.masking, generator)
+                out = model(
                     input_ids=inputs.input_ids.to(self.device),
                     attention_mask=inputs.attention_mask.to(self.device),
                     labels=labels.to(self.device),
@@ -146,7 +165,7 @@ class MaskedLMTrainer(Trainer):
                 n = int((labels != -100).sum())
                 total += float(out.loss) * n
                 counted += n
-        self.model.train()
+        model.train()
         loss = total / max(counted, 1)
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": counted}
 
@@ -179,14 +198,15 @@ class MaskedLMTrainer(Trainer):
             "corpus": self.manifest["corpus"],
         }
         with staged_dir(out_dir) as tmp, _without_transformers_bars():
-            self.model.save_pretrained(tmp, safe_serialization=True)
+            model = cast("PreTrainedModel", self.session.model)
+            model.save_pretrained(tmp, safe_serialization=True)
             for path in self.paths.base.iterdir():
                 if path.is_file() and path.name != "config.json":
                     shutil.copy2(path, tmp / path.name)
             (tmp / PRETRAIN_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
     def _windows_note(self) -> str:
-        split = self.train_split
+        split = self._rows("train")
         return f" (windows of {split.functions} functions), {split.token_count} tokens"
 
 
@@ -205,7 +225,7 @@ def _without_transformers_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _continued(directory: Path, max_length: int):
+def _continued(directory: Path, max_length: int) -> tuple[Any, Any]:
     """The config and tokenizer of a local model directory to continue pretraining."""
     from transformers import AutoTokenizer
 
@@ -260,7 +280,7 @@ def _check_mlm_head(directory: Path) -> None:
         )
 
 
-def _load_mlm(directory: Path, config):
+def _load_mlm(directory: Path, config: Any) -> torch.nn.Module:
     """The continued model with its MLM head; a directory whose weights lack the head (an
     encoder or classifier export) is refused rather than given a random one."""
     import pickle

@@ -12,9 +12,10 @@ import contextlib
 import math
 import random
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -52,6 +53,9 @@ from enstack.train.records import TrainResult, TrainState
 from enstack.train.signals import Interrupted, StopSignals
 from enstack.train.trajectory import as_checkpoint_trained, run_fingerprint, trajectory_settings
 from enstack.train.validation import evaluate
+
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
 
 LOG = log.get(__name__)
 
@@ -105,7 +109,29 @@ def _train_in_group(
         return trainer.run(checkpoint, force_resume)
 
 
+@dataclass(frozen=True)
+class Session:
+    """What `Trainer.setup` builds for one run, complete from the moment it exists: the
+    encoded data, the model and what steps it, and where checkpoints go."""
+
+    train_split: EncodedSplit
+    val_split: EncodedSplit
+    parts: TrainingParts  # the model, its optimizer, schedule and scaler
+    forward: torch.nn.Module  # the model, or its DDP wrapper
+    loss_fn: torch.nn.Module
+    pair_rows: PairRows | None  # training.pairwise: each row's pair
+    writer: CheckpointWriter
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.parts.model
+
+
 class Trainer:
+    """One model's training run. Its lifecycle, in `run`: `setup` (the data, the parts, a
+    fresh state), `resume` (a checkpoint's state into them), `train` (the loop, with `save`
+    at every checkpoint), `close` (the final export and the result)."""
+
     def __init__(
         self,
         config: Config,
@@ -138,20 +164,23 @@ class Trainer:
             if self.tc.staging_dir
             else None
         )
-        # built by `_setup` (the data, the parts, the state) and `_train`
-        self.train_split: EncodedSplit | None = None
-        self.val_split: EncodedSplit | None = None
-        self.model: Classifier | None = None
-        self.parts: TrainingParts | None = None
-        self.forward: torch.nn.Module | None = None  # the model, or its DDP wrapper
-        self.loss_fn: torch.nn.Module | None = None
         self.state = TrainState()
-        self.writer: CheckpointWriter | None = None
         self.clock = PhaseClock(self.device)
-        self.log: Logbook | None = None
-        self.pair_rows: PairRows | None = None  # training.pairwise: each row's pair
+        # opened by `train`; under torchrun rank 0 keeps the log for all
+        self.log = Logbook(self.paths.root) if self.ranks.main else None
+        self._session: Session | None = None  # `setup`'s, for this run
         # the steps trained since their losses were last read back (see `_fold_losses`)
         self._pending_losses: list[tuple[list[torch.Tensor], list[int]]] = []
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("Trainer.session is built by Trainer.run (setup) first")
+        return self._session
+
+    def _classifier(self) -> Classifier:
+        """The session's model as this trainer builds it (`_new_model`: a classifier)."""
+        return cast(Classifier, self.session.model)
 
     # --- which checkpoint -----------------------------------------------------------------
 
@@ -197,20 +226,22 @@ class Trainer:
         # at the value it trained with (a run from before windows goes on truncated)
         self.config = as_checkpoint_trained(self.config, checkpoint.state if checkpoint else None)
         self.tc = self.config.training
-        self._setup(checkpoint, force_resume)
+        self._session = self.setup(fresh=checkpoint is None)
+        if checkpoint is not None:
+            self.state = self.resume(checkpoint, self.state, force_resume)
         if self.state.finished:
             if self.ranks.main and not (self.paths.final / "model.safetensors").is_file():
                 self._export(self.paths.final)
             print(f"{self.model_cfg.name}: already trained ({resumed_from or ''})")
             return TrainResult(self.paths, self.state, resumed_from, True)
-        self._train()
-        return self._teardown(resumed_from)
+        self.train()
+        return self.close(resumed_from)
 
     # --- setup, training, teardown ------------------------------------------------------------
 
-    def _setup(self, checkpoint: Checkpoint | None, force_resume: bool) -> None:
-        """The encoded data, the model and its optimizer, schedule and scaler, and the state:
-        fresh, or restored from `checkpoint`."""
+    def setup(self, fresh: bool) -> Session:
+        """The encoded data, the model and its optimizer, schedule and scaler, and a fresh
+        state (`fresh`: no checkpoint follows, so pretrained weights are loaded)."""
         with self.ranks.main_first():  # rank 0 writes base/ and the token cache
             hf_config, _, splits = self._base_and_tokens(self.config.layout.data)
         if self.dfg_length and hf_config.model_type not in GRAPH_ENCODER_TYPES:
@@ -219,18 +250,28 @@ class Trainer:
                 f"needs a RoBERTa-type encoder; its model type is {hf_config.model_type!r}: "
                 "set dfg: false for it"
             )
-        self.train_split, self.val_split = splits["train"], splits["val"]
-        if self.tc.pairwise:
-            self.pair_rows = self._pair_rows()
-        n_batches = len(self._epoch_plan(0))
+        train_split = self._training_rows(splits["train"])
+        pair_rows = self._pair_rows(train_split) if self.tc.pairwise else None
+        n_batches = len(self._epoch_plan(0, train_split, pair_rows))
         steps_per_epoch = math.ceil(n_batches / self.tc.grad_accum_steps)
-        self.parts = self._build_parts(hf_config, checkpoint is None, steps_per_epoch)
-        self.model = self.parts.model
-        self.loss_fn = torch.nn.CrossEntropyLoss(weight=self._class_weights())
+        parts = self._build_parts(hf_config, fresh, steps_per_epoch)
         self.state = TrainState(total_batches=n_batches, steps_per_epoch=steps_per_epoch)
-        if checkpoint is not None:
-            self.state = self._restore(checkpoint, self.state, force_resume)
-        self.forward = self._wrap_ddp(self.model)
+        return Session(
+            train_split=train_split,
+            val_split=splits["val"],
+            parts=parts,
+            forward=self._wrap_ddp(parts.model),
+            loss_fn=self._loss_function(train_split),
+            pair_rows=pair_rows,
+            writer=CheckpointWriter(self.paths.checkpoints, self.tc.keep_checkpoints, self.staging),
+        )
+
+    def _training_rows(self, split: EncodedSplit) -> EncodedSplit:
+        """The train split as the loss reads it (a student swaps its labels for targets)."""
+        return split
+
+    def _loss_function(self, train_split: EncodedSplit) -> torch.nn.Module:
+        return torch.nn.CrossEntropyLoss(weight=self._class_weights(train_split))
 
     def _build_parts(self, hf_config, fresh: bool, steps_per_epoch: int) -> TrainingParts:
         """Initial weights from the model seed (the same on every rank; pretrained ones only
@@ -256,12 +297,14 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
-    def _train(self) -> None:
-        tc, n_batches = self.tc, self.state.total_batches
-        self.writer = CheckpointWriter(self.paths.checkpoints, tc.keep_checkpoints, self.staging)
-        self.log = Logbook(self.paths.root, self.state.global_step) if self.ranks.main else None
+    def train(self) -> None:
+        """The loop from the state's (epoch, step) to the last epoch or a stop."""
+        tc, n_batches, writer = self.tc, self.state.total_batches, self.session.writer
+        if self.log:
+            self.log.open(self.state.global_step)
         self._say(
-            f"{self.model_cfg.name}: {len(self.train_split)} train rows{self._windows_note()}, "
+            f"{self.model_cfg.name}: {len(self.session.train_split)} train rows"
+            f"{self._windows_note()}, "
             f"{n_batches} batches "
             f"per epoch; effective batch {tc.batch_size} per rank x {self.ranks.world} "
             f"rank{'s' if self.ranks.world > 1 else ''} x {tc.grad_accum_steps} accumulation "
@@ -271,14 +314,15 @@ class Trainer:
         try:
             with StopSignals() as signals:
                 self._loop(signals)
-            self.writer.wait()
+            writer.wait()
         finally:
             with contextlib.suppress(UserError):
-                self.writer.wait()  # a save in flight finishes even when the loop failed
+                writer.wait()  # a save in flight finishes even when the loop failed
             if self.log:
                 self.log.close()
 
-    def _teardown(self, resumed_from: Path | None) -> TrainResult:
+    def close(self, resumed_from: Path | None) -> TrainResult:
+        """The final export, once every rank is done; the run's result."""
         self._say(f"{self.model_cfg.name}: training time by phase: {self.clock.summary()}")
         if self.ranks.main:
             self._export(self.paths.final)
@@ -287,8 +331,9 @@ class Trainer:
 
     def _loop(self, signals: StopSignals) -> None:
         tc, state = self.tc, self.state
+        session = self.session
         while state.epoch < tc.epochs and not state.finished:
-            batches = self._epoch_plan(state.epoch)
+            batches = self._epoch_plan(state.epoch, session.train_split, session.pair_rows)
             steps = [
                 batches[i : i + tc.grad_accum_steps]
                 for i in range(0, len(batches), tc.grad_accum_steps)
@@ -302,7 +347,7 @@ class Trainer:
                 dynamic_ncols=True,
                 file=sys.stderr,
             )
-            self.model.train()
+            session.model.train()
             while state.step < len(steps):
                 group = steps[state.step]
                 # the step's losses stay on the device: reading them back every step would
@@ -335,7 +380,7 @@ class Trainer:
         """One optimizer step over the group's micro-batches; their losses, on the device."""
         rows = sum(len(b) for b in group)
         losses = []
-        clock = self.clock
+        clock, parts = self.clock, self.session.parts
         for i, batch in enumerate(group):
             clock.start()
             inputs, targets = self._batch(batch, i)
@@ -345,7 +390,7 @@ class Trainer:
             sync = (
                 contextlib.nullcontext()
                 if last or not self.ranks.active
-                else self.forward.no_sync()
+                else cast("DistributedDataParallel", self.session.forward).no_sync()
             )
             with sync:
                 with autocast(self.amp, self.device):
@@ -354,13 +399,12 @@ class Trainer:
                 # weight each micro-batch by its rows, so a short last group is not
                 # over-weighted
                 scaled = loss * (len(batch) / rows)
-                self.parts.scaler.scale(scaled).backward()
+                parts.scaler.scale(scaled).backward()
             losses.append(loss.detach())
             clock.lap("backward")
-        parts = self.parts
         parts.scaler.unscale_(parts.optimizer)  # the scaler is a no-op unless fp16
         if self.tc.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(parts.model.parameters(), self.tc.max_grad_norm)
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
         parts.scheduler.step()
@@ -370,25 +414,25 @@ class Trainer:
 
     def _batch(self, rows: np.ndarray, micro: int) -> tuple[ModelInputs, torch.Tensor]:
         """Micro-batch `micro` of this step: its inputs and targets, on the device."""
-        return _to_device(self.train_split.collate(rows), self.device)
+        return _to_device(self.session.train_split.collate(rows), self.device)
 
     def _loss(self, inputs: ModelInputs, targets: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
         """The micro-batch's mean loss (under autocast); with training.pairwise, plus the
         weighted margin ranking term over its fix pairs."""
-        logits = self.forward(*inputs).float()
-        loss = self.loss_fn(logits, targets)
-        if self.pair_rows is None:
+        session = self.session
+        logits = session.forward(*inputs).float()
+        loss = session.loss_fn(logits, targets)
+        if session.pair_rows is None:
             return loss
         benign = self.config.data.benign_id
         assert benign is not None, "checked by the config"
         term = pair_margin_loss(
-            logits, torch.as_tensor(rows), self.pair_rows, benign, self.tc.pair_margin
+            logits, torch.as_tensor(rows), session.pair_rows, benign, self.tc.pair_margin
         )
         return loss + self.tc.pair_weight * term
 
-    def _pair_rows(self) -> PairRows:
+    def _pair_rows(self, split: EncodedSplit) -> PairRows:
         """Each train row's pair, from the prepared split's pair column."""
-        split = self.train_split
         path = self.config.layout.split("train")
         table = pq.read_table(path, columns=["pair", "label"])
         pairs, labels = table.column("pair").to_pylist(), table.column("label").to_pylist()
@@ -434,7 +478,7 @@ class Trainer:
         """The running loss, the learning rate and `_train_scalars`: on the bar, in the log."""
         state = self.state
         running = self._fold_losses()
-        lr = self.parts.scheduler.get_last_lr()[0]
+        lr = self.session.parts.scheduler.get_last_lr()[0]
         extra = self._train_scalars()
         shown = "".join(f", {name}={value:.0f}" for name, value in extra.items())
         bar.set_postfix_str(f"loss={running:.4f}, lr={lr:.1e}{shown}", refresh=False)
@@ -456,8 +500,8 @@ class Trainer:
     def _validate(self) -> dict:
         """The val split's metrics (every rank gets the same)."""
         return evaluate(
-            self.model,
-            self.val_split,
+            self._classifier(),
+            self.session.val_split,
             len(self.labels),
             self.tc.batch_size * 2,
             self.device,
@@ -480,7 +524,8 @@ class Trainer:
         )
         # said for the last epoch only: an early epoch often answers one class, then learns
         last = state.epoch + 1 == self.tc.epochs
-        if last and metrics.get("predicted_classes") == 1 and len(self.val_split) > 1:
+        one_class = metrics.get("predicted_classes") == 1
+        if last and one_class and len(self.session.val_split) > 1:
             self._warn(
                 f"{self.model_cfg.name} epoch {state.epoch + 1} predicts one class for "
                 "every val row: its scores are that one class's, not learning (more epochs, "
@@ -546,12 +591,13 @@ class Trainer:
             "data_hash": self.manifest.data_fingerprint,
         }
         self.clock.start()
-        scalars, extra_rng = capture(self.parts, scalars, self.ranks)
+        parts = self.session.parts
+        scalars, extra_rng = capture(parts, scalars, self.ranks)
         if self.ranks.main:
-            self.writer.save(
+            self.session.writer.save(
                 state.global_step,
-                self.model,
-                self.parts.optimizer,
+                parts.model,
+                parts.optimizer,
                 scalars,
                 wait=wait,
                 extra_rng=extra_rng,
@@ -560,10 +606,12 @@ class Trainer:
             self.ranks.barrier()  # nobody leaves before the checkpoint is on disk
         self.clock.lap("checkpoint")
 
-    def _restore(self, ckpt: Checkpoint, fresh: TrainState, force: bool) -> TrainState:
+    def resume(self, ckpt: Checkpoint, fresh: TrainState, force: bool) -> TrainState:
+        """The checkpoint's tensors into the session's parts; its state, checked against
+        `fresh` (what this data and config give)."""
         saved = ckpt.state
         self._check_compatible(ckpt, force)
-        for warning in restore(ckpt, self.parts, self.ranks):
+        for warning in restore(ckpt, self.session.parts, self.ranks):
             self._warn(warning)
         state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
         state.total_batches = _derived(saved, "total_batches", fresh.total_batches, ckpt.path)
@@ -622,12 +670,14 @@ class Trainer:
             for name in changed_keys(saved["config"], current)
         ]
 
-    def _epoch_plan(self, epoch: int) -> list[np.ndarray]:
+    def _epoch_plan(
+        self, epoch: int, split: EncodedSplit, pair_rows: PairRows | None
+    ) -> list[np.ndarray]:
         """This rank's batches for `epoch` (a pure function of the seed and the epoch)."""
-        if self.pair_rows is not None:
+        if pair_rows is not None:
             return pair_batches(
-                self.train_split.lengths,
-                self.pair_rows.unit,
+                split.lengths,
+                pair_rows.unit,
                 self.tc.batch_size,
                 self.seed,
                 epoch,
@@ -635,7 +685,7 @@ class Trainer:
                 self.ranks.world,
             )
         return rank_batches(
-            self.train_split.lengths,
+            split.lengths,
             self.tc.batch_size,
             self.seed,
             epoch,
@@ -670,13 +720,14 @@ class Trainer:
         return hf_config, tokenizer, splits
 
     def _windows_note(self) -> str:
-        functions = self.train_split.functions
-        if functions == len(self.train_split):
+        split = self.session.train_split
+        functions = split.functions
+        if functions == len(split):
             return ""  # one row per function: nothing was read in windows
         return f" (windows of {functions} functions: training.long_functions)"
 
     def _diverged(self, loss: float, global_step: int) -> str:
-        self.writer.wait()
+        self.session.writer.wait()
         last, _ = newest_valid([self.paths.checkpoints])
         kept = f"the last checkpoint {last.path} is intact" if last else "no checkpoint was saved"
         return (
@@ -702,7 +753,7 @@ class Trainer:
     def _export(self, out_dir: Path) -> None:
         s = self.state
         export_model(
-            self.model,
+            self._classifier(),
             self.paths.base,
             out_dir,
             {
@@ -718,10 +769,10 @@ class Trainer:
             },
         )
 
-    def _class_weights(self) -> torch.Tensor | None:
+    def _class_weights(self, train_split: EncodedSplit) -> torch.Tensor | None:
         if not self.tc.class_weights:
             return None
-        counts = torch.bincount(self.train_split.labels, minlength=len(self.labels)).float()
+        counts = torch.bincount(train_split.labels, minlength=len(self.labels)).float()
         weights = counts.sum() / (len(self.labels) * counts.clamp(min=1))
         return weights.to(self.device)
 
@@ -733,7 +784,7 @@ def _to_device(
     inputs, labels = batch
     if device.type != "cuda":
         return inputs.to(device), labels.to(device)
-    pinned = ModelInputs(*(None if t is None else t.pin_memory() for t in inputs))
+    pinned = ModelInputs._make(None if t is None else t.pin_memory() for t in inputs)
     return pinned.to(device, non_blocking=True), labels.pin_memory().to(device, non_blocking=True)
 
 
