@@ -19,6 +19,7 @@ from benchmarks import (
     demo,
     dfg,
     gpu_memory,
+    int8_bundle,
     known,
     parse,
     prepare_hdf5,
@@ -41,6 +42,8 @@ MODULES = {
     "scan": scan,
     "dfg": dfg,  # minutes: `--only dfg`
     "scan_ci": scan_ci,  # full-size encoders on the CPU, a C project: `--only scan_ci`
+    # the same bundle stored as int8 (`enstack quantise`) against quantising at load
+    "int8_bundle": int8_bundle,
     "realvul": realvul,  # real CVE fixes, trained here (about 15 min): `--only realvul`
     "parse": parse,  # function extraction on real C trees against ctags: `--only parse`
     "known": known,  # known-vulnerability matching: realvul, 100k entries, libexpat releases

@@ -13,6 +13,8 @@ from pathlib import Path
 from enstack.errors import UserError
 
 CONTRACT_FILE = "enstack.json"
+# an int8 export's weights (`enstack quantise`), in place of model.safetensors
+INT8_WEIGHTS = "model.int8.safetensors"
 
 
 def _recorded(export: Path, key: str) -> object:

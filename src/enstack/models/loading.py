@@ -20,6 +20,7 @@ from enstack.config import ModelConfig
 from enstack.errors import UserError
 from enstack.fsutil import staged_dir
 from enstack.models.classifier import Classifier, build_encoder
+from enstack.models.contract import INT8_WEIGHTS
 from enstack.registries.families import (
     ENSTACK_MODEL_TYPES,
     FAMILIES,
@@ -272,19 +273,27 @@ def _skip_random_init() -> contextlib.AbstractContextManager:
 
 
 def load_classifier(export_dir: Path, device: str = "cpu") -> tuple[Classifier, object]:
-    """Load a `best/` or `final/` export: the classifier (eval mode) and its tokenizer."""
+    """Load a `best/` or `final/` export: the classifier (eval mode) and its tokenizer. An
+    int8 export (`enstack quantise`) loads with its linear layers quantised, on the CPU."""
+    from enstack.models.int8 import load_int8
+
     config_path = export_dir / "config.json"
     weights = export_dir / "model.safetensors"
-    if not config_path.is_file() or not weights.is_file():
+    int8 = export_dir / INT8_WEIGHTS
+    if not config_path.is_file() or not (weights.is_file() or int8.is_file()):
         raise UserError(
             f"{export_dir}: not an enstack export (needs config.json, model.safetensors)"
         )
+    if not weights.is_file() and device != "cpu":
+        raise UserError(f"{export_dir}: an int8 export runs on the CPU (use --device cpu)")
     config, tokenizer = load_base(export_dir)
     check_tokenizer(tokenizer, str(export_dir))  # a bundle's files may have been swapped
     if not isinstance(getattr(config, "enstack", None), dict):
         raise UserError(f"{config_path}: no 'enstack' section; not exported by enstack")
     with _skip_random_init():  # every tensor is overwritten below, or the load is refused
         model = new_classifier(config, None)
+    if not weights.is_file():
+        return load_int8(model, int8).eval(), tokenizer
     state = load_file(str(weights), device=device)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

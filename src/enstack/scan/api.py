@@ -346,6 +346,8 @@ class Scanner:
         else:
             self.card, self._model = model.card, model
             precision = model.precision
+        if self.card and self.card.stored_precision == "int8":
+            precision = "int8"  # stored quantised (`enstack quantise`): int8 whatever asked
         # unless told, long functions are read as the models were trained on them
         default = self.card.long_functions_read if self.card else "windows"
         self.long_functions = long_functions or default

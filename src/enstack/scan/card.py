@@ -18,7 +18,7 @@ from enstack import versions
 from enstack.errors import UserError
 from enstack.fsutil import read_untrusted_json, sha256_file, sha256_json
 from enstack.lines.features import HASH_FEATURES
-from enstack.models.contract import CONTRACT_FILE, recorded_long_functions
+from enstack.models.contract import CONTRACT_FILE, INT8_WEIGHTS, recorded_long_functions
 from enstack.registries.families import GRAPH_INPUT_TYPE
 
 BENIGN_DEFAULT = "none"
@@ -57,6 +57,8 @@ class ModelCard:
     trained_long_functions: str | None = None
     # a student (`enstack distill`): its teacher, and how often their findings agree
     student: dict | None = None
+    # int8: its weights are stored quantised (`enstack quantise`), so it runs as int8
+    stored_precision: str = "fp32"
 
     @property
     def long_functions_read(self) -> str:
@@ -143,7 +145,7 @@ def read_card(path: Path | str) -> ModelCard:
         raise UserError(f"{path}: no such directory (give a bundle or a model export)")
     if (path / "manifest.json").is_file():
         return _bundle_card(path)
-    if (path / "model.safetensors").is_file():
+    if (path / "model.safetensors").is_file() or (path / INT8_WEIGHTS).is_file():
         return _export_card(path)
     raise UserError(
         f"{path}: neither an enstack bundle (manifest.json) nor a model export "
@@ -189,6 +191,7 @@ def _bundle_card(path: Path) -> ModelCard:
         trained_on=trained_on if isinstance(trained_on, dict) else None,
         graph_members=tuple(n for n in members if _reads_graph(path / "models" / n)),
         trained_long_functions=_common_mode([path / "models" / n for n in members]),
+        stored_precision="int8" if manifest.get("precision") == "int8" else "fp32",
     )
 
 
@@ -219,6 +222,7 @@ def _export_card(path: Path) -> ModelCard:
         graph_members=(name,) if config.get("model_type") == GRAPH_INPUT_TYPE else (),
         trained_long_functions=_common_mode([path]),
         student=student if isinstance(student, dict) else None,
+        stored_precision="int8" if not (path / "model.safetensors").is_file() else "fp32",
     )
 
 

@@ -8,7 +8,6 @@ model's probabilities for the report. Nothing is kept between calls but the load
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from enstack.infer import predict
 from enstack.lines.ranker import LineRanker, load_line_ranker
 from enstack.models.classifier import Classifier
 from enstack.models.contract import trained_length
+from enstack.models.int8 import is_int8_export, quantise_int8
 from enstack.models.loading import load_classifier, usable_positions
 from enstack.scan import PRECISIONS
 from enstack.scan.card import ModelCard, read_card
@@ -158,6 +158,7 @@ def load_scan_model(
     if precision not in PRECISIONS:
         raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
     card = card or read_card(path)  # notebooks pass strings
+    precision = "int8" if card.stored_precision == "int8" else precision  # stored so
     torch_device = pick_device(device)
     if precision == "int8" and torch_device.type != "cpu":
         raise UserError("--precision int8: quantised inference runs on the CPU (use --device cpu)")
@@ -209,7 +210,7 @@ def _base_model(export: Path, name: str, device: torch.device, precision: str) -
     with untrusted_files(export):
         model, tokenizer = load_classifier(export, str(device))
         family = model.config.enstack["family"]
-        if precision == "int8":
+        if precision == "int8" and not is_int8_export(export):
             model = quantise_int8(model)
         length = trained_length(export, usable_positions(model.config))
         return BaseModel(name, model, tokenizer, family, length, export)
@@ -228,25 +229,6 @@ def untrusted_files(where: Path) -> Iterator[None]:
     except BaseException as exc:
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise UserError(f"{where}: cannot load it ({type(exc).__name__}: {reason})") from None
-
-
-def quantise_int8(model: Classifier) -> Classifier:
-    """Linear layers with int8 weights, activations quantised on the fly (PyTorch's dynamic
-    quantisation): attention and feed-forward matrices are where a CPU spends its time."""
-    from torch.ao.quantization import quantize_dynamic
-
-    engines = torch.backends.quantized.supported_engines
-    previous = torch.backends.quantized.engine
-    # oneDNN's int8 kernels were the fastest measured on an AVX2 CPU (benchmarks/scan_ci.py);
-    # the packed weights keep the engine they were packed for, so the global is restored
-    engine = "onednn" if "onednn" in engines else previous
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notice, on every call
-        try:
-            torch.backends.quantized.engine = engine
-            return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        finally:
-            torch.backends.quantized.engine = previous
 
 
 def _check_labels(model: BaseModel, labels: list[str], bundle: Path) -> None:

@@ -72,6 +72,34 @@ def write_bundle(
         (tmp / MANIFEST).write_bytes(manifest)
 
 
+def write_int8_bundle(source: Path, out: Path) -> dict[str, int]:
+    """`source` (a bundle, verified first) with every base model stored as int8 in `out`, a
+    new directory: the meta-classifier and line ranker as they are, the manifest saying
+    `precision: int8`. Returns the bytes of the base models' weights before and after."""
+    from enstack.models.contract import INT8_WEIGHTS
+    from enstack.models.int8 import write_int8_export
+
+    bundle = load_bundle(source)
+    if bundle.manifest.get("precision") == "int8":
+        raise UserError(f"{source}: already int8 (its manifest says so)")
+    sizes = {"fp32": 0, "int8": 0}
+    with staged_dir(out) as tmp:
+        for name in bundle.models:
+            export = bundle_model_dir(source, name)
+            write_int8_export(export, bundle_model_dir(tmp, name))
+            sizes["fp32"] += (export / "model.safetensors").stat().st_size
+            sizes["int8"] += (bundle_model_dir(tmp, name) / INT8_WEIGHTS).stat().st_size
+        for part in ("meta", "lines"):
+            if (source / part).is_dir():
+                shutil.copytree(source / part, tmp / part)
+        kept = {k: v for k, v in bundle.manifest.items() if k not in ("format_version", "files")}
+        manifest = manifest_bytes(
+            versions.BUNDLE_FORMAT, describe_files(tmp), **kept, precision="int8"
+        )
+        (tmp / MANIFEST).write_bytes(manifest)
+    return sizes
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, target)  # exports are never modified in place, so a hard link is safe

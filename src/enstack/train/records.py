@@ -28,8 +28,12 @@ class TrainState:
     last_eval: dict = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult:
+    """What a training run answers (`es.train`): where its files are, its final state (also
+    in the last checkpoint's `state.json`, the Records page's training state), the checkpoint
+    it resumed from, and whether it found the model already trained."""
+
     paths: ModelPaths
     state: TrainState
     resumed_from: Path | None
