@@ -28,6 +28,7 @@ from benchmarks import (
     resume,
     scan,
     scan_ci,
+    student_pr,
     training,
 )
 
@@ -44,6 +45,8 @@ MODULES = {
     "scan_ci": scan_ci,  # full-size encoders on the CPU, a C project: `--only scan_ci`
     # the same bundle stored as int8 (`enstack quantise`) against quantising at load
     "int8_bundle": int8_bundle,
+    # the default student's PR scan against the full-size teacher's
+    "student_pr": student_pr,
     "realvul": realvul,  # real CVE fixes, trained here (about 15 min): `--only realvul`
     "parse": parse,  # function extraction on real C trees against ctags: `--only parse`
     "known": known,  # known-vulnerability matching: realvul, 100k entries, libexpat releases

@@ -214,9 +214,8 @@ def _timed(command: list[str], cwd: Path) -> tuple[float, str]:
     return seconds, done.stderr.strip().splitlines()[-1]
 
 
-def _pull_request(bundle: Path, workdir: Path, quick: bool) -> Result:
+def pull_request_repo(repo: Path) -> Path:
     """A copy of the project as a git repository, ten functions edited in the working tree."""
-    repo = workdir / "scan-ci-pr"
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
     for path in _project_files():
@@ -226,6 +225,11 @@ def _pull_request(bundle: Path, workdir: Path, quick: bool) -> Result:
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
     _edit_functions(repo, PR_FUNCTIONS)
+    return repo
+
+
+def _pull_request(bundle: Path, workdir: Path, quick: bool) -> Result:
+    repo = pull_request_repo(workdir / "scan-ci-pr")
     walls, summaries = {}, {}
     for precision in ("int8",) if quick else ("int8", "fp32"):
         command = _scan_command(
