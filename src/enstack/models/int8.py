@@ -90,7 +90,7 @@ def load_int8(model: ModuleT, path: Path) -> ModuleT:
     if set(rest) != expected:
         odd = sorted(set(rest) ^ expected)[0]
         raise UserError(f"{path}: weights do not match config.json ({odd})")
-    model.load_state_dict(rest, strict=False)
+    model.load_state_dict(rest, strict=False, assign=True)  # memory-mapped, not copied
     for name, layer in quantised.items():
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, layer)
@@ -150,8 +150,11 @@ def _quantised_linear(
         raise UserError(f"{path}: {name}'s bias does not match config.json")
     if bias is not None and not torch.isfinite(bias).all():
         raise UserError(f"{path}: {name}'s bias is not finite (crafted?)")
-    twin = QuantisedLinear(layer.in_features, layer.out_features, dtype=torch.qint8)
-    packed = torch._make_per_tensor_quantized_tensor(weight, scale_value, zero_value)
-    with int8_engine():
+    with int8_engine():  # its constructor warns that quantised tensors are deprecated
+        # built 1 x 1, then given its weight: the constructor packs an all-zero weight of the
+        # full size first, a third of the load's packing time for nothing
+        twin = QuantisedLinear(1, 1, dtype=torch.qint8)
+        packed = torch._make_per_tensor_quantized_tensor(weight, scale_value, zero_value)
         twin.set_weight_bias(packed, None if bias is None else bias.float())
+    twin.in_features, twin.out_features = layer.in_features, layer.out_features
     return twin

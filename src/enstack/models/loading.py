@@ -295,7 +295,9 @@ def load_classifier(export_dir: Path, device: str = "cpu") -> tuple[Classifier, 
     if not weights.is_file():
         return load_int8(model, int8).eval(), tokenizer
     state = load_file(str(weights), device=device)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    # the file's tensors themselves, memory-mapped (copy-on-write): no second copy of the
+    # weights, and only the pages a forward pass reads are loaded
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         raise UserError(
             f"{weights}: weights do not match config.json ({(missing + unexpected)[0]})"
