@@ -20,6 +20,7 @@ from benchmarks import (
     dfg,
     gpu_memory,
     int8_bundle,
+    int8_kernels,
     known,
     parse,
     prepare_hdf5,
@@ -45,6 +46,8 @@ MODULES = {
     "scan_ci": scan_ci,  # full-size encoders on the CPU, a C project: `--only scan_ci`
     # the same bundle stored as int8 (`enstack quantise`) against quantising at load
     "int8_bundle": int8_bundle,
+    # torch.ao's dynamic int8 against torchao's, on one full-size encoder
+    "int8_kernels": int8_kernels,
     # the default student's PR scan against the full-size teacher's
     "student_pr": student_pr,
     "realvul": realvul,  # real CVE fixes, trained here (about 15 min): `--only realvul`

@@ -134,3 +134,25 @@ def test_an_int8_export_alone_scans_like_its_bundle(bundle: Path, tmp_path: Path
     expected = Scanner(single, precision="int8").predict_proba(codes)
     got = Scanner(out).predict_proba(codes)
     assert (got == expected).all()
+
+
+def test_a_loaded_export_is_mapped_copy_on_write(bundle: Path, tmp_path: Path) -> None:
+    """Weights are the file's own pages (no second copy), but writing to them never reaches
+    the file: a bundle stays intact under whatever a caller does to a loaded model."""
+    import hashlib
+
+    from enstack.models.loading import load_classifier
+
+    export = tmp_path / "export"
+    shutil.copytree(bundle / "models" / "m", export)
+    weights = export / "model.safetensors"
+    before = hashlib.sha256(weights.read_bytes()).hexdigest()
+    model, _ = load_classifier(export, "cpu")
+    on_disk = load_file(str(weights))
+    loaded = dict(model.named_parameters())
+    assert all(torch.equal(loaded[name], on_disk[name]) for name in loaded if name in on_disk)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    del model
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == before
