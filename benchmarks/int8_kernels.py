@@ -8,8 +8,11 @@ One encoder of `scan_ci`'s full-size bundle (CodeBERT-base size, random weights)
 - `int8_torchao_dynamic_speedup`: fp32 over torchao's int8 dynamic activation, int8 weight.
 - `int8_torchao_weight_only_speedup`: fp32 over torchao's int8 weight-only.
 
-Each with the largest change of a logit against fp32. Needs torchao (`pip install -e
-".[bench]"`). Reproduce: `python -m benchmarks --only int8_kernels [--workdir DIR]`.
+Each with the largest change of a logit against fp32. Needs torchao (`pip install
+torchao`, measured with 0.18.0), in a separate environment or uninstalled after: it is in no
+extra, because transformers imports it wherever it is installed, and on this CPU build every
+enstack command then prints its load warnings. Reproduce: `python -m benchmarks --only
+int8_kernels [--workdir DIR]`.
 """
 
 from __future__ import annotations

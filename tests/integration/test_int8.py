@@ -32,6 +32,9 @@ def test_an_int8_bundle_scores_as_int8_at_load_does_and_is_smaller(
     out = _quantised(bundle, tmp_path)
     said = capsys.readouterr().out
     assert "int8 weights" in said and str(out) in said
+    (tmp_path / "a.c").write_text("int f(int x) { return x + 1; }\n")
+    scanned = run_cli("scan", "--bundle", str(out), str(tmp_path / "a.c"))
+    assert "; int8 weights)" in scanned.stderr  # the model line says what it runs
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["precision"] == "int8" and manifest["models"] == ["m"]
     model_dir = out / "models" / "m"

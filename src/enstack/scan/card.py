@@ -117,7 +117,8 @@ class ModelCard:
     def headline(self) -> str:
         """One line for the terminal: what is scoring the code."""
         what = f"{self.source} ({self.kind}: " + ", ".join(self.members)
-        what += f" stacked by {self.meta})" if self.meta else ")"
+        what += f" stacked by {self.meta}" if self.meta else ""
+        what += "; int8 weights)" if self.stored_precision == "int8" else ")"
         return f"model: {what}; {self.training()}"
 
     def training(self) -> str:
