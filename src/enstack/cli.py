@@ -766,14 +766,13 @@ def cmd_quantise(args: argparse.Namespace) -> int:
         raise UserError(f"{source}: already int8")
     from enstack.models.contract import INT8_WEIGHTS
     from enstack.scan.model import untrusted_files
-    from enstack.stack.bundle import write_int8_bundle
+    from enstack.stack.bundle import write_int8_bundle, write_int8_export
 
     with untrusted_files(source):
         if card.kind == "bundle":
             sizes = write_int8_bundle(source, out)
         else:
             from enstack.fsutil import staged_dir
-            from enstack.models.int8 import write_int8_export
 
             with staged_dir(out) as tmp:
                 write_int8_export(source, tmp)

@@ -104,3 +104,8 @@ def warnings_issued() -> Iterator[None]:
 def get(name: str) -> logging.Logger:
     """The logger of module `name` (`enstack.train.trainer` ...), under the `enstack` tree."""
     return logging.getLogger(name if name.startswith(ROOT) else f"{ROOT}.{name}")
+
+
+def count_of(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 file`, `2 files`, `0 findings`; `plural` where adding an s is wrong."""
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"

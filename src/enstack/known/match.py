@@ -10,7 +10,7 @@ from enstack.csyntax.functions import Function
 from enstack.known.base import KnownBase, describe
 from enstack.known.normalise import normalise
 from enstack.known.signature import Entry, judge
-from enstack.scan.api import count_of
+from enstack.log import count_of
 from enstack.scan.suppress import Suppression, fingerprint
 
 LEVEL_OF = {"clone": "error", "signature": "warning"}  # a copy of it, or still its signature

@@ -97,21 +97,6 @@ def load_int8(model: ModuleT, path: Path) -> ModuleT:
     return model
 
 
-def write_int8_export(export: Path, out: Path) -> None:
-    """An export's int8 twin in `out` (new or empty): `model.int8.safetensors` in place of
-    `model.safetensors`, every other file (config, tokenizer, enstack.json) as it is."""
-    import shutil
-
-    from enstack.models.loading import load_classifier
-
-    model, _ = load_classifier(export, "cpu")
-    out.mkdir(parents=True, exist_ok=True)
-    save_int8(model, out / INT8_WEIGHTS)
-    for item in export.iterdir():
-        if item.is_file() and item.name != "model.safetensors":
-            shutil.copy2(item, out / item.name)
-
-
 def is_int8_export(export: Path) -> bool:
     """Whether the export holds int8 weights only (written by `enstack quantise`)."""
     return (export / INT8_WEIGHTS).is_file() and not (export / "model.safetensors").is_file()

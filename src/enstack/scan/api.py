@@ -21,6 +21,7 @@ from enstack.csyntax.functions import (
 )
 from enstack.csyntax.parser import language_of
 from enstack.errors import UserError
+from enstack.log import count_of
 from enstack.progress import abandon, progress_bar
 from enstack.scan import (
     DEFAULT_THRESHOLD,
@@ -275,11 +276,6 @@ def _stage_bar(progress: bool | None, desc: str, unit: str, total: int | None = 
     every STAGE_LOG_EVERY seconds in a log (the `took` line then says how long it took)."""
     return progress_bar(enabled=progress, desc=desc, unit=unit, total=total, leave=False,
                         every=STAGE_LOG_EVERY)  # fmt: skip
-
-
-def count_of(n: int, noun: str, plural: str | None = None) -> str:
-    """`1 file`, `2 files`, `0 findings`; `plural` where adding an s is wrong."""
-    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
 
 
 class Probabilities(np.ndarray):

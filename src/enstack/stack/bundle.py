@@ -24,6 +24,7 @@ from enstack.errors import UserError
 from enstack.fsutil import staged_dir
 from enstack.lines.ranker import LineRanker
 from enstack.manifest import MANIFEST, describe_files, manifest_bytes, verify_files
+from enstack.models.contract import INT8_WEIGHTS
 from enstack.stack.meta import MetaClassifier
 
 
@@ -76,9 +77,6 @@ def write_int8_bundle(source: Path, out: Path) -> dict[str, int]:
     """`source` (a bundle, verified first) with every base model stored as int8 in `out`, a
     new directory: the meta-classifier and line ranker as they are, the manifest saying
     `precision: int8`. Returns the bytes of the base models' weights before and after."""
-    from enstack.models.contract import INT8_WEIGHTS
-    from enstack.models.int8 import write_int8_export
-
     bundle = load_bundle(source)
     if bundle.manifest.get("precision") == "int8":
         raise UserError(f"{source}: already int8 (its manifest says so)")
@@ -98,6 +96,20 @@ def write_int8_bundle(source: Path, out: Path) -> dict[str, int]:
         )
         (tmp / MANIFEST).write_bytes(manifest)
     return sizes
+
+
+def write_int8_export(export: Path, out: Path) -> None:
+    """An export's int8 twin in `out` (new or empty): `model.int8.safetensors` in place of
+    `model.safetensors`, every other file (config, tokenizer, enstack.json) as it is."""
+    from enstack.models.int8 import save_int8
+    from enstack.models.loading import load_classifier
+
+    model, _ = load_classifier(export, "cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    save_int8(model, out / INT8_WEIGHTS)
+    for item in export.iterdir():
+        if item.is_file() and item.name != "model.safetensors":
+            shutil.copy2(item, out / item.name)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -17,7 +17,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import CLexer, CppLexer
 
 from enstack.htmlpage import esc, page, table
-from enstack.scan.api import count_of
+from enstack.log import count_of
 from enstack.scan.formats.common import printable
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from enstack.scan.api import count_of
+from enstack.log import count_of
 from enstack.scan.card import FIVE_CLASS_WARNING
 from enstack.scan.formats.common import aligned, lines_text, printable
 
