@@ -33,8 +33,9 @@ import pyarrow.parquet as pq
 from enstack import log, versions
 from enstack.config import Config, DataConfig, load_config
 from enstack.errors import UserError
-from enstack.fsutil import read_json_object, sha256_json, staged_dir
+from enstack.fsutil import read_json_object, sha256_json
 from enstack.progress import progress_bar
+from enstack.stages import Stage, run_stage
 
 LOG = log.get(__name__)
 
@@ -56,32 +57,66 @@ class Corpus:
 
 def build_corpus(config: Config, out: Path, progress: bool | None = None) -> Corpus:
     """The corpus of `config.pretrain` in `out`, reused when its sources have not changed."""
-    paths = corpus_paths(config.pretrain.corpus)
-    if not paths and not config.pretrain.datasets:
-        raise UserError(
-            "pretrain.corpus: empty; name C/C++ files, directories or globs (or "
-            "pretrain.datasets) to pretrain on"
+    done = run_stage(CorpusStage(config, out, progress))
+    if not done.skipped:
+        _report(done.record.manifest)
+    return done.record
+
+
+@dataclass(frozen=True)
+class CorpusInputs:
+    paths: list[str]  # pretrain.corpus, resolved
+    datasets: list[tuple[DataConfig, Path]]  # pretrain.datasets' files and their readers
+    contaminated: set[int]  # hashes of the functions fine-tuning will hold out
+    decontaminated_from: list[str]
+    fingerprint: str  # the sources key: files' sizes and times, settings, held-out hashes
+
+
+class CorpusStage(Stage[CorpusInputs, Corpus]):
+    """C/C++ sources and datasets in, `run_dir/pretrain/data/` out."""
+
+    lock = "pretrain"
+
+    def __init__(self, config: Config, out: Path, progress: bool | None) -> None:
+        super().__init__(config.run_dir, out)
+        self.config, self.progress = config, progress
+
+    def inputs(self) -> CorpusInputs:
+        config = self.config
+        paths = corpus_paths(config.pretrain.corpus)
+        if not paths and not config.pretrain.datasets:
+            raise UserError(
+                "pretrain.corpus: empty; name C/C++ files, directories or globs (or "
+                "pretrain.datasets) to pretrain on"
+            )
+        datasets = _dataset_files(config)
+        contaminated, decontaminated_from = _held_out_hashes(config)
+        key = sha256_json(
+            {
+                "version": versions.PRETRAIN_CORPUS,
+                "files": _file_stamps(paths),
+                "datasets": config.pretrain.datasets,
+                "dataset_files": _file_stamps([str(path) for _, path in datasets]),
+                "val_fraction": config.pretrain.val_fraction,
+                "max_functions": config.pretrain.max_functions,
+                "held_out": hashlib.sha256(
+                    b"".join(h.to_bytes(8, "little") for h in sorted(contaminated))
+                ).hexdigest(),
+            }
         )
-    datasets = _dataset_files(config)
-    contaminated, decontaminated_from = _held_out_hashes(config)
-    key = sha256_json(
-        {
-            "version": versions.PRETRAIN_CORPUS,
-            "files": _file_stamps(paths),
-            "datasets": config.pretrain.datasets,
-            "dataset_files": _file_stamps([str(path) for _, path in datasets]),
-            "val_fraction": config.pretrain.val_fraction,
-            "max_functions": config.pretrain.max_functions,
-            "held_out": hashlib.sha256(
-                b"".join(h.to_bytes(8, "little") for h in sorted(contaminated))
-            ).hexdigest(),
-        }
-    )
-    existing = read_json_object(out / "manifest.json")
-    if existing and existing.get("sources_key") == key and _complete(out):
-        return Corpus(out, existing)
-    with staged_dir(out) as tmp:
-        counts = _write_splits(config, paths, datasets, contaminated, tmp, progress)
+        return CorpusInputs(paths, datasets, contaminated, decontaminated_from, key)
+
+    def reuse(self, inputs: CorpusInputs) -> Corpus | None:
+        existing = read_json_object(self.output / "manifest.json")
+        if existing and existing.get("sources_key") == inputs.fingerprint:
+            return Corpus(self.output, existing) if _complete(self.output) else None
+        return None
+
+    def build(self, inputs: CorpusInputs, tmp: Path) -> Corpus:
+        config = self.config
+        counts = _write_splits(
+            config, inputs.paths, inputs.datasets, inputs.contaminated, tmp, self.progress
+        )
         named = ", ".join(config.pretrain.corpus) or "pretrain.datasets"
         if counts["kept"] == 0:
             read = f"{counts['files']} file(s) read" if counts["files"] else "no C/C++ file read"
@@ -92,15 +127,14 @@ def build_corpus(config: Config, out: Path, progress: bool | None = None) -> Cor
                 "out for validation; give more code or raise pretrain.val_fraction"
             )
         manifest = {
-            "sources_key": key,
+            "sources_key": inputs.fingerprint,
             "data_fingerprint": counts.pop("fingerprint"),
             "rows": {split: counts[split] for split in SPLITS},
-            "decontaminated_against": decontaminated_from,
+            "decontaminated_against": inputs.decontaminated_from,
             **{k: v for k, v in counts.items() if k not in SPLITS},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    _report(manifest)
-    return Corpus(out, manifest)
+        return Corpus(self.output, manifest)
 
 
 def iter_codes(path: Path, batch: int = WRITE_BATCH) -> Iterator[str]:

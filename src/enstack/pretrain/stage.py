@@ -15,7 +15,7 @@ from pathlib import Path
 from enstack.config import Config, ModelConfig
 from enstack.data.record import TrainedOn
 from enstack.device import pick_device
-from enstack.fsutil import read_json_object, sha256_json, stage_lock
+from enstack.fsutil import read_json_object, sha256_json
 from enstack.pretrain.corpus import Corpus, build_corpus
 from enstack.train.distributed import Dist, process_group
 from enstack.train.records import TrainResult
@@ -61,9 +61,8 @@ def run_pretrain(
     and every rank trains on it."""
     run = pretrain_config(config)
     with process_group(pick_device(run.training.device).type == "cuda") as ranks:
-        if ranks.main:
-            with stage_lock(config.run_dir, "pretrain"):
-                corpus = build_corpus(config, run.layout.data, progress)
+        if ranks.main:  # under the pretrain lock
+            corpus = build_corpus(config, run.layout.data, progress)
         ranks.barrier()
         if not ranks.main:
             manifest = read_json_object(run.layout.data / "manifest.json") or {}
