@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -56,6 +56,7 @@ from enstack.train.validation import evaluate
 
 if TYPE_CHECKING:
     from torch.nn.parallel import DistributedDataParallel
+    from transformers import PretrainedConfig
 
 LOG = log.get(__name__)
 
@@ -273,7 +274,9 @@ class Trainer:
     def _loss_function(self, train_split: EncodedSplit) -> torch.nn.Module:
         return torch.nn.CrossEntropyLoss(weight=self._class_weights(train_split))
 
-    def _build_parts(self, hf_config, fresh: bool, steps_per_epoch: int) -> TrainingParts:
+    def _build_parts(
+        self, hf_config: PretrainedConfig, fresh: bool, steps_per_epoch: int
+    ) -> TrainingParts:
         """Initial weights from the model seed (the same on every rank; pretrained ones only
         for a fresh start: a checkpoint's replace them), then each rank's dropout stream."""
         _seed_everything(self.seed)
@@ -285,7 +288,7 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         return TrainingParts(model, optimizer, scheduler, scaler)
 
-    def _new_model(self, hf_config, fresh: bool) -> torch.nn.Module:
+    def _new_model(self, hf_config: PretrainedConfig, fresh: bool) -> torch.nn.Module:
         """The model, its weights drawn from the seed just set (or the pretrained ones)."""
         return new_classifier(hf_config, self.model_cfg.pretrained if fresh else None)
 
@@ -474,7 +477,7 @@ class Trainer:
                 state.loss_count += 1
         return state.loss_sum / max(state.loss_count, 1)
 
-    def _log_train(self, bar) -> None:
+    def _log_train(self, bar: Any) -> None:  # a progress bar (tqdm's)
         """The running loss, the learning rate and `_train_scalars`: on the bar, in the log."""
         state = self.state
         running = self._fold_losses()
@@ -693,7 +696,9 @@ class Trainer:
             self.ranks.world,
         )
 
-    def _base_and_tokens(self, data_dir: Path):
+    def _base_and_tokens(
+        self, data_dir: Path
+    ) -> tuple[PretrainedConfig, Any, dict[str, EncodedSplit]]:
         tc = self.tc
         train_codes = pq.read_table(data_dir / "train.parquet", columns=["code"]).column("code")
         write_base(
