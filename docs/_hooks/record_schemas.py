@@ -53,7 +53,7 @@ def reference() -> str:
 
 def field_table(schema: dict) -> list[str]:
     required = set(schema.get("required", []))
-    rows = ["| field | type | | what it holds |", "|---|---|---|---|"]
+    rows = ["| field | type | present | what it holds |", "|---|---|---|---|"]
     for name, prop in schema.get("properties", {}).items():
         need = "required" if name in required else "optional"
         about = " ".join(prop.get("description", "").split()).replace("|", "\\|")
