@@ -159,3 +159,20 @@ def test_a_loaded_export_is_mapped_copy_on_write(bundle: Path, tmp_path: Path) -
             parameter.add_(1.0)
     del model
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == before
+
+
+def test_weights_of_another_precision_load_as_the_model_s_own(bundle: Path, tmp_path: Path) -> None:
+    """Loading assigns the file's tensors: an fp16 or float64 file (handed over, or crafted)
+    is cast to the model's dtypes, never left as a model of mixed types that fails mid-scan."""
+    from enstack.models.loading import load_classifier
+
+    export = tmp_path / "export"
+    shutil.copytree(bundle / "models" / "m", export)
+    weights = export / "model.safetensors"
+    original = load_file(str(weights))
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in original.items()},
+              str(weights))  # fmt: skip
+    model, _ = load_classifier(export, "cpu")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    codes = ["int f(int x) { return x + 1; }"]
+    assert Scanner(export).predict_proba(codes).shape == (1, len(Scanner(export).card.labels))

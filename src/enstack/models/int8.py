@@ -90,6 +90,8 @@ def load_int8(model: ModuleT, path: Path) -> ModuleT:
     if set(rest) != expected:
         odd = sorted(set(rest) ^ expected)[0]
         raise UserError(f"{path}: weights do not match config.json ({odd})")
+    own = model.state_dict()  # in its own dtypes, whatever the file's (see as_model_dtypes)
+    rest = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in rest.items()}
     model.load_state_dict(rest, strict=False, assign=True)  # memory-mapped, not copied
     for name, layer in quantised.items():
         parent, _, child = name.rpartition(".")

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
@@ -272,6 +273,17 @@ def _skip_random_init() -> contextlib.AbstractContextManager:
     return no_init_weights()
 
 
+def as_model_dtypes(
+    model: torch.nn.Module, state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """`state` with each tensor in the dtype the model's own has: loading assigns the file's
+    tensors as they are, and a file of another precision (fp16, float64, handed over or
+    crafted) must not leave a model of mixed types that fails mid-scan."""
+    own = model.state_dict()
+    return {k: v.to(own[k].dtype) if k in own and v.dtype != own[k].dtype else v
+            for k, v in state.items()}  # fmt: skip
+
+
 def load_classifier(export_dir: Path, device: str = "cpu") -> tuple[Classifier, object]:
     """Load a `best/` or `final/` export: the classifier (eval mode) and its tokenizer. An
     int8 export (`enstack quantise`) loads with its linear layers quantised, on the CPU."""
@@ -294,7 +306,7 @@ def load_classifier(export_dir: Path, device: str = "cpu") -> tuple[Classifier, 
         model = new_classifier(config, None)
     if not weights.is_file():
         return load_int8(model, int8).eval(), tokenizer
-    state = load_file(str(weights), device=device)
+    state = as_model_dtypes(model, load_file(str(weights), device=device))
     # the file's tensors themselves, memory-mapped (copy-on-write): no second copy of the
     # weights, and only the pages a forward pass reads are loaded
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
