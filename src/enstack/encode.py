@@ -7,9 +7,10 @@ is a slice and a pad, and nothing is tokenised twice: not across epochs, not on 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -28,6 +29,7 @@ from enstack.registries.families import FAMILIES
 from enstack.windows import scoring_rows, training_rows
 
 LOG = log.get(__name__)
+T = TypeVar("T")
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -171,6 +173,27 @@ def _take(flat: torch.Tensor, offsets: torch.Tensor, rows: np.ndarray):
     return (torch.cat(pieces) if pieces else flat[:0]), out_offsets
 
 
+def tokenizer_digest(base_dir: Path) -> dict[str, str]:
+    """The sha256 of each tokenizer file in `base_dir`: part of every token cache's key."""
+    return {n: sha256_file(base_dir / n) for n in TOKENIZER_FILES if (base_dir / n).is_file()}
+
+
+def token_cache(cache: Path, read: Callable[[Path], T | None], write: Callable[[Path], None]) -> T:
+    """What `cache` holds (`read`), where it is whole; else written afresh by `write` into a
+    staged directory that replaces it, then read. A cache is derived data: a damaged one is
+    said so and redone, never a traceback."""
+    if (cache / "meta.json").is_file():
+        cached = read(cache)
+        if cached is not None:
+            return cached
+        LOG.warning(f"{cache}: token cache damaged (stale): redone")
+    with staged_dir(cache) as tmp:
+        write(tmp)
+    cached = read(cache)
+    assert cached is not None, f"{cache}: just written, unreadable"
+    return cached
+
+
 def encode_splits(
     data_dir: Path,
     manifest: TrainingData,
@@ -192,9 +215,7 @@ def encode_splits(
     key = sha256_json(
         {
             "version": versions.TOKEN_ROWS,
-            "tokenizer": {
-                n: sha256_file(base_dir / n) for n in TOKENIZER_FILES if (base_dir / n).is_file()
-            },
+            "tokenizer": tokenizer_digest(base_dir),
             "data": manifest.data_fingerprint,
             "max_length": max_length,
             "prefix": FAMILIES[family].prefix,
@@ -206,13 +227,8 @@ def encode_splits(
             ),
         }
     )[:20]
-    cache = cache_root / key
-    if (cache / "meta.json").is_file():
-        cached = _read_cache(cache, pad_id(tokenizer))
-        if cached is not None:
-            return cached
-        LOG.warning(f"{cache}: token cache damaged (stale): redone")
-    with staged_dir(cache) as tmp:
+
+    def write(tmp: Path) -> None:
         for split in SPLITS:
             codes, labels = read_split(data_dir / f"{split}.parquet")
             owner = None
@@ -232,9 +248,9 @@ def encode_splits(
             }
             save_file(arrays, str(tmp / f"{split}.safetensors"))
         (tmp / "meta.json").write_text(json.dumps({"max_length": max_length}) + "\n")
-    cached = _read_cache(cache, pad_id(tokenizer))
-    assert cached is not None, f"{cache}: just written, unreadable"
-    return cached
+
+    pad = pad_id(tokenizer)
+    return token_cache(cache_root / key, lambda cache: _read_cache(cache, pad), write)
 
 
 def _read_cache(cache: Path, pad: int) -> dict[str, EncodedSplit] | None:

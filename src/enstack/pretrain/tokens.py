@@ -20,15 +20,16 @@ import torch
 
 from enstack import log, versions
 from enstack.encode import (
-    TOKENIZER_FILES,
     ModelInputs,
     code_room,
     pad_id,
     padded_rows,
     special_ids,
+    token_cache,
     tokenize,
+    tokenizer_digest,
 )
-from enstack.fsutil import sha256_file, sha256_json, staged_dir
+from enstack.fsutil import sha256_json
 from enstack.progress import progress_bar
 from enstack.registries.families import FAMILIES
 from enstack.windows import expand
@@ -133,29 +134,22 @@ def encode_corpus(
         {
             "version": versions.PRETRAIN_TOKENS,
             "windows": versions.WINDOWS,
-            "tokenizer": {
-                n: sha256_file(base_dir / n) for n in TOKENIZER_FILES if (base_dir / n).is_file()
-            },
+            "tokenizer": tokenizer_digest(base_dir),
             "data": data_fingerprint,
             "max_length": max_length,
             "prefix": FAMILIES[family].prefix,
         }
     )[:20]
-    cache = cache_root / key
-    if (cache / "meta.json").is_file():
-        cached = _read_cache(cache, pad_id(tokenizer))
-        if cached is not None:
-            return cached
-        LOG.warning(f"{cache}: token cache damaged (stale): redone")
-    with staged_dir(cache) as tmp:
+
+    def write(tmp: Path) -> None:
         meta = {}
         for split in SPLITS:
             path = data_dir / f"{split}.parquet"
             meta[split] = _write_rows(path, tmp, split, tokenizer, family, max_length, progress)
         (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
-    cached = _read_cache(cache, pad_id(tokenizer))
-    assert cached is not None, f"{cache}: just written, unreadable"
-    return cached
+
+    pad = pad_id(tokenizer)
+    return token_cache(cache_root / key, lambda cache: _read_cache(cache, pad), write)
 
 
 def _read_cache(cache: Path, pad: int) -> dict[str, MaskedSplit] | None:
