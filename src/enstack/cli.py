@@ -764,7 +764,6 @@ def cmd_quantise(args: argparse.Namespace) -> int:
     card = read_card(source)
     if card.stored_precision == "int8":
         raise UserError(f"{source}: already int8")
-    from enstack.models.contract import INT8_WEIGHTS
     from enstack.scan.model import untrusted_files
     from enstack.stack.bundle import write_int8_bundle, write_int8_export
 
@@ -775,11 +774,7 @@ def cmd_quantise(args: argparse.Namespace) -> int:
             from enstack.fsutil import staged_dir
 
             with staged_dir(out) as tmp:
-                write_int8_export(source, tmp)
-            sizes = {
-                "fp32": (source / "model.safetensors").stat().st_size,
-                "int8": (out / INT8_WEIGHTS).stat().st_size,
-            }
+                sizes = write_int8_export(source, tmp)
     mb = {k: v / 1e6 for k, v in sizes.items()}
     print(
         f"{out}: int8 weights, {mb['int8']:.1f} MB (fp32 {mb['fp32']:.1f} MB); scan with "

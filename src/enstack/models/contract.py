@@ -50,3 +50,8 @@ def trained_length(export: Path, positions: int) -> int:
             f"{positions} positions; not an export enstack wrote"
         )
     return recorded if recorded is not None and recorded > 8 else positions
+
+
+def is_int8_export(export: Path) -> bool:
+    """Whether the export holds int8 weights only (written by `enstack quantise`)."""
+    return (export / INT8_WEIGHTS).is_file() and not (export / "model.safetensors").is_file()

@@ -26,7 +26,6 @@ from safetensors.torch import load_file, save_file
 from torch.ao.nn.quantized.dynamic import Linear as QuantisedLinear
 
 from enstack.errors import UserError
-from enstack.models.contract import INT8_WEIGHTS
 
 _WEIGHT, _SCALE, _ZERO, _BIAS = ".weight.int8", ".weight.scale", ".weight.zero_point", ".bias"
 
@@ -97,11 +96,6 @@ def load_int8(model: ModuleT, path: Path) -> ModuleT:
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, layer)
     return model
-
-
-def is_int8_export(export: Path) -> bool:
-    """Whether the export holds int8 weights only (written by `enstack quantise`)."""
-    return (export / INT8_WEIGHTS).is_file() and not (export / "model.safetensors").is_file()
 
 
 def _owner(key: str) -> str:

@@ -18,7 +18,12 @@ from enstack import versions
 from enstack.errors import UserError
 from enstack.fsutil import read_untrusted_json, sha256_file, sha256_json
 from enstack.lines.features import HASH_FEATURES
-from enstack.models.contract import CONTRACT_FILE, INT8_WEIGHTS, recorded_long_functions
+from enstack.models.contract import (
+    CONTRACT_FILE,
+    INT8_WEIGHTS,
+    is_int8_export,
+    recorded_long_functions,
+)
 from enstack.registries.families import GRAPH_INPUT_TYPE
 
 BENIGN_DEFAULT = "none"
@@ -223,7 +228,7 @@ def _export_card(path: Path) -> ModelCard:
         graph_members=(name,) if config.get("model_type") == GRAPH_INPUT_TYPE else (),
         trained_long_functions=_common_mode([path]),
         student=student if isinstance(student, dict) else None,
-        stored_precision="int8" if not (path / "model.safetensors").is_file() else "fp32",
+        stored_precision="int8" if is_int8_export(path) else "fp32",
     )
 
 

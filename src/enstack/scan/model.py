@@ -21,8 +21,8 @@ from enstack.errors import UserError
 from enstack.infer import predict
 from enstack.lines.ranker import LineRanker, load_line_ranker
 from enstack.models.classifier import Classifier
-from enstack.models.contract import trained_length
-from enstack.models.int8 import is_int8_export, quantise_int8
+from enstack.models.contract import is_int8_export, trained_length
+from enstack.models.int8 import quantise_int8
 from enstack.models.loading import load_classifier, usable_positions
 from enstack.scan import PRECISIONS
 from enstack.scan.card import ModelCard, read_card

@@ -83,10 +83,8 @@ def write_int8_bundle(source: Path, out: Path) -> dict[str, int]:
     sizes = {"fp32": 0, "int8": 0}
     with staged_dir(out) as tmp:
         for name in bundle.models:
-            export = bundle_model_dir(source, name)
-            write_int8_export(export, bundle_model_dir(tmp, name))
-            sizes["fp32"] += (export / "model.safetensors").stat().st_size
-            sizes["int8"] += (bundle_model_dir(tmp, name) / INT8_WEIGHTS).stat().st_size
+            written = write_int8_export(bundle_model_dir(source, name), bundle_model_dir(tmp, name))
+            sizes = {k: sizes[k] + written[k] for k in sizes}
         for part in ("meta", "lines"):
             if (source / part).is_dir():
                 shutil.copytree(source / part, tmp / part)
@@ -98,9 +96,10 @@ def write_int8_bundle(source: Path, out: Path) -> dict[str, int]:
     return sizes
 
 
-def write_int8_export(export: Path, out: Path) -> None:
+def write_int8_export(export: Path, out: Path) -> dict[str, int]:
     """An export's int8 twin in `out` (new or empty): `model.int8.safetensors` in place of
-    `model.safetensors`, every other file (config, tokenizer, enstack.json) as it is."""
+    `model.safetensors`, every other file (config, tokenizer, enstack.json) as it is.
+    Returns the bytes of its weights before and after."""
     from enstack.models.int8 import save_int8
     from enstack.models.loading import load_classifier
 
@@ -110,6 +109,10 @@ def write_int8_export(export: Path, out: Path) -> None:
     for item in export.iterdir():
         if item.is_file() and item.name != "model.safetensors":
             shutil.copy2(item, out / item.name)
+    return {
+        "fp32": (export / "model.safetensors").stat().st_size,
+        "int8": (out / INT8_WEIGHTS).stat().st_size,
+    }
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
