@@ -762,6 +762,8 @@ def cmd_quantise(args: argparse.Namespace) -> int:
     if out.exists() or out.is_symlink():
         raise UserError(f"--out {out}: already exists (give a new directory)")
     card = read_card(source)
+    if out.resolve().is_relative_to(source.resolve()):  # it would change what it copies
+        raise UserError(f"--out {out}: inside {source} (give a directory outside it)")
     if card.stored_precision == "int8":
         raise UserError(f"{source}: already int8")
     from enstack.scan.model import untrusted_files

@@ -70,6 +70,11 @@ def test_quantise_refuses_what_it_cannot_do_and_touches_nothing(
     assert_user_error(
         run_cli("quantise", str(tmp_path / "none"), "--out", str(again)), "no such directory"
     )
+    # a copy written inside the bundle would add a file its manifest does not list
+    before = sorted(p.relative_to(bundle) for p in bundle.rglob("*"))
+    inside = bundle / "int8"
+    assert_user_error(run_cli("quantise", str(bundle), "--out", str(inside)), "inside")
+    assert sorted(p.relative_to(bundle) for p in bundle.rglob("*")) == before
 
 
 def _key(tensors: dict, suffix: str) -> str:
