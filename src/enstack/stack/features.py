@@ -92,23 +92,20 @@ class Features(Stage[FeatureInputs, ModelFeatures]):
         meta = read_json_object(self.output / "meta.json")
         if meta is None or meta.get("fingerprint") != inputs.fingerprint:
             return None
-        return self._read(self.output, inputs.fingerprint, meta)
+        try:  # safetensors raises its own errors and OSError alike: a damaged split is redone
+            splits = {
+                split: load_file(str(self.output / f"{split}.safetensors"))
+                for split in FEATURE_SPLITS
+            }
+        except Exception:
+            return None
+        return ModelFeatures(self.name, splits, inputs.fingerprint, meta.get("coverage") or {})
 
     def build(self, inputs: FeatureInputs, tmp: Path) -> ModelFeatures:
         splits, coverage = _extract_to(
             tmp, self.config, inputs.export, self.manifest, inputs.fingerprint, self.progress
         )
         return ModelFeatures(self.name, splits, inputs.fingerprint, coverage)
-
-    def _read(self, where: Path, fingerprint: str, meta: dict) -> ModelFeatures | None:
-        """The features in `where`, or None where a split's file is missing or damaged."""
-        try:
-            splits = {
-                split: load_file(str(where / f"{split}.safetensors")) for split in FEATURE_SPLITS
-            }
-        except Exception:  # safetensors raises its own errors and OSError alike: redo them
-            return None
-        return ModelFeatures(self.name, splits, fingerprint, meta.get("coverage") or {})
 
 
 def encode_as_trained(
