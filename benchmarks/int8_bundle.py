@@ -12,6 +12,10 @@ project (start-up, imports and loading included, no cache):
   (`load_scan_model`, imports included), quantising at load over the stored int8 bundle.
 - `int8_bundle_size_ratio`: bytes of the base models' weights, fp32 over int8 (the embedding
   tables stay fp32).
+- `fp32_load_mapped_speedup`: the fp32 bundle's three exports loaded by copying the file's
+  tensors into the model (`load_state_dict`, as enstack did before) over assigning them,
+  memory-mapped (`assign=True`, as `models.loading` does now); each in a fresh process,
+  with its peak resident memory beside it.
 
 Both int8 paths give the same scores bit for bit (tests/integration/test_int8.py). Needs the
 C project of `scan_ci` (`ENSTACK_BENCH_C_PROJECT`, default ../zlib). Reproduce:
@@ -35,6 +39,20 @@ from benchmarks.scan_ci import (
     pull_request_repo,
 )
 
+MAPPED = """
+import resource, sys, time
+from pathlib import Path
+from safetensors.torch import load_file
+from enstack.models.loading import _skip_random_init, load_base, new_classifier
+
+started, models = time.perf_counter(), []  # all three held, as a scan holds them
+for export in sorted((Path(sys.argv[1]) / "models").iterdir()):
+    with _skip_random_init():  # as load_classifier builds it: the file's weights replace all
+        models.append(new_classifier(load_base(export)[0], None))
+    state = load_file(str(export / "model.safetensors"))
+    models[-1].load_state_dict(state, assign=sys.argv[2] == "mapped")
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
 LOAD = (
     "import sys, time; t = time.perf_counter(); "
     "from enstack.scan.model import load_scan_model; "
@@ -58,6 +76,7 @@ def run(workdir: Path, quick: bool) -> dict[str, Result]:
         "int8_bundle_size_ratio": _sizes(fp32, int8, quantise_s),
         "int8_bundle_load_speedup": _loads(fp32, int8),
         "int8_bundle_pr_speedup": _pull_request(fp32, int8, workdir, quick),
+        "fp32_load_mapped_speedup": _mapped(fp32),
     }
 
 
@@ -100,6 +119,30 @@ def _loads(fp32: Path, int8: Path) -> Result:
         "quantising at load over stored int8",
         goal="(none: reported)",
         detail={"quantise_at_load_s": round(at_load, 2), "stored_int8_s": round(stored, 2)},
+    )
+
+
+def _mapped(fp32: Path) -> Result:
+    runs = {}
+    for mode in ("copied", "mapped", "copied", "mapped"):  # the second of each is kept
+        done = subprocess.run(
+            [sys.executable, "-c", MAPPED, str(fp32), mode],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        seconds, kib = done.stdout.split()
+        runs[mode] = (float(seconds), int(kib) / 1e6)
+    return Result(
+        value=runs["copied"][0] / runs["mapped"][0],
+        unit="x, s to load the three fp32 exports' weights, copied over memory-mapped",
+        goal="(none: reported)",
+        detail={
+            "copied_s": round(runs["copied"][0], 2),
+            "mapped_s": round(runs["mapped"][0], 2),
+            "copied_peak_gb": round(runs["copied"][1], 2),
+            "mapped_peak_gb": round(runs["mapped"][1], 2),
+        },
     )
 
 
