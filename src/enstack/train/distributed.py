@@ -8,6 +8,7 @@ process, so the single-process path runs the same code.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,6 +112,12 @@ def from_environment(want_cuda: bool) -> Dist:
 
 def shutdown() -> None:
     if dist.is_initialized():
+        # A DDP module keeps its process group (and gloo's worker threads) alive, and DDP's
+        # hooks make it a reference cycle: left to the interpreter's final collection, those
+        # threads are destroyed during finalization and the rank aborts ("terminate called
+        # without an active exception", seen once on a loaded CI run). Collected here, the
+        # group goes while the interpreter is whole.
+        gc.collect()
         dist.destroy_process_group()
 
 
